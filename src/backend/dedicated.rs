@@ -1,0 +1,102 @@
+//! Dedicated backend connections, pooled with bb8.
+//!
+//! A client that enters a server-side state (MULTI, WATCH, a blocking
+//! command, pub/sub, MONITOR, CLIENT TRACKING, a database other than 0)
+//! cannot share a connection with anyone, so it borrows one from this pool
+//! for as long as the state lasts. On the way back the connection is RESET
+//! (which clears every such state and returns it to RESP2, db 0); a
+//! connection whose state is unknown (a client gone mid-MULTI or blocked)
+//! is closed instead.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use super::handshake;
+
+/// A raw backend connection; `stream` is `None` while the session has split
+/// it into halves, and stays `None` if it could not be put back together,
+/// which marks it broken for the pool.
+#[derive(Debug)]
+pub struct DedicatedConn {
+    /// The socket, when whole.
+    pub stream: Option<TcpStream>,
+    /// Bytes read but not yet framed.
+    pub buf: BytesMut,
+}
+
+/// The bb8 manager: connects, and PINGs on demand.
+#[derive(Debug, Clone)]
+pub struct DedicatedManager {
+    addr: String,
+    timeout: Duration,
+}
+
+impl DedicatedManager {
+    /// A manager for `addr`.
+    pub fn new(addr: String, timeout: Duration) -> DedicatedManager {
+        DedicatedManager { addr, timeout }
+    }
+}
+
+impl bb8::ManageConnection for DedicatedManager {
+    type Connection = DedicatedConn;
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> Result<DedicatedConn, std::io::Error> {
+        let stream = super::connect(&self.addr, self.timeout).await?;
+        Ok(DedicatedConn {
+            stream: Some(stream),
+            buf: BytesMut::with_capacity(16 * 1024),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut DedicatedConn) -> Result<(), std::io::Error> {
+        let stream = conn
+            .stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("connection in use"))?;
+        handshake::call(stream, &mut conn.buf, &[b"PING"], self.timeout).await?;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut DedicatedConn) -> bool {
+        conn.stream.is_none() || !conn.buf.is_empty()
+    }
+}
+
+/// The pool type.
+pub type DedicatedPool = bb8::Pool<DedicatedManager>;
+
+/// A connection checked out of the pool.
+pub type Dedicated = bb8::PooledConnection<'static, DedicatedManager>;
+
+/// Builds the pool. Connections are made lazily; idle ones are closed
+/// after a while so a burst of blocking clients does not pin sockets forever.
+pub fn pool(addr: String, max: u32, connect_timeout: Duration) -> DedicatedPool {
+    bb8::Pool::builder()
+        .max_size(max)
+        .min_idle(Some(0))
+        .test_on_check_out(false)
+        .connection_timeout(connect_timeout)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .retry_connection(false)
+        .build_unchecked(DedicatedManager::new(addr, connect_timeout))
+}
+
+/// Returns a connection to the pool after RESET, in the background; a
+/// connection that does not answer RESET cleanly is dropped as broken.
+pub fn release(mut conn: Dedicated, timeout: Duration) {
+    tokio::spawn(async move {
+        let DedicatedConn { stream, buf } = &mut *conn;
+        let ok = match stream.as_mut() {
+            Some(stream) => handshake::call(stream, buf, &[b"RESET"], timeout).await.is_ok(),
+            None => false,
+        };
+        if !ok || !conn.buf.is_empty() {
+            conn.stream = None;
+        }
+        drop(conn);
+    });
+}

@@ -1,0 +1,99 @@
+//! Backends: how strata talks to Redis.
+//!
+//! * [`mux`]: long-lived, pipelined connections shared by all clients.
+//!   Replies are matched to requests in FIFO order; writes from many clients
+//!   are coalesced into one syscall.
+//! * [`dedicated`]: a bb8 pool of connections handed to one client while it
+//!   holds server-side state (MULTI, WATCH, blocking, pub/sub, MONITOR, …).
+//! * [`standalone`]: one Redis server: a set of mux connections per
+//!   protocol, the dedicated pool, and a health checker.
+//! * [`handshake`]: the few request/reply exchanges strata makes on its own
+//!   (HELLO, RESET, PING, INFO) on a raw connection.
+
+pub mod dedicated;
+pub mod handshake;
+pub mod mux;
+pub mod standalone;
+
+use std::time::Duration;
+
+/// Timeouts and backoff shared by all backend connections.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// A request without a reply after this long fails, and its connection is replaced.
+    pub request_timeout: Duration,
+    /// First reconnect delay.
+    pub reconnect_base: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+impl ConnSettings {
+    /// From the `[backend]` config section.
+    pub fn from_config(c: &crate::config::BackendConfig) -> ConnSettings {
+        ConnSettings {
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            request_timeout: Duration::from_millis(c.request_timeout_ms),
+            reconnect_base: Duration::from_millis(c.reconnect_base_ms),
+            reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+        }
+    }
+}
+
+/// Why a backend request failed; `Display` is the text the client sees
+/// after `-`. Classified once here so callers act on the kind, not on text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// No connection could be made.
+    #[error("ERR backend unavailable: {addr} ({reason})")]
+    Unavailable {
+        /// The backend address.
+        addr: String,
+        /// Why (connection refused, timeout, …).
+        reason: String,
+    },
+    /// The connection broke with the request in flight; it may or may not have run.
+    #[error("ERR backend connection lost: {addr} ({reason})")]
+    ConnectionLost {
+        /// The backend address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// No reply within the request timeout.
+    #[error("ERR backend timeout: {addr} did not answer within {ms} ms")]
+    Timeout {
+        /// The backend address.
+        addr: String,
+        /// The timeout.
+        ms: u128,
+    },
+}
+
+impl BackendError {
+    /// The error as a RESP error reply.
+    pub fn to_reply(&self) -> bytes::Bytes {
+        crate::protocol::reply::error(&self.to_string())
+    }
+
+    /// The metrics kind.
+    pub fn kind(&self) -> crate::telemetry::ErrorKind {
+        match self {
+            BackendError::Unavailable { .. } => crate::telemetry::ErrorKind::BackendUnavailable,
+            BackendError::ConnectionLost { .. } => crate::telemetry::ErrorKind::BackendClosed,
+            BackendError::Timeout { .. } => crate::telemetry::ErrorKind::BackendTimeout,
+        }
+    }
+}
+
+/// Connects with a timeout and sets TCP_NODELAY (latency matters more than
+/// packet count: writes are already coalesced by strata).
+pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}

@@ -1,0 +1,307 @@
+//! A multiplexed backend connection: many clients, one pipelined socket.
+//!
+//! One task owns the socket. Its writer half takes requests from a bounded
+//! channel, coalesces whatever is queued into one write, and hands each
+//! request's reply slot to the reader half in the same order. The reader
+//! frames replies and completes the slots in FIFO order. Redis answers a
+//! connection's commands in order, so FIFO matching is exact.
+//!
+//! The connection reconnects by itself with exponential backoff. While it is
+//! down, requests fail at once with a clear error instead of waiting. A
+//! request without a reply after the request timeout fails the whole
+//! connection (the backend stopped answering), so nothing hangs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{BackendError, ConnSettings};
+use crate::protocol::reply::{frame_len, is_push};
+use crate::protocol::Protocol;
+use crate::telemetry::{BackendConnMetrics, ConnState};
+
+/// The reply to one request: the backend's reply frame as sent, or why there is none.
+pub type MuxReply = Result<Bytes, BackendError>;
+
+/// One request on its way to the backend.
+#[derive(Debug)]
+pub struct MuxRequest {
+    /// The RESP frame, exactly as the client sent it.
+    pub frame: Bytes,
+    /// Where the reply goes.
+    pub reply: oneshot::Sender<MuxReply>,
+}
+
+/// Queued requests per connection before senders wait (backpressure).
+const QUEUE_DEPTH: usize = 8192;
+/// Coalesce at most this many bytes into one write.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Frames larger than this are written directly instead of copied.
+const DIRECT_WRITE_BYTES: usize = 16 * 1024;
+
+const STATE_CONNECTING: u8 = 0;
+const STATE_UP: u8 = 1;
+const STATE_DOWN: u8 = 2;
+
+/// A handle to a multiplexed connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MuxConnection {
+    tx: mpsc::Sender<MuxRequest>,
+    state: Arc<AtomicU8>,
+}
+
+impl MuxConnection {
+    /// Starts the connection task for `addr` speaking `proto`.
+    pub fn spawn(addr: String, proto: Protocol, settings: ConnSettings, metrics: BackendConnMetrics) -> MuxConnection {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let state = Arc::new(AtomicU8::new(STATE_CONNECTING));
+        let task = MuxTask {
+            addr,
+            proto,
+            settings,
+            metrics,
+            state: state.clone(),
+        };
+        tokio::spawn(task.run(rx));
+        MuxConnection { tx, state }
+    }
+
+    /// Queues a request; the returned receiver yields its reply.
+    pub async fn send(&self, frame: Bytes) -> oneshot::Receiver<MuxReply> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(MuxRequest { frame, reply }).await {
+            let _ = req.reply.send(Err(BackendError::Unavailable {
+                addr: "backend".into(),
+                reason: "proxy shutting down".into(),
+            }));
+        }
+        rx
+    }
+
+    /// True while the socket is connected.
+    pub fn is_up(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == STATE_UP
+    }
+}
+
+/// A reply slot waiting for its frame.
+struct Pending {
+    reply: oneshot::Sender<MuxReply>,
+    deadline: Instant,
+}
+
+struct MuxTask {
+    addr: String,
+    proto: Protocol,
+    settings: ConnSettings,
+    metrics: BackendConnMetrics,
+    state: Arc<AtomicU8>,
+}
+
+impl MuxTask {
+    async fn run(self, mut rx: mpsc::Receiver<MuxRequest>) {
+        let mut backoff = self.settings.reconnect_base;
+        let mut last = ConnState::Connecting;
+        self.metrics.set_state(None, ConnState::Connecting);
+        loop {
+            let reason = match self.connect().await {
+                Ok((rd, wr)) => {
+                    self.set_state(&mut last, ConnState::Up, STATE_UP);
+                    backoff = self.settings.reconnect_base;
+                    tracing::info!(backend = %self.addr, proto = ?self.proto, "multiplexed connection up");
+                    match self.serve(rd, wr, &mut rx).await {
+                        Ok(()) => {
+                            self.metrics.remove(last);
+                            return; // every handle dropped: shutting down
+                        }
+                        Err(e) => {
+                            tracing::warn!(backend = %self.addr, error = %e, "multiplexed connection lost");
+                            e.to_string()
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %self.addr, error = %e, "backend connect failed");
+                    e.to_string()
+                }
+            };
+            self.set_state(&mut last, ConnState::Down, STATE_DOWN);
+            // Back off; meanwhile fail queued requests at once rather than
+            // leaving clients to wait for a connection that may not come.
+            let until = Instant::now() + backoff;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    req = rx.recv() => match req {
+                        Some(req) => {
+                            let _ = req.reply.send(Err(BackendError::Unavailable {
+                                addr: self.addr.clone(),
+                                reason: reason.clone(),
+                            }));
+                        }
+                        None => {
+                            self.metrics.remove(last);
+                            return;
+                        }
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(self.settings.reconnect_max);
+            self.set_state(&mut last, ConnState::Connecting, STATE_CONNECTING);
+        }
+    }
+
+    fn set_state(&self, last: &mut ConnState, to: ConnState, code: u8) {
+        self.metrics.set_state(Some(*last), to);
+        *last = to;
+        self.state.store(code, Ordering::Relaxed);
+    }
+
+    async fn connect(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        let mut stream = super::connect(&self.addr, self.settings.connect_timeout).await?;
+        if self.proto == Protocol::Resp3 {
+            let mut buf = BytesMut::new();
+            super::handshake::call(&mut stream, &mut buf, &[b"HELLO", b"3"], self.settings.connect_timeout).await?;
+        }
+        Ok(stream.into_split())
+    }
+
+    /// Runs one connected socket until it fails (`Err`) or every handle is
+    /// dropped (`Ok`). Requests still in flight when it fails get an error.
+    async fn serve(
+        &self,
+        rd: OwnedReadHalf,
+        wr: OwnedWriteHalf,
+        rx: &mut mpsc::Receiver<MuxRequest>,
+    ) -> Result<(), BackendError> {
+        let (pending_tx, mut pending_rx) = mpsc::unbounded_channel::<Pending>();
+        let mut in_flight: VecDeque<Pending> = VecDeque::new();
+        let result = tokio::select! {
+            r = write_loop(wr, rx, pending_tx, self.settings.request_timeout) => r.map_err(|e| self.lost(e)),
+            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout) => r,
+        };
+        let err = match result {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        pending_rx.close();
+        while let Ok(p) = pending_rx.try_recv() {
+            in_flight.push_back(p);
+        }
+        for p in in_flight {
+            let _ = p.reply.send(Err(err.clone()));
+        }
+        Err(err)
+    }
+
+    fn lost(&self, e: std::io::Error) -> BackendError {
+        BackendError::ConnectionLost {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    rx: &mut mpsc::Receiver<MuxRequest>,
+    pending_tx: mpsc::UnboundedSender<Pending>,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    while let Some(first) = rx.recv().await {
+        let deadline = Instant::now() + timeout;
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            // The slot goes to the reader before the bytes go out, so a reply
+            // can never arrive ahead of its slot.
+            if pending_tx.send(Pending { reply: req.reply, deadline }).is_err() {
+                return Ok(());
+            }
+            if req.frame.len() >= DIRECT_WRITE_BYTES {
+                if !buf.is_empty() {
+                    wr.write_all(&buf).await?;
+                    buf.clear();
+                }
+                wr.write_all(&req.frame).await?;
+            } else {
+                buf.extend_from_slice(&req.frame);
+            }
+            if buf.len() < WRITE_BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            wr.write_all(&buf).await?;
+            buf.clear();
+        }
+    }
+    // Every handle dropped.
+    Ok(())
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    pending_rx: &mut mpsc::UnboundedReceiver<Pending>,
+    in_flight: &mut VecDeque<Pending>,
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<(), BackendError> {
+    let lost = |reason: String| BackendError::ConnectionLost {
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            let len = match frame_len(&buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => return Err(lost(e.to_string())),
+            };
+            let frame = buf.split_to(len).freeze();
+            if is_push(&frame) {
+                continue; // never subscribed on a shared connection; ignore stray pushes
+            }
+            let slot = match in_flight.pop_front() {
+                Some(p) => p,
+                None => pending_rx
+                    .try_recv()
+                    .map_err(|_| lost("reply without a request (protocol desync)".into()))?,
+            };
+            let _ = slot.reply.send(Ok(frame));
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        let deadline = in_flight.front().map(|p| p.deadline);
+        tokio::select! {
+            biased;
+            p = pending_rx.recv() => match p {
+                Some(p) => in_flight.push_back(p),
+                None => return Ok(()),
+            },
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => return Err(lost("backend closed the connection".into())),
+                Ok(_) => {}
+                Err(e) => return Err(lost(e.to_string())),
+            },
+            _ = sleep_until_opt(deadline) => {
+                return Err(BackendError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() });
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

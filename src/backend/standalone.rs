@@ -1,0 +1,194 @@
+//! A standalone Redis backend: multiplexed connections per protocol, a pool
+//! of dedicated connections, and a health checker for readiness.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use super::dedicated::{self, Dedicated, DedicatedPool};
+use super::mux::{MuxConnection, MuxReply};
+use super::{handshake, BackendError, ConnSettings};
+use crate::config::BackendConfig;
+use crate::protocol::Protocol;
+use crate::telemetry::{ConnKind, Metrics};
+
+/// One Redis server behind strata.
+#[derive(Debug)]
+pub struct Standalone {
+    addr: String,
+    resp2: Vec<MuxConnection>,
+    resp3: Vec<MuxConnection>,
+    pool: DedicatedPool,
+    settings: ConnSettings,
+    healthy: Arc<AtomicBool>,
+    version: Arc<RwLock<String>>,
+}
+
+impl Standalone {
+    /// Starts the connections and the health checker. Must run inside a tokio runtime.
+    pub fn start(config: &BackendConfig, metrics: &Arc<Metrics>) -> Arc<Standalone> {
+        let settings = ConnSettings::from_config(config);
+        let addr = config.address.clone();
+        let spawn_set = |proto: Protocol| -> Vec<MuxConnection> {
+            (0..config.connections)
+                .map(|_| {
+                    MuxConnection::spawn(
+                        addr.clone(),
+                        proto,
+                        settings.clone(),
+                        metrics.backend_connection(&addr, ConnKind::Multiplexed),
+                    )
+                })
+                .collect()
+        };
+        let resp2 = spawn_set(Protocol::Resp2);
+        let resp3 = spawn_set(Protocol::Resp3);
+        let pool = dedicated::pool(addr.clone(), config.dedicated_pool_size, settings.connect_timeout);
+        let backend = Arc::new(Standalone {
+            addr,
+            resp2,
+            resp3,
+            pool,
+            settings,
+            healthy: Arc::new(AtomicBool::new(false)),
+            version: Arc::new(RwLock::new(String::new())),
+        });
+        tokio::spawn(health_loop(
+            backend.addr.clone(),
+            backend.settings.clone(),
+            Duration::from_millis(config.health_interval_ms),
+            backend.healthy.clone(),
+            backend.version.clone(),
+        ));
+        backend
+    }
+
+    /// The backend address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends a request on the multiplexed connection for this client. A
+    /// client always uses the same connection, so its commands run in the
+    /// order it sent them.
+    pub async fn send(&self, client_id: u64, proto: Protocol, frame: Bytes) -> oneshot::Receiver<MuxReply> {
+        let set = match proto {
+            Protocol::Resp2 => &self.resp2,
+            Protocol::Resp3 => &self.resp3,
+        };
+        let conn = &set[(client_id as usize) % set.len()];
+        conn.send(frame).await
+    }
+
+    /// Borrows a dedicated connection, speaking `proto`.
+    pub async fn dedicated(&self, proto: Protocol) -> Result<Dedicated, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let mut conn = self.pool.get_owned().await.map_err(|e| unavailable(e.to_string()))?;
+        if proto == Protocol::Resp3 {
+            let DedicatedConn { stream, buf } = &mut *conn;
+            let stream = stream.as_mut().ok_or_else(|| unavailable("connection broken".into()))?;
+            if let Err(e) = handshake::call(stream, buf, &[b"HELLO", b"3"], self.settings.request_timeout).await {
+                conn.stream = None;
+                return Err(unavailable(e.to_string()));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Gives a dedicated connection back (RESET first, in the background).
+    pub fn release(&self, conn: Dedicated) {
+        dedicated::release(conn, self.settings.request_timeout);
+    }
+
+    /// The request timeout, for dedicated-mode deadlines.
+    pub fn request_timeout(&self) -> Duration {
+        self.settings.request_timeout
+    }
+
+    /// True when the last health PING was answered.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Number of multiplexed connections currently up.
+    pub fn connections_up(&self) -> usize {
+        self.resp2.iter().chain(self.resp3.iter()).filter(|c| c.is_up()).count()
+    }
+
+    /// Number of multiplexed connections in all.
+    pub fn connections_total(&self) -> usize {
+        self.resp2.len() + self.resp3.len()
+    }
+
+    /// The backend's `redis_version`, once known.
+    pub fn version(&self) -> String {
+        self.version.read().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+use super::dedicated::DedicatedConn;
+
+/// PINGs the backend on its own connection every `interval`; the result
+/// drives /health/ready. Learns the backend's version on the way.
+async fn health_loop(
+    addr: String,
+    settings: ConnSettings,
+    interval: Duration,
+    healthy: Arc<AtomicBool>,
+    version: Arc<RwLock<String>>,
+) {
+    let mut conn: Option<(tokio::net::TcpStream, BytesMut)> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if conn.is_none() {
+            match super::connect(&addr, settings.connect_timeout).await {
+                Ok(stream) => {
+                    let mut c = (stream, BytesMut::new());
+                    if let Ok(info) = handshake::call(&mut c.0, &mut c.1, &[b"INFO", b"server"], settings.request_timeout).await {
+                        if let Some(v) = parse_version(&info) {
+                            if let Ok(mut slot) = version.write() {
+                                *slot = v;
+                            }
+                        }
+                    }
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    if healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(backend = %addr, error = %e, "backend not reachable");
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some((stream, buf)) = conn.as_mut() else { continue };
+        let ok = handshake::call(stream, buf, &[b"PING"], settings.request_timeout).await.is_ok();
+        if !ok {
+            conn = None;
+        }
+        let was = healthy.swap(ok, Ordering::Relaxed);
+        if was != ok {
+            if ok {
+                tracing::info!(backend = %addr, "backend answers PING");
+            } else {
+                tracing::warn!(backend = %addr, "backend stopped answering PING");
+            }
+        }
+    }
+}
+
+fn parse_version(info: &[u8]) -> Option<String> {
+    let text = crate::protocol::reply::string_payload(info)?;
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| v.trim().to_string())
+}

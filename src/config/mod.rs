@@ -1,0 +1,262 @@
+//! Configuration: serde structs with defaults, and an explicit `validate()`.
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`), and a parse error from
+//! the `toml` crate names the key, the line and the column, so an operator
+//! sees exactly what to fix. Command-line flags override the file for the
+//! common options (see `main.rs`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The client-facing listener and its limits.
+    pub server: ServerConfig,
+    /// What strata proxies to.
+    pub backend: BackendConfig,
+    /// The HTTP endpoint for metrics and health, and logging.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The client-facing side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Redis's `maxclients`: connections past this get
+    /// "ERR max number of clients reached" and are closed.
+    pub maxclients: usize,
+    /// Redis's `proto-max-bulk-len`: the longest bulk string a client may send.
+    pub proto_max_bulk_len: usize,
+    /// Requests one client may have in flight before strata stops reading
+    /// from it (backpressure to the client's TCP window).
+    pub max_inflight_per_client: usize,
+    /// Closes a client idle this long (0 = never), like Redis's `timeout`.
+    pub client_idle_timeout_secs: u64,
+    /// On SIGTERM, how long in-flight replies may take before strata exits anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6379)),
+            maxclients: 10_000,
+            proto_max_bulk_len: crate::protocol::DEFAULT_MAX_BULK_LEN,
+            max_inflight_per_client: 1024,
+            client_idle_timeout_secs: 0,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// How strata reaches its backend.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendMode {
+    /// One Redis server.
+    #[default]
+    Standalone,
+}
+
+/// The backend side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Which kind of backend.
+    pub mode: BackendMode,
+    /// `host:port` of the Redis server (standalone mode).
+    pub address: String,
+    /// Shared, pipelined connections per backend and protocol. All ordinary
+    /// commands of all clients are multiplexed over these.
+    pub connections: usize,
+    /// Most dedicated connections (MULTI, blocking, pub/sub, …) held open at once.
+    pub dedicated_pool_size: u32,
+    /// Connecting gives up after this long.
+    pub connect_timeout_ms: u64,
+    /// A request with no reply after this long fails with an error, and the
+    /// connection it was on is replaced (the backend stopped answering).
+    pub request_timeout_ms: u64,
+    /// First reconnect delay; doubles per failure up to `reconnect_max_ms`.
+    pub reconnect_base_ms: u64,
+    /// Longest reconnect delay.
+    pub reconnect_max_ms: u64,
+    /// How often the backend is PINGed for /health/ready.
+    pub health_interval_ms: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            mode: BackendMode::Standalone,
+            address: "127.0.0.1:7000".to_string(),
+            connections: 2,
+            dedicated_pool_size: 256,
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 5_000,
+            reconnect_base_ms: 50,
+            reconnect_max_ms: 2_000,
+            health_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Metrics, health and logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The HTTP listener for /metrics and /health/*; empty string disables it.
+    pub listen: String,
+    /// A tracing filter, e.g. "info" or "strata=debug".
+    pub log_level: String,
+    /// Logs as JSON lines instead of text.
+    pub log_json: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            listen: "127.0.0.1:9121".to_string(),
+            log_level: "info".to_string(),
+            log_json: false,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with a message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type (the text names key and line).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// toml's message, which names the key, line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("invalid config: {key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `server.maxclients`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot: ranges and addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { key, message: message.into() })
+        }
+        if self.server.maxclients == 0 {
+            return invalid("server.maxclients", "must be at least 1");
+        }
+        if self.server.max_inflight_per_client == 0 {
+            return invalid("server.max_inflight_per_client", "must be at least 1");
+        }
+        if self.server.proto_max_bulk_len < 1024 * 1024 {
+            // Redis refuses values below 1mb too.
+            return invalid("server.proto_max_bulk_len", "must be at least 1048576 (1mb), as in Redis");
+        }
+        if self.backend.address.is_empty() {
+            return invalid("backend.address", "must be host:port");
+        }
+        if !self.backend.address.contains(':') {
+            return invalid("backend.address", format!("'{}' is not host:port", self.backend.address));
+        }
+        if self.backend.connections == 0 || self.backend.connections > 64 {
+            return invalid("backend.connections", "must be between 1 and 64");
+        }
+        if self.backend.dedicated_pool_size == 0 {
+            return invalid("backend.dedicated_pool_size", "must be at least 1");
+        }
+        if self.backend.request_timeout_ms == 0 {
+            return invalid("backend.request_timeout_ms", "must be at least 1");
+        }
+        if self.backend.connect_timeout_ms == 0 {
+            return invalid("backend.connect_timeout_ms", "must be at least 1");
+        }
+        if self.backend.reconnect_base_ms == 0 || self.backend.reconnect_max_ms < self.backend.reconnect_base_ms {
+            return invalid("backend.reconnect_max_ms", "needs reconnect_base_ms >= 1 and reconnect_max_ms >= reconnect_base_ms");
+        }
+        if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err() {
+            return invalid("telemetry.listen", format!("'{}' is not ip:port", self.telemetry.listen));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.port(), 6379);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::parse("[server]\nmaxclients = 5\nmax_clients = 6\n").unwrap_err().to_string();
+        assert!(err.contains("max_clients"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = Config::parse("[backend]\n\nconnections = \"two\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values() {
+        let err = Config::parse("[server]\nmaxclients = 0\n").unwrap_err().to_string();
+        assert!(err.contains("server.maxclients"), "{err}");
+        let err = Config::parse("[backend]\naddress = \"nohost\"\n").unwrap_err().to_string();
+        assert!(err.contains("backend.address"), "{err}");
+    }
+}

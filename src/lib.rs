@@ -1,0 +1,28 @@
+//! strata: a sidecar proxy that speaks the Redis protocol (RESP2 and RESP3).
+//!
+//! Unmodified Redis clients connect to strata as if it were Redis; strata
+//! multiplexes their commands over a few pipelined backend connections and
+//! gives clients that need server-side state (MULTI, blocking commands,
+//! pub/sub, …) a dedicated connection for as long as the state lasts.
+//!
+//! # Layout
+//!
+//! The dependency arrows point downwards: a module uses only those below it.
+//!
+//! * [`app`]: wiring and shutdown; the only module that sees every other one.
+//! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
+//! * [`backend`]: multiplexed connections, the dedicated pool, the standalone backend.
+//! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
+//! * [`command`]: the command table (data), key positions, hash slots.
+//! * [`config`]: serde structs and validation.
+//! * [`protocol`]: RESP2/RESP3 framing and encoding; imports nothing internal.
+//!
+//! See docs/ARCHITECTURE.md for the data path.
+
+pub mod app;
+pub mod backend;
+pub mod command;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod telemetry;

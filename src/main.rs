@@ -1,0 +1,124 @@
+//! The `strata` binary: CLI, config, logging, signals, exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use strata::config::Config;
+
+/// strata: a sidecar proxy that speaks the Redis protocol.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it, defaults apply.
+    #[arg(short, long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate this configuration file and exit (0 = valid).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Client listener, overriding server.listen (e.g. 127.0.0.1:6379).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Backend host:port, overriding backend.address.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Metrics/health listener, overriding telemetry.listen ("" disables).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Log filter, overriding telemetry.log_level (e.g. info, strata=debug).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// maxclients, overriding server.maxclients.
+    #[arg(long)]
+    maxclients: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.check_config {
+        return match Config::load(path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let mut config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen;
+    }
+    if let Some(backend) = cli.backend {
+        config.backend.address = backend;
+    }
+    if let Some(m) = cli.metrics_listen {
+        config.telemetry.listen = m;
+    }
+    if let Some(level) = cli.log_level {
+        config.telemetry.log_level = level;
+    }
+    if let Some(n) = cli.maxclients {
+        config.server.maxclients = n;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    init_logging(&config.telemetry.log_level, config.telemetry.log_json);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match strata::app::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        running.shutdown().await;
+        tracing::info!("bye");
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

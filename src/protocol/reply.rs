@@ -1,0 +1,271 @@
+//! Replies: framing what backends send, and encoding what strata answers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use redis_protocol::resp3::decode::complete::decode_range;
+
+/// The protocol a client (or a backend connection) speaks, chosen by HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// RESP2, the default.
+    #[default]
+    Resp2,
+    /// RESP3, after `HELLO 3`.
+    Resp3,
+}
+
+impl Protocol {
+    /// 2 or 3, as HELLO and CLIENT INFO show it.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// A malformed reply from a backend: the connection cannot be trusted any more.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed reply from backend: {0}")]
+pub struct BadReply(String);
+
+/// The length of the first complete reply frame in `buf`, or `None` when
+/// more bytes are needed. RESP3 is a superset of RESP2, so one decoder
+/// frames both. Attributes (`|`) are kept with the frame they annotate.
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Fast paths for the frames that dominate traffic; they avoid building
+    // a range tree for a plain bulk or status reply.
+    match buf[0] {
+        b'+' | b'-' | b':' => {
+            return Ok(find_crlf(buf).map(|cr| cr + 2));
+        }
+        b'$' => {
+            let Some(cr) = find_crlf(buf) else { return Ok(None) };
+            let len = parse_len(&buf[1..cr]).ok_or_else(|| BadReply("bad bulk length".into()))?;
+            if len < 0 {
+                return Ok(Some(cr + 2));
+            }
+            let total = cr + 2 + len as usize + 2;
+            return Ok((buf.len() >= total).then_some(total));
+        }
+        _ => {}
+    }
+    match decode_range(buf) {
+        Ok(Some((_, len))) => Ok(Some(len)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(BadReply(e.to_string())),
+    }
+}
+
+/// True when a complete frame is a RESP3 push (`>`): out-of-band data that
+/// answers no request.
+pub fn is_push(frame: &[u8]) -> bool {
+    frame.first() == Some(&b'>')
+}
+
+/// True when a complete frame is an error reply (`-` or `!`).
+pub fn is_error(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(b'-') | Some(b'!'))
+}
+
+/// The elements of an aggregate reply frame (array, set or push) as byte
+/// ranges of `frame`, each a complete sub-frame. `None` for other frames.
+pub fn aggregate_elements(frame: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    if !matches!(frame.first(), Some(b'*') | Some(b'>') | Some(b'~')) {
+        return None;
+    }
+    let cr = find_crlf(frame)?;
+    let count = parse_len(&frame[1..cr])?;
+    let mut pos = cr + 2;
+    let mut out = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count.max(0) {
+        let len = frame_len(&frame[pos..]).ok()??;
+        out.push(pos..pos + len);
+        pos += len;
+    }
+    Some(out)
+}
+
+/// The payload of a simple or bulk string frame.
+pub fn string_payload(frame: &[u8]) -> Option<&[u8]> {
+    let cr = find_crlf(frame)?;
+    match frame.first()? {
+        b'+' => Some(&frame[1..cr]),
+        b'$' => {
+            let len = parse_len(&frame[1..cr])?;
+            let start = cr + 2;
+            (len >= 0).then(|| &frame[start..start + len as usize])
+        }
+        b'=' => {
+            // Verbatim string: "txt:" prefix.
+            let len = parse_len(&frame[1..cr])?;
+            let start = cr + 2;
+            frame.get(start + 4..start + len as usize)
+        }
+        _ => None,
+    }
+}
+
+/// The integer of a `:` frame.
+pub fn integer_payload(frame: &[u8]) -> Option<i64> {
+    if frame.first() != Some(&b':') {
+        return None;
+    }
+    let cr = find_crlf(frame)?;
+    parse_len(&frame[1..cr])
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    let cr = buf.iter().position(|&b| b == b'\r')?;
+    (cr + 1 < buf.len()).then_some(cr)
+}
+
+fn parse_len(s: &[u8]) -> Option<i64> {
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// A buffer of encoded replies, in the client's protocol.
+#[derive(Debug, Default)]
+pub struct ReplyBuf {
+    buf: BytesMut,
+    proto: Protocol,
+}
+
+impl ReplyBuf {
+    /// An empty buffer encoding for `proto`.
+    pub fn new(proto: Protocol) -> ReplyBuf {
+        ReplyBuf { buf: BytesMut::with_capacity(64), proto }
+    }
+
+    /// The encoded bytes.
+    pub fn freeze(self) -> Bytes {
+        self.buf.freeze()
+    }
+
+    /// `+s`
+    pub fn simple(&mut self, s: &str) -> &mut Self {
+        self.line(b'+', s.as_bytes())
+    }
+
+    /// `-ERR …` (the text must include its code, e.g. "ERR …").
+    pub fn error(&mut self, text: &str) -> &mut Self {
+        // An error line must not contain CR/LF; Redis replaces them with spaces.
+        let clean: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+        self.line(b'-', clean.as_bytes())
+    }
+
+    /// `:n`
+    pub fn integer(&mut self, n: i64) -> &mut Self {
+        self.line(b':', itoa::Buffer::new().format(n).as_bytes())
+    }
+
+    /// `$len\r\n…`
+    pub fn bulk(&mut self, data: &[u8]) -> &mut Self {
+        self.line(b'$', itoa::Buffer::new().format(data.len()).as_bytes());
+        self.buf.put_slice(data);
+        self.buf.put_slice(b"\r\n");
+        self
+    }
+
+    /// A verbatim text string in RESP3 (`=`), a bulk string in RESP2, as
+    /// Redis sends INFO and CLIENT INFO.
+    pub fn verbatim(&mut self, text: &[u8]) -> &mut Self {
+        match self.proto {
+            Protocol::Resp2 => self.bulk(text),
+            Protocol::Resp3 => {
+                self.line(b'=', itoa::Buffer::new().format(text.len() + 4).as_bytes());
+                self.buf.put_slice(b"txt:");
+                self.buf.put_slice(text);
+                self.buf.put_slice(b"\r\n");
+                self
+            }
+        }
+    }
+
+    /// The null reply: `$-1` in RESP2, `_` in RESP3.
+    pub fn null(&mut self) -> &mut Self {
+        match self.proto {
+            Protocol::Resp2 => self.raw(b"$-1\r\n"),
+            Protocol::Resp3 => self.raw(b"_\r\n"),
+        }
+    }
+
+    /// An array header for `n` elements.
+    pub fn array(&mut self, n: usize) -> &mut Self {
+        self.line(b'*', itoa::Buffer::new().format(n).as_bytes())
+    }
+
+    /// A map header for `n` pairs: `%n` in RESP3, `*2n` in RESP2.
+    pub fn map(&mut self, n: usize) -> &mut Self {
+        match self.proto {
+            Protocol::Resp2 => self.array(n * 2),
+            Protocol::Resp3 => self.line(b'%', itoa::Buffer::new().format(n).as_bytes()),
+        }
+    }
+
+    /// Already-encoded bytes.
+    pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.put_slice(bytes);
+        self
+    }
+
+    fn line(&mut self, kind: u8, body: &[u8]) -> &mut Self {
+        self.buf.reserve(body.len() + 3);
+        self.buf.put_u8(kind);
+        self.buf.put_slice(body);
+        self.buf.put_slice(b"\r\n");
+        self
+    }
+}
+
+/// Shorthand: one error reply.
+pub fn error(text: &str) -> Bytes {
+    let mut r = ReplyBuf::new(Protocol::Resp2);
+    r.error(text);
+    r.freeze()
+}
+
+/// Shorthand: `+OK`.
+pub fn ok() -> Bytes {
+    Bytes::from_static(b"+OK\r\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames() {
+        assert_eq!(frame_len(b"+OK\r\n").unwrap(), Some(5));
+        assert_eq!(frame_len(b"+OK\r").unwrap(), None);
+        assert_eq!(frame_len(b"$3\r\nabc\r\n+").unwrap(), Some(9));
+        assert_eq!(frame_len(b"$3\r\nab").unwrap(), None);
+        assert_eq!(frame_len(b"$-1\r\n").unwrap(), Some(5));
+        assert_eq!(frame_len(b"*2\r\n$1\r\na\r\n:1\r\n").unwrap(), Some(15));
+        assert_eq!(frame_len(b"*2\r\n$1\r\na\r\n").unwrap(), None);
+        assert_eq!(frame_len(b"%1\r\n+a\r\n_\r\n").unwrap(), Some(11));
+        assert_eq!(frame_len(b">2\r\n+a\r\n#t\r\n").unwrap(), Some(12));
+        assert!(frame_len(b"?what\r\n").is_err());
+    }
+
+    #[test]
+    fn elements() {
+        let f = b"*2\r\n$7\r\nmessage\r\n*1\r\n:5\r\n";
+        let el = aggregate_elements(f).unwrap();
+        assert_eq!(string_payload(&f[el[0].clone()]), Some(&b"message"[..]));
+        assert_eq!(el.len(), 2);
+    }
+
+    #[test]
+    fn encode_by_protocol() {
+        let mut r2 = ReplyBuf::new(Protocol::Resp2);
+        r2.map(1).bulk(b"a").null();
+        assert_eq!(&r2.freeze()[..], b"*2\r\n$1\r\na\r\n$-1\r\n");
+        let mut r3 = ReplyBuf::new(Protocol::Resp3);
+        r3.map(1).bulk(b"a").null().verbatim(b"x");
+        assert_eq!(&r3.freeze()[..], b"%1\r\n$1\r\na\r\n_\r\n=5\r\ntxt:x\r\n");
+    }
+}

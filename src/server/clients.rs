@@ -1,0 +1,181 @@
+//! The registry of connected clients, for CLIENT LIST/INFO/ID and INFO.
+//!
+//! The registry lock is taken on connect, disconnect and CLIENT LIST only;
+//! the per-command path touches just the client's own atomics.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// What CLIENT LIST shows about one client.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// strata's own client id (not the backend's).
+    pub id: u64,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// strata's address the client connected to.
+    pub laddr: SocketAddr,
+    created: Instant,
+    name: Mutex<Option<Bytes>>,
+    last_active_ms: AtomicU64,
+    db: AtomicI64,
+    resp: AtomicU8,
+    subscriptions: AtomicUsize,
+    pattern_subscriptions: AtomicUsize,
+    shard_subscriptions: AtomicUsize,
+    in_multi: AtomicU8,
+    last_command: Mutex<&'static str>,
+}
+
+impl ClientInfo {
+    /// The name set by CLIENT SETNAME or HELLO SETNAME.
+    pub fn name(&self) -> Option<Bytes> {
+        self.name.lock().ok().and_then(|n| n.clone())
+    }
+
+    /// Sets (or clears, with `None`) the name.
+    pub fn set_name(&self, name: Option<Bytes>) {
+        if let Ok(mut slot) = self.name.lock() {
+            *slot = name;
+        }
+    }
+
+    /// Marks the client active now, running `command`.
+    pub fn touch(&self, epoch: Instant, command: &'static str) {
+        self.last_active_ms.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if let Ok(mut slot) = self.last_command.lock() {
+            *slot = command;
+        }
+    }
+
+    /// Records the selected database.
+    pub fn set_db(&self, db: i64) {
+        self.db.store(db, Ordering::Relaxed);
+    }
+
+    /// Records the protocol version (2 or 3).
+    pub fn set_resp(&self, version: u8) {
+        self.resp.store(version, Ordering::Relaxed);
+    }
+
+    /// Records subscription counts and MULTI state.
+    pub fn set_pubsub(&self, channels: usize, patterns: usize, shard: usize, in_multi: bool) {
+        self.subscriptions.store(channels, Ordering::Relaxed);
+        self.pattern_subscriptions.store(patterns, Ordering::Relaxed);
+        self.shard_subscriptions.store(shard, Ordering::Relaxed);
+        self.in_multi.store(u8::from(in_multi), Ordering::Relaxed);
+    }
+
+    /// One CLIENT LIST line (without the trailing newline), with Redis's field names.
+    pub fn line(&self, epoch: Instant) -> String {
+        let name = self.name().map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or_default();
+        let now_ms = epoch.elapsed().as_millis() as u64;
+        let idle = now_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
+        let sub = self.subscriptions.load(Ordering::Relaxed);
+        let psub = self.pattern_subscriptions.load(Ordering::Relaxed);
+        let ssub = self.shard_subscriptions.load(Ordering::Relaxed);
+        let flags = if sub + psub + ssub > 0 {
+            "P"
+        } else if self.in_multi.load(Ordering::Relaxed) == 1 {
+            "x"
+        } else {
+            "N"
+        };
+        let cmd = self.last_command.lock().map(|c| *c).unwrap_or("NULL");
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
+             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r \
+             cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            name,
+            self.created.elapsed().as_secs(),
+            idle,
+            flags,
+            self.db.load(Ordering::Relaxed),
+            sub,
+            psub,
+            ssub,
+            if self.in_multi.load(Ordering::Relaxed) == 1 { 0 } else { -1 },
+            cmd,
+            self.resp.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// All connected clients.
+#[derive(Debug)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    epoch: Instant,
+}
+
+impl Default for ClientRegistry {
+    fn default() -> Self {
+        ClientRegistry {
+            next_id: AtomicU64::new(1),
+            clients: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl ClientRegistry {
+    /// Registers a new client and gives it an id.
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            last_active_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            db: AtomicI64::new(0),
+            resp: AtomicU8::new(2),
+            subscriptions: AtomicUsize::new(0),
+            pattern_subscriptions: AtomicUsize::new(0),
+            shard_subscriptions: AtomicUsize::new(0),
+            in_multi: AtomicU8::new(0),
+            last_command: Mutex::new("NULL"),
+        });
+        if let Ok(mut map) = self.clients.lock() {
+            map.insert(id, info.clone());
+        }
+        info
+    }
+
+    /// Removes a client that disconnected.
+    pub fn unregister(&self, id: u64) {
+        if let Ok(mut map) = self.clients.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// Number of connected clients.
+    pub fn len(&self) -> usize {
+        self.clients.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True when no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The clock CLIENT LIST's idle times are measured against.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// A snapshot of the clients, by id.
+    pub fn snapshot(&self) -> Vec<Arc<ClientInfo>> {
+        self.clients.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,61 @@
+//! The client side: listener, sessions, reply ordering, shutdown.
+//!
+//! * [`listener`]: accepts, enforces maxclients, drains on shutdown.
+//! * [`session`]: reads and dispatches one client's requests.
+//! * [`writer`]: writes that client's replies in request order.
+//! * [`local`]: the commands strata answers itself.
+//! * [`conn_state`]: server-side state held on a dedicated connection.
+//! * [`clients`]: the registry behind CLIENT LIST and INFO.
+
+pub mod clients;
+pub mod conn_state;
+pub mod listener;
+pub mod local;
+pub mod pending;
+pub mod session;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::standalone::Standalone;
+use crate::config::ServerConfig;
+use crate::protocol::RequestParser;
+use crate::telemetry::Metrics;
+
+/// What every session shares, built once at startup.
+#[derive(Debug)]
+pub struct Shared {
+    /// The `[server]` settings.
+    pub server: ServerConfig,
+    /// The backend.
+    pub backend: Arc<Standalone>,
+    /// Metrics registry handles.
+    pub metrics: Arc<Metrics>,
+    /// Connected clients.
+    pub clients: clients::ClientRegistry,
+    /// The request parser, configured with proto-max-bulk-len.
+    pub parser: RequestParser,
+    /// When strata started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// INFO's `# Proxy` section.
+    pub fn proxy_info(&self) -> String {
+        let backend = &self.backend;
+        format!(
+            "# Proxy\r\nproxy_name:strata\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
+             maxclients:{}\r\nbackend_mode:standalone\r\nbackend_address:{}\r\nbackend_state:{}\r\n\
+             backend_connections_up:{}\r\nbackend_connections_total:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            self.started.elapsed().as_secs(),
+            self.clients.len(),
+            self.server.maxclients,
+            backend.addr(),
+            if backend.is_healthy() { "up" } else { "down" },
+            backend.connections_up(),
+            backend.connections_total(),
+        )
+    }
+}

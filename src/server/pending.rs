@@ -1,0 +1,97 @@
+//! What the session's reader hands its writer, in request order.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+use crate::backend::dedicated::Dedicated;
+use crate::backend::mux::MuxReply;
+use crate::protocol::Protocol;
+use crate::telemetry::CommandMetrics;
+
+/// One entry of a client's reply queue. The queue is a bounded channel, so
+/// a client with too many requests in flight stops being read
+/// (backpressure to its TCP window).
+#[derive(Debug)]
+pub enum Pending {
+    /// A reply strata made itself.
+    Ready(Bytes),
+    /// A reply coming from a multiplexed connection.
+    Backend {
+        /// The reply slot.
+        reply: oneshot::Receiver<MuxReply>,
+        /// Rewrite applied to the reply before it is written.
+        post: Post,
+        /// For the latency histogram.
+        timing: Timing,
+    },
+    /// From here on, replies come from this dedicated connection.
+    EnterDedicated(DedicatedReader),
+    /// `frames` reply frames are due on the dedicated connection for one command.
+    Expect(Expect),
+    /// The client left every server-side state: give the connection back
+    /// once every reply due on it has been written.
+    LeaveDedicated(Box<DedicatedReturn>),
+    /// Write everything before this, then close the connection.
+    Close,
+}
+
+/// Per-command timing, recorded when the reply is written.
+#[derive(Debug)]
+pub struct Timing {
+    /// When the request was parsed.
+    pub started: Instant,
+    /// Where to record it.
+    pub metrics: Option<CommandMetrics>,
+}
+
+impl Timing {
+    /// Records the elapsed time.
+    pub fn record(&self) {
+        if let Some(m) = &self.metrics {
+            m.record(self.started.elapsed());
+        }
+    }
+}
+
+/// Reply rewrites done by the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post {
+    /// Pass the backend's reply through unchanged.
+    None,
+    /// INFO: append strata's `# Proxy` section, in the client's protocol.
+    AppendProxyInfo(Protocol),
+}
+
+/// Reply frames due on the dedicated connection for one command.
+#[derive(Debug)]
+pub struct Expect {
+    /// How many frames (pub/sub messages and MONITOR lines do not count).
+    pub frames: usize,
+    /// Fail if they have not all come by then; `None` for blocking commands.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The command was MONITOR: afterwards, status lines are monitor output.
+    pub monitor: bool,
+    /// For the latency histogram.
+    pub timing: Timing,
+}
+
+/// The read side of a dedicated connection, owned by the writer.
+#[derive(Debug)]
+pub struct DedicatedReader {
+    /// The socket's read half.
+    pub rd: OwnedReadHalf,
+    /// Bytes read but not framed yet.
+    pub buf: BytesMut,
+}
+
+/// What it takes to give a dedicated connection back to the pool.
+#[derive(Debug)]
+pub struct DedicatedReturn {
+    /// The socket's write half, to reunite with the read half.
+    pub wr: OwnedWriteHalf,
+    /// The pool handle (its stream is `None` while split).
+    pub conn: Dedicated,
+}

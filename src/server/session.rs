@@ -1,0 +1,551 @@
+//! One client connection: read, parse, dispatch, in request order.
+//!
+//! The session is two tasks. This one reads and parses the client's
+//! requests and dispatches each: answered locally, sent to a multiplexed
+//! backend connection, or forwarded to a dedicated one. For every request
+//! it queues a [`Pending`] entry; the writer task (`writer.rs`) writes the
+//! replies in that order. The queue is bounded (`max_inflight_per_client`),
+//! so a client that pipelines faster than its replies drain stops being
+//! read: the backpressure reaches its TCP window and no one else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::clients::ClientInfo;
+use super::conn_state::ConnState;
+use super::local;
+use super::pending::{DedicatedReader, DedicatedReturn, Expect, Pending, Post, Timing};
+use super::Shared;
+use crate::backend::dedicated::Dedicated;
+use crate::command::{self, CommandSpec, Flags, Route};
+use crate::protocol::reply::{self, ReplyBuf};
+use crate::protocol::{Protocol, Request};
+use crate::telemetry::{CommandMetrics, ErrorKind};
+
+/// Whether the session goes on after a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// CLIENT REPLY state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+/// Serves one client until it leaves, fails, or strata shuts down.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>, shutdown: watch::Receiver<bool>) {
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel(shared.server.max_inflight_per_client);
+    let writer = tokio::spawn(super::writer::run(wr, rx, shared.clone()));
+    let mut session = Session {
+        shared: shared.clone(),
+        info: info.clone(),
+        tx,
+        proto: Protocol::Resp2,
+        reply_mode: ReplyMode::On,
+        dedicated: None,
+        state: ConnState::default(),
+        metrics_cache: HashMap::new(),
+    };
+    session.read_loop(rd, shutdown).await;
+    // Dropping the queue's sender lets the writer finish what is queued.
+    drop(session);
+    let _ = writer.await;
+    shared.clients.unregister(info.id);
+}
+
+/// The dedicated backend connection's write side, while the client holds one.
+struct DedicatedWriter {
+    wr: OwnedWriteHalf,
+    conn: Dedicated,
+    /// Commands parsed in this batch, written together.
+    out: BytesMut,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
+    tx: mpsc::Sender<Pending>,
+    proto: Protocol,
+    reply_mode: ReplyMode,
+    dedicated: Option<DedicatedWriter>,
+    state: ConnState,
+    /// Metric handles per command, looked up once per session.
+    metrics_cache: HashMap<usize, CommandMetrics>,
+}
+
+impl Session {
+    async fn read_loop(&mut self, mut rd: OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
+        let parser = self.shared.parser.clone();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let idle = self.shared.server.client_idle_timeout_secs;
+        loop {
+            let mut last_command = None;
+            loop {
+                match parser.parse(&mut buf) {
+                    Ok(Some(req)) => {
+                        let started = Instant::now();
+                        let spec = command::lookup(&req.args);
+                        last_command = spec.map(|s| s.name).or(last_command);
+                        if self.handle(req, spec, started).await == Flow::Close {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Redis: reply with the error, then close the connection.
+                        tracing::debug!(client = self.info.id, error = %e, "protocol error");
+                        self.shared.metrics.error(ErrorKind::Protocol);
+                        self.flush_dedicated().await;
+                        let _ = self.tx.send(Pending::Ready(reply::error(&e.to_string()))).await;
+                        let _ = self.tx.send(Pending::Close).await;
+                        return;
+                    }
+                }
+            }
+            if let Some(name) = last_command {
+                self.info.touch(self.shared.clients.epoch(), name);
+            }
+            if !self.flush_dedicated().await {
+                return;
+            }
+            match parser.size_hint(&buf) {
+                Some(total) if total > buf.len() => buf.reserve(total - buf.len()),
+                _ => buf.reserve(16 * 1024),
+            }
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = shutdown.changed() => return,
+                _ = self.tx.closed() => return,
+                _ = idle_timer(idle) => {
+                    tracing::debug!(client = self.info.id, "closing idle client");
+                    return;
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.shared.metrics.bytes_in(n as u64),
+            }
+        }
+    }
+
+    /// Queues an entry for the writer; false when the writer is gone.
+    async fn queue(&mut self, p: Pending) -> bool {
+        self.tx.send(p).await.is_ok()
+    }
+
+    /// Queues a locally made reply, honouring CLIENT REPLY OFF/SKIP.
+    async fn reply(&mut self, bytes: Bytes) -> Flow {
+        match self.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => return Flow::Continue,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                return Flow::Continue;
+            }
+        }
+        if self.queue(Pending::Ready(bytes)).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
+    async fn error(&mut self, text: &str) -> Flow {
+        self.reply(reply::error(text)).await
+    }
+
+    fn command_metrics(&mut self, spec: Option<&'static CommandSpec>) -> Option<CommandMetrics> {
+        let spec = spec?;
+        let key = spec as *const CommandSpec as usize;
+        if let Some(m) = self.metrics_cache.get(&key) {
+            return Some(m.clone());
+        }
+        let m = self.shared.metrics.command(spec.name);
+        self.metrics_cache.insert(key, m.clone());
+        Some(m)
+    }
+
+    async fn handle(&mut self, req: Request, spec: Option<&'static CommandSpec>, started: Instant) -> Flow {
+        let timing = Timing {
+            started,
+            metrics: self.command_metrics(spec),
+        };
+        if self.dedicated.is_some() {
+            return self.handle_dedicated(req, spec, timing).await;
+        }
+        let Some(spec) = spec else {
+            // Unknown to strata's table (a newer Redis, a module): let the
+            // backend answer, on the shared connection.
+            return self.forward(req, Post::None, timing).await;
+        };
+        match spec.route {
+            Route::Local => self.local(req, spec).await,
+            Route::Dedicated => self.dedicated_command(req, spec, timing).await,
+            Route::Unsupported => {
+                self.shared.metrics.error(ErrorKind::Unsupported);
+                let text = format!("ERR command '{}' is not supported by strata", spec.name);
+                self.error(&text).await
+            }
+            _ if spec.name == "info" => {
+                let post = if info_wants_proxy(&req.args) {
+                    Post::AppendProxyInfo(self.proto)
+                } else {
+                    Post::None
+                };
+                if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") {
+                    let mut r = ReplyBuf::new(self.proto);
+                    r.verbatim(self.shared.proxy_info().as_bytes());
+                    return self.reply(r.freeze()).await;
+                }
+                self.forward(req, post, timing).await
+            }
+            _ => self.forward(req, Post::None, timing).await,
+        }
+    }
+
+    /// Sends a request on the client's multiplexed connection.
+    async fn forward(&mut self, req: Request, post: Post, timing: Timing) -> Flow {
+        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame).await;
+        match self.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => return Flow::Continue,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                return Flow::Continue;
+            }
+        }
+        if self.queue(Pending::Backend { reply, post, timing }).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
+    /// A command that needs a dedicated connection, from multiplexed mode.
+    async fn dedicated_command(&mut self, req: Request, spec: &'static CommandSpec, timing: Timing) -> Flow {
+        if !spec.arity_ok(req.args.len()) {
+            return self.error(&local::wrong_arity(spec.name)).await;
+        }
+        // Trivial cases that hold no state need no connection.
+        match spec.name {
+            "exec" => return self.error("ERR EXEC without MULTI").await,
+            "discard" => return self.error("ERR DISCARD without MULTI").await,
+            "unwatch" => return self.reply(reply::ok()).await,
+            "xread" | "xreadgroup" if !has_block_option(&req.args) => {
+                return self.forward(req, Post::None, timing).await;
+            }
+            _ => {}
+        }
+        if self.reply_mode != ReplyMode::On {
+            return self.error("ERR CLIENT REPLY OFF/SKIP cannot be combined with commands that need a dedicated connection in strata").await;
+        }
+        if let Err(e) = self.enter_dedicated().await {
+            self.shared.metrics.error(e.kind());
+            return self.reply(e.to_reply()).await;
+        }
+        self.handle_dedicated(req, Some(spec), timing).await
+    }
+
+    /// Borrows a dedicated connection and tells the writer to read from it.
+    async fn enter_dedicated(&mut self) -> Result<(), crate::backend::BackendError> {
+        let mut conn = self.shared.backend.dedicated(self.proto).await?;
+        let Some(stream) = conn.stream.take() else {
+            return Err(crate::backend::BackendError::Unavailable {
+                addr: self.shared.backend.addr().to_string(),
+                reason: "connection broken".into(),
+            });
+        };
+        let buf = std::mem::take(&mut conn.buf);
+        let (rd, wr) = stream.into_split();
+        if !self.queue(Pending::EnterDedicated(DedicatedReader { rd, buf })).await {
+            return Ok(()); // the writer is gone; the next queue() ends the session
+        }
+        self.dedicated = Some(DedicatedWriter {
+            wr,
+            conn,
+            out: BytesMut::new(),
+        });
+        Ok(())
+    }
+
+    /// A request while the client holds a dedicated connection.
+    async fn handle_dedicated(&mut self, req: Request, spec: Option<&'static CommandSpec>, timing: Timing) -> Flow {
+        if let Some(spec) = spec {
+            if !self.state.in_multi && spec.route == Route::Local {
+                match spec.name {
+                    // These change or read strata's own session, or must not
+                    // reach the backend connection: answer locally.
+                    "quit" | "auth" | "readonly" | "readwrite" | "asking" | "client|reply" => {
+                        return self.local(req, spec).await;
+                    }
+                    n if n.starts_with("client|") => return self.local(req, spec).await,
+                    _ => {}
+                }
+            }
+            if spec.route == Route::Unsupported {
+                let text = format!("ERR command '{}' is not supported by strata", spec.name);
+                return self.error(&text).await;
+            }
+            if spec.name == "hello" {
+                match local::parse_hello(&req.args) {
+                    Ok(h) => {
+                        if let Some(p) = h.proto {
+                            self.set_proto(p);
+                        }
+                    }
+                    Err(e) => return self.error(&e).await,
+                }
+            }
+        }
+        let was_monitor = self.state.monitor;
+        let frames = self.state.apply(spec, &req.args);
+        self.info.set_db(self.state.db);
+        self.info.set_pubsub(
+            self.state.channels.len(),
+            self.state.patterns.len(),
+            self.state.shard_channels.len(),
+            self.state.in_multi,
+        );
+        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait") && !self.state.in_multi;
+        let deadline = (!blocking).then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
+        let expect = Expect {
+            frames,
+            deadline,
+            monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
+            timing,
+        };
+        if spec.is_some_and(|s| s.name == "reset") {
+            self.reset_session();
+        }
+        // The entry goes first, so the writer expects the reply before it can arrive.
+        if !self.queue(Pending::Expect(expect)).await {
+            return Flow::Close;
+        }
+        if let Some(d) = self.dedicated.as_mut() {
+            d.out.extend_from_slice(&req.frame);
+        }
+        if self.state.is_clean() {
+            return self.leave_dedicated().await;
+        }
+        Flow::Continue
+    }
+
+    /// Writes the commands buffered for the dedicated connection. False
+    /// when that connection failed (the writer reports it to the client).
+    async fn flush_dedicated(&mut self) -> bool {
+        let Some(d) = self.dedicated.as_mut() else { return true };
+        if d.out.is_empty() {
+            return true;
+        }
+        let ok = d.wr.write_all(&d.out).await.is_ok();
+        d.out.clear();
+        ok
+    }
+
+    /// Hands the dedicated connection back (via the writer, once every
+    /// reply due on it is written) and returns to multiplexed mode.
+    async fn leave_dedicated(&mut self) -> Flow {
+        if !self.flush_dedicated().await {
+            return Flow::Close;
+        }
+        let Some(d) = self.dedicated.take() else { return Flow::Continue };
+        let ret = DedicatedReturn { wr: d.wr, conn: d.conn };
+        if self.queue(Pending::LeaveDedicated(Box::new(ret))).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
+    fn set_proto(&mut self, proto: Protocol) {
+        self.proto = proto;
+        self.info.set_resp(proto.version() as u8);
+    }
+
+    fn reset_session(&mut self) {
+        self.set_proto(Protocol::Resp2);
+        self.reply_mode = ReplyMode::On;
+        self.info.set_name(None);
+        self.info.set_db(0);
+    }
+
+    /// Commands strata answers itself.
+    async fn local(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
+        let args = &req.args;
+        if !spec.arity_ok(args.len()) {
+            return self.error(&local::wrong_arity(spec.name)).await;
+        }
+        let proto = self.proto;
+        match spec.name {
+            "ping" => {
+                if args.len() > 2 {
+                    return self.error(&local::wrong_arity("ping")).await;
+                }
+                self.reply(local::ping(proto, args)).await
+            }
+            "echo" => self.reply(local::echo(proto, args)).await,
+            "quit" => {
+                let _ = self.reply(reply::ok()).await;
+                let _ = self.queue(Pending::Close).await;
+                Flow::Close
+            }
+            "reset" => {
+                self.reset_session();
+                self.reply_mode = ReplyMode::On;
+                self.reply(Bytes::from_static(b"+RESET\r\n")).await
+            }
+            "hello" => match local::parse_hello(args) {
+                Err(e) => self.error(&e).await,
+                Ok(h) => {
+                    if let Some((user, pass)) = &h.auth {
+                        let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                        if let Err(e) = local::auth(&auth_args) {
+                            return self.error(&e).await;
+                        }
+                    }
+                    if let Some(p) = h.proto {
+                        self.set_proto(p);
+                    }
+                    if let Some(name) = h.setname {
+                        self.info.set_name((!name.is_empty()).then_some(name));
+                    }
+                    let version = self.shared.backend.version();
+                    let version = if version.is_empty() { "7.0.0".to_string() } else { version };
+                    self.reply(local::hello_reply(self.proto, self.info.id, &version)).await
+                }
+            },
+            "auth" => match local::auth(args) {
+                Ok(()) => self.reply(reply::ok()).await,
+                Err(e) => self.error(&e).await,
+            },
+            "select" => self.select(req, spec).await,
+            "readonly" | "readwrite" | "asking" => self.reply(reply::ok()).await,
+            "client|setname" => {
+                let name = &args[2];
+                if !local::valid_name(name) {
+                    return self.error(local::BAD_NAME).await;
+                }
+                self.info.set_name((!name.is_empty()).then(|| name.clone()));
+                self.reply(reply::ok()).await
+            }
+            "client|getname" => {
+                let mut r = ReplyBuf::new(proto);
+                match self.info.name() {
+                    Some(n) => r.bulk(&n),
+                    None => r.null(),
+                };
+                self.reply(r.freeze()).await
+            }
+            "client|id" => {
+                let mut r = ReplyBuf::new(proto);
+                r.integer(self.info.id as i64);
+                self.reply(r.freeze()).await
+            }
+            "client|info" => {
+                let bytes = local::client_info(proto, &self.info, &self.shared.clients);
+                self.reply(bytes).await
+            }
+            "client|list" => {
+                let bytes = local::client_list(proto, args, &self.shared.clients);
+                self.reply(bytes).await
+            }
+            "client|reply" => {
+                let mode = args[2].to_ascii_lowercase();
+                match mode.as_slice() {
+                    b"on" => {
+                        self.reply_mode = ReplyMode::On;
+                        self.reply(reply::ok()).await
+                    }
+                    b"off" => {
+                        self.reply_mode = ReplyMode::Off;
+                        Flow::Continue
+                    }
+                    b"skip" => {
+                        if self.reply_mode == ReplyMode::On {
+                            self.reply_mode = ReplyMode::Skip;
+                        }
+                        Flow::Continue
+                    }
+                    _ => self.error("ERR syntax error").await,
+                }
+            }
+            "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
+            // Connection-state commands the table routes locally but that
+            // only make sense on a dedicated connection.
+            _ => {
+                let timing = Timing {
+                    started: Instant::now(),
+                    metrics: None,
+                };
+                self.forward(req, Post::None, timing).await
+            }
+        }
+    }
+
+    /// SELECT: database 0 stays multiplexed; any other takes a dedicated connection.
+    async fn select(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
+        let Some(db) = crate::protocol::request::parse_int(&req.args[1]) else {
+            return self.error("ERR value is not an integer or out of range").await;
+        };
+        if db == 0 {
+            return self.reply(reply::ok()).await;
+        }
+        if i32::try_from(db).is_err() || db < 0 {
+            return self.error("ERR DB index is out of range").await;
+        }
+        if let Err(e) = self.enter_dedicated().await {
+            return self.reply(e.to_reply()).await;
+        }
+        let timing = Timing {
+            started: Instant::now(),
+            metrics: None,
+        };
+        // Boxed: handle_dedicated can call back into local() (and so here).
+        Box::pin(self.handle_dedicated(req, Some(spec), timing)).await
+    }
+}
+
+/// True when INFO's arguments include the proxy section.
+fn info_wants_proxy(args: &[Bytes]) -> bool {
+    args.len() == 1
+        || args[1..].iter().any(|a| {
+            a.eq_ignore_ascii_case(b"proxy")
+                || a.eq_ignore_ascii_case(b"all")
+                || a.eq_ignore_ascii_case(b"everything")
+                || a.eq_ignore_ascii_case(b"default")
+        })
+}
+
+/// XREAD/XREADGROUP block only with a BLOCK option (before STREAMS).
+fn has_block_option(args: &[Bytes]) -> bool {
+    for a in &args[1..] {
+        if a.eq_ignore_ascii_case(b"STREAMS") {
+            return false;
+        }
+        if a.eq_ignore_ascii_case(b"BLOCK") {
+            return true;
+        }
+    }
+    false
+}
+
+async fn idle_timer(secs: u64) {
+    if secs == 0 {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+}

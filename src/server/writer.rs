@@ -1,0 +1,338 @@
+//! The writing half of a session: replies in request order, coalesced.
+//!
+//! It takes [`Pending`] entries in the order the reader queued them and
+//! writes each reply as it becomes ready, batching every reply that is
+//! already available into one write. While the client is on a dedicated
+//! connection it forwards that connection's frames, counting the ones due
+//! per command and passing pub/sub messages and MONITOR lines through as
+//! they come.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot::error::TryRecvError;
+
+use super::pending::{DedicatedReader, Expect, Pending, Post};
+use super::Shared;
+use crate::protocol::reply::{self, aggregate_elements, frame_len, integer_payload, string_payload};
+use crate::protocol::ReplyBuf;
+use crate::telemetry::ErrorKind;
+
+/// Flush once this much is buffered even if more replies are ready.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Why the writer stopped.
+enum Stop {
+    /// The reader is done (client gone, QUIT, shutdown) and everything queued was written.
+    Done,
+    /// The client socket failed.
+    ClientGone,
+}
+
+/// Runs the writer until the reader finishes or the client goes away.
+pub async fn run(wr: OwnedWriteHalf, rx: mpsc::Receiver<Pending>, shared: Arc<Shared>) {
+    let mut w = Writer {
+        wr,
+        rx,
+        out: BytesMut::with_capacity(16 * 1024),
+        shared,
+    };
+    let _ = w.mux_loop().await;
+    let _ = w.wr.shutdown().await;
+}
+
+struct Writer {
+    wr: OwnedWriteHalf,
+    rx: mpsc::Receiver<Pending>,
+    out: BytesMut,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.shared.metrics.bytes_out(self.out.len() as u64);
+        let r = self.wr.write_all(&self.out).await;
+        self.out.clear();
+        r.map_err(|_| Stop::ClientGone)
+    }
+
+    /// The next entry: without waiting if one is queued, else after
+    /// flushing what is buffered.
+    async fn next(&mut self) -> Option<Pending> {
+        match self.rx.try_recv() {
+            Ok(p) => Some(p),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if self.flush().await.is_err() {
+                    return None;
+                }
+                self.rx.recv().await
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        }
+    }
+
+    async fn mux_loop(&mut self) -> Result<Stop, Stop> {
+        while let Some(item) = self.next().await {
+            match item {
+                Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Pending::Backend { mut reply, post, timing } => {
+                    let result = match reply.try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(TryRecvError::Empty) => {
+                            self.flush().await?;
+                            reply.await
+                        }
+                        Err(TryRecvError::Closed) => reply.await,
+                    };
+                    timing.record();
+                    match result {
+                        Ok(Ok(frame)) => self.write_reply(frame, post),
+                        Ok(Err(e)) => {
+                            self.shared.metrics.error(e.kind());
+                            self.out.extend_from_slice(&e.to_reply());
+                        }
+                        Err(_) => {
+                            self.shared.metrics.error(ErrorKind::Internal);
+                            self.out
+                                .extend_from_slice(&reply::error("ERR backend connection closed before replying"));
+                        }
+                    }
+                }
+                Pending::EnterDedicated(rd) => self.dedicated_loop(rd).await?,
+                Pending::Close => {
+                    self.flush().await?;
+                    return Ok(Stop::Done);
+                }
+                // Only meaningful in dedicated mode; the reader never sends
+                // them otherwise. Ignoring keeps the queue moving.
+                Pending::Expect(_) | Pending::LeaveDedicated(_) => {}
+            }
+            if self.out.len() >= FLUSH_BYTES {
+                self.flush().await?;
+            }
+        }
+        self.flush().await?;
+        Ok(Stop::Done)
+    }
+
+    fn write_reply(&mut self, frame: Bytes, post: Post) {
+        match post {
+            Post::None => self.out.extend_from_slice(&frame),
+            Post::AppendProxyInfo(proto) => match string_payload(&frame) {
+                Some(text) => {
+                    let mut full = text.to_vec();
+                    if !full.ends_with(b"\r\n") && !full.is_empty() {
+                        full.extend_from_slice(b"\r\n");
+                    }
+                    if !full.is_empty() {
+                        full.extend_from_slice(b"\r\n");
+                    }
+                    full.extend_from_slice(self.shared.proxy_info().as_bytes());
+                    let mut r = ReplyBuf::new(proto);
+                    r.verbatim(&full);
+                    self.out.extend_from_slice(&r.freeze());
+                }
+                None => self.out.extend_from_slice(&frame),
+            },
+        }
+    }
+
+    /// Forwards a dedicated connection's frames until the reader gives it
+    /// back (`LeaveDedicated`), or it fails.
+    async fn dedicated_loop(&mut self, mut rd: DedicatedReader) -> Result<(), Stop> {
+        let mut due: std::collections::VecDeque<Expect> = std::collections::VecDeque::new();
+        let mut monitor = false;
+        let mut subs = SubscriptionCounts::default();
+        loop {
+            // Forward every complete frame already buffered.
+            loop {
+                let len = match frame_len(&rd.buf) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(_) => return self.dedicated_failed(&mut due, "malformed reply from backend").await,
+                };
+                let frame = rd.buf.split_to(len).freeze();
+                if is_out_of_band(&frame, monitor, subs.any()) {
+                    self.out.extend_from_slice(&frame);
+                    continue;
+                }
+                let Some(front) = due.front_mut() else {
+                    // A reply with no command waiting for it: the reader
+                    // queues each Expect before it writes the command, so
+                    // this is a desync. Stop rather than misattribute.
+                    return self.dedicated_failed(&mut due, "unexpected reply from backend").await;
+                };
+                subs.observe(&frame);
+                self.out.extend_from_slice(&frame);
+                front.frames -= 1;
+                if front.frames == 0 {
+                    if let Some(done) = due.pop_front() {
+                        done.timing.record();
+                        if done.monitor {
+                            monitor = true;
+                        }
+                    }
+                }
+            }
+            if self.out.len() >= FLUSH_BYTES || (due.is_empty() && self.rx.is_empty()) {
+                self.flush().await?;
+            }
+            if rd.buf.capacity() - rd.buf.len() < 4096 {
+                rd.buf.reserve(16 * 1024);
+            }
+            if let Some(front) = due.front() {
+                // Replies are due: read (no new entries until they are in).
+                let deadline = front.deadline;
+                if !self.out.is_empty() {
+                    self.flush().await?;
+                }
+                tokio::select! {
+                    r = rd.rd.read_buf(&mut rd.buf) => match r {
+                        Ok(0) | Err(_) => return self.dedicated_failed(&mut due, "backend closed the connection").await,
+                        Ok(_) => {}
+                    },
+                    _ = sleep_until_opt(deadline) => {
+                        self.shared.metrics.error(ErrorKind::BackendTimeout);
+                        return self.dedicated_failed(&mut due, "backend timeout").await;
+                    }
+                }
+                continue;
+            }
+            // Nothing due: take the next entry, and forward pub/sub messages meanwhile.
+            tokio::select! {
+                biased;
+                item = self.rx.recv() => match item {
+                    None => return Err(Stop::Done),
+                    Some(Pending::Expect(e)) => due.push_back(e),
+                    Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
+                    Some(Pending::LeaveDedicated(ret)) => {
+                        let super::pending::DedicatedReturn { wr, mut conn } = *ret;
+                        match rd.rd.reunite(wr) {
+                            Ok(stream) => {
+                                conn.stream = Some(stream);
+                                conn.buf = rd.buf;
+                                self.shared.backend.release(conn);
+                            }
+                            Err(_) => drop(conn),
+                        }
+                        return Ok(());
+                    }
+                    Some(Pending::Close) => {
+                        self.flush().await?;
+                        return Err(Stop::Done);
+                    }
+                    Some(Pending::Backend { reply, post, timing }) => {
+                        // Not sent while dedicated; serve it anyway, in order.
+                        timing.record();
+                        match reply.await {
+                            Ok(Ok(frame)) => self.write_reply(frame, post),
+                            Ok(Err(e)) => self.out.extend_from_slice(&e.to_reply()),
+                            Err(_) => self.out.extend_from_slice(&reply::error("ERR backend connection closed before replying")),
+                        }
+                    }
+                    Some(Pending::EnterDedicated(_)) => {}
+                },
+                r = rd.rd.read_buf(&mut rd.buf) => match r {
+                    Ok(0) | Err(_) => return self.dedicated_failed(&mut due, "backend closed the connection").await,
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+
+    /// The dedicated connection failed: every reply still due gets an error,
+    /// and the client is disconnected, since its server-side state (MULTI,
+    /// subscriptions, …) is gone and cannot be rebuilt silently.
+    async fn dedicated_failed(&mut self, due: &mut std::collections::VecDeque<Expect>, why: &str) -> Result<(), Stop> {
+        self.shared.metrics.error(ErrorKind::BackendClosed);
+        let text = format!("ERR backend connection lost: {} ({why})", self.shared.backend.addr());
+        for e in due.drain(..) {
+            for _ in 0..e.frames {
+                self.out.extend_from_slice(&reply::error(&text));
+            }
+        }
+        self.flush().await?;
+        Err(Stop::Done)
+    }
+}
+
+/// Subscription counts as the backend reports them in its confirmations.
+#[derive(Default)]
+struct SubscriptionCounts {
+    normal: i64,
+    shard: i64,
+}
+
+impl SubscriptionCounts {
+    fn any(&self) -> bool {
+        self.normal > 0 || self.shard > 0
+    }
+
+    /// Reads a (un)subscribe confirmation: `[kind, channel, count]`.
+    fn observe(&mut self, frame: &[u8]) {
+        let Some(el) = aggregate_elements(frame) else { return };
+        if el.len() != 3 {
+            return;
+        }
+        let Some(kind) = string_payload(&frame[el[0].clone()]) else { return };
+        let Some(count) = integer_payload(&frame[el[2].clone()]) else { return };
+        match kind {
+            b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => self.normal = count,
+            b"ssubscribe" | b"sunsubscribe" => self.shard = count,
+            _ => {}
+        }
+    }
+}
+
+/// True for frames that answer no command: pub/sub messages, tracking
+/// invalidations, and MONITOR output.
+fn is_out_of_band(frame: &[u8], monitor: bool, subscribed: bool) -> bool {
+    match frame.first() {
+        Some(b'>') => {
+            let kind = aggregate_elements(frame)
+                .and_then(|el| el.first().cloned())
+                .and_then(|r| string_payload(&frame[r]).map(|s| s.to_vec()));
+            matches!(
+                kind.as_deref(),
+                Some(b"message") | Some(b"pmessage") | Some(b"smessage") | Some(b"invalidate")
+            )
+        }
+        Some(b'*') if subscribed => {
+            let kind = aggregate_elements(frame)
+                .and_then(|el| el.first().cloned())
+                .and_then(|r| string_payload(&frame[r]).map(|s| s.to_vec()));
+            matches!(kind.as_deref(), Some(b"message") | Some(b"pmessage") | Some(b"smessage"))
+        }
+        Some(b'+') if monitor => frame.get(1).is_some_and(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_band_frames() {
+        assert!(is_out_of_band(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n", false, false));
+        assert!(!is_out_of_band(b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n", false, true));
+        assert!(is_out_of_band(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n", false, true));
+        // A BLPOP reply on a key named "message" is a reply, not a message.
+        assert!(!is_out_of_band(b"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n", false, false));
+        assert!(is_out_of_band(b"+1700000000.1 [0 127.0.0.1:1] \"get\"\r\n", true, false));
+        assert!(!is_out_of_band(b"+OK\r\n", true, false));
+    }
+}
