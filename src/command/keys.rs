@@ -184,7 +184,9 @@ pub fn key_indexes(spec: &CommandSpec, args: &[Bytes]) -> KeyIndexes {
                 } else {
                     // Redis: keys take 1/limit of what follows `first`
                     // (XREAD ... STREAMS k1 k2 id1 id2 has limit 2).
-                    first.saturating_add((argc.saturating_sub(first) / to_i64(limit)).saturating_add(last_key))
+                    first.saturating_add(
+                        (argc.saturating_sub(first) / to_i64(limit)).saturating_add(last_key),
+                    )
                 };
                 (first, last, step)
             }
@@ -420,10 +422,7 @@ mod tests {
     #[test]
     fn migrate() {
         assert_eq!(key_names("MIGRATE h 6379 k 0 5000"), vec!["k"]);
-        assert_eq!(
-            key_names("MIGRATE h 6379 k 0 5000 COPY REPLACE"),
-            vec!["k"]
-        );
+        assert_eq!(key_names("MIGRATE h 6379 k 0 5000 COPY REPLACE"), vec!["k"]);
         // The KEYS form: the key specs report the empty placeholder too.
         assert_eq!(
             keys("MIGRATE h 6379 '' 0 5000 COPY KEYS a b c"),
@@ -493,11 +492,7 @@ mod tests {
             .flat_map(|n| {
                 ["k", "0", "-1", "STREAMS", "KEYS", "STORE", "99", "", "2"]
                     .iter()
-                    .map(move |w| {
-                        (0..n)
-                            .map(|_| Bytes::from_static(w.as_bytes()))
-                            .collect()
-                    })
+                    .map(move |w| (0..n).map(|_| Bytes::from_static(w.as_bytes())).collect())
             })
             .collect();
         for cmd in crate::command::COMMANDS {

@@ -137,10 +137,9 @@ impl RequestParser {
             return Ok(Parsed::Empty);
         }
         let count = count as usize;
-        // First pass: find the extent without copying; nothing is consumed
-        // until the whole command is present.
+        // First pass: find the extent without copying or allocating;
+        // nothing is consumed until the whole command is present.
         let mut pos = header_end + 2;
-        let mut ranges = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
             if pos >= buf.len() {
                 return Ok(Parsed::Incomplete);
@@ -158,17 +157,25 @@ impl RequestParser {
             if len < 0 || len as u64 > self.max_bulk_len as u64 {
                 return Err(ParseError::InvalidBulkLength);
             }
-            let start = line_end + 2;
-            let end = start + len as usize;
+            let end = line_end + 2 + len as usize;
             if buf.len() < end + 2 {
                 return Ok(Parsed::Incomplete);
             }
-            ranges.push((start, end));
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
         }
+        // Second pass over the now-complete frame: slice out the arguments
+        // (validated above, so this cannot fail).
         let frame = buf.split_to(pos).freeze();
-        let args = ranges.into_iter().map(|(s, e)| frame.slice(s..e)).collect();
+        let mut args = Vec::with_capacity(count);
+        let mut pos = header_end + 2;
+        for _ in 0..count {
+            let line_end = find_crlf(&frame, pos).unwrap_or(pos);
+            let len = parse_int(&frame[pos + 1..line_end]).unwrap_or(0) as usize;
+            let start = line_end + 2;
+            args.push(frame.slice(start..start + len));
+            pos = start + len + 2;
+        }
         Ok(Parsed::Request(Request { frame, args }))
     }
 }
@@ -370,9 +377,10 @@ mod tests {
     #[test]
     fn incomplete_consumes_nothing() {
         let parser = RequestParser::new(100);
-        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\n"[..]);
+        let input = &b"*2\r\n$3\r\nGET\r\n$1\r\n"[..];
+        let mut buf = BytesMut::from(input);
         assert!(parser.parse(&mut buf).unwrap().is_none());
-        assert_eq!(buf.len(), 18);
+        assert_eq!(&buf[..], input);
     }
 
     #[test]

@@ -92,13 +92,12 @@ impl Session {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let idle = self.shared.server.client_idle_timeout_secs;
         loop {
-            let mut last_command = None;
             loop {
                 match parser.parse(&mut buf) {
                     Ok(Some(req)) => {
                         let started = Instant::now();
                         let spec = command::lookup(&req.args);
-                        last_command = spec.map(|s| s.name).or(last_command);
+                        self.info.touch(self.shared.clients.epoch(), spec.map_or("unknown", |s| s.name));
                         if self.handle(req, spec, started).await == Flow::Close {
                             return;
                         }
@@ -114,9 +113,6 @@ impl Session {
                         return;
                     }
                 }
-            }
-            if let Some(name) = last_command {
-                self.info.touch(self.shared.clients.epoch(), name);
             }
             if !self.flush_dedicated().await {
                 return;

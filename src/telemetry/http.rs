@@ -426,7 +426,11 @@ mod tests {
             "strata_client_bytes_sent_total 17\n",
             "strata_client_connections 0\n",
         ] {
-            assert!(reply.body.contains(expected), "missing {expected:?} in\n{}", reply.body);
+            assert!(
+                reply.body.contains(expected),
+                "missing {expected:?} in\n{}",
+                reply.body
+            );
         }
         assert!(reply.body.ends_with("# EOF\n"), "{}", reply.body);
         assert_eq!(
@@ -459,7 +463,10 @@ mod tests {
             (503, "backend 127.0.0.1:7000 not answering PING\n")
         );
         // Liveness does not depend on readiness.
-        assert_eq!(request(server.addr, "GET", "/health/live").await.status, 200);
+        assert_eq!(
+            request(server.addr, "GET", "/health/live").await.status,
+            200
+        );
 
         *server.not_ready.lock().unwrap() = None;
         let reply = request(server.addr, "GET", "/health/ready").await;
@@ -488,7 +495,10 @@ mod tests {
         }
 
         // The query string is not part of the route.
-        assert_eq!(request(server.addr, "GET", "/metrics?x=1").await.status, 200);
+        assert_eq!(
+            request(server.addr, "GET", "/metrics?x=1").await.status,
+            200
+        );
 
         let head = request(server.addr, "HEAD", "/health/live").await;
         assert_eq!((head.status, head.body.as_str()), (200, ""));
@@ -522,7 +532,10 @@ mod tests {
         let reply = exchange(server.addr, long_header.as_bytes()).await;
         assert_eq!(reply.status, 431);
 
-        assert_eq!(request(server.addr, "GET", "/health/live").await.status, 200);
+        assert_eq!(
+            request(server.addr, "GET", "/health/live").await.status,
+            200
+        );
     }
 
     #[tokio::test]
@@ -535,7 +548,10 @@ mod tests {
 
         // Half a request head, then silence: the server must close.
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHo").await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         tokio::time::timeout(TEST_DEADLINE, stream.read_to_end(&mut buf))
             .await
@@ -570,13 +586,18 @@ mod tests {
         .await;
         // Holds the only slot with an unfinished request.
         let mut hog = TcpStream::connect(server.addr).await.unwrap();
-        hog.write_all(b"GET /health/live HTTP/1.1\r\n").await.unwrap();
+        hog.write_all(b"GET /health/live HTTP/1.1\r\n")
+            .await
+            .unwrap();
         // Make sure the server accepted it before the next one arrives.
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let waiting = tokio::spawn(request(server.addr, "GET", "/health/live"));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!waiting.is_finished(), "second connection served beyond the cap");
+        assert!(
+            !waiting.is_finished(),
+            "second connection served beyond the cap"
+        );
 
         hog.write_all(b"Host: s\r\nConnection: close\r\n\r\n")
             .await
@@ -591,7 +612,10 @@ mod tests {
     #[tokio::test]
     async fn shutdown_stops_accepting_and_closes_idle_connections() {
         let server = start(Limits::DEFAULT).await;
-        assert_eq!(request(server.addr, "GET", "/health/live").await.status, 200);
+        assert_eq!(
+            request(server.addr, "GET", "/health/live").await.status,
+            200
+        );
 
         // An idle keep-alive connection must not hold shutdown up.
         let mut idle = TcpStream::connect(server.addr).await.unwrap();

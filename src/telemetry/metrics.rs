@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{
@@ -52,8 +53,8 @@ use prometheus_client::registry::{Registry, Unit};
 /// keep `le` labels readable (`0.0025`, not `0.0025600000000000004`), and 15
 /// buckets keep each command's histogram at 18 lines of exposition.
 pub const COMMAND_DURATION_BUCKETS: [f64; 15] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
 ];
 
 /// Why an error reply or a failed operation happened, as counted in
@@ -326,7 +327,8 @@ impl Metrics {
 
         let error_family = Family::<ErrorLabels, Counter>::default();
         registry.register("errors", "Errors, by kind", error_family.clone());
-        let errors = ErrorKind::ALL.map(|kind| error_family.get_or_create_owned(&ErrorLabels { kind }));
+        let errors =
+            ErrorKind::ALL.map(|kind| error_family.get_or_create_owned(&ErrorLabels { kind }));
 
         let bytes_received = Counter::default();
         registry.register(
@@ -416,11 +418,12 @@ impl Metrics {
     #[must_use]
     pub fn backend_connection(&self, backend: &str, kind: ConnKind) -> BackendConnMetrics {
         let gauges = ConnState::ALL.map(|state| {
-            self.backend_connections.get_or_create_owned(&BackendLabels {
-                backend: backend.to_owned(),
-                kind,
-                state,
-            })
+            self.backend_connections
+                .get_or_create_owned(&BackendLabels {
+                    backend: backend.to_owned(),
+                    kind,
+                    state,
+                })
         });
         BackendConnMetrics { gauges }
     }
@@ -494,12 +497,15 @@ impl CommandMetrics {
     /// Counts one call that took `elapsed`.
     ///
     /// Cost: one atomic add for the counter plus the histogram's observe,
-    /// which in prometheus-client 0.25 takes a (parking_lot) mutex held for a
-    /// bucket search of 16 bounds. Measured with the ignored test
-    /// `record_cost` (release build): about 10-15 ns uncontended; with every
-    /// core recording the same command the shared cache lines dominate. If a
-    /// profile ever shows it, shard per worker thread rather than drop the
-    /// histogram.
+    /// which in prometheus-client 0.25 takes a (parking_lot) mutex for a
+    /// search of 16 bounds. The ignored test `record_cost` prints it; on a
+    /// busy 2-core VM, release build, it gave (ranges over three runs):
+    /// this method 12-17 ns, [`CommandMetricsCache::record`] 40-75 ns,
+    /// [`Metrics::command`] + record 145-235 ns, `error` + `bytes_in` ~9 ns;
+    /// two threads recording the same command through their caches 75-95 ns
+    /// each, the shared cache lines being the cost. Small next to a proxied
+    /// round trip (tens of µs); if a profile ever says otherwise, shard per
+    /// worker thread rather than drop the histogram.
     pub fn record(&self, elapsed: Duration) {
         self.calls.inc();
         self.duration.observe(elapsed.as_secs_f64());
@@ -562,7 +568,26 @@ impl BackendConnMetrics {
 /// (bounded by the command table, ~40 bytes per entry).
 #[derive(Debug, Default)]
 pub struct CommandMetricsCache {
-    entries: HashMap<&'static str, CommandMetrics>,
+    entries: HashMap<&'static str, CommandMetrics, BuildHasherDefault<NameHasher>>,
+}
+
+/// FxHash-style hasher for command names. The keys are a few bytes from our
+/// own static table, not client input, so SipHash's flooding resistance
+/// buys nothing and its setup cost would be paid on every command.
+#[derive(Debug, Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl CommandMetricsCache {
@@ -614,10 +639,16 @@ mod tests {
         let text = Metrics::new().encode();
         assert_eq!(
             line(&text, "strata_build_info"),
-            format!("strata_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))
+            format!(
+                "strata_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )
         );
         assert!(line(&text, "strata_uptime_seconds ").starts_with("strata_uptime_seconds "));
-        assert_eq!(line(&text, "strata_client_connections "), "strata_client_connections 0");
+        assert_eq!(
+            line(&text, "strata_client_connections "),
+            "strata_client_connections 0"
+        );
         assert_eq!(
             line(&text, "strata_client_connections_rejected_total"),
             "strata_client_connections_rejected_total{reason=\"maxclients\"} 0"
@@ -651,7 +682,10 @@ mod tests {
             "strata_commands_total{command=\"client|setname\"} 1"
         );
         assert_eq!(
-            line(&text, "strata_command_duration_seconds_count{command=\"get\"}"),
+            line(
+                &text,
+                "strata_command_duration_seconds_count{command=\"get\"}"
+            ),
             "strata_command_duration_seconds_count{command=\"get\"} 2"
         );
         // 30µs lands in the first bucket, 3ms in the 5ms one.
@@ -718,7 +752,10 @@ mod tests {
         drop(a);
         metrics.client_rejected(RejectReason::MaxClients);
         let text = metrics.encode();
-        assert_eq!(line(&text, "strata_client_connections "), "strata_client_connections 1");
+        assert_eq!(
+            line(&text, "strata_client_connections "),
+            "strata_client_connections 1"
+        );
         assert_eq!(
             line(&text, "strata_client_connections_accepted_total"),
             "strata_client_connections_accepted_total 2"
@@ -729,7 +766,10 @@ mod tests {
         );
         drop(b);
         let text = metrics.encode();
-        assert_eq!(line(&text, "strata_client_connections "), "strata_client_connections 0");
+        assert_eq!(
+            line(&text, "strata_client_connections "),
+            "strata_client_connections 0"
+        );
     }
 
     #[test]
@@ -801,7 +841,11 @@ mod tests {
         metrics
             .registry_mut()
             .sub_registry_with_prefix("cluster")
-            .register("redirects", "MOVED and ASK replies followed", redirects.clone());
+            .register(
+                "redirects",
+                "MOVED and ASK replies followed",
+                redirects.clone(),
+            );
         redirects.inc_by(4);
         let text = metrics.encode();
         assert_eq!(
@@ -827,7 +871,10 @@ mod tests {
         for i in 0..N {
             handle.record(black_box(Duration::from_nanos(u64::from(i % 5_000_000))));
         }
-        println!("CommandMetrics::record, one thread:    {:>6.1} ns", per_op(start));
+        println!(
+            "CommandMetrics::record, one thread:    {:>6.1} ns",
+            per_op(start)
+        );
 
         let mut cache = CommandMetricsCache::new();
         let start = Instant::now();
@@ -838,7 +885,10 @@ mod tests {
                 black_box(Duration::from_nanos(u64::from(i % 5_000_000))),
             );
         }
-        println!("CommandMetricsCache::record, one thread: {:>6.1} ns", per_op(start));
+        println!(
+            "CommandMetricsCache::record, one thread: {:>6.1} ns",
+            per_op(start)
+        );
 
         let start = Instant::now();
         for i in 0..N {
@@ -846,14 +896,20 @@ mod tests {
                 .command(black_box("get"))
                 .record(black_box(Duration::from_nanos(u64::from(i % 5_000_000))));
         }
-        println!("Metrics::command + record, one thread: {:>6.1} ns", per_op(start));
+        println!(
+            "Metrics::command + record, one thread: {:>6.1} ns",
+            per_op(start)
+        );
 
         let start = Instant::now();
         for _ in 0..N {
             metrics.error(black_box(ErrorKind::Protocol));
             metrics.bytes_in(black_box(64));
         }
-        println!("error + bytes_in, one thread:          {:>6.1} ns", per_op(start));
+        println!(
+            "error + bytes_in, one thread:          {:>6.1} ns",
+            per_op(start)
+        );
 
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
         let run = |via_command: bool| {

@@ -373,8 +373,10 @@ def render(commands, version):
     out.append("//! Every Redis %s command and subcommand, as data." % version)
     out.append("//!")
     out.append("//! [`COMMANDS`] and each `subcommands` slice are sorted by name (byte order of")
-    out.append("//! the lower-case name): the binary search in [`super::lookup_name`] relies on it.")
+    out.append("//! the lower-case name); `COMMAND_KEYS` and `SUBCOMMAND_KEYS` hold the same names")
+    out.append("//! packed into integers, which is what [`super::lookup_name`] binary-searches.")
     out.append("")
+    out.append("use super::lookup::NameKey;")
     out.append("use super::{BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, Merge, Route};")
     out.append("")
     for cmd in commands:
@@ -390,6 +392,23 @@ def render(commands, version):
     out.append("pub static COMMANDS: &[CommandSpec] = &[")
     for cmd in commands:
         out.append(rust_spec(cmd, 4))
+    out.append("];")
+    out.append("")
+    out.append("/// The names of [`COMMANDS`] packed for the lookup's binary search, index for index.")
+    out.append("pub(super) static COMMAND_KEYS: [NameKey; %d] = [" % len(commands))
+    for cmd in commands:
+        out.append('    NameKey::new("%s"),' % cmd["name"])
+    out.append("];")
+    out.append("")
+    out.append("/// For each entry of [`COMMANDS`], index for index, the packed names of its")
+    out.append("/// subcommands without the `container|` prefix (empty for plain commands).")
+    out.append("pub(super) static SUBCOMMAND_KEYS: [&[NameKey]; %d] = [" % len(commands))
+    for cmd in commands:
+        if cmd["subcommands"]:
+            keys = ", ".join('NameKey::new("%s")' % sub["name"].split("|", 1)[1] for sub in cmd["subcommands"])
+            out.append("    &[%s]," % keys)
+        else:
+            out.append("    &[],")
     out.append("];")
     return "\n".join(out) + "\n"
 

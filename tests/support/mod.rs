@@ -4,7 +4,11 @@
 //! command that installs it.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod inproc;
+pub mod raw;
 pub mod redis_server;
+pub mod strata;
 
 pub use redis_server::RedisServer;
 

@@ -1,0 +1,85 @@
+# strata — see README.md. Every target installs what it needs on Debian.
+SHELL := /bin/bash
+CARGO ?= cargo
+REDIS_PORT ?= 7000
+STRATA_BACKEND ?=
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.PHONY: run test deps build release lint fmt bench bench-micro clean
+
+## Build strata, start a local redis-server on $(REDIS_PORT) unless STRATA_BACKEND
+## names one, and run strata in front of it on 127.0.0.1:6379.
+run: release
+	@command -v redis-server >/dev/null || $(MAKE) deps
+	@if [ -z "$(STRATA_BACKEND)" ]; then \
+	  if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+	    echo "starting redis-server on 127.0.0.1:$(REDIS_PORT)"; \
+	    redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+	      --logfile /tmp/strata-redis-$(REDIS_PORT).log; \
+	    for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  fi; \
+	  exec ./target/release/strata --config conf/strata.toml --backend 127.0.0.1:$(REDIS_PORT); \
+	else \
+	  exec ./target/release/strata --config conf/strata.toml --backend $(STRATA_BACKEND); \
+	fi
+
+## Install the servers and tools the tests need (apt-get, only what is missing).
+deps:
+	@missing=""; \
+	command -v redis-server   >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli      >/dev/null || missing="$$missing redis-tools"; \
+	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi; \
+	command -v redis-server >/dev/null || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
+
+## Run every test against real servers (installs them first when missing).
+test: deps
+	$(CARGO) build --all-targets
+	$(CARGO) test --all-targets -- --test-threads=4
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+
+.PHONY: bench-deps
+
+## Install what the benchmarks drive: redis-server, redis-benchmark (redis-tools)
+## and twemproxy (nutcracker), only what is missing.
+bench-deps:
+	@missing=""; \
+	command -v redis-server    >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
+	command -v nutcracker      >/dev/null || missing="$$missing nutcracker"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi; \
+	for t in redis-server redis-benchmark nutcracker; do \
+	  command -v $$t >/dev/null || { echo "$$t is still missing: apt-get install redis-server redis-tools nutcracker" >&2; exit 1; }; \
+	done
+
+## Micro-benchmarks (criterion, short measurement) then the end-to-end proxy
+## benchmark: redis direct vs strata vs twemproxy. Summary in
+## target/bench/proxy-latest.txt; REPEATS=n (default 3) for more runs.
+bench: release bench-deps
+	$(CARGO) bench --bench protocol --bench command_lookup -- --quick
+	bash benches/proxy_bench.sh
+
+## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
+bench-micro:
+	$(CARGO) bench --bench protocol --bench command_lookup

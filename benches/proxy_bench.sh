@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# End-to-end throughput and latency: redis-benchmark against a redis-server
+# directly, through strata, and through twemproxy (nutcracker), all on this
+# machine, in one run. `make bench` runs it after building strata in release.
+#
+# For each repeat, every target is measured once per pipeline depth, in a
+# rotating order, so that machine noise (2 shared cores here) affects all
+# three alike; the table shows medians over the repeats and the ratios of
+# those medians. strata's CPU time per request comes from /proc/<pid>/stat
+# (utime+stime) read before and after each strata run.
+#
+# This is a measurement: it prints PASS/MISS next to each target and exits 0
+# whatever the figures are. It exits non-zero only when it cannot measure
+# (a tool is missing, a server does not start).
+#
+# Environment:
+#   REPEATS   runs per target and pipeline depth (default 3)
+#   N_P1      requests per test at -P 1  (default 200000)
+#   N_P16     requests per test at -P 16 (default 1000000)
+#   CLIENTS   redis-benchmark -c (default 50)
+#   VALUE     redis-benchmark -d (default 128)
+#   STRATA    the strata binary (default target/release/strata)
+#   OUT       the summary file (default target/bench/proxy-latest.txt)
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+REPEATS=${REPEATS:-3}
+N_P1=${N_P1:-200000}
+N_P16=${N_P16:-1000000}
+CLIENTS=${CLIENTS:-50}
+VALUE=${VALUE:-128}
+STRATA=${STRATA:-$ROOT/target/release/strata}
+OUT=${OUT:-$ROOT/target/bench/proxy-latest.txt}
+
+for tool in redis-server redis-cli redis-benchmark nutcracker; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "proxy_bench: $tool not found; install it: apt-get install redis-server redis-tools nutcracker (or run 'make bench')" >&2
+    exit 1
+  fi
+done
+if [ ! -x "$STRATA" ]; then
+  echo "proxy_bench: $STRATA not found; building it (cargo build --release)" >&2
+  cargo build --release
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Sets variable $1 to a TCP port nothing listens on, different from the
+# ones already handed out (no subshell, so USED_PORTS persists).
+USED_PORTS=" "
+free_port() {
+  local p i
+  for i in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      USED_PORTS="$USED_PORTS$p "
+      printf -v "$1" '%s' "$p"
+      return 0
+    fi
+  done
+  echo "proxy_bench: no free port found" >&2
+  return 1
+}
+
+# Waits until something on $1 answers PING; $2 names it for the error.
+wait_ping() {
+  local i
+  for i in $(seq 100); do
+    if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "proxy_bench: $2 on port $1 did not answer PING; its log:" >&2
+  cat "$TMP/$2.log" >&2 || true
+  exit 1
+}
+
+# utime+stime of a process, in clock ticks. Field 2 (comm) may hold spaces,
+# so count from the closing parenthesis: utime and stime are fields 14, 15.
+cpu_ticks() {
+  local stat
+  stat=$(cat "/proc/$1/stat")
+  stat=${stat##*) }
+  # After "comm) " the state is field 3; utime is then the 12th word.
+  awk '{ print $12 + $13 }' <<<"$stat"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+free_port REDIS_PORT
+free_port STRATA_PORT
+free_port METRICS_PORT
+free_port TWEM_PORT
+free_port TWEM_STATS_PORT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --daemonize no --logfile "$TMP/redis.log" &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_ping "$REDIS_PORT" redis
+
+"$STRATA" --listen "127.0.0.1:$STRATA_PORT" --backend "127.0.0.1:$REDIS_PORT" \
+  --metrics-listen "127.0.0.1:$METRICS_PORT" --log-level warn 2>"$TMP/strata.log" &
+STRATA_PID=$!
+PIDS+=("$STRATA_PID")
+wait_ping "$STRATA_PORT" strata
+
+cat >"$TMP/nutcracker.yml" <<EOF
+strata_bench:
+  listen: 127.0.0.1:$TWEM_PORT
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  preconnect: true
+  auto_eject_hosts: false
+  timeout: 5000
+  server_connections: 1
+  servers:
+    - 127.0.0.1:$REDIS_PORT:1
+EOF
+if ! nutcracker -t -c "$TMP/nutcracker.yml" >"$TMP/nutcracker-test.log" 2>&1; then
+  echo "proxy_bench: nutcracker rejects the generated config:" >&2
+  cat "$TMP/nutcracker-test.log" "$TMP/nutcracker.yml" >&2
+  exit 1
+fi
+nutcracker -c "$TMP/nutcracker.yml" -s "$TWEM_STATS_PORT" -a 127.0.0.1 \
+  -o "$TMP/twemproxy.log" -p "$TMP/nutcracker.pid" -v 4 &
+TWEM_PID=$!
+PIDS+=("$TWEM_PID")
+wait_ping "$TWEM_PORT" twemproxy
+
+# Every target must really proxy before it is timed.
+for port in "$STRATA_PORT" "$TWEM_PORT"; do
+  redis-cli -p "$port" set strata-bench-check ok >/dev/null
+  if [ "$(redis-cli -p "$port" get strata-bench-check)" != "ok" ]; then
+    echo "proxy_bench: SET/GET through port $port does not work" >&2
+    exit 1
+  fi
+done
+
+port_of() {
+  case "$1" in
+    direct) echo "$REDIS_PORT" ;;
+    strata) echo "$STRATA_PORT" ;;
+    twemproxy) echo "$TWEM_PORT" ;;
+  esac
+}
+pid_of() {
+  case "$1" in
+    direct) echo "$REDIS_PID" ;;
+    strata) echo "$STRATA_PID" ;;
+    twemproxy) echo "$TWEM_PID" ;;
+  esac
+}
+
+TARGETS=(direct strata twemproxy)
+RESULTS=$TMP/results.csv # repeat,pipeline,target,test,rps,p50_ms,cpu_us_per_req
+: >"$RESULTS"
+
+echo "proxy_bench: redis :$REDIS_PORT, strata :$STRATA_PORT (pid $STRATA_PID), twemproxy :$TWEM_PORT; REPEATS=$REPEATS, -c $CLIENTS -d $VALUE, N=$N_P1 (-P 1) / $N_P16 (-P 16)" >&2
+
+for r in $(seq "$REPEATS"); do
+  for pipeline in 1 16; do
+    if [ "$pipeline" = 1 ]; then n=$N_P1; else n=$N_P16; fi
+    # Rotate the order each repeat so no target always runs first or last.
+    for k in 0 1 2; do
+      target=${TARGETS[$(((k + r) % 3))]}
+      port=$(port_of "$target")
+      pid=$(pid_of "$target")
+      before=$(cpu_ticks "$pid")
+      csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -d "$VALUE" -t set,get -n "$n" -P "$pipeline" --csv 2>>"$TMP/benchmark.err" || true)
+      after=$(cpu_ticks "$pid")
+      # SET and GET: n requests each. CPU per request in µs of the process behind the port.
+      cpu_us=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / t * 1e6 / (2 * n) }')
+      # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+      awk -F, -v r="$r" -v p="$pipeline" -v tg="$target" -v cpu="$cpu_us" '
+        NR > 1 { gsub(/"/, ""); print r "," p "," tg "," $1 "," $2 "," $5 "," cpu }' <<<"$csv" >>"$RESULTS"
+      printf '  repeat %s -P %-2s %-9s %s  cpu %s us/req\n' "$r" "$pipeline" "$target" \
+        "$(awk -F, 'NR > 1 { gsub(/"/, ""); printf "%s %s rps p50 %s ms  ", $1, $2, $5 }' <<<"$csv")" "$cpu_us" >&2
+    done
+  done
+done
+
+# Median of field $4 (rps), $5 (p50) or $6 (cpu) for one pipeline/target/test.
+median() { # pipeline target test field
+  awk -F, -v p="$1" -v tg="$2" -v t="$3" -v f="$4" '$2 == p && $3 == tg && $4 == t { print $f }' "$RESULTS" |
+    sort -g | awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "NA"; exit }
+      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.2f", a / b }'; }
+verdict() { # value op threshold
+  awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+    if (v == "NA") { print "MISS (no data)"; exit }
+    ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+    print ok ? "PASS" : "MISS" }'
+}
+
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "strata proxy benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
+  echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
+  echo "redis-benchmark -c $CLIENTS -d $VALUE -t set,get -n $N_P1 -P 1 | -n $N_P16 -P 16 --csv; medians of $REPEATS runs per target, interleaved"
+  echo "twemproxy: server_connections 1; strata: default config (2 multiplexed backend connections per protocol)"
+  echo
+  echo "Throughput (requests/s, median)"
+  printf '%-10s %12s %12s %12s %14s %14s\n' test direct strata twemproxy strata/direct strata/twem
+  for pipeline in 1 16; do
+    for t in SET GET; do
+      d=$(median "$pipeline" direct "$t" 5)
+      s=$(median "$pipeline" strata "$t" 5)
+      w=$(median "$pipeline" twemproxy "$t" 5)
+      printf '%-10s %12s %12s %12s %14s %14s\n' "$t -P $pipeline" "$d" "$s" "$w" "$(ratio "$s" "$d")" "$(ratio "$s" "$w")"
+    done
+  done
+  echo
+  echo "p50 latency at -P 1 (µs, median of the runs' p50)"
+  printf '%-10s %10s %10s %10s %15s\n' test direct strata twemproxy strata-direct
+  for t in SET GET; do
+    d=$(median 1 direct "$t" 6)
+    s=$(median 1 strata "$t" 6)
+    w=$(median 1 twemproxy "$t" 6)
+    printf '%-10s %10s %10s %10s %15s\n' "$t -P 1" \
+      "$(awk -v x="$d" 'BEGIN { printf "%.0f", x * 1000 }')" \
+      "$(awk -v x="$s" 'BEGIN { printf "%.0f", x * 1000 }')" \
+      "$(awk -v x="$w" 'BEGIN { printf "%.0f", x * 1000 }')" \
+      "$(awk -v a="$s" -v b="$d" 'BEGIN { printf "%+.0f", (a - b) * 1000 }')"
+  done
+  echo
+  echo "CPU time per request (µs, utime+stime of the process, median; SET and GET runs together)"
+  printf '%-8s %10s %10s %10s\n' "" strata twemproxy redis
+  for pipeline in 1 16; do
+    printf '%-8s %10s %10s %10s\n' "-P $pipeline" \
+      "$(median "$pipeline" strata SET 7)" "$(median "$pipeline" twemproxy SET 7)" "$(median "$pipeline" direct SET 7)"
+  done
+  echo "(redis column: redis-server's own CPU when benchmarked directly)"
+  echo
+  echo "Targets"
+  for t in SET GET; do
+    d=$(median 16 direct "$t" 5); s=$(median 16 strata "$t" 5); w=$(median 16 twemproxy "$t" 5)
+    rd=$(ratio "$s" "$d"); rw=$(ratio "$s" "$w")
+    printf '  %-4s -P 16  strata/direct    %6s >= 0.70   %s\n' "$t" "$rd" "$(verdict "$rd" ">=" 0.7)"
+    printf '  %-4s -P 16  strata/twemproxy %6s >= 1.50   %s\n' "$t" "$rw" "$(verdict "$rw" ">=" 1.5)"
+  done
+  for t in SET GET; do
+    d=$(median 1 direct "$t" 6); s=$(median 1 strata "$t" 6)
+    diff=$(awk -v a="$s" -v b="$d" 'BEGIN { printf "%.0f", (a - b) * 1000 }')
+    printf '  %-4s -P 1   p50 strata-direct %5s µs <= 50 µs  %s\n' "$t" "$diff" "$(verdict "$diff" "<=" 50)"
+  done
+} | tee "$OUT"
+cp "$RESULTS" "${OUT%.txt}-raw.csv"
+echo "(summary written to $OUT, every run in ${OUT%.txt}-raw.csv)"
+exit 0
