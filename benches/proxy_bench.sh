@@ -170,6 +170,7 @@ pid_of() {
   esac
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 TARGETS=(direct strata twemproxy)
 RESULTS=$TMP/results.csv # repeat,pipeline,target,test,rps,p50_ms,cpu_us_per_req
 : >"$RESULTS"
@@ -219,6 +220,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
   echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
   echo "redis-benchmark -c $CLIENTS -d $VALUE -t set,get -n $N_P1 -P 1 | -n $N_P16 -P 16 --csv; medians of $REPEATS runs per target, interleaved"
+  echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "twemproxy: server_connections 1; strata: default config (2 multiplexed backend connections per protocol)"
   echo
   echo "Throughput (requests/s, median)"

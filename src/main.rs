@@ -31,6 +31,9 @@ struct Cli {
     /// maxclients, overriding server.maxclients.
     #[arg(long)]
     maxclients: Option<usize>,
+    /// Runtime worker threads, overriding server.worker_threads (0 = one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,9 @@ fn main() -> ExitCode {
     if let Some(level) = cli.log_level {
         config.telemetry.log_level = level;
     }
+    if let Some(n) = cli.worker_threads {
+        config.server.worker_threads = n;
+    }
     if let Some(n) = cli.maxclients {
         config.server.maxclients = n;
     }
@@ -78,7 +84,11 @@ fn main() -> ExitCode {
     }
     init_logging(&config.telemetry.log_level, config.telemetry.log_json);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        builder.worker_threads(config.server.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub client_idle_timeout_secs: u64,
     /// On SIGTERM, how long in-flight replies may take before strata exits anyway.
     pub shutdown_grace_ms: u64,
+    /// Runtime worker threads; 0 means one per core. A sidecar shares its
+    /// pod's cores with the application, so fewer can be better.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             max_inflight_per_client: 1024,
             client_idle_timeout_secs: 0,
             shutdown_grace_ms: 10_000,
+            worker_threads: 0,
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Replies: framing what backends send, and encoding what strata answers.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use redis_protocol::resp3::decode::complete::decode_range;
 
 /// The protocol a client (or a backend connection) speaks, chosen by HELLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -29,34 +28,62 @@ impl Protocol {
 pub struct BadReply(String);
 
 /// The length of the first complete reply frame in `buf`, or `None` when
-/// more bytes are needed. RESP3 is a superset of RESP2, so one decoder
-/// frames both. Attributes (`|`) are kept with the frame they annotate.
+/// more bytes are needed.
+///
+/// Handles every RESP2 and RESP3 type Redis sends, including RESP2's null
+/// bulk (`$-1`) and null array (`*-1`) anywhere in an aggregate, and RESP3
+/// attributes (`|`, kept with the frame they annotate). It walks the frame
+/// without allocating: a count of elements still expected replaces
+/// recursion, so nesting depth cannot exhaust the stack.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    // Fast paths for the frames that dominate traffic; they avoid building
-    // a range tree for a plain bulk or status reply.
-    match buf[0] {
-        b'+' | b'-' | b':' => {
-            return Ok(find_crlf(buf).map(|cr| cr + 2));
+    let mut pos = 0usize;
+    let mut remaining: u64 = 1;
+    while remaining > 0 {
+        if pos >= buf.len() {
+            return Ok(None);
         }
-        b'$' => {
-            let Some(cr) = find_crlf(buf) else { return Ok(None) };
-            let len = parse_len(&buf[1..cr]).ok_or_else(|| BadReply("bad bulk length".into()))?;
-            if len < 0 {
-                return Ok(Some(cr + 2));
+        let Some(cr) = find_crlf(&buf[pos..]).map(|c| c + pos) else {
+            return Ok(None);
+        };
+        remaining -= 1;
+        let kind = buf[pos];
+        let header = &buf[pos + 1..cr];
+        pos = cr + 2;
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+            b'$' | b'!' | b'=' => {
+                let len = parse_len(header).ok_or_else(|| BadReply("bad bulk length".into()))?;
+                if len < 0 {
+                    if kind != b'$' || len != -1 {
+                        return Err(BadReply("negative bulk length".into()));
+                    }
+                    continue;
+                }
+                let end = pos + len as usize + 2;
+                if buf.len() < end {
+                    return Ok(None);
+                }
+                pos = end;
             }
-            let total = cr + 2 + len as usize + 2;
-            return Ok((buf.len() >= total).then_some(total));
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = parse_len(header).ok_or_else(|| BadReply("bad aggregate length".into()))?;
+                if n < 0 {
+                    if kind != b'*' || n != -1 {
+                        return Err(BadReply("negative aggregate length".into()));
+                    }
+                    continue;
+                }
+                let n = n as u64;
+                remaining += match kind {
+                    b'%' => n * 2,
+                    b'|' => n * 2 + 1, // the attribute's pairs, then the frame it annotates
+                    _ => n,
+                };
+            }
+            other => return Err(BadReply(format!("unknown type byte 0x{other:02x}"))),
         }
-        _ => {}
     }
-    match decode_range(buf) {
-        Ok(Some((_, len))) => Ok(Some(len)),
-        Ok(None) => Ok(None),
-        Err(e) => Err(BadReply(e.to_string())),
-    }
+    Ok(Some(pos))
 }
 
 /// True when a complete frame is a RESP3 push (`>`): out-of-band data that
@@ -122,7 +149,11 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     (cr + 1 < buf.len()).then_some(cr)
 }
 
+/// A length or integer header: at most 19 digits, so it cannot overflow.
 fn parse_len(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
@@ -249,6 +280,11 @@ mod tests {
         assert_eq!(frame_len(b"%1\r\n+a\r\n_\r\n").unwrap(), Some(11));
         assert_eq!(frame_len(b">2\r\n+a\r\n#t\r\n").unwrap(), Some(12));
         assert!(frame_len(b"?what\r\n").is_err());
+        assert_eq!(frame_len(b"*-1\r\n").unwrap(), Some(5));
+        assert_eq!(frame_len(b"*2\r\n$-1\r\n$1\r\nx\r\n").unwrap(), Some(16));
+        assert_eq!(frame_len(b"|1\r\n+k\r\n+v\r\n:1\r\n").unwrap(), Some(16));
+        assert_eq!(frame_len(b"*3\r\n*-1\r\n*0\r\n_\r\n").unwrap(), Some(16));
+        assert!(frame_len(b"$-2\r\n").is_err());
     }
 
     #[test]

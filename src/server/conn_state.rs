@@ -30,6 +30,8 @@ pub struct ConnState {
     pub tracking: bool,
     /// The selected database.
     pub db: i64,
+    /// A SELECT queued inside MULTI: it takes effect at EXEC.
+    pub queued_db: Option<i64>,
 }
 
 impl ConnState {
@@ -57,9 +59,22 @@ impl ConnState {
         if self.in_multi {
             // Inside MULTI everything is queued (+QUEUED) except these.
             match spec.name {
-                "exec" | "discard" => {
+                "exec" => {
                     self.in_multi = false;
                     self.watching = false;
+                    if let Some(db) = self.queued_db.take() {
+                        self.db = db;
+                    }
+                }
+                "discard" => {
+                    self.in_multi = false;
+                    self.watching = false;
+                    self.queued_db = None;
+                }
+                "select" => {
+                    if let Some(db) = args.get(1).and_then(|a| crate::protocol::request::parse_int(a)) {
+                        self.queued_db = Some(db);
+                    }
                 }
                 _ => {}
             }
@@ -150,6 +165,21 @@ mod tests {
         assert_eq!(apply(&mut st, "PUNSUBSCRIBE"), 1);
         assert!(st.is_clean());
         assert_eq!(apply(&mut st, "UNSUBSCRIBE"), 1);
+    }
+
+    #[test]
+    fn select_inside_multi_applies_at_exec() {
+        let mut st = ConnState::default();
+        apply(&mut st, "MULTI");
+        apply(&mut st, "SELECT 1");
+        assert_eq!(st.db, 0);
+        apply(&mut st, "EXEC");
+        assert_eq!(st.db, 1);
+        assert!(!st.is_clean());
+        apply(&mut st, "MULTI");
+        apply(&mut st, "SELECT 0");
+        apply(&mut st, "DISCARD");
+        assert_eq!(st.db, 1);
     }
 
     #[test]

@@ -57,12 +57,16 @@ impl Timing {
 }
 
 /// Reply rewrites done by the writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Post {
     /// Pass the backend's reply through unchanged.
     None,
     /// INFO: append strata's `# Proxy` section, in the client's protocol.
     AppendProxyInfo(Protocol),
+    /// Write this instead of the backend's reply (HELLO on a dedicated
+    /// connection: the backend switches protocol, the client sees strata's
+    /// own HELLO reply).
+    Replace(Bytes),
 }
 
 /// Reply frames due on the dedicated connection for one command.
@@ -74,6 +78,8 @@ pub struct Expect {
     pub deadline: Option<tokio::time::Instant>,
     /// The command was MONITOR: afterwards, status lines are monitor output.
     pub monitor: bool,
+    /// Rewrite applied to the reply (single-frame replies only).
+    pub post: Post,
     /// For the latency histogram.
     pub timing: Timing,
 }

@@ -92,12 +92,13 @@ impl Session {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let idle = self.shared.server.client_idle_timeout_secs;
         loop {
+            let mut last_command = None;
             loop {
                 match parser.parse(&mut buf) {
                     Ok(Some(req)) => {
                         let started = Instant::now();
                         let spec = command::lookup(&req.args);
-                        self.info.touch(self.shared.clients.epoch(), spec.map_or("unknown", |s| s.name));
+                        last_command = Some(spec.map_or("unknown", |s| s.name));
                         if self.handle(req, spec, started).await == Flow::Close {
                             return;
                         }
@@ -113,6 +114,10 @@ impl Session {
                         return;
                     }
                 }
+            }
+            // Once per read batch, not per command: CLIENT LIST's idle/cmd.
+            if let Some(name) = last_command {
+                self.info.touch(self.shared.clients.epoch(), name);
             }
             if !self.flush_dedicated().await {
                 return;
@@ -188,7 +193,11 @@ impl Session {
             return self.forward(req, Post::None, timing).await;
         };
         match spec.route {
-            Route::Local => self.local(req, spec).await,
+            Route::Local => {
+                let flow = self.local(req, spec).await;
+                timing.record();
+                flow
+            }
             Route::Dedicated => self.dedicated_command(req, spec, timing).await,
             Route::Unsupported => {
                 self.shared.metrics.error(ErrorKind::Unsupported);
@@ -295,15 +304,42 @@ impl Session {
                 let text = format!("ERR command '{}' is not supported by strata", spec.name);
                 return self.error(&text).await;
             }
-            if spec.name == "hello" {
-                match local::parse_hello(&req.args) {
+        }
+        let mut post = Post::None;
+        let mut frame = req.frame.clone();
+        if let Some(spec) = spec.filter(|_| !self.state.in_multi) {
+            match spec.name {
+                "info" if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") => {
+                    let mut r = ReplyBuf::new(self.proto);
+                    r.verbatim(self.shared.proxy_info().as_bytes());
+                    return self.reply(r.freeze()).await;
+                }
+                "info" if info_wants_proxy(&req.args) => post = Post::AppendProxyInfo(self.proto),
+                "hello" => match local::parse_hello(&req.args) {
+                    Err(e) => return self.error(&e).await,
+                    // Same protocol: nothing for the backend to do.
+                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) => return self.local(req, spec).await,
                     Ok(h) => {
+                        // The backend connection must switch protocol too;
+                        // the client sees strata's own HELLO reply.
+                        if let Some((user, pass)) = &h.auth {
+                            let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                            if let Err(e) = local::auth(&auth_args) {
+                                return self.error(&e).await;
+                            }
+                        }
+                        if let Some(name) = h.setname {
+                            self.info.set_name((!name.is_empty()).then_some(name));
+                        }
                         if let Some(p) = h.proto {
                             self.set_proto(p);
                         }
+                        frame = crate::protocol::request::encode_command(&req.args[..2]);
+                        let version = self.backend_version();
+                        post = Post::Replace(local::hello_reply(self.proto, self.info.id, &version));
                     }
-                    Err(e) => return self.error(&e).await,
-                }
+                },
+                _ => {}
             }
         }
         let was_monitor = self.state.monitor;
@@ -321,6 +357,7 @@ impl Session {
             frames,
             deadline,
             monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
+            post,
             timing,
         };
         if spec.is_some_and(|s| s.name == "reset") {
@@ -331,7 +368,7 @@ impl Session {
             return Flow::Close;
         }
         if let Some(d) = self.dedicated.as_mut() {
-            d.out.extend_from_slice(&req.frame);
+            d.out.extend_from_slice(&frame);
         }
         if self.state.is_clean() {
             return self.leave_dedicated().await;
@@ -363,6 +400,16 @@ impl Session {
             Flow::Continue
         } else {
             Flow::Close
+        }
+    }
+
+    /// The version HELLO reports: the backend's, once known.
+    fn backend_version(&self) -> String {
+        let version = self.shared.backend.version();
+        if version.is_empty() {
+            "7.0.0".to_string()
+        } else {
+            version
         }
     }
 
@@ -418,8 +465,7 @@ impl Session {
                     if let Some(name) = h.setname {
                         self.info.set_name((!name.is_empty()).then_some(name));
                     }
-                    let version = self.shared.backend.version();
-                    let version = if version.is_empty() { "7.0.0".to_string() } else { version };
+                    let version = self.backend_version();
                     self.reply(local::hello_reply(self.proto, self.info.id, &version)).await
                 }
             },
@@ -451,10 +497,12 @@ impl Session {
                 self.reply(r.freeze()).await
             }
             "client|info" => {
+                self.info.touch(self.shared.clients.epoch(), spec.name);
                 let bytes = local::client_info(proto, &self.info, &self.shared.clients);
                 self.reply(bytes).await
             }
             "client|list" => {
+                self.info.touch(self.shared.clients.epoch(), spec.name);
                 let bytes = local::client_list(proto, args, &self.shared.clients);
                 self.reply(bytes).await
             }

@@ -124,6 +124,13 @@ impl Writer {
     fn write_reply(&mut self, frame: Bytes, post: Post) {
         match post {
             Post::None => self.out.extend_from_slice(&frame),
+            Post::Replace(bytes) => {
+                if reply::is_error(&frame) {
+                    self.out.extend_from_slice(&frame);
+                } else {
+                    self.out.extend_from_slice(&bytes);
+                }
+            }
             Post::AppendProxyInfo(proto) => match string_payload(&frame) {
                 Some(text) => {
                     let mut full = text.to_vec();
@@ -162,14 +169,30 @@ impl Writer {
                     self.out.extend_from_slice(&frame);
                     continue;
                 }
-                let Some(front) = due.front_mut() else {
-                    // A reply with no command waiting for it: the reader
-                    // queues each Expect before it writes the command, so
-                    // this is a desync. Stop rather than misattribute.
-                    return self.dedicated_failed(&mut due, "unexpected reply from backend").await;
-                };
+                // The reader queues each Expect before it writes the command,
+                // so the entry for this reply is in the queue: take entries
+                // (writing local replies queued before it) until it is.
+                while due.is_empty() {
+                    match self.rx.recv().await {
+                        Some(Pending::Expect(e)) => due.push_back(e),
+                        Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
+                        Some(Pending::Close) | None => {
+                            self.flush().await?;
+                            return Err(Stop::Done);
+                        }
+                        Some(_) => {
+                            return self.dedicated_failed(&mut due, "unexpected reply from backend").await;
+                        }
+                    }
+                }
+                let Some(front) = due.front_mut() else { continue };
                 subs.observe(&frame);
-                self.out.extend_from_slice(&frame);
+                if front.frames == 1 && front.post != Post::None {
+                    let post = std::mem::replace(&mut front.post, Post::None);
+                    self.write_reply(frame, post);
+                } else {
+                    self.out.extend_from_slice(&frame);
+                }
                 front.frames -= 1;
                 if front.frames == 0 {
                     if let Some(done) = due.pop_front() {

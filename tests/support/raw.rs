@@ -286,3 +286,43 @@ pub fn signal(pid: u32, name: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
 }
+
+/// Spawns the real strata binary like `StrataProcess::spawn`, but with its
+/// address space capped at `mem_mb` MiB (`ulimit -v`), for tests that may
+/// trigger unbounded allocation: the process then aborts instead of eating
+/// the machine's memory.
+pub fn spawn_strata_capped(backend: &str, mem_mb: u64) -> super::strata::StrataProcess {
+    use std::process::{Command, Stdio};
+    let port = super::free_port();
+    let metrics_port = super::free_port();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {} && exec \"$@\"", mem_mb * 1024))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--backend")
+        .arg(backend)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .arg("--log-level")
+        .arg("warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn strata under ulimit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "capped strata did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    super::strata::StrataProcess {
+        child,
+        port,
+        metrics_port,
+    }
+}
