@@ -834,7 +834,10 @@ async fn binary_safe_and_large_values() {
 /// Nil inside an array, and nil arrays: RESP2's `$-1` and `*-1`, which are
 /// not valid RESP3, so a RESP3-only framer rejects them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: RESP2 null bulk ($-1) nested in an array, and a top-level RESP2 null array (*-1), are rejected as 'malformed reply from backend' (protocol/reply.rs frame_len uses a RESP3-only decoder); the shared backend connection is dropped and every client on it gets an error"]
+// Regression guard; before 007b4ac: RESP2 null bulk ($-1) nested in an array, and a top-level
+// RESP2 null array (*-1), are rejected as 'malformed reply from backend' (protocol/reply.rs
+// frame_len uses a RESP3-only decoder); the shared backend connection is dropped and every client
+// on it gets an error
 async fn resp2_nil_in_and_as_arrays() {
     let mut t = Twin::start().await;
     t.check(

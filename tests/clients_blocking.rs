@@ -126,7 +126,8 @@ async fn blpop_consumers_and_pushers_every_item_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a RESP2 null array (*-1) from the backend is rejected as 'malformed reply' (protocol/reply.rs frame_len); the client gets an error and is disconnected"]
+// Regression guard; before 007b4ac: a RESP2 null array (*-1) from the backend is rejected as
+// 'malformed reply' (protocol/reply.rs frame_len); the client gets an error and is disconnected
 async fn blocking_timeouts_return_nil() {
     let env = Env::start().await;
     let mut con = env.con().await;

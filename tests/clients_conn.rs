@@ -398,7 +398,10 @@ async fn select_isolates_databases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: redis-rs pipelines SELECT 5 + CLIENT SETINFO ×2 at connect; the replies on the dedicated connection arrive in one read and strata closes the client ('unexpected reply from backend', server/writer.rs dedicated_loop), so the connect fails with 'broken pipe'"]
+// Regression guard; before 007b4ac: redis-rs pipelines SELECT 5 + CLIENT SETINFO ×2 at connect;
+// the replies on the dedicated connection arrive in one read and strata closes the client
+// ('unexpected reply from backend', server/writer.rs dedicated_loop), so the connect fails with
+// 'broken pipe'
 async fn redis_rs_with_database_in_url() {
     let env = Env::start().await;
     let mut direct = env.raw_backend().await;
@@ -705,7 +708,10 @@ async fn health_follows_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: HELLO sent while the client holds a dedicated connection (SELECT ≠ 0, MULTI, subscribed, …) is forwarded to the backend: the reply carries the backend's client id instead of strata's CLIENT ID, and HELLO … SETNAME is not recorded (CLIENT GETNAME stays nil) — server/session.rs handle_dedicated"]
+// Regression guard; before 007b4ac: HELLO sent while the client holds a dedicated connection
+// (SELECT ≠ 0, MULTI, subscribed, …) is forwarded to the backend: the reply carries the backend's
+// client id instead of strata's CLIENT ID, and HELLO … SETNAME is not recorded (CLIENT GETNAME
+// stays nil) — server/session.rs handle_dedicated
 async fn hello_on_a_dedicated_connection_keeps_strata_identity() {
     let env = Env::start().await;
     let version = backend_version(&env).await;
@@ -719,7 +725,9 @@ async fn hello_on_a_dedicated_connection_keeps_strata_identity() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: SELECT queued inside MULTI runs on the backend at EXEC, but strata's connection state ignores it (conn_state.rs apply returns early in MULTI): after EXEC the connection is returned to the pool and later commands go to db 0 instead of db 1"]
+// Regression guard; before 007b4ac: SELECT queued inside MULTI runs on the backend at EXEC, but
+// strata's connection state ignores it (conn_state.rs apply returns early in MULTI): after EXEC
+// the connection is returned to the pool and later commands go to db 0 instead of db 1
 async fn select_inside_multi_applies_after_exec() {
     let env = Env::start().await;
     let mut c = env.raw().await;
@@ -736,7 +744,9 @@ async fn select_inside_multi_applies_after_exec() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: INFO on a dedicated connection (after SELECT 1, inside a WATCH, …) is passed straight to the backend: no # Proxy section, and INFO proxy returns an empty string — server/session.rs handle_dedicated skips the INFO handling of handle()"]
+// Regression guard; before 007b4ac: INFO on a dedicated connection (after SELECT 1, inside a
+// WATCH, …) is passed straight to the backend: no # Proxy section, and INFO proxy returns an
+// empty string — server/session.rs handle_dedicated skips the INFO handling of handle()
 async fn info_on_a_dedicated_connection_has_proxy_section() {
     let env = Env::start().await;
     let mut c = env.raw().await;
@@ -748,7 +758,9 @@ async fn info_on_a_dedicated_connection_has_proxy_section() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: commands strata answers itself (PING, ECHO, CLIENT ID/SETNAME/…, SELECT 0, multiplexed HELLO) are never counted: their strata_commands_total series is created at 0 and stays 0 (server/session.rs local() records no Timing)"]
+// Regression guard; before 007b4ac: commands strata answers itself (PING, ECHO, CLIENT
+// ID/SETNAME/…, SELECT 0, multiplexed HELLO) are never counted: their strata_commands_total
+// series is created at 0 and stays 0 (server/session.rs local() records no Timing)
 async fn metrics_count_local_commands() {
     let env = Env::start().await;
     let mut c = env.raw().await;

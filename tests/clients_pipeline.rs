@@ -174,7 +174,9 @@ async fn multi_exec_discard_and_errors_match_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: redis-rs sends MULTI…EXEC as one pipelined write; when several replies on a dedicated connection arrive in one read, strata's writer fails with 'unexpected reply from backend' and closes the client (server/writer.rs dedicated_loop)"]
+// Regression guard; before 007b4ac: redis-rs sends MULTI…EXEC as one pipelined write; when
+// several replies on a dedicated connection arrive in one read, strata's writer fails with
+// 'unexpected reply from backend' and closes the client (server/writer.rs dedicated_loop)
 async fn multi_exec_with_redis_rs() {
     let env = Env::start().await;
     let mut con = env.con().await;
@@ -206,7 +208,9 @@ async fn multi_exec_with_redis_rs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: pipelined MULTI…EXEC on a dedicated connection closes the client (server/writer.rs dedicated_loop), and the aborted EXEC's *-1 is rejected as malformed (protocol/reply.rs frame_len)"]
+// Regression guard; before 007b4ac: pipelined MULTI…EXEC on a dedicated connection closes the
+// client (server/writer.rs dedicated_loop), and the aborted EXEC's *-1 is rejected as malformed
+// (protocol/reply.rs frame_len)
 async fn watch_with_redis_rs() {
     let env = Env::start().await;
     let mut a = env.con().await;
@@ -323,7 +327,8 @@ async fn watch_without_conflict_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: EXEC aborted by WATCH returns a RESP2 null array (*-1), which strata rejects as a malformed reply and disconnects the client (protocol/reply.rs frame_len)"]
+// Regression guard; before 007b4ac: EXEC aborted by WATCH returns a RESP2 null array (*-1), which
+// strata rejects as a malformed reply and disconnects the client (protocol/reply.rs frame_len)
 async fn watch_conflict_makes_exec_nil() {
     let env = Env::start().await;
     let mut a = env.raw().await;

@@ -297,7 +297,9 @@ async fn redis_rs_resp3_push_messages() {
 /// Commands pipelined in one write while (or when) the client is on a
 /// dedicated connection: each must get its reply, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: strata closes the client when replies to several pipelined commands on a dedicated connection arrive in one read (writer.rs dedicated_loop: 'unexpected reply from backend')"]
+// Regression guard; before 007b4ac: strata closes the client when replies to several pipelined
+// commands on a dedicated connection arrive in one read (writer.rs dedicated_loop: 'unexpected
+// reply from backend')
 async fn pipelined_commands_on_a_dedicated_connection() {
     let env = Env::start().await;
     let mut c = env.raw().await;
@@ -371,7 +373,9 @@ async fn monitor_sees_other_clients_and_reset_ends_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: UNSUBSCRIBE with nothing subscribed gets Redis's [unsubscribe, $-1, 0]; strata rejects the nested RESP2 null as a malformed reply and disconnects the client (protocol/reply.rs frame_len)"]
+// Regression guard; before 007b4ac: UNSUBSCRIBE with nothing subscribed gets Redis's
+// [unsubscribe, $-1, 0]; strata rejects the nested RESP2 null as a malformed reply and
+// disconnects the client (protocol/reply.rs frame_len)
 async fn unsubscribe_when_not_subscribed() {
     let env = Env::start().await;
     let reference = RedisServer::start();

@@ -298,6 +298,7 @@ fn parse_numkeys(arg: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::command::lookup;
+    use proptest::strategy::Strategy;
 
     fn args(line: &str) -> Vec<Bytes> {
         line.split(' ')
@@ -483,6 +484,104 @@ mod tests {
         assert_eq!(parse_numkeys(b" 1"), None);
         assert_eq!(parse_numkeys(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_numkeys(b"9223372036854775808"), None);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary argument lists (biased towards numbers and keywords the
+        /// specs look for) against every command: no panic, indexes in bounds
+        /// and strictly past the command name.
+        #[test]
+        fn arbitrary_args_never_panic(
+            cmd in 0..crate::command::COMMANDS.len(),
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<Vec<u8>>(),
+                    "-?[0-9]{1,20}".prop_map(String::into_bytes),
+                    proptest::sample::select(vec!["STREAMS", "keys", "Store", "STOREDIST", "0", "1", "2"])
+                        .prop_map(|w| w.as_bytes().to_vec()),
+                ],
+                0..16,
+            ),
+        ) {
+            let cmd = &crate::command::COMMANDS[cmd];
+            let args: Vec<Bytes> = words.into_iter().map(Bytes::from).collect();
+            for spec in std::iter::once(cmd).chain(cmd.subcommands) {
+                let k = key_indexes(spec, &args);
+                proptest::prop_assert!(k.iter().all(|i| i >= 1 && i < args.len()));
+                proptest::prop_assert_eq!(k.len(), k.iter().count());
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_specs_never_panic() {
+        use crate::command::{KeySpec, Merge, Route};
+        let begins = [
+            BeginSearch::Index(0),
+            BeginSearch::Index(usize::MAX),
+            BeginSearch::Keyword {
+                keyword: "K",
+                start_from: i32::MIN,
+            },
+            BeginSearch::Keyword {
+                keyword: "K",
+                start_from: i32::MAX,
+            },
+            BeginSearch::Keyword {
+                keyword: "K",
+                start_from: 0,
+            },
+        ];
+        let finds = [
+            FindKeys::Range {
+                last_key: i32::MIN,
+                step: usize::MAX,
+                limit: usize::MAX,
+            },
+            FindKeys::Range {
+                last_key: i32::MAX,
+                step: 0,
+                limit: 0,
+            },
+            FindKeys::Range {
+                last_key: -1,
+                step: usize::MAX,
+                limit: 2,
+            },
+            FindKeys::KeyNum {
+                keynum_index: usize::MAX,
+                first_key: usize::MAX,
+                step: usize::MAX,
+            },
+            FindKeys::KeyNum {
+                keynum_index: 0,
+                first_key: usize::MAX,
+                step: 1,
+            },
+        ];
+        let args = args("X K 3 K 1 K 9223372036854775807");
+        for begin in begins {
+            for find in finds {
+                let spec = CommandSpec {
+                    name: "x",
+                    arity: -1,
+                    flags: crate::command::Flags::default(),
+                    first_key: 0,
+                    last_key: 0,
+                    step: 0,
+                    key_specs: &[],
+                    route: Route::Any,
+                    merge: Merge::One,
+                    subcommands: &[],
+                };
+                let key_specs: &'static [KeySpec] = Box::leak(Box::new([KeySpec { begin, find }]));
+                let spec = CommandSpec { key_specs, ..spec };
+                for n in 0..=args.len() {
+                    let k = key_indexes(&spec, &args[..n]);
+                    assert!(k.iter().all(|i| i >= 1 && i < n), "{begin:?} {find:?}");
+                }
+            }
+        }
     }
 
     #[test]

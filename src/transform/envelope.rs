@@ -52,6 +52,9 @@
 //!
 //!   Values that are only compressed carry no key binding: there is nothing
 //!   to authenticate with.
+//! * **Damage to the magic itself** would make an envelope look plain; a
+//!   value with three of the four magic bytes followed by a valid version
+//!   and flags is therefore refused as damaged rather than returned as is.
 
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::rand_core::RngCore;
@@ -107,7 +110,7 @@ impl<'a> Location<'a> {
         }
     }
 
-    fn subject(&self) -> Subject {
+    pub(crate) fn subject(&self) -> Subject {
         Subject {
             key: show(self.key()),
             field: match self {
@@ -438,6 +441,12 @@ pub(crate) fn open_with(
     origin_ok: &dyn Fn(&[u8]) -> bool,
 ) -> Result<Unsealed, TransformError> {
     if !stored.starts_with(&MAGIC) {
+        if damaged_magic(stored) {
+            return Err(TransformError::Malformed {
+                subject: loc.subject(),
+                what: "damaged envelope header",
+            });
+        }
         return Ok(Unsealed {
             value: stored.clone(),
             form: Form::Plain,
@@ -547,6 +556,19 @@ pub(crate) fn open_with(
         value,
         form: Form::Encrypted { key, rebound },
     })
+}
+
+/// True when `stored` is an envelope whose magic lost one byte: three of the
+/// four magic bytes, then a valid version and flags. Without this check a
+/// corrupted magic would turn an encrypted value into a "plain" one, returned
+/// to the client as stored. No text, and practically no binary value, starts
+/// like this (byte 3 of the magic is a UTF-8 continuation byte).
+fn damaged_magic(stored: &[u8]) -> bool {
+    let Some(head) = stored.get(..FIXED_HEADER) else {
+        return false;
+    };
+    let same = head.iter().zip(MAGIC).filter(|(a, b)| **a == *b).count();
+    same == MAGIC.len() - 1 && head[4] == VERSION && head[5] & !KNOWN_FLAGS == 0
 }
 
 /// The id of the key a stored value is encrypted with, if it is encrypted.

@@ -60,10 +60,16 @@ impl RedisServer {
     /// Starts the process again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        // Same port: the point is that clients of this address reconnect.
+        self.spawn_once();
+        assert!(!self.exited_early(), "redis-server could not rebind port {}", self.port);
     }
 
     fn spawn(&mut self) {
+        self.spawn_with_retry();
+    }
+
+    fn spawn_once(&mut self) {
         let bin = require_binary("redis-server", "redis-server");
         let mut cmd = Command::new(bin);
         cmd.arg("--port")
@@ -84,10 +90,37 @@ impl RedisServer {
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    /// Starts on a fresh port when the first one was taken between
+    /// `free_port()` and redis-server's bind (the child exits at once).
+    fn spawn_with_retry(&mut self) {
+        for _ in 0..5 {
+            self.spawn_once();
+            if self.exited_early() {
+                self.port = free_port();
+                continue;
+            }
+            return;
+        }
+        panic!("redis-server could not bind a free port after 5 tries");
+    }
+
+    fn exited_early(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn wait_ready(&mut self) {
         // Generous: CI machines are shared and may be busy compiling.
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                return; // exited: spawn_with_retry notices and picks another port
+            }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                 if s.write_all(b"PING\r\n").is_ok() {
