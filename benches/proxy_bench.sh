@@ -20,6 +20,7 @@
 #   CLIENTS   redis-benchmark -c (default 50)
 #   VALUE     redis-benchmark -d (default 128)
 #   STRATA    the strata binary (default target/release/strata)
+#   STRATA_ARGS  extra strata flags, e.g. "--worker-threads 1" (default none)
 #   OUT       the summary file (default target/bench/proxy-latest.txt)
 
 set -euo pipefail
@@ -33,6 +34,7 @@ N_P16=${N_P16:-1000000}
 CLIENTS=${CLIENTS:-50}
 VALUE=${VALUE:-128}
 STRATA=${STRATA:-$ROOT/target/release/strata}
+STRATA_ARGS=${STRATA_ARGS:-}
 OUT=${OUT:-$ROOT/target/bench/proxy-latest.txt}
 
 for tool in redis-server redis-cli redis-benchmark nutcracker; do
@@ -116,8 +118,9 @@ REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 wait_ping "$REDIS_PORT" redis
 
+# shellcheck disable=SC2086 # STRATA_ARGS is a list of flags
 "$STRATA" --listen "127.0.0.1:$STRATA_PORT" --backend "127.0.0.1:$REDIS_PORT" \
-  --metrics-listen "127.0.0.1:$METRICS_PORT" --log-level warn 2>"$TMP/strata.log" &
+  --metrics-listen "127.0.0.1:$METRICS_PORT" --log-level warn $STRATA_ARGS 2>"$TMP/strata.log" &
 STRATA_PID=$!
 PIDS+=("$STRATA_PID")
 wait_ping "$STRATA_PORT" strata
@@ -221,7 +224,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
   echo "redis-benchmark -c $CLIENTS -d $VALUE -t set,get -n $N_P1 -P 1 | -n $N_P16 -P 16 --csv; medians of $REPEATS runs per target, interleaved"
   echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "twemproxy: server_connections 1; strata: default config (2 multiplexed backend connections per protocol)"
+  echo "twemproxy: server_connections 1; strata: default config (2 multiplexed backend connections per protocol)${STRATA_ARGS:+, flags: $STRATA_ARGS}"
   echo
   echo "Throughput (requests/s, median)"
   printf '%-10s %12s %12s %12s %14s %14s\n' test direct strata twemproxy strata/direct strata/twem

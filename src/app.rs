@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::standalone::Standalone;
+use crate::backend::router::Router;
 use crate::config::Config;
 use crate::protocol::RequestParser;
 use crate::server::{self, Shared};
@@ -48,7 +48,7 @@ impl Running {
 /// Must run inside a tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let metrics = Arc::new(Metrics::new());
-    let backend = Standalone::start(&config.backend, &metrics);
+    let backend = Router::standalone(&config.backend, &metrics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let http_addr = if config.telemetry.listen.is_empty() {
@@ -60,10 +60,11 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
-                if ready_backend.is_healthy() {
+                let primary = ready_backend.primary();
+                if primary.is_healthy() {
                     Readiness::Ready
                 } else {
-                    Readiness::NotReady(format!("backend {} not answering PING\n", ready_backend.addr()))
+                    Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
                 }
             }),
         });

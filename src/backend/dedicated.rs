@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::handshake;
+use super::{handshake, ConnSettings};
 
 /// A raw backend connection; `stream` is `None` while the session has split
 /// it into halves, and stays `None` if it could not be put back together,
@@ -26,17 +26,17 @@ pub struct DedicatedConn {
     pub buf: BytesMut,
 }
 
-/// The bb8 manager: connects, and PINGs on demand.
+/// The bb8 manager: connects (and authenticates), and PINGs on demand.
 #[derive(Debug, Clone)]
 pub struct DedicatedManager {
     addr: String,
-    timeout: Duration,
+    settings: ConnSettings,
 }
 
 impl DedicatedManager {
     /// A manager for `addr`.
-    pub fn new(addr: String, timeout: Duration) -> DedicatedManager {
-        DedicatedManager { addr, timeout }
+    pub fn new(addr: String, settings: ConnSettings) -> DedicatedManager {
+        DedicatedManager { addr, settings }
     }
 }
 
@@ -45,7 +45,7 @@ impl bb8::ManageConnection for DedicatedManager {
     type Error = std::io::Error;
 
     async fn connect(&self) -> Result<DedicatedConn, std::io::Error> {
-        let stream = super::connect(&self.addr, self.timeout).await?;
+        let stream = super::connect_authenticated(&self.addr, &self.settings).await?;
         Ok(DedicatedConn {
             stream: Some(stream),
             buf: BytesMut::with_capacity(16 * 1024),
@@ -57,7 +57,7 @@ impl bb8::ManageConnection for DedicatedManager {
             .stream
             .as_mut()
             .ok_or_else(|| std::io::Error::other("connection in use"))?;
-        handshake::call(stream, &mut conn.buf, &[b"PING"], self.timeout).await?;
+        handshake::call(stream, &mut conn.buf, &[b"PING"], self.settings.request_timeout).await?;
         Ok(())
     }
 
@@ -74,15 +74,15 @@ pub type Dedicated = bb8::PooledConnection<'static, DedicatedManager>;
 
 /// Builds the pool. Connections are made lazily; idle ones are closed
 /// after a while so a burst of blocking clients does not pin sockets forever.
-pub fn pool(addr: String, max: u32, connect_timeout: Duration) -> DedicatedPool {
+pub fn pool(addr: String, max: u32, settings: ConnSettings) -> DedicatedPool {
     bb8::Pool::builder()
         .max_size(max)
         .min_idle(Some(0))
         .test_on_check_out(false)
-        .connection_timeout(connect_timeout)
+        .connection_timeout(settings.connect_timeout)
         .idle_timeout(Some(Duration::from_secs(60)))
         .retry_connection(false)
-        .build_unchecked(DedicatedManager::new(addr, connect_timeout))
+        .build_unchecked(DedicatedManager::new(addr, settings))
 }
 
 /// Returns a connection to the pool after RESET, in the background; a

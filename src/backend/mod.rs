@@ -5,15 +5,20 @@
 //!   are coalesced into one syscall.
 //! * [`dedicated`]: a bb8 pool of connections handed to one client while it
 //!   holds server-side state (MULTI, WATCH, blocking, pub/sub, MONITOR, …).
-//! * [`standalone`]: one Redis server: a set of mux connections per
-//!   protocol, the dedicated pool, and a health checker.
+//! * [`node`]: one Redis server: a set of mux connections per protocol, the
+//!   dedicated pool, a circuit breaker and a health checker.
+//! * [`router`]: which node a request goes to (the primary, or a replica for
+//!   reads), swapped atomically when the topology changes.
+//! * [`breaker`]: the per-node circuit breaker.
 //! * [`handshake`]: the few request/reply exchanges strata makes on its own
-//!   (HELLO, RESET, PING, INFO) on a raw connection.
+//!   (AUTH, HELLO, RESET, PING, INFO) on a raw connection.
 
+pub mod breaker;
 pub mod dedicated;
 pub mod handshake;
 pub mod mux;
-pub mod standalone;
+pub mod node;
+pub mod router;
 
 use std::time::Duration;
 
@@ -28,6 +33,10 @@ pub struct ConnSettings {
     pub reconnect_base: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// ACL user for AUTH (None: the default user).
+    pub username: Option<String>,
+    /// Password for AUTH (None: no AUTH).
+    pub password: Option<String>,
 }
 
 impl ConnSettings {
@@ -38,6 +47,8 @@ impl ConnSettings {
             request_timeout: Duration::from_millis(c.request_timeout_ms),
             reconnect_base: Duration::from_millis(c.reconnect_base_ms),
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+            username: c.username.clone(),
+            password: c.resolved_password(),
         }
     }
 }
@@ -95,5 +106,22 @@ pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<tokio::ne
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects, and authenticates when a password is configured.
+pub async fn connect_authenticated(addr: &str, settings: &ConnSettings) -> std::io::Result<tokio::net::TcpStream> {
+    let mut stream = connect(addr, settings.connect_timeout).await?;
+    if let Some(password) = &settings.password {
+        let mut buf = bytes::BytesMut::new();
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(user) = &settings.username {
+            args.push(user.as_bytes());
+        }
+        args.push(password.as_bytes());
+        handshake::call(&mut stream, &mut buf, &args, settings.connect_timeout)
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH failed: {e}")))?;
+    }
     Ok(stream)
 }

@@ -21,6 +21,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use tokio::sync::watch;
+
+use super::breaker::Breaker;
 use super::{BackendError, ConnSettings};
 use crate::protocol::reply::{frame_len, is_push};
 use crate::protocol::Protocol;
@@ -56,19 +59,37 @@ pub struct MuxConnection {
     state: Arc<AtomicU8>,
 }
 
+/// What a multiplexed connection needs to start.
+#[derive(Debug)]
+pub struct MuxSetup {
+    /// `host:port`.
+    pub addr: String,
+    /// The protocol this connection speaks (one set per protocol).
+    pub proto: Protocol,
+    /// Timeouts, backoff and credentials.
+    pub settings: ConnSettings,
+    /// State gauges.
+    pub metrics: BackendConnMetrics,
+    /// The node's breaker, told of every failure and success.
+    pub breaker: Arc<Breaker>,
+    /// Turns `Some(reason)` when the node is retired (failover).
+    pub retired: watch::Receiver<Option<String>>,
+}
+
 impl MuxConnection {
-    /// Starts the connection task for `addr` speaking `proto`.
-    pub fn spawn(addr: String, proto: Protocol, settings: ConnSettings, metrics: BackendConnMetrics) -> MuxConnection {
+    /// Starts the connection task.
+    pub fn spawn(setup: MuxSetup) -> MuxConnection {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let state = Arc::new(AtomicU8::new(STATE_CONNECTING));
         let task = MuxTask {
-            addr,
-            proto,
-            settings,
-            metrics,
+            addr: setup.addr,
+            proto: setup.proto,
+            settings: setup.settings,
+            metrics: setup.metrics,
+            breaker: setup.breaker,
             state: state.clone(),
         };
-        tokio::spawn(task.run(rx));
+        tokio::spawn(task.run(rx, setup.retired));
         MuxConnection { tx, state }
     }
 
@@ -78,7 +99,7 @@ impl MuxConnection {
         if let Err(mpsc::error::SendError(req)) = self.tx.send(MuxRequest { frame, reply }).await {
             let _ = req.reply.send(Err(BackendError::Unavailable {
                 addr: "backend".into(),
-                reason: "proxy shutting down".into(),
+                reason: "connection retired".into(),
             }));
         }
         rx
@@ -101,32 +122,48 @@ struct MuxTask {
     proto: Protocol,
     settings: ConnSettings,
     metrics: BackendConnMetrics,
+    breaker: Arc<Breaker>,
     state: Arc<AtomicU8>,
 }
 
 impl MuxTask {
-    async fn run(self, mut rx: mpsc::Receiver<MuxRequest>) {
+    async fn run(self, mut rx: mpsc::Receiver<MuxRequest>, mut retired: watch::Receiver<Option<String>>) {
         let mut backoff = self.settings.reconnect_base;
         let mut last = ConnState::Connecting;
         self.metrics.set_state(None, ConnState::Connecting);
         loop {
-            let reason = match self.connect().await {
+            let connected = tokio::select! {
+                c = self.connect() => c,
+                reason = retired_reason(&mut retired) => {
+                    self.retire(&mut rx, reason, last);
+                    return;
+                }
+            };
+            let reason = match connected {
                 Ok((rd, wr)) => {
                     self.set_state(&mut last, ConnState::Up, STATE_UP);
+                    self.breaker.on_success();
                     backoff = self.settings.reconnect_base;
                     tracing::info!(backend = %self.addr, proto = ?self.proto, "multiplexed connection up");
-                    match self.serve(rd, wr, &mut rx).await {
+                    match self.serve(rd, wr, &mut rx, &mut retired).await {
                         Ok(()) => {
                             self.metrics.remove(last);
                             return; // every handle dropped: shutting down
                         }
+                        Err(_) if retired.borrow().is_some() => {
+                            let reason = retired.borrow().clone().unwrap_or_default();
+                            self.retire(&mut rx, reason, last);
+                            return;
+                        }
                         Err(e) => {
+                            self.breaker.on_failure();
                             tracing::warn!(backend = %self.addr, error = %e, "multiplexed connection lost");
                             e.to_string()
                         }
                     }
                 }
                 Err(e) => {
+                    self.breaker.on_failure();
                     tracing::warn!(backend = %self.addr, error = %e, "backend connect failed");
                     e.to_string()
                 }
@@ -138,6 +175,10 @@ impl MuxTask {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
+                    reason = retired_reason(&mut retired) => {
+                        self.retire(&mut rx, reason, last);
+                        return;
+                    }
                     req = rx.recv() => match req {
                         Some(req) => {
                             let _ = req.reply.send(Err(BackendError::Unavailable {
@@ -157,6 +198,20 @@ impl MuxTask {
         }
     }
 
+    /// The node was retired: fail everything still queued, and stop.
+    fn retire(&self, rx: &mut mpsc::Receiver<MuxRequest>, reason: String, last: ConnState) {
+        rx.close();
+        while let Ok(req) = rx.try_recv() {
+            let _ = req.reply.send(Err(BackendError::ConnectionLost {
+                addr: self.addr.clone(),
+                reason: reason.clone(),
+            }));
+        }
+        self.metrics.remove(last);
+        self.state.store(STATE_DOWN, Ordering::Relaxed);
+        tracing::info!(backend = %self.addr, %reason, "multiplexed connection retired");
+    }
+
     fn set_state(&self, last: &mut ConnState, to: ConnState, code: u8) {
         self.metrics.set_state(Some(*last), to);
         *last = to;
@@ -164,7 +219,7 @@ impl MuxTask {
     }
 
     async fn connect(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
-        let mut stream = super::connect(&self.addr, self.settings.connect_timeout).await?;
+        let mut stream = super::connect_authenticated(&self.addr, &self.settings).await?;
         if self.proto == Protocol::Resp3 {
             let mut buf = BytesMut::new();
             super::handshake::call(&mut stream, &mut buf, &[b"HELLO", b"3"], self.settings.connect_timeout).await?;
@@ -179,12 +234,16 @@ impl MuxTask {
         rd: OwnedReadHalf,
         wr: OwnedWriteHalf,
         rx: &mut mpsc::Receiver<MuxRequest>,
+        retired: &mut watch::Receiver<Option<String>>,
     ) -> Result<(), BackendError> {
         let (pending_tx, mut pending_rx) = mpsc::unbounded_channel::<Pending>();
         let mut in_flight: VecDeque<Pending> = VecDeque::new();
         let result = tokio::select! {
             r = write_loop(wr, rx, pending_tx, self.settings.request_timeout) => r.map_err(|e| self.lost(e)),
-            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout) => r,
+            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout, &self.breaker) => r,
+            reason = retired_reason(retired) => {
+                Err(BackendError::ConnectionLost { addr: self.addr.clone(), reason })
+            }
         };
         let err = match result {
             Ok(()) => return Ok(()),
@@ -252,6 +311,7 @@ async fn read_loop(
     in_flight: &mut VecDeque<Pending>,
     addr: &str,
     timeout: std::time::Duration,
+    breaker: &Breaker,
 ) -> Result<(), BackendError> {
     let lost = |reason: String| BackendError::ConnectionLost {
         addr: addr.to_string(),
@@ -276,6 +336,7 @@ async fn read_loop(
                     .map_err(|_| lost("reply without a request (protocol desync)".into()))?,
             };
             let _ = slot.reply.send(Ok(frame));
+            breaker.on_success();
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
@@ -296,6 +357,19 @@ async fn read_loop(
                 return Err(BackendError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() });
             }
         }
+    }
+}
+
+/// Resolves with the reason once the node is retired (never, if the
+/// sender is gone without retiring it).
+pub async fn retired_reason(retired: &mut watch::Receiver<Option<String>>) -> String {
+    let reason = match retired.wait_for(Option::is_some).await {
+        Ok(reason) => Some(reason.clone().unwrap_or_default()),
+        Err(_) => None,
+    };
+    match reason {
+        Some(r) => r,
+        None => std::future::pending().await,
     }
 }
 

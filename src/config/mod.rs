@@ -59,6 +59,41 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where read-only commands go.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadFrom {
+    /// Everything to the primary.
+    #[default]
+    Primary,
+    /// Reads to a replica (the same one for a client) when one is healthy.
+    PreferReplica,
+    /// Reads spread over healthy replicas in turn.
+    ReplicaRoundRobin,
+}
+
+/// Circuit breaker thresholds (`[backend.breaker]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Consecutive successes, while half-open, that close it.
+    pub success_threshold: u32,
+    /// How long it stays open before letting probes through.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            success_threshold: 2,
+            open_ms: 2_000,
+        }
+    }
+}
+
 /// How strata reaches its backend.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +127,22 @@ pub struct BackendConfig {
     pub reconnect_max_ms: u64,
     /// How often the backend is PINGed for /health/ready.
     pub health_interval_ms: u64,
+    /// ACL user strata authenticates as (None: the default user).
+    pub username: Option<String>,
+    /// Name of an environment variable holding the backend password. The
+    /// password itself never goes in the config file.
+    pub password_env: Option<String>,
+    /// The per-node circuit breaker.
+    pub breaker: BreakerConfig,
+    /// Where read-only commands go (replicas come from Sentinel).
+    pub read_from: ReadFrom,
+}
+
+impl BackendConfig {
+    /// The backend password, read from `password_env` when set.
+    pub fn resolved_password(&self) -> Option<String> {
+        self.password_env.as_ref().and_then(|var| std::env::var(var).ok())
+    }
 }
 
 impl Default for BackendConfig {
@@ -106,6 +157,10 @@ impl Default for BackendConfig {
             reconnect_base_ms: 50,
             reconnect_max_ms: 2_000,
             health_interval_ms: 1_000,
+            username: None,
+            password_env: None,
+            breaker: BreakerConfig::default(),
+            read_from: ReadFrom::Primary,
         }
     }
 }
@@ -223,6 +278,15 @@ impl Config {
         }
         if self.backend.reconnect_base_ms == 0 || self.backend.reconnect_max_ms < self.backend.reconnect_base_ms {
             return invalid("backend.reconnect_max_ms", "needs reconnect_base_ms >= 1 and reconnect_max_ms >= reconnect_base_ms");
+        }
+        if let Some(var) = &self.backend.password_env {
+            if std::env::var_os(var).is_none() {
+                return invalid("backend.password_env", format!("environment variable '{var}' is not set"));
+            }
+        }
+        let b = &self.backend.breaker;
+        if b.failure_threshold == 0 || b.success_threshold == 0 {
+            return invalid("backend.breaker", "failure_threshold and success_threshold must be at least 1");
         }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err() {
             return invalid("telemetry.listen", format!("'{}' is not ip:port", self.telemetry.listen));

@@ -45,6 +45,9 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
         let Some(cr) = find_crlf(&buf[pos..]).map(|c| c + pos) else {
             return Ok(None);
         };
+        if cr == pos {
+            return Err(BadReply("empty line where a type byte was expected".into()));
+        }
         remaining -= 1;
         let kind = buf[pos];
         let header = &buf[pos + 1..cr];
@@ -59,7 +62,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
                     }
                     continue;
                 }
-                let end = pos + len as usize + 2;
+                let end = pos.saturating_add(len as usize).saturating_add(2);
                 if buf.len() < end {
                     return Ok(None);
                 }
@@ -74,11 +77,11 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
                     continue;
                 }
                 let n = n as u64;
-                remaining += match kind {
+                remaining = remaining.saturating_add(match kind {
                     b'%' => n * 2,
                     b'|' => n * 2 + 1, // the attribute's pairs, then the frame it annotates
                     _ => n,
-                };
+                });
             }
             other => return Err(BadReply(format!("unknown type byte 0x{other:02x}"))),
         }

@@ -187,7 +187,9 @@ enum Parsed {
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Parsed, ParseError> {
-    let Some(newline) = memchr(b'\n', buf) else {
+    // Redis looks for the newline with strchr(), which stops at a NUL byte:
+    // a line with a NUL before its newline never completes.
+    let Some(newline) = find_before_nul(b'\n', buf) else {
         if buf.len() > INLINE_MAX {
             return Err(ParseError::TooBigInline);
         }
@@ -210,6 +212,11 @@ fn parse_inline(buf: &mut BytesMut) -> Result<Parsed, ParseError> {
 /// double quotes (with `\n \r \t \b \a \\ \" \xHH` escapes) and single
 /// quotes (with `\'`). `None` means unbalanced quotes.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // Redis splits a C string: a NUL byte ends the line.
+    let line = match line.iter().position(|&b| b == 0) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
     let mut args = Vec::new();
     let mut i = 0;
     let n = line.len();
@@ -276,7 +283,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => in_double = true,
                     b'\'' => in_single = true,
                     c => current.push(c),
@@ -311,10 +318,17 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
 
+/// Position of `needle`, unless a NUL byte comes first (C's strchr).
+fn find_before_nul(needle: u8, haystack: &[u8]) -> Option<usize> {
+    let at = haystack.iter().position(|&b| b == needle || b == 0)?;
+    (haystack[at] == needle).then_some(at)
+}
+
 /// Position of the next `\r\n` at or after `from`. Like Redis, a header
-/// line ends at the first `\r`; the `\n` must follow it.
+/// line ends at the first `\r` (found with strchr, so not past a NUL); the
+/// `\n` must follow it.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let cr = from + memchr(b'\r', buf.get(from..)?)?;
+    let cr = from + find_before_nul(b'\r', buf.get(from..)?)?;
     if cr + 1 < buf.len() {
         Some(cr)
     } else {
@@ -421,6 +435,8 @@ mod tests {
         assert_eq!(got[0], vec![b"set".to_vec(), b"aA\n".to_vec(), b"it's".to_vec()]);
         assert_eq!(got[1], vec![b"ping".to_vec()]);
         assert!(split_args(b"\"a\"b").is_none());
+        assert_eq!(split_args(b"PING\0junk").unwrap(), vec![b"PING".to_vec()]);
+        assert!(split_args(b"\"ab\0cd\"").is_none());
     }
 
     #[test]

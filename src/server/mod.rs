@@ -18,7 +18,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::standalone::Standalone;
+use crate::backend::router::Router;
 use crate::config::ServerConfig;
 use crate::protocol::RequestParser;
 use crate::telemetry::Metrics;
@@ -29,7 +29,7 @@ pub struct Shared {
     /// The `[server]` settings.
     pub server: ServerConfig,
     /// The backend.
-    pub backend: Arc<Standalone>,
+    pub backend: Arc<Router>,
     /// Metrics registry handles.
     pub metrics: Arc<Metrics>,
     /// Connected clients.
@@ -43,19 +43,29 @@ pub struct Shared {
 impl Shared {
     /// INFO's `# Proxy` section.
     pub fn proxy_info(&self) -> String {
-        let backend = &self.backend;
-        format!(
+        let backend = self.backend.primary();
+        let (failovers, last_failover_ms) = self.backend.failover_stats();
+        let replicas = self.backend.topology().replicas.len();
+        let mut text = format!(
             "# Proxy\r\nproxy_name:strata\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
-             maxclients:{}\r\nbackend_mode:standalone\r\nbackend_address:{}\r\nbackend_state:{}\r\n\
-             backend_connections_up:{}\r\nbackend_connections_total:{}\r\n",
+             maxclients:{}\r\nbackend_mode:{}\r\nbackend_address:{}\r\nbackend_state:{}\r\n\
+             backend_connections_up:{}\r\nbackend_connections_total:{}\r\nbackend_replicas:{}\r\n\
+             discovery_state:{}\r\nfailovers:{}\r\nlast_failover_ms:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             self.started.elapsed().as_secs(),
             self.clients.len(),
             self.server.maxclients,
+            self.backend.mode(),
             backend.addr(),
             if backend.is_healthy() { "up" } else { "down" },
             backend.connections_up(),
             backend.connections_total(),
-        )
+            replicas,
+            if self.backend.discovery_ok() { "ok" } else { "degraded" },
+            failovers,
+            last_failover_ms,
+        );
+        text.shrink_to_fit();
+        text
     }
 }

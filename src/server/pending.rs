@@ -91,6 +91,11 @@ pub struct DedicatedReader {
     pub rd: OwnedReadHalf,
     /// Bytes read but not framed yet.
     pub buf: BytesMut,
+    /// The node's address, for error texts.
+    pub addr: String,
+    /// Fires when the node is retired (failover): the client's server-side
+    /// state is then gone.
+    pub retired: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

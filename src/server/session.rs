@@ -190,7 +190,7 @@ impl Session {
         let Some(spec) = spec else {
             // Unknown to strata's table (a newer Redis, a module): let the
             // backend answer, on the shared connection.
-            return self.forward(req, Post::None, timing).await;
+            return self.forward(req, Post::None, timing, false).await;
         };
         match spec.route {
             Route::Local => {
@@ -215,15 +215,18 @@ impl Session {
                     r.verbatim(self.shared.proxy_info().as_bytes());
                     return self.reply(r.freeze()).await;
                 }
-                self.forward(req, post, timing).await
+                self.forward(req, post, timing, false).await
             }
-            _ => self.forward(req, Post::None, timing).await,
+            _ => {
+                let read_only = spec.has(Flags::READ) && !spec.has(Flags::WRITE);
+                self.forward(req, Post::None, timing, read_only).await
+            }
         }
     }
 
     /// Sends a request on the client's multiplexed connection.
-    async fn forward(&mut self, req: Request, post: Post, timing: Timing) -> Flow {
-        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame).await;
+    async fn forward(&mut self, req: Request, post: Post, timing: Timing, read_only: bool) -> Flow {
+        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame, read_only).await;
         match self.reply_mode {
             ReplyMode::On => {}
             ReplyMode::Off => return Flow::Continue,
@@ -250,7 +253,7 @@ impl Session {
             "discard" => return self.error("ERR DISCARD without MULTI").await,
             "unwatch" => return self.reply(reply::ok()).await,
             "xread" | "xreadgroup" if !has_block_option(&req.args) => {
-                return self.forward(req, Post::None, timing).await;
+                return self.forward(req, Post::None, timing, true).await;
             }
             _ => {}
         }
@@ -266,16 +269,17 @@ impl Session {
 
     /// Borrows a dedicated connection and tells the writer to read from it.
     async fn enter_dedicated(&mut self) -> Result<(), crate::backend::BackendError> {
-        let mut conn = self.shared.backend.dedicated(self.proto).await?;
+        let (mut conn, retired) = self.shared.backend.dedicated(self.proto).await?;
+        let addr = self.shared.backend.primary().addr().to_string();
         let Some(stream) = conn.stream.take() else {
             return Err(crate::backend::BackendError::Unavailable {
-                addr: self.shared.backend.addr().to_string(),
+                addr,
                 reason: "connection broken".into(),
             });
         };
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
-        if !self.queue(Pending::EnterDedicated(DedicatedReader { rd, buf })).await {
+        if !self.queue(Pending::EnterDedicated(DedicatedReader { rd, buf, addr, retired })).await {
             return Ok(()); // the writer is gone; the next queue() ends the session
         }
         self.dedicated = Some(DedicatedWriter {
@@ -405,7 +409,7 @@ impl Session {
 
     /// The version HELLO reports: the backend's, once known.
     fn backend_version(&self) -> String {
-        let version = self.shared.backend.version();
+        let version = self.shared.backend.primary().version();
         if version.is_empty() {
             "7.0.0".to_string()
         } else {
@@ -534,7 +538,7 @@ impl Session {
                     started: Instant::now(),
                     metrics: None,
                 };
-                self.forward(req, Post::None, timing).await
+                self.forward(req, Post::None, timing, false).await
             }
         }
     }

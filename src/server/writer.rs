@@ -19,6 +19,7 @@ use super::pending::{DedicatedReader, Expect, Pending, Post};
 use super::Shared;
 use crate::protocol::reply::{self, aggregate_elements, frame_len, integer_payload, string_payload};
 use crate::protocol::ReplyBuf;
+use crate::backend::mux::retired_reason;
 use crate::telemetry::ErrorKind;
 
 /// Flush once this much is buffered even if more replies are ready.
@@ -156,13 +157,15 @@ impl Writer {
         let mut due: std::collections::VecDeque<Expect> = std::collections::VecDeque::new();
         let mut monitor = false;
         let mut subs = SubscriptionCounts::default();
+        let addr = rd.addr.clone();
+        let mut retired = rd.retired.clone();
         loop {
             // Forward every complete frame already buffered.
             loop {
                 let len = match frame_len(&rd.buf) {
                     Ok(Some(len)) => len,
                     Ok(None) => break,
-                    Err(_) => return self.dedicated_failed(&mut due, "malformed reply from backend").await,
+                    Err(_) => return self.dedicated_failed(&addr, &mut due, "malformed reply from backend").await,
                 };
                 let frame = rd.buf.split_to(len).freeze();
                 if is_out_of_band(&frame, monitor, subs.any()) {
@@ -181,7 +184,7 @@ impl Writer {
                             return Err(Stop::Done);
                         }
                         Some(_) => {
-                            return self.dedicated_failed(&mut due, "unexpected reply from backend").await;
+                            return self.dedicated_failed(&addr, &mut due, "unexpected reply from backend").await;
                         }
                     }
                 }
@@ -217,12 +220,15 @@ impl Writer {
                 }
                 tokio::select! {
                     r = rd.rd.read_buf(&mut rd.buf) => match r {
-                        Ok(0) | Err(_) => return self.dedicated_failed(&mut due, "backend closed the connection").await,
+                        Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,
                         Ok(_) => {}
                     },
                     _ = sleep_until_opt(deadline) => {
                         self.shared.metrics.error(ErrorKind::BackendTimeout);
-                        return self.dedicated_failed(&mut due, "backend timeout").await;
+                        return self.dedicated_failed(&addr, &mut due, "backend timeout").await;
+                    }
+                    reason = retired_reason(&mut retired) => {
+                        return self.dedicated_failed(&addr, &mut due, &reason).await;
                     }
                 }
                 continue;
@@ -262,9 +268,12 @@ impl Writer {
                     Some(Pending::EnterDedicated(_)) => {}
                 },
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
-                    Ok(0) | Err(_) => return self.dedicated_failed(&mut due, "backend closed the connection").await,
+                    Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,
                     Ok(_) => {}
                 },
+                reason = retired_reason(&mut retired) => {
+                    return self.dedicated_failed(&addr, &mut due, &reason).await;
+                }
             }
         }
     }
@@ -272,9 +281,14 @@ impl Writer {
     /// The dedicated connection failed: every reply still due gets an error,
     /// and the client is disconnected, since its server-side state (MULTI,
     /// subscriptions, …) is gone and cannot be rebuilt silently.
-    async fn dedicated_failed(&mut self, due: &mut std::collections::VecDeque<Expect>, why: &str) -> Result<(), Stop> {
+    async fn dedicated_failed(
+        &mut self,
+        addr: &str,
+        due: &mut std::collections::VecDeque<Expect>,
+        why: &str,
+    ) -> Result<(), Stop> {
         self.shared.metrics.error(ErrorKind::BackendClosed);
-        let text = format!("ERR backend connection lost: {} ({why})", self.shared.backend.addr());
+        let text = format!("ERR backend connection lost: {addr} ({why})");
         for e in due.drain(..) {
             for _ in 0..e.frames {
                 self.out.extend_from_slice(&reply::error(&text));

@@ -82,6 +82,8 @@ const SIZE_LEN: usize = 4;
 /// lz4 cannot expand data by much more than 255:1 (one length byte per 255
 /// bytes of match), so a declared size beyond this is a lie.
 const MAX_LZ4_RATIO: usize = 256;
+/// Nonces fetched from the OS per `getrandom` call.
+const NONCE_BLOCK: usize = 256;
 /// AADs up to this size are built on the stack.
 const AAD_STACK: usize = 256;
 
@@ -367,10 +369,7 @@ pub(crate) fn seal_with(
     };
     let (id, cipher) = keyring.get(key).ok_or_else(|| seal_error("key not loaded"))?;
     let id_len = u8::try_from(id.len()).map_err(|_| seal_error("key id too long"))?;
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng
-        .try_fill_bytes(&mut nonce)
-        .map_err(|_| seal_error("the OS random source failed"))?;
+    let nonce = random_nonce().ok_or_else(|| seal_error("the OS random source failed"))?;
     let origin = match loc {
         Location::ListElement(k) => Some(k),
         _ => None,
@@ -581,6 +580,52 @@ pub fn key_id_of(stored: &[u8]) -> Option<&[u8]> {
     stored.get(FIXED_HEADER + 1..FIXED_HEADER + 1 + len)
 }
 
+/// Nonces drawn from the OS per thread, a block at a time: one `getrandom`
+/// call costs about as much as encrypting a 1 KiB value, and a block serves
+/// [`NONCE_BLOCK`] values. Every nonce is still 96 fresh bits from the OS
+/// generator, used once. Random (not counter) nonces are what make it safe
+/// for many sidecars to share one key without coordinating; the birthday
+/// bound asks for a key rotation well before 2^32 encryptions per key.
+///
+/// A forked child would inherit the block and could repeat its parent's
+/// nonces; strata never forks.
+fn random_nonce() -> Option<[u8; NONCE_LEN]> {
+    use std::cell::RefCell;
+
+    struct Pool {
+        buf: [u8; NONCE_LEN * NONCE_BLOCK],
+        used: usize,
+    }
+
+    thread_local! {
+        static POOL: RefCell<Pool> = const {
+            RefCell::new(Pool { buf: [0; NONCE_LEN * NONCE_BLOCK], used: NONCE_LEN * NONCE_BLOCK })
+        };
+    }
+
+    let from_pool = POOL.try_with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        if pool.used + NONCE_LEN > pool.buf.len() {
+            OsRng.try_fill_bytes(&mut pool.buf).ok()?;
+            pool.used = 0;
+        }
+        let start = pool.used;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(pool.buf.get(start..start + NONCE_LEN)?);
+        pool.used += NONCE_LEN;
+        Some(nonce)
+    });
+    match from_pool {
+        Ok(Some(nonce)) => Some(nonce),
+        // Thread teardown, or the OS refused a whole block: ask for one nonce.
+        _ => {
+            let mut nonce = [0u8; NONCE_LEN];
+            OsRng.try_fill_bytes(&mut nonce).ok()?;
+            Some(nonce)
+        }
+    }
+}
+
 fn max_compressed_len(len: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(len)
 }
@@ -752,8 +797,9 @@ pub(crate) mod tests {
                     assert!(s.starts_with(&MAGIC));
                     assert_eq!(key_id_of(&s), Some(&b"k2"[..]));
                     if v.len() > 20 {
+                        let runs: std::collections::HashSet<&[u8]> = v.windows(20).collect();
                         assert!(
-                            !s.windows(20).any(|w| v.windows(20).any(|x| x == w)),
+                            !s.windows(20).any(|w| runs.contains(w)),
                             "no plaintext run in the stored value"
                         );
                     }

@@ -204,11 +204,10 @@ proptest! {
         let mut v = MAGIC.to_vec();
         v.extend(tail);
         let v = Bytes::from(v);
-        match open(&v, loc(&kind, b"k"), &r, max) {
-            // Only an unencrypted envelope can open from random bytes; its
-            // size must respect the cap.
-            Ok(o) => prop_assert!(o.value().len() <= max.max(v.len())),
-            Err(_) => {}
+        // Only an unencrypted envelope can open from random bytes; its size
+        // must respect the cap.
+        if let Ok(o) = open(&v, loc(&kind, b"k"), &r, max) {
+            prop_assert!(o.value().len() <= max.max(v.len()));
         }
     }
 

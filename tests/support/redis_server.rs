@@ -62,7 +62,11 @@ impl RedisServer {
         self.kill();
         // Same port: the point is that clients of this address reconnect.
         self.spawn_once();
-        assert!(!self.exited_early(), "redis-server could not rebind port {}", self.port);
+        assert!(
+            !self.exited_early(),
+            "redis-server could not rebind port {}",
+            self.port
+        );
     }
 
     fn spawn(&mut self) {
@@ -118,7 +122,11 @@ impl RedisServer {
         // Generous: CI machines are shared and may be busy compiling.
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+            if self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+            {
                 return; // exited: spawn_with_retry notices and picks another port
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {

@@ -1,5 +1,9 @@
-//! A standalone Redis backend: multiplexed connections per protocol, a pool
-//! of dedicated connections, and a health checker for readiness.
+//! One Redis server behind strata: multiplexed connections per protocol, a
+//! pool of dedicated connections, a circuit breaker and a health checker.
+//!
+//! A node lives as long as strata routes to it. When a failover moves the
+//! primary elsewhere the node is *retired*: its connections fail what they
+//! have in flight with a clear error and close.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -8,8 +12,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use tokio::sync::watch;
+
+use super::breaker::Breaker;
 use super::dedicated::{self, Dedicated, DedicatedPool};
-use super::mux::{MuxConnection, MuxReply};
+use super::mux::{MuxConnection, MuxReply, MuxSetup};
 use super::{handshake, BackendError, ConnSettings};
 use crate::config::BackendConfig;
 use crate::protocol::Protocol;
@@ -17,8 +24,10 @@ use crate::telemetry::{ConnKind, Metrics};
 
 /// One Redis server behind strata.
 #[derive(Debug)]
-pub struct Standalone {
+pub struct Node {
     addr: String,
+    breaker: Arc<Breaker>,
+    retired: watch::Sender<Option<String>>,
     resp2: Vec<MuxConnection>,
     resp3: Vec<MuxConnection>,
     pool: DedicatedPool,
@@ -27,28 +36,35 @@ pub struct Standalone {
     version: Arc<RwLock<String>>,
 }
 
-impl Standalone {
-    /// Starts the connections and the health checker. Must run inside a tokio runtime.
-    pub fn start(config: &BackendConfig, metrics: &Arc<Metrics>) -> Arc<Standalone> {
+impl Node {
+    /// Starts the connections and the health checker for `addr`. Must run
+    /// inside a tokio runtime.
+    pub fn start(addr: &str, config: &BackendConfig, metrics: &Arc<Metrics>) -> Arc<Node> {
         let settings = ConnSettings::from_config(config);
-        let addr = config.address.clone();
+        let addr = addr.to_string();
+        let breaker = Arc::new(Breaker::new(config.breaker.clone()));
+        let (retired, retired_rx) = watch::channel(None);
         let spawn_set = |proto: Protocol| -> Vec<MuxConnection> {
             (0..config.connections)
                 .map(|_| {
-                    MuxConnection::spawn(
-                        addr.clone(),
+                    MuxConnection::spawn(MuxSetup {
+                        addr: addr.clone(),
                         proto,
-                        settings.clone(),
-                        metrics.backend_connection(&addr, ConnKind::Multiplexed),
-                    )
+                        settings: settings.clone(),
+                        metrics: metrics.backend_connection(&addr, ConnKind::Multiplexed),
+                        breaker: breaker.clone(),
+                        retired: retired_rx.clone(),
+                    })
                 })
                 .collect()
         };
         let resp2 = spawn_set(Protocol::Resp2);
         let resp3 = spawn_set(Protocol::Resp3);
-        let pool = dedicated::pool(addr.clone(), config.dedicated_pool_size, settings.connect_timeout);
-        let backend = Arc::new(Standalone {
+        let pool = dedicated::pool(addr.clone(), config.dedicated_pool_size, settings.clone());
+        let backend = Arc::new(Node {
             addr,
+            breaker,
+            retired,
             resp2,
             resp3,
             pool,
@@ -62,8 +78,26 @@ impl Standalone {
             Duration::from_millis(config.health_interval_ms),
             backend.healthy.clone(),
             backend.version.clone(),
+            backend.retired.subscribe(),
         ));
         backend
+    }
+
+    /// Stops routing to this node: its connections fail what they have in
+    /// flight with `reason` and close; clients on its dedicated connections
+    /// get an error and are disconnected.
+    pub fn retire(&self, reason: String) {
+        let _ = self.retired.send(Some(reason));
+    }
+
+    /// Resolves when the node is retired, with the reason.
+    pub fn retired(&self) -> watch::Receiver<Option<String>> {
+        self.retired.subscribe()
+    }
+
+    /// The node's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// The backend address.
@@ -75,6 +109,11 @@ impl Standalone {
     /// client always uses the same connection, so its commands run in the
     /// order it sent them.
     pub async fn send(&self, client_id: u64, proto: Protocol, frame: Bytes) -> oneshot::Receiver<MuxReply> {
+        if !self.breaker.allow() {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(self.circuit_open()));
+            return rx;
+        }
         let set = match proto {
             Protocol::Resp2 => &self.resp2,
             Protocol::Resp3 => &self.resp3,
@@ -83,8 +122,18 @@ impl Standalone {
         conn.send(frame).await
     }
 
+    fn circuit_open(&self) -> BackendError {
+        BackendError::Unavailable {
+            addr: self.addr.clone(),
+            reason: "circuit open".into(),
+        }
+    }
+
     /// Borrows a dedicated connection, speaking `proto`.
     pub async fn dedicated(&self, proto: Protocol) -> Result<Dedicated, BackendError> {
+        if !self.breaker.allow() {
+            return Err(self.circuit_open());
+        }
         let unavailable = |reason: String| BackendError::Unavailable {
             addr: self.addr.clone(),
             reason,
@@ -94,6 +143,7 @@ impl Standalone {
             let DedicatedConn { stream, buf } = &mut *conn;
             let stream = stream.as_mut().ok_or_else(|| unavailable("connection broken".into()))?;
             if let Err(e) = handshake::call(stream, buf, &[b"HELLO", b"3"], self.settings.request_timeout).await {
+                self.breaker.on_failure();
                 conn.stream = None;
                 return Err(unavailable(e.to_string()));
             }
@@ -142,14 +192,18 @@ async fn health_loop(
     interval: Duration,
     healthy: Arc<AtomicBool>,
     version: Arc<RwLock<String>>,
+    mut retired: watch::Receiver<Option<String>>,
 ) {
     let mut conn: Option<(tokio::net::TcpStream, BytesMut)> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = retired.changed() => return,
+        }
         if conn.is_none() {
-            match super::connect(&addr, settings.connect_timeout).await {
+            match super::connect_authenticated(&addr, &settings).await {
                 Ok(stream) => {
                     let mut c = (stream, BytesMut::new());
                     if let Ok(info) = handshake::call(&mut c.0, &mut c.1, &[b"INFO", b"server"], settings.request_timeout).await {
