@@ -314,10 +314,6 @@ fn hex_val(c: u8) -> u8 {
     }
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
-}
-
 /// Position of `needle`, unless a NUL byte comes first (C's strchr).
 fn find_before_nul(needle: u8, haystack: &[u8]) -> Option<usize> {
     let at = haystack.iter().position(|&b| b == needle || b == 0)?;

@@ -156,7 +156,10 @@ enum Shape {
     /// LINSERT, the new element at `write`. Random nonces make an encrypted
     /// element impossible to match, so they are refused under encryption;
     /// compression is deterministic, so the argument is sealed to match.
-    ListCompare { compare: usize, write: Option<usize> },
+    ListCompare {
+        compare: usize,
+        write: Option<usize>,
+    },
     /// key at 1; the reply is elements of it (LPOP, RPOP, LRANGE, LINDEX).
     ListRead,
     /// source at 1, destination at 2 (LMOVE, BLMOVE, RPOPLPUSH, BRPOPLPUSH).
@@ -432,7 +435,8 @@ impl Transforms {
         };
         match seal(value, loc, rule, &self.keyring) {
             Ok(sealed) => {
-                self.stats.sealed(value.len(), sealed.len(), rule.encrypts());
+                self.stats
+                    .sealed(value.len(), sealed.len(), rule.encrypts());
                 out.set(i, sealed);
                 Ok(())
             }
@@ -589,7 +593,9 @@ impl Transforms {
                 }
             }
             Shape::BlockingPop => {
-                let keys = args.get(1..args.len().saturating_sub(1)).unwrap_or_default();
+                let keys = args
+                    .get(1..args.len().saturating_sub(1))
+                    .unwrap_or_default();
                 if keys.iter().any(|k| rules.rule_for(k).is_some()) {
                     plan = Some(ReplyPlan::KeyValuePair);
                 }
@@ -597,7 +603,9 @@ impl Transforms {
             Shape::Mpop { numkeys } => {
                 let first = numkeys + 1;
                 let n = small_count(args.get(numkeys), args.len().saturating_sub(first));
-                let keys = n.and_then(|n| args.get(first..first + n)).unwrap_or_default();
+                let keys = n
+                    .and_then(|n| args.get(first..first + n))
+                    .unwrap_or_default();
                 if keys.iter().any(|k| rules.rule_for(k).is_some()) {
                     plan = Some(ReplyPlan::MpopReply);
                 }
@@ -713,7 +721,10 @@ mod tests {
     use crate::transform::tests::transforms;
 
     fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
     }
 
     fn prep(t: &Transforms, words: &[&str]) -> Result<Prepared, String> {
@@ -738,8 +749,14 @@ mod tests {
     #[test]
     fn no_rules_passes_everything() {
         let t = Transforms::disabled();
-        assert_eq!(prep(&t, &["SET", "session:1", "v"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["APPEND", "session:1", "v"]).unwrap(), Prepared::PASS);
+        assert_eq!(
+            prep(&t, &["SET", "session:1", "v"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["APPEND", "session:1", "v"]).unwrap(),
+            Prepared::PASS
+        );
         assert_eq!(t.reply_plan(&args(&["GET", "x"])), None);
     }
 
@@ -749,7 +766,10 @@ mod tests {
         assert_eq!(prep(&t, &["SET", "plain", "v"]).unwrap(), Prepared::PASS);
         assert_eq!(prep(&t, &["GET", "plain"]).unwrap(), Prepared::PASS);
         assert_eq!(prep(&t, &["DEL", "session:1"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["SADD", "session:1", "m"]).unwrap(), Prepared::PASS);
+        assert_eq!(
+            prep(&t, &["SADD", "session:1", "m"]).unwrap(),
+            Prepared::PASS
+        );
         assert_eq!(prep(&t, &["APPEND", "plain", "v"]).unwrap(), Prepared::PASS);
         assert_eq!(prep(&t, &["MGET", "a", "b"]).unwrap(), Prepared::PASS);
         assert_eq!(prep(&t, &[]).unwrap(), Prepared::PASS);
@@ -773,10 +793,21 @@ mod tests {
         assert!(a[2].starts_with(&MAGIC));
         assert_eq!(&a[3][..], b"EX");
         let o = open(&a[2], Location::Key(b"session:1"), &t.keyring, 1 << 20).unwrap();
-        assert_eq!(o, Opened::Decoded { value: Bytes::from_static(b"hello"), authenticated: true });
+        assert_eq!(
+            o,
+            Opened::Decoded {
+                value: Bytes::from_static(b"hello"),
+                authenticated: true
+            }
+        );
         assert_eq!(p.plan, None);
         let p = prep(&t, &["SET", "session:1", "v", "get"]).unwrap();
-        assert_eq!(p.plan, Some(ReplyPlan::Value { key: Bytes::from_static(b"session:1") }));
+        assert_eq!(
+            p.plan,
+            Some(ReplyPlan::Value {
+                key: Bytes::from_static(b"session:1")
+            })
+        );
         for cmd in ["GET", "getdel", "GETEX"] {
             let p = prep(&t, &[cmd, "session:1"]).unwrap();
             assert_eq!(p.rewrite, Rewrite::Unchanged);
@@ -812,7 +843,9 @@ mod tests {
         let p = prep(&t, &["MGET", "a", "session:1"]).unwrap();
         assert_eq!(
             p.plan,
-            Some(ReplyPlan::Values { keys: args(&["a", "session:1"]) })
+            Some(ReplyPlan::Values {
+                keys: args(&["a", "session:1"])
+            })
         );
     }
 
@@ -821,10 +854,20 @@ mod tests {
         let t = transforms();
         let p = prep(&t, &["strlen", "session:1"]).unwrap();
         assert_eq!(rewritten(&p), args(&["GET", "session:1"]).as_slice());
-        assert_eq!(p.plan, Some(ReplyPlan::StrlenOf { key: Bytes::from_static(b"session:1") }));
+        assert_eq!(
+            p.plan,
+            Some(ReplyPlan::StrlenOf {
+                key: Bytes::from_static(b"session:1")
+            })
+        );
         let p = prep(&t, &["HVALS", "session:h"]).unwrap();
         assert_eq!(rewritten(&p), args(&["HGETALL", "session:h"]).as_slice());
-        assert_eq!(p.plan, Some(ReplyPlan::HashValues { key: Bytes::from_static(b"session:h") }));
+        assert_eq!(
+            p.plan,
+            Some(ReplyPlan::HashValues {
+                key: Bytes::from_static(b"session:h")
+            })
+        );
         assert_eq!(prep(&t, &["STRLEN", "plain"]).unwrap(), Prepared::PASS);
     }
 
@@ -834,20 +877,49 @@ mod tests {
         let p = prep(&t, &["HSET", "session:h", "f1", "v1", "f2", "v2"]).unwrap();
         let a = rewritten(&p);
         assert_eq!(&a[2][..], b"f1");
-        let loc = Location::HashField { key: b"session:h", field: b"f1" };
+        let loc = Location::HashField {
+            key: b"session:h",
+            field: b"f1",
+        };
         assert_eq!(open(&a[3], loc, &t.keyring, 1 << 20).unwrap().value(), "v1");
-        let loc = Location::HashField { key: b"session:h", field: b"f2" };
+        let loc = Location::HashField {
+            key: b"session:h",
+            field: b"f2",
+        };
         assert_eq!(open(&a[5], loc, &t.keyring, 1 << 20).unwrap().value(), "v2");
         let p = prep(&t, &["HSETNX", "session:h", "f", "v"]).unwrap();
         assert!(rewritten(&p)[3].starts_with(&MAGIC));
-        assert!(matches!(prep(&t, &["HGET", "session:h", "f"]).unwrap().plan, Some(ReplyPlan::HashField { .. })));
-        assert!(matches!(prep(&t, &["HMGET", "session:h", "f", "g"]).unwrap().plan, Some(ReplyPlan::HashFields { ref fields, .. }) if fields.len() == 2));
-        assert!(matches!(prep(&t, &["HGETALL", "session:h"]).unwrap().plan, Some(ReplyPlan::HashPairs { .. })));
-        assert!(prep(&t, &["HRANDFIELD", "session:h", "2"]).unwrap().plan.is_none());
-        assert!(prep(&t, &["HRANDFIELD", "session:h", "2", "withvalues"]).unwrap().plan.is_some());
-        assert!(prep(&t, &["HSCAN", "session:h", "0"]).unwrap().plan.is_some());
-        assert!(prep(&t, &["HSCAN", "session:h", "0", "MATCH", "novalues"]).unwrap().plan.is_some());
-        assert!(prep(&t, &["HSCAN", "session:h", "0", "NOVALUES"]).unwrap().plan.is_none());
+        assert!(matches!(
+            prep(&t, &["HGET", "session:h", "f"]).unwrap().plan,
+            Some(ReplyPlan::HashField { .. })
+        ));
+        assert!(
+            matches!(prep(&t, &["HMGET", "session:h", "f", "g"]).unwrap().plan, Some(ReplyPlan::HashFields { ref fields, .. }) if fields.len() == 2)
+        );
+        assert!(matches!(
+            prep(&t, &["HGETALL", "session:h"]).unwrap().plan,
+            Some(ReplyPlan::HashPairs { .. })
+        ));
+        assert!(prep(&t, &["HRANDFIELD", "session:h", "2"])
+            .unwrap()
+            .plan
+            .is_none());
+        assert!(prep(&t, &["HRANDFIELD", "session:h", "2", "withvalues"])
+            .unwrap()
+            .plan
+            .is_some());
+        assert!(prep(&t, &["HSCAN", "session:h", "0"])
+            .unwrap()
+            .plan
+            .is_some());
+        assert!(prep(&t, &["HSCAN", "session:h", "0", "MATCH", "novalues"])
+            .unwrap()
+            .plan
+            .is_some());
+        assert!(prep(&t, &["HSCAN", "session:h", "0", "NOVALUES"])
+            .unwrap()
+            .plan
+            .is_none());
     }
 
     #[test]
@@ -859,35 +931,78 @@ mod tests {
         let p = prep(&t, &["LSET", "session:l", "0", "x"]).unwrap();
         assert_eq!(&rewritten(&p)[2][..], b"0");
         assert!(rewritten(&p)[3].starts_with(&MAGIC));
-        for cmd in [&["LPOP", "session:l"][..], &["LRANGE", "session:l", "0", "-1"], &["LINDEX", "session:l", "0"]] {
-            assert!(matches!(prep(&t, cmd).unwrap().plan, Some(ReplyPlan::ListElements { .. })));
+        for cmd in [
+            &["LPOP", "session:l"][..],
+            &["LRANGE", "session:l", "0", "-1"],
+            &["LINDEX", "session:l", "0"],
+        ] {
+            assert!(matches!(
+                prep(&t, cmd).unwrap().plan,
+                Some(ReplyPlan::ListElements { .. })
+            ));
         }
         let p = prep(&t, &["LMOVE", "session:a", "session:b", "LEFT", "RIGHT"]).unwrap();
-        assert_eq!(p.plan, Some(ReplyPlan::ListElements { key: Bytes::from_static(b"session:a") }));
+        assert_eq!(
+            p.plan,
+            Some(ReplyPlan::ListElements {
+                key: Bytes::from_static(b"session:a")
+            })
+        );
         let e = prep(&t, &["LMOVE", "session:a", "plain", "LEFT", "RIGHT"]).unwrap_err();
-        assert_eq!(e, "ERR LMOVE not supported on transformed key 'session:a' (rule 'session:*')");
+        assert_eq!(
+            e,
+            "ERR LMOVE not supported on transformed key 'session:a' (rule 'session:*')"
+        );
         let e = prep(&t, &["RPOPLPUSH", "plain", "session:a"]).unwrap_err();
         assert!(e.contains("'session:a'"), "{e}");
-        assert_eq!(prep(&t, &["RPOPLPUSH", "p1", "p2"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["BLPOP", "x", "session:l", "0"]).unwrap().plan, Some(ReplyPlan::KeyValuePair));
+        assert_eq!(
+            prep(&t, &["RPOPLPUSH", "p1", "p2"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["BLPOP", "x", "session:l", "0"]).unwrap().plan,
+            Some(ReplyPlan::KeyValuePair)
+        );
         assert_eq!(prep(&t, &["BLPOP", "x", "0"]).unwrap().plan, None);
-        assert_eq!(prep(&t, &["LMPOP", "2", "x", "session:l", "LEFT"]).unwrap().plan, Some(ReplyPlan::MpopReply));
-        assert_eq!(prep(&t, &["BLMPOP", "0", "1", "session:l", "LEFT"]).unwrap().plan, Some(ReplyPlan::MpopReply));
+        assert_eq!(
+            prep(&t, &["LMPOP", "2", "x", "session:l", "LEFT"])
+                .unwrap()
+                .plan,
+            Some(ReplyPlan::MpopReply)
+        );
+        assert_eq!(
+            prep(&t, &["BLMPOP", "0", "1", "session:l", "LEFT"])
+                .unwrap()
+                .plan,
+            Some(ReplyPlan::MpopReply)
+        );
         assert_eq!(prep(&t, &["LMPOP", "1", "x", "LEFT"]).unwrap().plan, None);
-        assert_eq!(prep(&t, &["LMPOP", "99999999999", "session:l"]).unwrap().plan, None);
+        assert_eq!(
+            prep(&t, &["LMPOP", "99999999999", "session:l"])
+                .unwrap()
+                .plan,
+            None
+        );
     }
 
     #[test]
     fn comparisons_refused_under_encryption_sealed_under_compression() {
         let t = transforms();
         let e = prep(&t, &["LINSERT", "session:l", "BEFORE", "a", "b"]).unwrap_err();
-        assert_eq!(e, "ERR LINSERT not supported on transformed key 'session:l' (rule 'session:*')");
+        assert_eq!(
+            e,
+            "ERR LINSERT not supported on transformed key 'session:l' (rule 'session:*')"
+        );
         assert!(prep(&t, &["LPOS", "session:l", "a"]).is_err());
         assert!(prep(&t, &["LREM", "session:l", "0", "a"]).is_err());
         let long = "x".repeat(100);
         let p = prep(&t, &["LREM", "cache:l", "0", &long]).unwrap();
         let stored = prep(&t, &["RPUSH", "cache:l", &long]).unwrap();
-        assert_eq!(rewritten(&p)[3], rewritten(&stored)[2], "deterministic, so it matches");
+        assert_eq!(
+            rewritten(&p)[3],
+            rewritten(&stored)[2],
+            "deterministic, so it matches"
+        );
     }
 
     #[test]
@@ -913,7 +1028,11 @@ mod tests {
             (&["COPY", "cache:1", "plain"], 1),
         ] {
             let e = prep(&t, cmd).unwrap_err();
-            let rule = if cmd[key_at].starts_with("cache") { "cache:*" } else { "session:*" };
+            let rule = if cmd[key_at].starts_with("cache") {
+                "cache:*"
+            } else {
+                "session:*"
+            };
             assert_eq!(
                 e,
                 format!(
@@ -925,18 +1044,44 @@ mod tests {
         }
         assert!(t.stats.snapshot().refused_commands >= 17);
         // Allowed forms.
-        assert!(prep(&t, &["SORT", "session:l", "LIMIT", "0", "10", "ALPHA"]).unwrap().plan.is_some());
-        assert_eq!(prep(&t, &["EVAL", "return 1", "1", "script:1"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["EVAL", "return 1", "0", "session:1"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["RENAME", "cache:1", "cache:2"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["COPY", "session:1", "session:1", "DB", "1"]).unwrap(), Prepared::PASS);
-        assert_eq!(prep(&t, &["RENAME", "plain", "session:1"]).unwrap(), Prepared::PASS);
+        assert!(
+            prep(&t, &["SORT", "session:l", "LIMIT", "0", "10", "ALPHA"])
+                .unwrap()
+                .plan
+                .is_some()
+        );
+        assert_eq!(
+            prep(&t, &["EVAL", "return 1", "1", "script:1"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["EVAL", "return 1", "0", "session:1"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["RENAME", "cache:1", "cache:2"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["COPY", "session:1", "session:1", "DB", "1"]).unwrap(),
+            Prepared::PASS
+        );
+        assert_eq!(
+            prep(&t, &["RENAME", "plain", "session:1"]).unwrap(),
+            Prepared::PASS
+        );
         // An exemption rule refuses nothing.
-        assert_eq!(prep(&t, &["APPEND", "session:public:1", "x"]).unwrap(), Prepared::PASS);
+        assert_eq!(
+            prep(&t, &["APPEND", "session:public:1", "x"]).unwrap(),
+            Prepared::PASS
+        );
     }
 
     #[test]
     fn encode() {
-        assert_eq!(&encode_request(&args(&["GET", "k"]))[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(
+            &encode_request(&args(&["GET", "k"]))[..],
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
     }
 }

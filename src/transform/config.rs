@@ -158,12 +158,18 @@ impl TransformConfig {
         self.keys.validate()?;
         for (i, rule) in self.rules.iter().enumerate() {
             let fail = |msg: String| -> Result<(), String> {
-                Err(format!("transform[{i}] (pattern '{}'): {msg}", rule.pattern))
+                Err(format!(
+                    "transform[{i}] (pattern '{}'): {msg}",
+                    rule.pattern
+                ))
             };
             if rule.pattern.is_empty() {
                 return fail("pattern must not be empty".into());
             }
-            if let Some(j) = self.rules[..i].iter().position(|r| r.pattern == rule.pattern) {
+            if let Some(j) = self.rules[..i]
+                .iter()
+                .position(|r| r.pattern == rule.pattern)
+            {
                 return fail(format!(
                     "unreachable: transform[{j}] has the same pattern and matches first"
                 ));
@@ -290,37 +296,43 @@ mod tests {
         let e = TransformConfig::parse("[[transform]]\npattern = \"a\"\ncompress = \"zstd\"\n")
             .unwrap_err();
         assert!(e.contains("zstd"), "{e}");
-        let e = TransformConfig::parse("[transform_keys.keys]\nk1 = { env = \"A\", key = \"x\" }\n")
-            .unwrap_err();
+        let e =
+            TransformConfig::parse("[transform_keys.keys]\nk1 = { env = \"A\", key = \"x\" }\n")
+                .unwrap_err();
         assert!(e.contains("key"), "{e}");
     }
 
     fn err(text: &str) -> String {
-        TransformConfig::parse(text).unwrap().validate().unwrap_err()
+        TransformConfig::parse(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
     }
 
     #[test]
     fn validation_names_the_rule() {
-        let e = err(
-            "[[transform]]\npattern = \"a:*\"\ncompress = \"lz4\"\n\
+        let e = err("[[transform]]\npattern = \"a:*\"\ncompress = \"lz4\"\n\
              [[transform]]\npattern = \"session:*\"\nencrypt = true\nkey_id = \"k2\"\n\
-             [transform_keys.keys]\nk1 = { env = \"K1\" }\n",
-        );
+             [transform_keys.keys]\nk1 = { env = \"K1\" }\n");
         assert_eq!(
             e,
             "transform[1] (pattern 'session:*'): key_id 'k2' is not loaded (declare it under [transform_keys.keys])"
         );
         let e = err("[[transform]]\npattern = \"s:*\"\nencrypt = true\n");
-        assert!(e.starts_with("transform[0] (pattern 's:*'): encrypt = true needs key_id"), "{e}");
+        assert!(
+            e.starts_with("transform[0] (pattern 's:*'): encrypt = true needs key_id"),
+            "{e}"
+        );
         let e = err("[[transform]]\npattern = \"s:*\"\nkey_id = \"k\"\n");
         assert!(e.contains("key_id is set but encrypt is false"), "{e}");
         let e = err("[[transform]]\npattern = \"\"\ncompress = \"lz4\"\n");
         assert!(e.contains("pattern must not be empty"), "{e}");
-        let e = err(
-            "[[transform]]\npattern = \"s:*\"\ncompress = \"lz4\"\n\
-             [[transform]]\npattern = \"s:*\"\nencrypt = true\n",
+        let e = err("[[transform]]\npattern = \"s:*\"\ncompress = \"lz4\"\n\
+             [[transform]]\npattern = \"s:*\"\nencrypt = true\n");
+        assert!(
+            e.contains("transform[1]") && e.contains("unreachable"),
+            "{e}"
         );
-        assert!(e.contains("transform[1]") && e.contains("unreachable"), "{e}");
         let e = err("[[transform]]\npattern = \"s:*\"\nallow_scripts = true\n");
         assert!(e.contains("allow_scripts"), "{e}");
     }

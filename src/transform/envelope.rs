@@ -367,7 +367,9 @@ pub(crate) fn seal_with(
         subject: loc.subject(),
         what,
     };
-    let (id, cipher) = keyring.get(key).ok_or_else(|| seal_error("key not loaded"))?;
+    let (id, cipher) = keyring
+        .get(key)
+        .ok_or_else(|| seal_error("key not loaded"))?;
     let id_len = u8::try_from(id.len()).map_err(|_| seal_error("key id too long"))?;
     let nonce = random_nonce().ok_or_else(|| seal_error("the OS random source failed"))?;
     let origin = match loc {
@@ -378,11 +380,8 @@ pub(crate) fn seal_with(
         Some(k) => Some(u32::try_from(k.len()).map_err(|_| seal_error("key name too long"))?),
         None => None,
     };
-    let header_len = FIXED_HEADER
-        + 1
-        + id.len()
-        + NONCE_LEN
-        + origin.map_or(0, |k| SIZE_LEN + k.len());
+    let header_len =
+        FIXED_HEADER + 1 + id.len() + NONCE_LEN + origin.map_or(0, |k| SIZE_LEN + k.len());
     let body_cap = if compress {
         SIZE_LEN + max_compressed_len(value.len())
     } else {
@@ -487,7 +486,9 @@ pub(crate) fn open_with(
 
     let mut pos = FIXED_HEADER;
     let mut take = |n: usize| -> Result<&[u8], TransformError> {
-        let bytes = stored.get(pos..pos.saturating_add(n)).ok_or_else(truncated)?;
+        let bytes = stored
+            .get(pos..pos.saturating_add(n))
+            .ok_or_else(truncated)?;
         pos += n;
         Ok(bytes)
     };
@@ -516,7 +517,9 @@ pub(crate) fn open_with(
             subject: loc.subject(),
             id: show(id),
         })?;
-    let (_, cipher) = keyring.get(key).ok_or_else(|| malformed("key not loaded"))?;
+    let (_, cipher) = keyring
+        .get(key)
+        .ok_or_else(|| malformed("key not loaded"))?;
     let body = stored.get(header_len..).ok_or_else(truncated)?;
     if body.len() < TAG_LEN {
         return Err(truncated());
@@ -751,21 +754,40 @@ pub(crate) mod tests {
         let r = ring();
         let v = json(1000);
         let s = sealed(&v, Location::Key(b"k"), Some(64), None);
-        assert!(s.starts_with(&MAGIC) && s.len() < v.len() / 2, "{} -> {}", v.len(), s.len());
+        assert!(
+            s.starts_with(&MAGIC) && s.len() < v.len() / 2,
+            "{} -> {}",
+            v.len(),
+            s.len()
+        );
         assert_eq!(s[5], F_COMPRESSED);
         let o = open(&s, Location::Key(b"k"), &r, MAX).unwrap();
-        assert_eq!(o, Opened::Decoded { value: v.clone(), authenticated: false });
+        assert_eq!(
+            o,
+            Opened::Decoded {
+                value: v.clone(),
+                authenticated: false
+            }
+        );
         // Compress-only values are not bound to a key.
-        assert_eq!(open(&s, Location::Key(b"other"), &r, MAX).unwrap().value(), &v);
+        assert_eq!(
+            open(&s, Location::Key(b"other"), &r, MAX).unwrap().value(),
+            &v
+        );
 
         // Short: below min_size, returned as the same bytes.
         let short = Bytes::from_static(b"hello");
         let s = sealed(&short, Location::Key(b"k"), Some(64), None);
         assert_eq!(s.as_ptr(), short.as_ptr(), "no copy");
-        assert_eq!(open(&s, Location::Key(b"k"), &r, MAX).unwrap(), Opened::Plain(short));
+        assert_eq!(
+            open(&s, Location::Key(b"k"), &r, MAX).unwrap(),
+            Opened::Plain(short)
+        );
 
         // Incompressible: stored as is.
-        let noise: Bytes = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Bytes = (0..200u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let s = sealed(&noise, Location::Key(b"k"), Some(0), None);
         assert_eq!(s, noise);
     }
@@ -779,18 +801,29 @@ pub(crate) mod tests {
         for min in [None, Some(0), Some(1000)] {
             let s = sealed(&v, Location::Key(b"k"), min, None);
             assert_ne!(s, v);
-            assert_eq!(open(&s, Location::Key(b"k"), &r, MAX).unwrap().into_value(), v);
+            assert_eq!(
+                open(&s, Location::Key(b"k"), &r, MAX).unwrap().into_value(),
+                v
+            );
         }
     }
 
     #[test]
     fn encrypted_round_trips() {
         let r = ring();
-        for v in [Bytes::new(), Bytes::from_static(b"x"), json(100), json(20_000)] {
+        for v in [
+            Bytes::new(),
+            Bytes::from_static(b"x"),
+            json(100),
+            json(20_000),
+        ] {
             for min in [None, Some(64)] {
                 for loc in [
                     Location::Key(b"session:1"),
-                    Location::HashField { key: b"h", field: b"f" },
+                    Location::HashField {
+                        key: b"h",
+                        field: b"f",
+                    },
                     Location::ListElement(b"list"),
                 ] {
                     let s = sealed(&v, loc, min, Some(1));
@@ -804,7 +837,13 @@ pub(crate) mod tests {
                         );
                     }
                     let o = open(&s, loc, &r, MAX).unwrap();
-                    assert_eq!(o, Opened::Decoded { value: v.clone(), authenticated: true });
+                    assert_eq!(
+                        o,
+                        Opened::Decoded {
+                            value: v.clone(),
+                            authenticated: true
+                        }
+                    );
                 }
             }
         }
@@ -816,7 +855,12 @@ pub(crate) mod tests {
         let s = sealed(&v, Location::Key(b"k"), Some(64), Some(0));
         assert_eq!(s[5], F_ENCRYPTED | F_COMPRESSED);
         assert!(s.len() < v.len() / 2);
-        assert_eq!(open(&s, Location::Key(b"k"), &ring(), MAX).unwrap().into_value(), v);
+        assert_eq!(
+            open(&s, Location::Key(b"k"), &ring(), MAX)
+                .unwrap()
+                .into_value(),
+            v
+        );
     }
 
     #[test]
@@ -833,20 +877,66 @@ pub(crate) mod tests {
         let v = Bytes::from_static(b"secret");
         let s = sealed(&v, Location::Key(b"a"), None, Some(0));
         let e = open(&s, Location::Key(b"b"), &r, MAX).unwrap_err();
-        assert_eq!(e.to_string(), "ERR cannot decrypt value of key 'b' (authentication failed)");
+        assert_eq!(
+            e.to_string(),
+            "ERR cannot decrypt value of key 'b' (authentication failed)"
+        );
         assert_eq!(e.kind(), FailureKind::AuthFailed);
-        assert!(open(&s, Location::HashField { key: b"a", field: b"" }, &r, MAX).is_err());
+        assert!(open(
+            &s,
+            Location::HashField {
+                key: b"a",
+                field: b""
+            },
+            &r,
+            MAX
+        )
+        .is_err());
         assert!(open(&s, Location::ListElement(b"a"), &r, MAX).is_err());
 
-        let h = sealed(&v, Location::HashField { key: b"h", field: b"f1" }, None, Some(0));
-        let e = open(&h, Location::HashField { key: b"h", field: b"f2" }, &r, MAX).unwrap_err();
+        let h = sealed(
+            &v,
+            Location::HashField {
+                key: b"h",
+                field: b"f1",
+            },
+            None,
+            Some(0),
+        );
+        let e = open(
+            &h,
+            Location::HashField {
+                key: b"h",
+                field: b"f2",
+            },
+            &r,
+            MAX,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "ERR cannot decrypt value of key 'h' field 'f2' (authentication failed)"
         );
         // The length prefix keeps key/field boundaries apart.
-        let h = sealed(&v, Location::HashField { key: b"a\0", field: b"b" }, None, Some(0));
-        assert!(open(&h, Location::HashField { key: b"a", field: b"\0b" }, &r, MAX).is_err());
+        let h = sealed(
+            &v,
+            Location::HashField {
+                key: b"a\0",
+                field: b"b",
+            },
+            None,
+            Some(0),
+        );
+        assert!(open(
+            &h,
+            Location::HashField {
+                key: b"a",
+                field: b"\0b"
+            },
+            &r,
+            MAX
+        )
+        .is_err());
         assert!(open(&h, Location::Key(b"a\0"), &r, MAX).is_err());
 
         let l = sealed(&v, Location::ListElement(b"q1"), None, Some(0));
@@ -855,7 +945,13 @@ pub(crate) mod tests {
         assert!(e.to_string().contains("written to key 'q1'"), "{e}");
         let moved = open_with(&l, Location::ListElement(b"q2"), &r, MAX, &|o| o == b"q1").unwrap();
         assert_eq!(moved.value, v);
-        assert_eq!(moved.form, Form::Encrypted { key: 0, rebound: true });
+        assert_eq!(
+            moved.form,
+            Form::Encrypted {
+                key: 0,
+                rebound: true
+            }
+        );
         assert!(open(&l, Location::Key(b"q1"), &r, MAX).is_err());
     }
 
@@ -865,7 +961,10 @@ pub(crate) mod tests {
         let s = sealed(&v, Location::Key(b"k"), None, Some(0));
         let only_k2 = Keyring::from_keys([("k2", [2u8; 32])], None).unwrap();
         let e = open(&s, Location::Key(b"k"), &only_k2, MAX).unwrap_err();
-        assert_eq!(e.to_string(), "ERR cannot decrypt value of key 'k' (unknown key id 'k1')");
+        assert_eq!(
+            e.to_string(),
+            "ERR cannot decrypt value of key 'k' (unknown key id 'k1')"
+        );
 
         let mut bad = s.to_vec();
         bad[4] = 9;
@@ -884,7 +983,10 @@ pub(crate) mod tests {
             }
             let e = open(&s.slice(..n), Location::Key(b"k"), &ring(), MAX).unwrap_err();
             assert!(
-                matches!(e.kind(), FailureKind::Truncated | FailureKind::AuthFailed | FailureKind::UnknownKeyId),
+                matches!(
+                    e.kind(),
+                    FailureKind::Truncated | FailureKind::AuthFailed | FailureKind::UnknownKeyId
+                ),
                 "{n}: {e}"
             );
         }
@@ -897,10 +999,18 @@ pub(crate) mod tests {
         let s = sealed(&zeros, Location::Key(b"k"), Some(0), None);
         assert!(s.len() < 20_000, "{}", s.len());
         // Within lz4's ratio bound: opens when the cap allows it.
-        assert_eq!(open(&s, Location::Key(b"k"), &r, 8 << 20).unwrap().into_value(), zeros);
+        assert_eq!(
+            open(&s, Location::Key(b"k"), &r, 8 << 20)
+                .unwrap()
+                .into_value(),
+            zeros
+        );
         let e = open(&s, Location::Key(b"k"), &r, 1 << 20).unwrap_err();
         assert_eq!(e.kind(), FailureKind::TooLarge);
-        assert!(e.to_string().contains("exceeds the limit of 1048576 bytes"), "{e}");
+        assert!(
+            e.to_string().contains("exceeds the limit of 1048576 bytes"),
+            "{e}"
+        );
         // A forged size far beyond what the block can produce.
         let mut forged = MAGIC.to_vec();
         forged.extend_from_slice(&[VERSION, F_COMPRESSED]);

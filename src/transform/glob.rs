@@ -361,7 +361,11 @@ mod tests {
 
     fn m(p: &str, s: &str) -> bool {
         let got = Glob::new(p.as_bytes()).matches(s.as_bytes());
-        assert_eq!(got, redis_match(p.as_bytes(), s.as_bytes()), "oracle disagrees on {p:?} {s:?}");
+        assert_eq!(
+            got,
+            redis_match(p.as_bytes(), s.as_bytes()),
+            "oracle disagrees on {p:?} {s:?}"
+        );
         got
     }
 

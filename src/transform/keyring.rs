@@ -37,7 +37,10 @@ struct LoadedKey {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
-            .field("ids", &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>())
+            .field(
+                "ids",
+                &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            )
             .field("active", &self.active_id())
             .finish()
     }
@@ -90,9 +93,8 @@ impl Keyring {
         if self.index_of(id.as_bytes()).is_some() {
             return Err(format!("transform key '{id}': loaded twice"));
         }
-        let cipher = Aes256Gcm::new_from_slice(material).map_err(|_| {
-            format!("transform key '{id}': AES-256 needs exactly {KEY_LEN} bytes")
-        })?;
+        let cipher = Aes256Gcm::new_from_slice(material)
+            .map_err(|_| format!("transform key '{id}': AES-256 needs exactly {KEY_LEN} bytes"))?;
         self.keys.push(LoadedKey {
             id: id.to_owned(),
             cipher,
@@ -125,7 +127,9 @@ impl Keyring {
 
     /// The active key id, if one is configured.
     pub fn active_id(&self) -> Option<&str> {
-        self.active.and_then(|i| self.keys.get(i)).map(|k| k.id.as_str())
+        self.active
+            .and_then(|i| self.keys.get(i))
+            .map(|k| k.id.as_str())
     }
 
     /// The index of key `id`. A linear scan: there are a handful of keys.
@@ -213,10 +217,23 @@ mod tests {
         let mut keys = BTreeMap::new();
         keys.insert(
             "k1".to_string(),
-            KeySource { env: Some("STRATA_TEST_KEYRING_K1".into()), file: None },
+            KeySource {
+                env: Some("STRATA_TEST_KEYRING_K1".into()),
+                file: None,
+            },
         );
-        keys.insert("k2".to_string(), KeySource { env: None, file: Some(path) });
-        let ring = Keyring::load(&KeysConfig { active_key: Some("k2".into()), keys }).unwrap();
+        keys.insert(
+            "k2".to_string(),
+            KeySource {
+                env: None,
+                file: Some(path),
+            },
+        );
+        let ring = Keyring::load(&KeysConfig {
+            active_key: Some("k2".into()),
+            keys,
+        })
+        .unwrap();
         assert_eq!(ring.len(), 2);
         assert_eq!(ring.active_id(), Some("k2"));
         assert_eq!(ring.ids().collect::<Vec<_>>(), ["k1", "k2"]);
@@ -227,20 +244,42 @@ mod tests {
     fn load_one(source: KeySource) -> String {
         let mut keys = BTreeMap::new();
         keys.insert("kx".to_string(), source);
-        Keyring::load(&KeysConfig { active_key: None, keys }).unwrap_err()
+        Keyring::load(&KeysConfig {
+            active_key: None,
+            keys,
+        })
+        .unwrap_err()
     }
 
     #[test]
     fn errors_name_key_and_source_but_not_material() {
-        let e = load_one(KeySource { env: Some("STRATA_TEST_KEYRING_UNSET".into()), file: None });
-        assert_eq!(e, "transform key 'kx': environment variable STRATA_TEST_KEYRING_UNSET is not set");
+        let e = load_one(KeySource {
+            env: Some("STRATA_TEST_KEYRING_UNSET".into()),
+            file: None,
+        });
+        assert_eq!(
+            e,
+            "transform key 'kx': environment variable STRATA_TEST_KEYRING_UNSET is not set"
+        );
         std::env::set_var("STRATA_TEST_KEYRING_SHORT", b64(&[9u8; 16]));
-        let e = load_one(KeySource { env: Some("STRATA_TEST_KEYRING_SHORT".into()), file: None });
+        let e = load_one(KeySource {
+            env: Some("STRATA_TEST_KEYRING_SHORT".into()),
+            file: None,
+        });
         assert!(e.contains("decodes to 16 bytes"), "{e}");
         std::env::set_var("STRATA_TEST_KEYRING_JUNK", "secret-not-base64!");
-        let e = load_one(KeySource { env: Some("STRATA_TEST_KEYRING_JUNK".into()), file: None });
-        assert!(e.contains("not valid base64") && !e.contains("secret"), "{e}");
-        let e = load_one(KeySource { env: None, file: Some("/nonexistent/strata/key".into()) });
+        let e = load_one(KeySource {
+            env: Some("STRATA_TEST_KEYRING_JUNK".into()),
+            file: None,
+        });
+        assert!(
+            e.contains("not valid base64") && !e.contains("secret"),
+            "{e}"
+        );
+        let e = load_one(KeySource {
+            env: None,
+            file: Some("/nonexistent/strata/key".into()),
+        });
         assert!(e.contains("cannot read /nonexistent/strata/key"), "{e}");
     }
 

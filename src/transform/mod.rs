@@ -167,8 +167,13 @@ impl Transforms {
         };
         let same_rule = |origin: &[u8]| self.rules.same_rule(origin, loc.key());
         let unsealed = open_with(stored, loc, &self.keyring, self.max_value_len, &same_rule)?;
-        if let (Some(want), Form::Encrypted { key, rebound: false }) =
-            (rule.write_key(), unsealed.form)
+        if let (
+            Some(want),
+            Form::Encrypted {
+                key,
+                rebound: false,
+            },
+        ) = (rule.write_key(), unsealed.form)
         {
             if key == want {
                 return Ok(None);
@@ -258,7 +263,10 @@ pub(crate) mod tests {
         )
         .unwrap();
         let e = Transforms::from_config(&bad, 1 << 20, Arc::default()).unwrap_err();
-        assert!(e.contains("transform[0] (pattern 's:*'): key_id 'zz' is not loaded"), "{e}");
+        assert!(
+            e.contains("transform[0] (pattern 's:*'): key_id 'zz' is not loaded"),
+            "{e}"
+        );
         assert!(Transforms::disabled().is_empty());
     }
 
@@ -282,23 +290,51 @@ pub(crate) mod tests {
 
         let rewrapped = t.rewrap_value(loc, &under_k1).unwrap().unwrap();
         assert_eq!(envelope::key_id_of(&rewrapped), Some(&b"k2"[..]));
-        assert_eq!(open(&rewrapped, loc, &t.keyring, 1 << 20).unwrap().value(), "value");
-        assert_eq!(t.rewrap_value(loc, &rewrapped).unwrap(), None, "already under k2");
+        assert_eq!(
+            open(&rewrapped, loc, &t.keyring, 1 << 20).unwrap().value(),
+            "value"
+        );
+        assert_eq!(
+            t.rewrap_value(loc, &rewrapped).unwrap(),
+            None,
+            "already under k2"
+        );
 
         // Plain values are migrated too.
         let migrated = t.rewrap_value(loc, &b("legacy")).unwrap().unwrap();
-        assert_eq!(open(&migrated, loc, &t.keyring, 1 << 20).unwrap().value(), "legacy");
+        assert_eq!(
+            open(&migrated, loc, &t.keyring, 1 << 20).unwrap().value(),
+            "legacy"
+        );
         // Keys without a rule, and compress-only values already compressed, stay.
-        assert_eq!(t.rewrap_value(Location::Key(b"other"), &under_k1).unwrap(), None);
+        assert_eq!(
+            t.rewrap_value(Location::Key(b"other"), &under_k1).unwrap(),
+            None
+        );
         let c = Location::Key(b"cache:1");
-        let compressed = seal(&b(&"z".repeat(100)), c, t.rules.rule_for(b"cache:1").unwrap(), &t.keyring).unwrap();
+        let compressed = seal(
+            &b(&"z".repeat(100)),
+            c,
+            t.rules.rule_for(b"cache:1").unwrap(),
+            &t.keyring,
+        )
+        .unwrap();
         assert_eq!(t.rewrap_value(c, &compressed).unwrap(), None);
         // A list element moved to another list is re-bound to it.
         let q1 = Location::ListElement(b"session:q1");
-        let el = seal(&b("e"), q1, t.rules.rule_for(b"session:q1").unwrap(), &t.keyring).unwrap();
+        let el = seal(
+            &b("e"),
+            q1,
+            t.rules.rule_for(b"session:q1").unwrap(),
+            &t.keyring,
+        )
+        .unwrap();
         let q2 = Location::ListElement(b"session:q2");
         let rebound = t.rewrap_value(q2, &el).unwrap().unwrap();
-        assert_eq!(open(&rebound, q2, &t.keyring, 1 << 20).unwrap().value(), "e");
+        assert_eq!(
+            open(&rebound, q2, &t.keyring, 1 << 20).unwrap().value(),
+            "e"
+        );
         // Tampered: reported, not rewritten.
         let mut bad = rewrapped.to_vec();
         bad[20] ^= 1;

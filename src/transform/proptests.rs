@@ -279,7 +279,14 @@ fn item() -> impl Strategy<Value = Item> {
 fn put_item(r: &mut ReplyBuf, item: &Item, t: &super::Transforms) {
     match item {
         Item::Sealed(v) => {
-            let s = seal_with(&Bytes::from(v.clone()), Location::Key(b"session:x"), None, Some(1), t.keyring()).unwrap();
+            let s = seal_with(
+                &Bytes::from(v.clone()),
+                Location::Key(b"session:x"),
+                None,
+                Some(1),
+                t.keyring(),
+            )
+            .unwrap();
             r.bulk(&s);
         }
         Item::Raw(v) => {

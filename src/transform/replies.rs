@@ -164,22 +164,32 @@ impl Transforms {
         Ok(changed)
     }
 
-    fn apply_inner(&self, plan: &ReplyPlan, frame: &Bytes) -> Result<Option<Bytes>, TransformError> {
+    fn apply_inner(
+        &self,
+        plan: &ReplyPlan,
+        frame: &Bytes,
+    ) -> Result<Option<Bytes>, TransformError> {
         let whole = 0..frame.len();
         let mut out = BytesMut::with_capacity(frame.len() + 16);
         let rule_of = |key: &[u8]| self.rules.rule_for(key);
         let changed = match plan {
             ReplyPlan::Value { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 self.leaf(&mut out, frame, whole, Location::Key(key), rule)?
             }
             ReplyPlan::HashField { key, field } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 let loc = Location::HashField { key, field };
                 self.leaf(&mut out, frame, whole, loc, rule)?
             }
             ReplyPlan::StrlenOf { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 let len = if is_null(frame) {
                     0
                 } else if let Some((_, payload)) = bulk(frame) {
@@ -197,7 +207,9 @@ impl Transforms {
                 true
             }
             ReplyPlan::ListElements { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 let loc = Location::ListElement(key);
                 match aggregate(frame) {
                     Some(agg) => {
@@ -212,7 +224,9 @@ impl Transforms {
                 }
             }
             ReplyPlan::Values { keys } => {
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..agg.prefix_end]);
                 let mut changed = false;
                 for (i, r) in agg.elems.into_iter().enumerate() {
@@ -226,8 +240,12 @@ impl Transforms {
                 changed
             }
             ReplyPlan::HashFields { key, fields } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..agg.prefix_end]);
                 let mut changed = false;
                 for (i, r) in agg.elems.into_iter().enumerate() {
@@ -240,23 +258,35 @@ impl Transforms {
                 changed
             }
             ReplyPlan::HashPairs { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..agg.prefix_end]);
                 self.pairs(&mut out, frame, &agg.elems, key, rule, true)?
             }
             ReplyPlan::HashValues { key } => {
                 // The request was HGETALL; HVALS answers an array of values
                 // in both protocols.
-                let Some(rule) = rule_of(key) else { return Ok(None) };
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 put_header(&mut out, b'*', agg.elems.len() / 2);
                 self.pairs(&mut out, frame, &agg.elems, key, rule, false)?;
                 true
             }
             ReplyPlan::HrandfieldWithValues { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..agg.prefix_end]);
                 let nested = agg.elems.first().and_then(|r| aggregate(&frame[r.clone()]));
                 if nested.is_some() {
@@ -274,8 +304,12 @@ impl Transforms {
                 }
             }
             ReplyPlan::HashScan { key } => {
-                let Some(rule) = rule_of(key) else { return Ok(None) };
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 let [cursor, page] = agg.elems.as_slice() else {
                     return Ok(None);
                 };
@@ -287,22 +321,30 @@ impl Transforms {
                 self.pairs(&mut out, &page, &inner.elems, key, rule, true)?
             }
             ReplyPlan::KeyValuePair => {
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 let [k, v] = agg.elems.as_slice() else {
                     return Ok(None);
                 };
                 let key = string(&frame[k.clone()]).unwrap_or_default();
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..v.start]);
                 self.leaf(&mut out, frame, v.clone(), Location::ListElement(key), rule)?
             }
             ReplyPlan::MpopReply => {
-                let Some(agg) = aggregate(frame) else { return Ok(None) };
+                let Some(agg) = aggregate(frame) else {
+                    return Ok(None);
+                };
                 let [k, list] = agg.elems.as_slice() else {
                     return Ok(None);
                 };
                 let key = string(&frame[k.clone()]).unwrap_or_default();
-                let Some(rule) = rule_of(key) else { return Ok(None) };
+                let Some(rule) = rule_of(key) else {
+                    return Ok(None);
+                };
                 out.put_slice(&frame[..list.start]);
                 let list = frame.slice(list.clone());
                 let inner = aggregate(&list).ok_or_else(|| shape_error(key))?;
@@ -434,8 +476,8 @@ mod tests {
     use super::*;
     use crate::protocol::reply::{Protocol, ReplyBuf};
     use crate::transform::envelope::seal;
-    use crate::transform::tests::transforms;
     use crate::transform::stats::FailureKind;
+    use crate::transform::tests::transforms;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -461,7 +503,13 @@ mod tests {
         let plan = ReplyPlan::Value { key: key.clone() };
         assert_eq!(apply(&t, plan.clone(), r.freeze()), "$5\r\nhello\r\n");
         // Nulls, errors and plain values pass through without a copy.
-        for f in ["$-1\r\n", "_\r\n", "-ERR x\r\n", "+QUEUED\r\n", "$5\r\nplain\r\n"] {
+        for f in [
+            "$-1\r\n",
+            "_\r\n",
+            "-ERR x\r\n",
+            "+QUEUED\r\n",
+            "$5\r\nplain\r\n",
+        ] {
             let frame = b(f);
             let out = t.apply_reply(&plan, frame.clone());
             assert_eq!(out.as_ptr(), frame.as_ptr(), "{f}");
@@ -470,8 +518,17 @@ mod tests {
         // Copied to another key: an error naming the key, never the bytes.
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.bulk(&s);
-        let out = apply(&t, ReplyPlan::Value { key: b("session:2") }, r.freeze());
-        assert_eq!(out, "-ERR cannot decrypt value of key 'session:2' (authentication failed)\r\n");
+        let out = apply(
+            &t,
+            ReplyPlan::Value {
+                key: b("session:2"),
+            },
+            r.freeze(),
+        );
+        assert_eq!(
+            out,
+            "-ERR cannot decrypt value of key 'session:2' (authentication failed)\r\n"
+        );
         assert_eq!(t.stats.failures(FailureKind::AuthFailed), 1);
     }
 
@@ -496,7 +553,9 @@ mod tests {
         let s1 = stored(&t, Location::Key(b"session:1"), "one");
         let mut r = ReplyBuf::new(Protocol::Resp3);
         r.array(4).bulk(b"plain").bulk(&s1).null().bulk(b"old");
-        let plan = ReplyPlan::Values { keys: vec![b("a"), b("session:1"), b("session:2"), b("session:3")] };
+        let plan = ReplyPlan::Values {
+            keys: vec![b("a"), b("session:1"), b("session:2"), b("session:3")],
+        };
         assert_eq!(
             apply(&t, plan, r.freeze()),
             "*4\r\n$5\r\nplain\r\n$3\r\none\r\n_\r\n$3\r\nold\r\n"
@@ -513,31 +572,61 @@ mod tests {
     fn hashes_in_both_protocols() {
         let t = transforms();
         let key = b("session:h");
-        let v1 = stored(&t, Location::HashField { key: &key, field: b"f1" }, "one");
-        let v2 = stored(&t, Location::HashField { key: &key, field: b"f2" }, "two");
+        let v1 = stored(
+            &t,
+            Location::HashField {
+                key: &key,
+                field: b"f1",
+            },
+            "one",
+        );
+        let v2 = stored(
+            &t,
+            Location::HashField {
+                key: &key,
+                field: b"f2",
+            },
+            "two",
+        );
         for proto in [Protocol::Resp2, Protocol::Resp3] {
             let mut r = ReplyBuf::new(proto);
             r.map(2).bulk(b"f1").bulk(&v1).bulk(b"f2").bulk(&v2);
             let frame = r.freeze();
             let pairs = apply(&t, ReplyPlan::HashPairs { key: key.clone() }, frame.clone());
             let head = if proto == Protocol::Resp2 { "*4" } else { "%2" };
-            assert_eq!(pairs, format!("{head}\r\n$2\r\nf1\r\n$3\r\none\r\n$2\r\nf2\r\n$3\r\ntwo\r\n"));
+            assert_eq!(
+                pairs,
+                format!("{head}\r\n$2\r\nf1\r\n$3\r\none\r\n$2\r\nf2\r\n$3\r\ntwo\r\n")
+            );
             let vals = apply(&t, ReplyPlan::HashValues { key: key.clone() }, frame);
             assert_eq!(vals, "*2\r\n$3\r\none\r\n$3\r\ntwo\r\n");
         }
-        assert_eq!(apply(&t, ReplyPlan::HashValues { key: key.clone() }, b("*0\r\n")), "*0\r\n");
+        assert_eq!(
+            apply(&t, ReplyPlan::HashValues { key: key.clone() }, b("*0\r\n")),
+            "*0\r\n"
+        );
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.bulk(&v1);
-        let plan = ReplyPlan::HashField { key: key.clone(), field: b("f1") };
+        let plan = ReplyPlan::HashField {
+            key: key.clone(),
+            field: b("f1"),
+        };
         assert_eq!(apply(&t, plan, r.freeze()), "$3\r\none\r\n");
         // Swapped fields are detected.
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(&v2).null();
-        let plan = ReplyPlan::HashFields { key: key.clone(), fields: vec![b("f1"), b("f9")] };
-        assert!(apply(&t, plan, r.freeze()).starts_with("-ERR cannot decrypt value of key 'session:h' field 'f1'"));
+        let plan = ReplyPlan::HashFields {
+            key: key.clone(),
+            fields: vec![b("f1"), b("f9")],
+        };
+        assert!(apply(&t, plan, r.freeze())
+            .starts_with("-ERR cannot decrypt value of key 'session:h' field 'f1'"));
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(&v1).null();
-        let plan = ReplyPlan::HashFields { key: key.clone(), fields: vec![b("f1"), b("f9")] };
+        let plan = ReplyPlan::HashFields {
+            key: key.clone(),
+            fields: vec![b("f1"), b("f9")],
+        };
         assert_eq!(apply(&t, plan, r.freeze()), "*2\r\n$3\r\none\r\n$-1\r\n");
     }
 
@@ -545,18 +634,34 @@ mod tests {
     fn hrandfield_and_hscan() {
         let t = transforms();
         let key = b("session:h");
-        let v1 = stored(&t, Location::HashField { key: &key, field: b"f1" }, "one");
+        let v1 = stored(
+            &t,
+            Location::HashField {
+                key: &key,
+                field: b"f1",
+            },
+            "one",
+        );
         let mut r = ReplyBuf::new(Protocol::Resp3);
         r.array(1).array(2).bulk(b"f1").bulk(&v1);
         let plan = ReplyPlan::HrandfieldWithValues { key: key.clone() };
-        assert_eq!(apply(&t, plan.clone(), r.freeze()), "*1\r\n*2\r\n$2\r\nf1\r\n$3\r\none\r\n");
+        assert_eq!(
+            apply(&t, plan.clone(), r.freeze()),
+            "*1\r\n*2\r\n$2\r\nf1\r\n$3\r\none\r\n"
+        );
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(b"f1").bulk(&v1);
-        assert_eq!(apply(&t, plan, r.freeze()), "*2\r\n$2\r\nf1\r\n$3\r\none\r\n");
+        assert_eq!(
+            apply(&t, plan, r.freeze()),
+            "*2\r\n$2\r\nf1\r\n$3\r\none\r\n"
+        );
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(b"0").array(2).bulk(b"f1").bulk(&v1);
         let plan = ReplyPlan::HashScan { key };
-        assert_eq!(apply(&t, plan, r.freeze()), "*2\r\n$1\r\n0\r\n*2\r\n$2\r\nf1\r\n$3\r\none\r\n");
+        assert_eq!(
+            apply(&t, plan, r.freeze()),
+            "*2\r\n$1\r\n0\r\n*2\r\n$2\r\nf1\r\n$3\r\none\r\n"
+        );
     }
 
     #[test]
@@ -566,22 +671,35 @@ mod tests {
         let b2 = stored(&t, Location::ListElement(b"session:q"), "b");
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(&a).bulk(&b2);
-        let plan = ReplyPlan::ListElements { key: b("session:q") };
-        assert_eq!(apply(&t, plan.clone(), r.freeze()), "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+        let plan = ReplyPlan::ListElements {
+            key: b("session:q"),
+        };
+        assert_eq!(
+            apply(&t, plan.clone(), r.freeze()),
+            "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
         assert_eq!(apply(&t, plan, b("*-1\r\n")), "*-1\r\n");
         // Moved by LMOVE to another list of the same rule: accepted there.
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.bulk(&a);
-        let plan = ReplyPlan::ListElements { key: b("session:other") };
+        let plan = ReplyPlan::ListElements {
+            key: b("session:other"),
+        };
         assert_eq!(apply(&t, plan, r.freeze()), "$1\r\na\r\n");
         // BLPOP: the key is in the reply.
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(b"session:q").bulk(&a);
-        assert_eq!(apply(&t, ReplyPlan::KeyValuePair, r.freeze()), "*2\r\n$9\r\nsession:q\r\n$1\r\na\r\n");
+        assert_eq!(
+            apply(&t, ReplyPlan::KeyValuePair, r.freeze()),
+            "*2\r\n$9\r\nsession:q\r\n$1\r\na\r\n"
+        );
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(b"plain").bulk(&a);
         let frame = r.freeze();
-        assert_eq!(t.apply_reply(&ReplyPlan::KeyValuePair, frame.clone()), frame);
+        assert_eq!(
+            t.apply_reply(&ReplyPlan::KeyValuePair, frame.clone()),
+            frame
+        );
         // LMPOP.
         let mut r = ReplyBuf::new(Protocol::Resp3);
         r.array(2).bulk(b"session:q").array(2).bulk(&a).bulk(&b2);
@@ -601,12 +719,23 @@ mod tests {
         bad[last] ^= 1;
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(2).bulk(&good).bulk(&bad);
-        let out = apply(&t, ReplyPlan::ListElements { key: b("session:q") }, r.freeze());
-        assert_eq!(out, "-ERR cannot decrypt value of key 'session:q' (authentication failed)\r\n");
+        let out = apply(
+            &t,
+            ReplyPlan::ListElements {
+                key: b("session:q"),
+            },
+            r.freeze(),
+        );
+        assert_eq!(
+            out,
+            "-ERR cannot decrypt value of key 'session:q' (authentication failed)\r\n"
+        );
         // In EXEC, only that element.
         let mut r = ReplyBuf::new(Protocol::Resp2);
         r.array(3).raw(b"+OK\r\n").bulk(&good).bulk(&bad);
-        let plan = Some(ReplyPlan::ListElements { key: b("session:q") });
+        let plan = Some(ReplyPlan::ListElements {
+            key: b("session:q"),
+        });
         let out = t.apply_exec_reply(&[None, plan.clone(), plan.clone()], r.freeze());
         assert_eq!(
             String::from_utf8_lossy(&out),
@@ -632,7 +761,13 @@ mod tests {
         let s = stored(&t, Location::Key(b"session:1"), "hi");
         let mut r = ReplyBuf::new(Protocol::Resp3);
         r.raw(b"|1\r\n+ttl\r\n:5\r\n").bulk(&s);
-        let out = apply(&t, ReplyPlan::Value { key: b("session:1") }, r.freeze());
+        let out = apply(
+            &t,
+            ReplyPlan::Value {
+                key: b("session:1"),
+            },
+            r.freeze(),
+        );
         assert_eq!(out, "|1\r\n+ttl\r\n:5\r\n$2\r\nhi\r\n");
     }
 }

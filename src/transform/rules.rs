@@ -167,7 +167,10 @@ mod tests {
         for id in ["k1", "k2"] {
             cfg.keys.keys.insert(
                 id.into(),
-                super::super::config::KeySource { env: Some("UNUSED".into()), file: None },
+                super::super::config::KeySource {
+                    env: Some("UNUSED".into()),
+                    file: None,
+                },
             );
         }
         cfg.keys.active_key = Some("k2".into());

@@ -127,8 +127,10 @@ impl TransformStats {
 
     pub(crate) fn sealed(&self, before: usize, after: usize, encrypted: bool) {
         self.sealed_values.fetch_add(1, Ordering::Relaxed);
-        self.sealed_bytes_in.fetch_add(before as u64, Ordering::Relaxed);
-        self.sealed_bytes_out.fetch_add(after as u64, Ordering::Relaxed);
+        self.sealed_bytes_in
+            .fetch_add(before as u64, Ordering::Relaxed);
+        self.sealed_bytes_out
+            .fetch_add(after as u64, Ordering::Relaxed);
         if encrypted {
             self.encryptions.fetch_add(1, Ordering::Relaxed);
         }
@@ -136,8 +138,10 @@ impl TransformStats {
 
     pub(crate) fn opened(&self, stored: usize, plain: usize) {
         self.opened_values.fetch_add(1, Ordering::Relaxed);
-        self.opened_bytes_in.fetch_add(stored as u64, Ordering::Relaxed);
-        self.opened_bytes_out.fetch_add(plain as u64, Ordering::Relaxed);
+        self.opened_bytes_in
+            .fetch_add(stored as u64, Ordering::Relaxed);
+        self.opened_bytes_out
+            .fetch_add(plain as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn plain_value(&self) {
@@ -203,7 +207,14 @@ mod tests {
         s.plain_value();
         s.refused();
         let snap = s.snapshot();
-        assert_eq!((snap.sealed_bytes_in, snap.sealed_bytes_out, snap.encryptions), (100, 40, 1));
+        assert_eq!(
+            (
+                snap.sealed_bytes_in,
+                snap.sealed_bytes_out,
+                snap.encryptions
+            ),
+            (100, 40, 1)
+        );
         assert_eq!((snap.opened_bytes_in, snap.opened_bytes_out), (40, 100));
         assert_eq!(snap.failures(FailureKind::AuthFailed), 1);
         assert_eq!(s.failures(FailureKind::Decompress), 0);

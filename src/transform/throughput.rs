@@ -38,13 +38,37 @@ impl Rng {
 /// repeated field names, enum-like values, timestamps, numbers, some random
 /// tokens (which do not compress) and a little free text.
 fn json_value(rng: &mut Rng, size: usize) -> Vec<u8> {
-    const FIRST: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
-    const LAST: &[&str] = &["smith", "jones", "martin", "garcia", "muller", "rossi", "novak"];
-    const CITY: &[&str] = &["Lyon", "Berlin", "Austin", "Osaka", "Porto", "Denver", "Turin"];
-    const TAGS: &[&str] = &["premium", "beta", "admin", "trial", "mobile", "eu", "us", "legacy"];
+    const FIRST: &[&str] = &[
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ];
+    const LAST: &[&str] = &[
+        "smith", "jones", "martin", "garcia", "muller", "rossi", "novak",
+    ];
+    const CITY: &[&str] = &[
+        "Lyon", "Berlin", "Austin", "Osaka", "Porto", "Denver", "Turin",
+    ];
+    const TAGS: &[&str] = &[
+        "premium", "beta", "admin", "trial", "mobile", "eu", "us", "legacy",
+    ];
     const WORDS: &[&str] = &[
-        "order", "shipped", "pending", "the", "customer", "requested", "a", "refund", "for",
-        "item", "delivery", "was", "late", "and", "package", "damaged", "support", "ticket",
+        "order",
+        "shipped",
+        "pending",
+        "the",
+        "customer",
+        "requested",
+        "a",
+        "refund",
+        "for",
+        "item",
+        "delivery",
+        "was",
+        "late",
+        "and",
+        "package",
+        "damaged",
+        "support",
+        "ticket",
     ];
     let mut s = String::from("{\"items\":[");
     let mut first = true;
@@ -83,7 +107,9 @@ fn json_value(rng: &mut Rng, size: usize) -> Vec<u8> {
 
 fn corpus(size: usize, count: usize) -> Vec<Bytes> {
     let mut rng = Rng(0x5eed_0000 + size as u64);
-    (0..count).map(|_| Bytes::from(json_value(&mut rng, size))).collect()
+    (0..count)
+        .map(|_| Bytes::from(json_value(&mut rng, size)))
+        .collect()
 }
 
 /// Nanoseconds this thread has spent on a CPU (Linux schedstat), so that
@@ -126,7 +152,10 @@ fn transform_throughput() {
         let values = corpus(size, 256);
         let total: usize = values.iter().map(|v| v.len()).sum();
         let seal_all = |compress: Option<usize>, key: Option<usize>| -> Vec<Bytes> {
-            values.iter().map(|v| seal_with(v, loc, compress, key, &ring).unwrap()).collect()
+            values
+                .iter()
+                .map(|v| seal_with(v, loc, compress, key, &ring).unwrap())
+                .collect()
         };
         let lz4 = seal_all(Some(0), None);
         let gcm = seal_all(None, Some(0));
@@ -170,9 +199,16 @@ fn transform_throughput() {
         .collect();
     let plain: usize = mixed.iter().map(|v| v.len()).sum();
     let size_of = |compress, key| -> usize {
-        mixed.iter().map(|v| seal_with(v, loc, compress, key, &ring).unwrap().len()).sum()
+        mixed
+            .iter()
+            .map(|v| seal_with(v, loc, compress, key, &ring).unwrap().len())
+            .sum()
     };
-    let (lz4, both, gcm) = (size_of(Some(64), None), size_of(Some(64), Some(0)), size_of(None, Some(0)));
+    let (lz4, both, gcm) = (
+        size_of(Some(64), None),
+        size_of(Some(64), Some(0)),
+        size_of(None, Some(0)),
+    );
     println!(
         "corpus of {} values, {plain} bytes: lz4 {lz4} ({:.1}% smaller), lz4+gcm {both} ({:.1}% smaller), gcm only {gcm} (+{:.1}%)",
         mixed.len(),
@@ -199,5 +235,9 @@ fn corpus_is_deterministic_json() {
     let a = corpus(1024, 2);
     let b = corpus(1024, 2);
     assert_eq!(a, b);
-    assert!(a[0].len() >= 1024 && a[0].starts_with(b"{\"items\":[{"), "{:?}", &a[0][..20]);
+    assert!(
+        a[0].len() >= 1024 && a[0].starts_with(b"{\"items\":[{"),
+        "{:?}",
+        &a[0][..20]
+    );
 }
