@@ -3,7 +3,7 @@
 # directly, through strata, and through twemproxy (nutcracker), all on this
 # machine, in one run. `make bench` runs it after building strata in release.
 #
-# For each repeat, every target is measured once per pipeline depth, in a
+# For each repeat, every target is measured once per mode, in a
 # rotating order, so that machine noise (2 shared cores here) affects all
 # three alike; the table shows medians over the repeats and the ratios of
 # those medians. strata's CPU time per request comes from /proc/<pid>/stat
@@ -14,9 +14,11 @@
 # (a tool is missing, a server does not start).
 #
 # Environment:
-#   REPEATS   runs per target and pipeline depth (default 3)
+#   REPEATS   runs per target and mode (default 3)
 #   N_P1      requests per test at -P 1  (default 200000)
 #   N_P16     requests per test at -P 16 (default 1000000)
+#   N_C1      requests per test of the one-client hop-latency run (-c 1 -P 1;
+#             default 20000; 0 skips it)
 #   CLIENTS   redis-benchmark -c (default 50)
 #   VALUE     redis-benchmark -d (default 128)
 #   STRATA    the strata binary (default target/release/strata)
@@ -31,6 +33,7 @@ ROOT=$PWD
 REPEATS=${REPEATS:-3}
 N_P1=${N_P1:-200000}
 N_P16=${N_P16:-1000000}
+N_C1=${N_C1:-20000}
 CLIENTS=${CLIENTS:-50}
 VALUE=${VALUE:-128}
 STRATA=${STRATA:-$ROOT/target/release/strata}
@@ -175,35 +178,44 @@ pid_of() {
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 TARGETS=(direct strata twemproxy)
-RESULTS=$TMP/results.csv # repeat,pipeline,target,test,rps,p50_ms,cpu_us_per_req
+RESULTS=$TMP/results.csv # repeat,mode,target,test,rps,p50_ms,cpu_us_per_req
+# Modes: "1" and "16" are -c $CLIENTS at that pipeline depth (the targets);
+# "c1" is one client without pipelining, whose p50 is the hop latency
+# itself rather than mostly queueing behind 49 other clients.
+MODES=(1 16)
+if [ "$N_C1" -gt 0 ]; then MODES+=(c1); fi
 : >"$RESULTS"
 
 echo "proxy_bench: redis :$REDIS_PORT, strata :$STRATA_PORT (pid $STRATA_PID), twemproxy :$TWEM_PORT; REPEATS=$REPEATS, -c $CLIENTS -d $VALUE, N=$N_P1 (-P 1) / $N_P16 (-P 16)" >&2
 
 for r in $(seq "$REPEATS"); do
-  for pipeline in 1 16; do
-    if [ "$pipeline" = 1 ]; then n=$N_P1; else n=$N_P16; fi
+  for mode in "${MODES[@]}"; do
+    case "$mode" in
+      1) n=$N_P1 clients=$CLIENTS pipeline=1 ;;
+      16) n=$N_P16 clients=$CLIENTS pipeline=16 ;;
+      c1) n=$N_C1 clients=1 pipeline=1 ;;
+    esac
     # Rotate the order each repeat so no target always runs first or last.
     for k in 0 1 2; do
       target=${TARGETS[$(((k + r) % 3))]}
       port=$(port_of "$target")
       pid=$(pid_of "$target")
       before=$(cpu_ticks "$pid")
-      csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -d "$VALUE" -t set,get -n "$n" -P "$pipeline" --csv 2>>"$TMP/benchmark.err" || true)
+      csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -d "$VALUE" -t set,get -n "$n" -P "$pipeline" --csv 2>>"$TMP/benchmark.err" || true)
       after=$(cpu_ticks "$pid")
       # SET and GET: n requests each. CPU per request in µs of the process behind the port.
       cpu_us=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / t * 1e6 / (2 * n) }')
       # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
-      awk -F, -v r="$r" -v p="$pipeline" -v tg="$target" -v cpu="$cpu_us" '
+      awk -F, -v r="$r" -v p="$mode" -v tg="$target" -v cpu="$cpu_us" '
         NR > 1 { gsub(/"/, ""); print r "," p "," tg "," $1 "," $2 "," $5 "," cpu }' <<<"$csv" >>"$RESULTS"
-      printf '  repeat %s -P %-2s %-9s %s  cpu %s us/req\n' "$r" "$pipeline" "$target" \
+      printf '  repeat %s -c %-2s -P %-2s %-9s %s  cpu %s us/req\n' "$r" "$clients" "$pipeline" "$target" \
         "$(awk -F, 'NR > 1 { gsub(/"/, ""); printf "%s %s rps p50 %s ms  ", $1, $2, $5 }' <<<"$csv")" "$cpu_us" >&2
     done
   done
 done
 
-# Median of field $4 (rps), $5 (p50) or $6 (cpu) for one pipeline/target/test.
-median() { # pipeline target test field
+# Median of field 5 (rps), 6 (p50) or 7 (cpu) for one mode/target/test.
+median() { # mode target test field
   awk -F, -v p="$1" -v tg="$2" -v t="$3" -v f="$4" '$2 == p && $3 == tg && $4 == t { print $f }' "$RESULTS" |
     sort -g | awk '{ v[NR] = $1 } END {
       if (NR == 0) { print "NA"; exit }
@@ -223,6 +235,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
   echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
   echo "redis-benchmark -c $CLIENTS -d $VALUE -t set,get -n $N_P1 -P 1 | -n $N_P16 -P 16 --csv; medians of $REPEATS runs per target, interleaved"
+  [ "$N_C1" -gt 0 ] && echo "hop latency: redis-benchmark -c 1 -d $VALUE -t set,get -n $N_C1 -P 1 --csv"
   echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "twemproxy: server_connections 1; strata: default config (2 multiplexed backend connections per protocol)${STRATA_ARGS:+, flags: $STRATA_ARGS}"
   echo
@@ -238,23 +251,29 @@ mkdir -p "$(dirname "$OUT")"
   done
   echo
   echo "p50 latency at -P 1 (µs, median of the runs' p50)"
-  printf '%-10s %10s %10s %10s %15s\n' test direct strata twemproxy strata-direct
-  for t in SET GET; do
-    d=$(median 1 direct "$t" 6)
-    s=$(median 1 strata "$t" 6)
-    w=$(median 1 twemproxy "$t" 6)
-    printf '%-10s %10s %10s %10s %15s\n' "$t -P 1" \
-      "$(awk -v x="$d" 'BEGIN { printf "%.0f", x * 1000 }')" \
-      "$(awk -v x="$s" 'BEGIN { printf "%.0f", x * 1000 }')" \
-      "$(awk -v x="$w" 'BEGIN { printf "%.0f", x * 1000 }')" \
-      "$(awk -v a="$s" -v b="$d" 'BEGIN { printf "%+.0f", (a - b) * 1000 }')"
+  printf '%-15s %10s %10s %10s %15s\n' test direct strata twemproxy strata-direct
+  for mode in 1 c1; do
+    [ "$mode" = c1 ] && [ "$N_C1" -le 0 ] && continue
+    if [ "$mode" = 1 ]; then label="-c $CLIENTS -P 1"; else label="-c 1 -P 1"; fi
+    for t in SET GET; do
+      d=$(median "$mode" direct "$t" 6)
+      s=$(median "$mode" strata "$t" 6)
+      w=$(median "$mode" twemproxy "$t" 6)
+      printf '%-15s %10s %10s %10s %15s\n' "$t $label" \
+        "$(awk -v x="$d" 'BEGIN { printf "%.0f", x * 1000 }')" \
+        "$(awk -v x="$s" 'BEGIN { printf "%.0f", x * 1000 }')" \
+        "$(awk -v x="$w" 'BEGIN { printf "%.0f", x * 1000 }')" \
+        "$(awk -v a="$s" -v b="$d" 'BEGIN { printf "%+.0f", (a - b) * 1000 }')"
+    done
   done
+  echo "(with $CLIENTS clients the p50 is mostly queueing on a CPU-bound machine; -c 1 shows the hop itself)"
   echo
   echo "CPU time per request (µs, utime+stime of the process, median; SET and GET runs together)"
   printf '%-8s %10s %10s %10s\n' "" strata twemproxy redis
-  for pipeline in 1 16; do
-    printf '%-8s %10s %10s %10s\n' "-P $pipeline" \
-      "$(median "$pipeline" strata SET 7)" "$(median "$pipeline" twemproxy SET 7)" "$(median "$pipeline" direct SET 7)"
+  for mode in "${MODES[@]}"; do
+    case "$mode" in 1) label="-P 1" ;; 16) label="-P 16" ;; c1) label="-c 1" ;; esac
+    printf '%-8s %10s %10s %10s\n' "$label" \
+      "$(median "$mode" strata SET 7)" "$(median "$mode" twemproxy SET 7)" "$(median "$mode" direct SET 7)"
   done
   echo "(redis column: redis-server's own CPU when benchmarked directly)"
   echo

@@ -1,7 +1,7 @@
 //! Wiring and shutdown: the only module that sees every other one.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::router::Router;
-use crate::config::Config;
+use crate::config::{BackendMode, Config};
 use crate::protocol::RequestParser;
 use crate::server::{self, Shared};
 use crate::telemetry::{self, Metrics, Readiness};
@@ -48,7 +48,13 @@ impl Running {
 /// Must run inside a tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let metrics = Arc::new(Metrics::new());
-    let backend = Router::standalone(&config.backend, &metrics);
+    let backend = match config.backend.mode {
+        BackendMode::Standalone => Router::standalone(&config.backend, &metrics),
+        BackendMode::Sentinel => crate::backend::sentinel::start(&config.backend, &metrics)
+            .await
+            .map_err(std::io::Error::other)?,
+    };
+    tokio::spawn(export_backend_metrics(Arc::downgrade(&backend), metrics.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let http_addr = if config.telemetry.listen.is_empty() {
@@ -61,10 +67,15 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             metrics: metrics.clone(),
             ready: Box::new(move || {
                 let primary = ready_backend.primary();
-                if primary.is_healthy() {
+                if !primary.is_healthy() {
+                    Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
+                } else if ready_backend.discovery_ok() {
                     Readiness::Ready
                 } else {
-                    Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
+                    Readiness::Degraded(format!(
+                        "discovery degraded: no sentinel answers; serving the last known primary {}",
+                        primary.addr()
+                    ))
                 }
             }),
         });
@@ -82,7 +93,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
 
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = %config.backend.address, "strata listening");
+    tracing::info!(%addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
@@ -99,4 +110,27 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         shutdown: shutdown_tx,
         listener,
     })
+}
+
+/// Keeps `strata_backend_breaker_state` in step with every node of the
+/// topology (and drops the series of nodes that left it), until the router
+/// is gone.
+async fn export_backend_metrics(router: Weak<Router>, metrics: Arc<Metrics>) {
+    let mut exported: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(router) = router.upgrade() else { return };
+        let topology = router.topology();
+        let mut now = Vec::with_capacity(1 + topology.replicas.len());
+        for node in std::iter::once(&topology.primary).chain(topology.replicas.iter()) {
+            metrics.set_breaker_state(node.addr(), node.breaker().state() as i64);
+            now.push(node.addr().to_string());
+        }
+        for gone in exported.iter().filter(|a| !now.contains(a)) {
+            metrics.remove_breaker_state(gone);
+        }
+        exported = now;
+    }
 }

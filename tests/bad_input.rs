@@ -66,9 +66,9 @@ fn protocol_errors_match_redis_and_close() {
     let mut too_big_inline = vec![b'a'; 70_000];
     too_big_inline[1] = b' ';
     let mut too_big_mbulk = b"*".to_vec();
-    too_big_mbulk.extend(std::iter::repeat_n(b'1', 70_000));
+    too_big_mbulk.extend_from_slice(&[b'1'; 70_000]);
     let mut too_big_bulk_count = b"*1\r\n$".to_vec();
-    too_big_bulk_count.extend(std::iter::repeat_n(b'1', 70_000));
+    too_big_bulk_count.extend_from_slice(&[b'1'; 70_000]);
     let over_limit = format!("*2\r\n$3\r\nGET\r\n${}\r\n", MAX_BULK + 1).into_bytes();
     let at_limit_then_bad = format!("*2\r\n$3\r\nGET\r\n${}\r\n*x\r\n", MAX_BULK).into_bytes();
 

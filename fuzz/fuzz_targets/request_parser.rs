@@ -14,8 +14,6 @@ fuzz_target!(|data: &[u8]| {
     let Some((&control, input)) = data.split_first() else {
         return;
     };
-    let input: Vec<u8> = input.iter().map(|&b| if b == 0 { 1 } else { b }).collect();
-    let input = &input[..];
     // Low 6 bits: chunk size 1..=64. Top bit: a small bulk limit (1 MiB,
     // the least Redis allows) instead of the default 512 MiB.
     let chunk = usize::from(control & 0x3f) + 1;

@@ -10,6 +10,7 @@
 //! * [`router`]: which node a request goes to (the primary, or a replica for
 //!   reads), swapped atomically when the topology changes.
 //! * [`breaker`]: the per-node circuit breaker.
+//! * [`sentinel`]: Sentinel mode: discovery, following failovers, replicas.
 //! * [`handshake`]: the few request/reply exchanges strata makes on its own
 //!   (AUTH, HELLO, RESET, PING, INFO) on a raw connection.
 
@@ -19,6 +20,7 @@ pub mod handshake;
 pub mod mux;
 pub mod node;
 pub mod router;
+pub mod sentinel;
 
 use std::time::Duration;
 

@@ -29,15 +29,20 @@ use crate::protocol::reply::{frame_len, is_push};
 use crate::protocol::Protocol;
 use crate::telemetry::{BackendConnMetrics, ConnState};
 
-/// The reply to one request: the backend's reply frame as sent, or why there is none.
+/// The replies to one request batch: the backend's reply frames, as sent
+/// and back to back, or why there are none.
 pub type MuxReply = Result<Bytes, BackendError>;
 
-/// One request on its way to the backend.
+/// A batch of requests on its way to the backend: the commands one client
+/// pipelined in one read. One channel message, one reply slot and one
+/// wakeup per batch instead of per command.
 #[derive(Debug)]
 pub struct MuxRequest {
-    /// The RESP frame, exactly as the client sent it.
-    pub frame: Bytes,
-    /// Where the reply goes.
+    /// The RESP frames, back to back, exactly as the client sent them.
+    pub frames: Bytes,
+    /// How many commands `frames` holds (and so how many reply frames are due).
+    pub count: usize,
+    /// Where the replies go, all together.
     pub reply: oneshot::Sender<MuxReply>,
 }
 
@@ -74,6 +79,8 @@ pub struct MuxSetup {
     pub breaker: Arc<Breaker>,
     /// Turns `Some(reason)` when the node is retired (failover).
     pub retired: watch::Receiver<Option<String>>,
+    /// Poked on a `-READONLY` reply or a lost connection (see `Node::trouble`).
+    pub trouble: Arc<tokio::sync::Notify>,
 }
 
 impl MuxConnection {
@@ -88,15 +95,16 @@ impl MuxConnection {
             metrics: setup.metrics,
             breaker: setup.breaker,
             state: state.clone(),
+            trouble: setup.trouble,
         };
         tokio::spawn(task.run(rx, setup.retired));
         MuxConnection { tx, state }
     }
 
-    /// Queues a request; the returned receiver yields its reply.
-    pub async fn send(&self, frame: Bytes) -> oneshot::Receiver<MuxReply> {
+    /// Queues `count` commands; the returned receiver yields their replies.
+    pub async fn send(&self, frames: Bytes, count: usize) -> oneshot::Receiver<MuxReply> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(req)) = self.tx.send(MuxRequest { frame, reply }).await {
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(MuxRequest { frames, count, reply }).await {
             let _ = req.reply.send(Err(BackendError::Unavailable {
                 addr: "backend".into(),
                 reason: "connection retired".into(),
@@ -111,9 +119,11 @@ impl MuxConnection {
     }
 }
 
-/// A reply slot waiting for its frame.
+/// A reply slot waiting for its frames.
 struct Pending {
     reply: oneshot::Sender<MuxReply>,
+    /// Reply frames still due for this batch.
+    remaining: usize,
     deadline: Instant,
 }
 
@@ -124,6 +134,7 @@ struct MuxTask {
     metrics: BackendConnMetrics,
     breaker: Arc<Breaker>,
     state: Arc<AtomicU8>,
+    trouble: Arc<tokio::sync::Notify>,
 }
 
 impl MuxTask {
@@ -157,6 +168,7 @@ impl MuxTask {
                         }
                         Err(e) => {
                             self.breaker.on_failure();
+                            self.trouble.notify_one();
                             tracing::warn!(backend = %self.addr, error = %e, "multiplexed connection lost");
                             e.to_string()
                         }
@@ -164,6 +176,7 @@ impl MuxTask {
                 }
                 Err(e) => {
                     self.breaker.on_failure();
+                    self.trouble.notify_one();
                     tracing::warn!(backend = %self.addr, error = %e, "backend connect failed");
                     e.to_string()
                 }
@@ -240,7 +253,7 @@ impl MuxTask {
         let mut in_flight: VecDeque<Pending> = VecDeque::new();
         let result = tokio::select! {
             r = write_loop(wr, rx, pending_tx, self.settings.request_timeout) => r.map_err(|e| self.lost(e)),
-            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout, &self.breaker) => r,
+            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout, &self.breaker, &self.trouble) => r,
             reason = retired_reason(retired) => {
                 Err(BackendError::ConnectionLost { addr: self.addr.clone(), reason })
             }
@@ -280,17 +293,29 @@ async fn write_loop(
         while let Some(req) = next.take() {
             // The slot goes to the reader before the bytes go out, so a reply
             // can never arrive ahead of its slot.
-            if pending_tx.send(Pending { reply: req.reply, deadline }).is_err() {
+            if req.count == 0 {
+                let _ = req.reply.send(Ok(Bytes::new()));
+                next = rx.try_recv().ok();
+                continue;
+            }
+            if pending_tx
+                .send(Pending {
+                    reply: req.reply,
+                    remaining: req.count,
+                    deadline,
+                })
+                .is_err()
+            {
                 return Ok(());
             }
-            if req.frame.len() >= DIRECT_WRITE_BYTES {
+            if req.frames.len() >= DIRECT_WRITE_BYTES {
                 if !buf.is_empty() {
                     wr.write_all(&buf).await?;
                     buf.clear();
                 }
-                wr.write_all(&req.frame).await?;
+                wr.write_all(&req.frames).await?;
             } else {
-                buf.extend_from_slice(&req.frame);
+                buf.extend_from_slice(&req.frames);
             }
             if buf.len() < WRITE_BATCH_BYTES {
                 next = rx.try_recv().ok();
@@ -312,31 +337,62 @@ async fn read_loop(
     addr: &str,
     timeout: std::time::Duration,
     breaker: &Breaker,
+    trouble: &tokio::sync::Notify,
 ) -> Result<(), BackendError> {
     let lost = |reason: String| BackendError::ConnectionLost {
         addr: addr.to_string(),
         reason,
     };
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Bytes of `buf` already framed for the batch at the front of `in_flight`.
+    let mut scanned = 0usize;
     loop {
         loop {
-            let len = match frame_len(&buf) {
+            if in_flight.is_empty() {
+                match pending_rx.try_recv() {
+                    Ok(p) => in_flight.push_back(p),
+                    Err(_) if buf.is_empty() => break,
+                    Err(_) => match frame_len(&buf) {
+                        Ok(Some(len)) if is_push(&buf[..len]) => {
+                            // Never subscribed on a shared connection: ignore stray pushes.
+                            let _ = buf.split_to(len);
+                            continue;
+                        }
+                        Ok(Some(_)) => return Err(lost("reply without a request (protocol desync)".into())),
+                        Ok(None) => break,
+                        Err(e) => return Err(lost(e.to_string())),
+                    },
+                }
+            }
+            let len = match frame_len(&buf[scanned..]) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => return Err(lost(e.to_string())),
             };
-            let frame = buf.split_to(len).freeze();
-            if is_push(&frame) {
-                continue; // never subscribed on a shared connection; ignore stray pushes
+            if is_push(&buf[scanned..scanned + len]) {
+                if scanned != 0 {
+                    // A push inside a batch's replies cannot be cut out without copying.
+                    return Err(lost("unexpected push frame on a shared connection".into()));
+                }
+                let _ = buf.split_to(len);
+                continue;
             }
-            let slot = match in_flight.pop_front() {
-                Some(p) => p,
-                None => pending_rx
-                    .try_recv()
-                    .map_err(|_| lost("reply without a request (protocol desync)".into()))?,
-            };
-            let _ = slot.reply.send(Ok(frame));
-            breaker.on_success();
+            if buf[scanned..].starts_with(b"-READONLY") {
+                // This "primary" is a replica now: Sentinel mode rediscovers.
+                trouble.notify_one();
+            }
+            scanned += len;
+            let Some(front) = in_flight.front_mut() else { break };
+            front.remaining -= 1;
+            if front.remaining == 0 {
+                if let Some(done) = in_flight.pop_front() {
+                    // The batch's replies are contiguous: hand them over in one piece.
+                    let replies = buf.split_to(scanned).freeze();
+                    scanned = 0;
+                    let _ = done.reply.send(Ok(replies));
+                    breaker.on_success();
+                }
+            }
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);

@@ -34,6 +34,9 @@ pub struct Node {
     settings: ConnSettings,
     healthy: Arc<AtomicBool>,
     version: Arc<RwLock<String>>,
+    /// Poked by the connections on a `-READONLY` reply or a lost connection:
+    /// signs that this may no longer be the primary (Sentinel rediscovers).
+    trouble: Arc<tokio::sync::Notify>,
 }
 
 impl Node {
@@ -44,6 +47,7 @@ impl Node {
         let addr = addr.to_string();
         let breaker = Arc::new(Breaker::new(config.breaker.clone()));
         let (retired, retired_rx) = watch::channel(None);
+        let trouble = Arc::new(tokio::sync::Notify::new());
         let spawn_set = |proto: Protocol| -> Vec<MuxConnection> {
             (0..config.connections)
                 .map(|_| {
@@ -54,6 +58,7 @@ impl Node {
                         metrics: metrics.backend_connection(&addr, ConnKind::Multiplexed),
                         breaker: breaker.clone(),
                         retired: retired_rx.clone(),
+                        trouble: trouble.clone(),
                     })
                 })
                 .collect()
@@ -71,6 +76,7 @@ impl Node {
             settings,
             healthy: Arc::new(AtomicBool::new(false)),
             version: Arc::new(RwLock::new(String::new())),
+            trouble,
         });
         tokio::spawn(health_loop(
             backend.addr.clone(),
@@ -95,6 +101,11 @@ impl Node {
         self.retired.subscribe()
     }
 
+    /// Notified when a connection sees a `-READONLY` reply or is lost.
+    pub fn trouble(&self) -> &Arc<tokio::sync::Notify> {
+        &self.trouble
+    }
+
     /// The node's circuit breaker.
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
@@ -108,7 +119,7 @@ impl Node {
     /// Sends a request on the multiplexed connection for this client. A
     /// client always uses the same connection, so its commands run in the
     /// order it sent them.
-    pub async fn send(&self, client_id: u64, proto: Protocol, frame: Bytes) -> oneshot::Receiver<MuxReply> {
+    pub async fn send(&self, client_id: u64, proto: Protocol, frames: Bytes, count: usize) -> oneshot::Receiver<MuxReply> {
         if !self.breaker.allow() {
             let (tx, rx) = oneshot::channel();
             let _ = tx.send(Err(self.circuit_open()));
@@ -119,7 +130,7 @@ impl Node {
             Protocol::Resp3 => &self.resp3,
         };
         let conn = &set[(client_id as usize) % set.len()];
-        conn.send(frame).await
+        conn.send(frames, count).await
     }
 
     fn circuit_open(&self) -> BackendError {

@@ -44,6 +44,12 @@ pub struct Router {
     discovery_ok: AtomicBool,
     failovers: AtomicU64,
     last_failover_ms: AtomicU64,
+    /// True while a failover is under way (Sentinel mode): requests wait
+    /// rather than reach a primary that is being demoted. `held` is the
+    /// hot path's one relaxed load; `hold` wakes the waiters.
+    held: AtomicBool,
+    hold: watch::Sender<bool>,
+    hold_max: Duration,
 }
 
 impl Router {
@@ -58,6 +64,9 @@ impl Router {
             discovery_ok: AtomicBool::new(true),
             failovers: AtomicU64::new(0),
             last_failover_ms: AtomicU64::new(0),
+            held: AtomicBool::new(false),
+            hold: watch::channel(false).0,
+            hold_max: Duration::from_millis(config.sentinel.failover_hold_ms),
         }
     }
 
@@ -124,18 +133,52 @@ impl Router {
         self.discovery_ok.load(Ordering::Relaxed)
     }
 
-    /// Sends a request on the client's multiplexed connection to the node
-    /// `read_only` commands may use, or the primary.
-    pub async fn send(&self, client_id: u64, proto: Protocol, frame: Bytes, read_only: bool) -> oneshot::Receiver<MuxReply> {
+    /// Holds new requests (they wait in `send`/`dedicated`) until
+    /// [`Router::release_hold`], or at most `backend.sentinel.failover_hold_ms`
+    /// each: a failover is under way and the primary may be demoted any moment.
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Lets held requests go, to the primary of the current topology.
+    pub fn release_hold(&self) {
+        self.held.store(false, Ordering::Release);
+        self.hold.send_replace(false);
+    }
+
+    /// True while requests are held.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    async fn wait_hold(&self) {
+        let mut rx = self.hold.subscribe();
+        let _ = tokio::time::timeout(self.hold_max, rx.wait_for(|held| !*held)).await;
+    }
+
+    /// Sends `count` pipelined commands on the client's multiplexed
+    /// connection to the node `read_only` commands may use, or the primary.
+    pub async fn send(
+        &self,
+        client_id: u64,
+        proto: Protocol,
+        frames: Bytes,
+        count: usize,
+        read_only: bool,
+    ) -> oneshot::Receiver<MuxReply> {
+        if self.held.load(Ordering::Relaxed) {
+            self.wait_hold().await;
+        }
         let topology = self.topology.load();
         if read_only && self.read_from != ReadFrom::Primary && !topology.replicas.is_empty() {
             if let Some(node) = self.pick_replica(&topology.replicas, client_id) {
-                return node.send(client_id, proto, frame).await;
+                return node.send(client_id, proto, frames, count).await;
             }
         }
         let primary = topology.primary.clone();
         drop(topology);
-        primary.send(client_id, proto, frame).await
+        primary.send(client_id, proto, frames, count).await
     }
 
     fn pick_replica(&self, replicas: &[Arc<Node>], client_id: u64) -> Option<Arc<Node>> {
@@ -157,6 +200,9 @@ impl Router {
     /// Borrows a dedicated connection to the primary, with the signal that
     /// fires if that primary is retired while the client holds it.
     pub async fn dedicated(&self, proto: Protocol) -> Result<(Dedicated, watch::Receiver<Option<String>>), BackendError> {
+        if self.held.load(Ordering::Relaxed) {
+            self.wait_hold().await;
+        }
         let primary = self.primary();
         let conn = primary.dedicated(proto).await?;
         Ok((conn, primary.retired()))

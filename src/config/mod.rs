@@ -101,6 +101,64 @@ pub enum BackendMode {
     /// One Redis server.
     #[default]
     Standalone,
+    /// The current primary of a master that Redis Sentinel manages
+    /// (`[backend.sentinel]`), followed across failovers.
+    Sentinel,
+}
+
+/// Sentinel discovery (`[backend.sentinel]`, used when `backend.mode = "sentinel"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentinelConfig {
+    /// `host:port` of each sentinel. All are asked, and all are subscribed
+    /// to, so any one of them reachable is enough.
+    pub sentinels: Vec<String>,
+    /// The master's name in the sentinels' `sentinel monitor <name> …`.
+    pub master_name: String,
+    /// ACL user for the sentinels (None: the default user).
+    pub username: Option<String>,
+    /// Name of an environment variable holding the sentinels' password
+    /// (their `requirepass`; Redis's own password is `backend.password_env`).
+    pub password_env: Option<String>,
+    /// How often the sentinels are asked for the primary and its replicas,
+    /// as a fallback to their `+switch-master` events and to refresh replicas.
+    pub poll_interval_ms: u64,
+    /// A replica whose acknowledged replication offset trails the primary's
+    /// by more than this many bytes gets no reads (0 = no bound). Replicas
+    /// acknowledge once a second, so set it above one second of the
+    /// primary's replication traffic.
+    pub max_replica_lag_bytes: u64,
+    /// While a failover runs (from a sentinel's `+try-failover` until the
+    /// new primary is confirmed), requests wait instead of going to the old
+    /// primary, for at most this long (0 = never wait). Writes acknowledged
+    /// by an old primary after the promotion would be lost; this is what
+    /// keeps strata from sending any.
+    pub failover_hold_ms: u64,
+    /// At startup, how long strata keeps asking the sentinels for a primary
+    /// that confirms its role before it gives up and exits.
+    pub discovery_timeout_ms: u64,
+}
+
+impl SentinelConfig {
+    /// The sentinels' password, read from `password_env` when set.
+    pub fn resolved_password(&self) -> Option<String> {
+        self.password_env.as_ref().and_then(|var| std::env::var(var).ok())
+    }
+}
+
+impl Default for SentinelConfig {
+    fn default() -> Self {
+        SentinelConfig {
+            sentinels: Vec::new(),
+            master_name: "mymaster".to_string(),
+            username: None,
+            password_env: None,
+            poll_interval_ms: 1_000,
+            max_replica_lag_bytes: 16 * 1024 * 1024,
+            failover_hold_ms: 5_000,
+            discovery_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// The backend side.
@@ -109,7 +167,7 @@ pub enum BackendMode {
 pub struct BackendConfig {
     /// Which kind of backend.
     pub mode: BackendMode,
-    /// `host:port` of the Redis server (standalone mode).
+    /// `host:port` of the Redis server (standalone mode; unused with Sentinel).
     pub address: String,
     /// Shared, pipelined connections per backend and protocol. All ordinary
     /// commands of all clients are multiplexed over these.
@@ -136,6 +194,8 @@ pub struct BackendConfig {
     pub breaker: BreakerConfig,
     /// Where read-only commands go (replicas come from Sentinel).
     pub read_from: ReadFrom,
+    /// Sentinel discovery, for `mode = "sentinel"`.
+    pub sentinel: SentinelConfig,
 }
 
 impl BackendConfig {
@@ -161,6 +221,7 @@ impl Default for BackendConfig {
             password_env: None,
             breaker: BreakerConfig::default(),
             read_from: ReadFrom::Primary,
+            sentinel: SentinelConfig::default(),
         }
     }
 }
@@ -288,8 +349,45 @@ impl Config {
         if b.failure_threshold == 0 || b.success_threshold == 0 {
             return invalid("backend.breaker", "failure_threshold and success_threshold must be at least 1");
         }
+        if self.backend.mode == BackendMode::Sentinel {
+            self.validate_sentinel()?;
+        }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err() {
             return invalid("telemetry.listen", format!("'{}' is not ip:port", self.telemetry.listen));
+        }
+        Ok(())
+    }
+
+    fn validate_sentinel(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { key, message: message.into() })
+        }
+        let s = &self.backend.sentinel;
+        if s.sentinels.is_empty() {
+            return invalid(
+                "backend.sentinel.sentinels",
+                "mode = \"sentinel\" needs at least one sentinel, e.g. sentinels = [\"10.0.0.1:26379\"]",
+            );
+        }
+        for addr in &s.sentinels {
+            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+            if !port_ok {
+                return invalid("backend.sentinel.sentinels", format!("'{addr}' is not host:port"));
+            }
+        }
+        if s.master_name.is_empty() || s.master_name.contains(char::is_whitespace) {
+            return invalid("backend.sentinel.master_name", "must be the master's name as the sentinels monitor it (no spaces)");
+        }
+        if s.poll_interval_ms < 10 {
+            return invalid("backend.sentinel.poll_interval_ms", "must be at least 10");
+        }
+        if s.discovery_timeout_ms == 0 {
+            return invalid("backend.sentinel.discovery_timeout_ms", "must be at least 1");
+        }
+        if let Some(var) = &s.password_env {
+            if std::env::var_os(var).is_none() {
+                return invalid("backend.sentinel.password_env", format!("environment variable '{var}' is not set"));
+            }
         }
         Ok(())
     }
@@ -326,5 +424,31 @@ mod tests {
         assert!(err.contains("server.maxclients"), "{err}");
         let err = Config::parse("[backend]\naddress = \"nohost\"\n").unwrap_err().to_string();
         assert!(err.contains("backend.address"), "{err}");
+    }
+
+    #[test]
+    fn sentinel_mode() {
+        let c = Config::parse(
+            "[backend]\nmode = \"sentinel\"\nread_from = \"replica-round-robin\"\n\
+             [backend.sentinel]\nsentinels = [\"127.0.0.1:26379\", \"sentinel-b:26379\"]\nmaster_name = \"cache\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.backend.mode, BackendMode::Sentinel);
+        assert_eq!(c.backend.sentinel.sentinels.len(), 2);
+        assert_eq!(c.backend.sentinel.master_name, "cache");
+        assert_eq!(c.backend.sentinel.poll_interval_ms, 1_000);
+
+        let err = Config::parse("[backend]\nmode = \"sentinel\"\n").unwrap_err().to_string();
+        assert!(err.contains("backend.sentinel.sentinels"), "{err}");
+        let err = Config::parse("[backend]\nmode = \"sentinel\"\n[backend.sentinel]\nsentinels = [\"nohost\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'nohost' is not host:port"), "{err}");
+        let err = Config::parse("[backend]\nmode = \"sentinel\"\n[backend.sentinel]\nsentinels = [\"a:1\"]\nmaster_name = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend.sentinel.master_name"), "{err}");
+        let err = Config::parse("[backend.sentinel]\nsentinel = [\"a:1\"]\n").unwrap_err().to_string();
+        assert!(err.contains("sentinel"), "{err}");
     }
 }

@@ -18,7 +18,7 @@ use crate::telemetry::CommandMetrics;
 pub enum Pending {
     /// A reply strata made itself.
     Ready(Bytes),
-    /// A reply coming from a multiplexed connection.
+    /// A single command's reply coming from a multiplexed connection.
     Backend {
         /// The reply slot.
         reply: oneshot::Receiver<MuxReply>,
@@ -26,6 +26,17 @@ pub enum Pending {
         post: Post,
         /// For the latency histogram.
         timing: Timing,
+    },
+    /// The replies to a batch of pipelined commands, back to back.
+    Batch {
+        /// The replies' slot.
+        reply: oneshot::Receiver<MuxReply>,
+        /// How many commands (an error is written once per command).
+        count: usize,
+        /// When the first command was parsed.
+        started: Instant,
+        /// Each command's metric handles, recorded when the replies are written.
+        metrics: Vec<CommandMetrics>,
     },
     /// From here on, replies come from this dedicated connection.
     EnterDedicated(DedicatedReader),

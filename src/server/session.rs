@@ -58,12 +58,28 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>
         dedicated: None,
         state: ConnState::default(),
         metrics_cache: HashMap::new(),
+        batch: None,
     };
     session.read_loop(rd, shutdown).await;
     // Dropping the queue's sender lets the writer finish what is queued.
     drop(session);
     let _ = writer.await;
     shared.clients.unregister(info.id);
+}
+
+/// Most commands gathered into one backend batch.
+const BATCH_MAX_COMMANDS: usize = 128;
+/// Most bytes gathered into one backend batch.
+const BATCH_MAX_BYTES: usize = 64 * 1024;
+
+/// Consecutive plain commands from one read, sent to the backend together:
+/// one channel message, one reply slot and one writer wakeup for all.
+struct Batch {
+    frames: BytesMut,
+    count: usize,
+    read_only: bool,
+    started: Instant,
+    metrics: Vec<CommandMetrics>,
 }
 
 /// The dedicated backend connection's write side, while the client holds one.
@@ -84,6 +100,8 @@ struct Session {
     state: ConnState,
     /// Metric handles per command, looked up once per session.
     metrics_cache: HashMap<usize, CommandMetrics>,
+    /// Plain commands not yet sent to the backend.
+    batch: Option<Batch>,
 }
 
 impl Session {
@@ -109,11 +127,14 @@ impl Session {
                         tracing::debug!(client = self.info.id, error = %e, "protocol error");
                         self.shared.metrics.error(ErrorKind::Protocol);
                         self.flush_dedicated().await;
-                        let _ = self.tx.send(Pending::Ready(reply::error(&e.to_string()))).await;
-                        let _ = self.tx.send(Pending::Close).await;
+                        let _ = self.queue(Pending::Ready(reply::error(&e.to_string()))).await;
+                        let _ = self.queue(Pending::Close).await;
                         return;
                     }
                 }
+            }
+            if !self.flush_batch().await {
+                return;
             }
             // Once per read batch, not per command: CLIENT LIST's idle/cmd.
             if let Some(name) = last_command {
@@ -142,9 +163,30 @@ impl Session {
         }
     }
 
-    /// Queues an entry for the writer; false when the writer is gone.
+    /// Queues an entry for the writer, after any batch gathered before it
+    /// (replies stay in request order); false when the writer is gone.
     async fn queue(&mut self, p: Pending) -> bool {
+        if !self.flush_batch().await {
+            return false;
+        }
         self.tx.send(p).await.is_ok()
+    }
+
+    /// Sends the gathered batch to the backend and queues its replies.
+    async fn flush_batch(&mut self) -> bool {
+        let Some(batch) = self.batch.take() else { return true };
+        let reply = self
+            .shared
+            .backend
+            .send(self.info.id, self.proto, batch.frames.freeze(), batch.count, batch.read_only)
+            .await;
+        let entry = Pending::Batch {
+            reply,
+            count: batch.count,
+            started: batch.started,
+            metrics: batch.metrics,
+        };
+        self.tx.send(entry).await.is_ok()
     }
 
     /// Queues a locally made reply, honouring CLIENT REPLY OFF/SKIP.
@@ -226,7 +268,13 @@ impl Session {
 
     /// Sends a request on the client's multiplexed connection.
     async fn forward(&mut self, req: Request, post: Post, timing: Timing, read_only: bool) -> Flow {
-        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame, read_only).await;
+        if post == Post::None && self.reply_mode == ReplyMode::On {
+            return self.gather(req, timing, read_only).await;
+        }
+        if !self.flush_batch().await {
+            return Flow::Close;
+        }
+        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame, 1, read_only).await;
         match self.reply_mode {
             ReplyMode::On => {}
             ReplyMode::Off => return Flow::Continue,
@@ -240,6 +288,29 @@ impl Session {
         } else {
             Flow::Close
         }
+    }
+
+    /// Adds a plain command to the batch for the backend.
+    async fn gather(&mut self, req: Request, timing: Timing, read_only: bool) -> Flow {
+        let fits = self.batch.as_ref().is_some_and(|b| {
+            b.read_only == read_only && b.count < BATCH_MAX_COMMANDS && b.frames.len() + req.frame.len() <= BATCH_MAX_BYTES
+        });
+        if !fits && !self.flush_batch().await {
+            return Flow::Close;
+        }
+        let batch = self.batch.get_or_insert_with(|| Batch {
+            frames: BytesMut::with_capacity(req.frame.len().max(4096)),
+            count: 0,
+            read_only,
+            started: timing.started,
+            metrics: Vec::new(),
+        });
+        batch.frames.extend_from_slice(&req.frame);
+        batch.count += 1;
+        if let Some(m) = timing.metrics {
+            batch.metrics.push(m);
+        }
+        Flow::Continue
     }
 
     /// A command that needs a dedicated connection, from multiplexed mode.

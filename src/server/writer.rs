@@ -105,6 +105,42 @@ impl Writer {
                         }
                     }
                 }
+                Pending::Batch {
+                    mut reply,
+                    count,
+                    started,
+                    metrics,
+                } => {
+                    let result = match reply.try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(TryRecvError::Empty) => {
+                            self.flush().await?;
+                            reply.await
+                        }
+                        Err(TryRecvError::Closed) => reply.await,
+                    };
+                    let elapsed = started.elapsed();
+                    for m in &metrics {
+                        m.record(elapsed);
+                    }
+                    match result {
+                        Ok(Ok(frames)) => self.out.extend_from_slice(&frames),
+                        Ok(Err(e)) => {
+                            self.shared.metrics.error(e.kind());
+                            let text = e.to_reply();
+                            for _ in 0..count {
+                                self.out.extend_from_slice(&text);
+                            }
+                        }
+                        Err(_) => {
+                            self.shared.metrics.error(ErrorKind::Internal);
+                            let text = reply::error("ERR backend connection closed before replying");
+                            for _ in 0..count {
+                                self.out.extend_from_slice(&text);
+                            }
+                        }
+                    }
+                }
                 Pending::EnterDedicated(rd) => self.dedicated_loop(rd).await?,
                 Pending::Close => {
                     self.flush().await?;
@@ -265,7 +301,7 @@ impl Writer {
                             Err(_) => self.out.extend_from_slice(&reply::error("ERR backend connection closed before replying")),
                         }
                     }
-                    Some(Pending::EnterDedicated(_)) => {}
+                    Some(Pending::EnterDedicated(_)) | Some(Pending::Batch { .. }) => {}
                 },
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
                     Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,

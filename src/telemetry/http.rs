@@ -74,6 +74,10 @@ pub enum Readiness {
     /// Not yet, or not any more; the text says why, for whoever reads probe
     /// failures (e.g. "backend 127.0.0.1:7000 not answering PING").
     NotReady(String),
+    /// Serving (200), but something the operator should know is wrong,
+    /// e.g. no sentinel answers while the known primary still does. The
+    /// body is `ready (degraded: <text>)`.
+    Degraded(String),
 }
 
 /// What the HTTP server reads to answer.
@@ -281,6 +285,7 @@ fn respond(state: &HttpState, request: &Request<Incoming>) -> Response<Full<Byte
         Endpoint::Live => text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => match (state.ready)() {
             Readiness::Ready => text(StatusCode::OK, "ready\n"),
+            Readiness::Degraded(why) => text(StatusCode::OK, format!("ready (degraded: {})\n", why.trim_end())),
             Readiness::NotReady(mut reason) => {
                 if !reason.ends_with('\n') {
                     reason.push('\n');
@@ -471,6 +476,27 @@ mod tests {
         *server.not_ready.lock().unwrap() = None;
         let reply = request(server.addr, "GET", "/health/ready").await;
         assert_eq!((reply.status, reply.body.as_str()), (200, "ready\n"));
+    }
+
+    #[tokio::test]
+    async fn degraded_readiness_is_200_with_the_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(HttpState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Box::new(|| Readiness::Degraded("discovery degraded: no sentinel answers".to_owned())),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let reply = request(addr, "GET", "/health/ready").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "ready (degraded: discovery degraded: no sentinel answers)\n")
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]

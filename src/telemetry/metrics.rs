@@ -27,6 +27,10 @@
 //! | `strata_client_bytes_sent_total` | counter | |
 //! | `strata_build_info` | info | `version` |
 //! | `strata_uptime_seconds` | gauge | |
+//! | `strata_backend_breaker_state` | gauge (0 closed, 1 open, 2 half-open) | `backend` |
+//! | `strata_failovers_total` | counter | |
+//! | `strata_last_failover_duration_seconds` | gauge | |
+//! | `strata_discovery_up` | gauge (1 ok, 0 degraded) | |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -220,6 +224,11 @@ struct BackendLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NodeLabels {
+    backend: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -266,6 +275,10 @@ pub struct Metrics {
     errors: [Counter; ErrorKind::ALL.len()],
     bytes_received: Counter,
     bytes_sent: Counter,
+    breaker_state: Family<NodeLabels, Gauge>,
+    failovers: Counter,
+    last_failover_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    discovery_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -357,8 +370,39 @@ impl Metrics {
             Uptime(Instant::now()),
         );
 
+        let breaker_state = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "backend_breaker_state",
+            "Circuit breaker state per backend node: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let failovers = Counter::default();
+        registry.register(
+            "failovers",
+            "Failovers followed (the primary moved and strata moved with it)",
+            failovers.clone(),
+        );
+        let last_failover_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "last_failover_duration",
+            "Duration of the last failover followed, from the first sign of it to the new primary serving",
+            Unit::Seconds,
+            last_failover_seconds.clone(),
+        );
+        let discovery_up = Gauge::default();
+        discovery_up.set(1);
+        registry.register(
+            "discovery_up",
+            "1 while service discovery (Sentinel) answers, 0 while strata serves the last primary it knew",
+            discovery_up.clone(),
+        );
+
         Metrics {
             registry,
+            breaker_state,
+            failovers,
+            last_failover_seconds,
+            discovery_up,
             commands,
             command_duration,
             client_connections,
@@ -442,6 +486,33 @@ impl Metrics {
                 });
             }
         }
+    }
+
+    /// Sets a node's breaker state gauge (0 closed, 1 open, 2 half-open).
+    pub fn set_breaker_state(&self, backend: &str, state: i64) {
+        self.breaker_state
+            .get_or_create(&NodeLabels {
+                backend: backend.to_owned(),
+            })
+            .set(state);
+    }
+
+    /// Stops exporting the breaker state of a node that left the topology.
+    pub fn remove_breaker_state(&self, backend: &str) {
+        self.breaker_state.remove(&NodeLabels {
+            backend: backend.to_owned(),
+        });
+    }
+
+    /// Counts a failover followed and records how long it took.
+    pub fn failover_followed(&self, took: Duration) {
+        self.failovers.inc();
+        self.last_failover_seconds.set(took.as_secs_f64());
+    }
+
+    /// Marks service discovery as answering or not.
+    pub fn set_discovery_ok(&self, ok: bool) {
+        self.discovery_up.set(i64::from(ok));
     }
 
     /// Counts one error. Every kind's counter exists from startup, so this is

@@ -1,7 +1,7 @@
 //! Which commands carry values, and how requests are rewritten for rules.
 //!
-//! The knowledge is a table ([`TABLE`]): each command that touches values of
-//! strings, hashes or lists maps to a [`Shape`] saying where its keys and
+//! The knowledge is a table (`TABLE`): each command that touches values of
+//! strings, hashes or lists maps to a `Shape` saying where its keys and
 //! values are and what its reply holds. Commands not in the table never carry
 //! a value that a rule transforms (DEL, EXPIRE, TYPE, set and sorted-set
 //! commands, …) and pass through untouched, without even looking at rules.
@@ -143,9 +143,9 @@ enum Shape {
     HashGetAll,
     /// HVALS key.
     HashVals,
-    /// HRANDFIELD key [count [WITHVALUES]].
+    /// `HRANDFIELD key [count [WITHVALUES]]`.
     HashRandField,
-    /// HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES].
+    /// `HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]`.
     HashScan,
     /// key at 1, elements from 2 (LPUSH, RPUSH, LPUSHX, RPUSHX).
     ListPush,
@@ -335,13 +335,16 @@ fn lookup(name: &[u8]) -> Option<&'static Entry> {
 struct Args<'a> {
     original: &'a [Bytes],
     changed: Option<Vec<Bytes>>,
+    /// False when only the reply plan is wanted.
+    seal: bool,
 }
 
 impl<'a> Args<'a> {
-    fn new(original: &'a [Bytes]) -> Args<'a> {
+    fn new(original: &'a [Bytes], seal: bool) -> Args<'a> {
         Args {
             original,
             changed: None,
+            seal,
         }
     }
 
@@ -392,7 +395,7 @@ impl Transforms {
         let Some(entry) = args.first().and_then(|name| lookup(name)) else {
             return Ok(Prepared::PASS);
         };
-        let result = self.prepare_shape(entry, args);
+        let result = self.prepare_shape(entry, args, true);
         if result.is_err() {
             self.stats.refused();
         }
@@ -404,14 +407,15 @@ impl Transforms {
         self.prepare(args).map(|p| p.rewrite)
     }
 
-    /// [`Transforms::prepare`], the reply half only (computed from the
-    /// client's original arguments). `None` also for a refused command.
+    /// [`Transforms::prepare`], the reply half only, from the client's
+    /// original arguments; nothing is sealed. `None` also for a refused
+    /// command. Prefer `prepare`, which answers both halves in one pass.
     pub fn reply_plan(&self, args: &[Bytes]) -> Option<ReplyPlan> {
         if self.rules.is_empty() {
             return None;
         }
         let entry = args.first().and_then(|name| lookup(name))?;
-        self.prepare_shape(entry, args).ok()?.plan
+        self.prepare_shape(entry, args, false).ok()?.plan
     }
 
     fn refuse(&self, entry: &Entry, key: &[u8], rule: &Rule) -> String {
@@ -430,7 +434,7 @@ impl Transforms {
         loc: Location<'_>,
         rule: &Rule,
     ) -> Result<(), String> {
-        let Some(value) = out.original.get(i) else {
+        let Some(value) = out.original.get(i).filter(|_| out.seal) else {
             return Ok(());
         };
         match seal(value, loc, rule, &self.keyring) {
@@ -447,11 +451,13 @@ impl Transforms {
         }
     }
 
-    fn prepare_shape(&self, entry: &Entry, args: &[Bytes]) -> Result<Prepared, String> {
+    /// The work of `prepare`; with `seal` false, values are left alone (for
+    /// [`Transforms::reply_plan`]).
+    fn prepare_shape(&self, entry: &Entry, args: &[Bytes], seal: bool) -> Result<Prepared, String> {
         let rules = &self.rules;
         let key = args.get(1);
         let rule = key.and_then(|k| rules.rule_for(k));
-        let mut out = Args::new(args);
+        let mut out = Args::new(args, seal);
         let mut plan = None;
         match entry.shape {
             Shape::Set | Shape::StringWrite { .. } | Shape::StringRead | Shape::Strlen => {
@@ -819,6 +825,30 @@ mod tests {
         let p = prep(&t, &["GETSET", "session:1", "v"]).unwrap();
         assert!(rewritten(&p)[2].starts_with(&MAGIC));
         assert!(p.plan.is_some());
+    }
+
+    #[test]
+    fn halves_agree_with_prepare() {
+        let t = transforms();
+        let a = args(&["SET", "session:1", "v", "GET"]);
+        let before = t.stats.snapshot().sealed_values;
+        assert_eq!(
+            t.reply_plan(&a),
+            prep(&t, &["SET", "session:1", "v", "GET"]).unwrap().plan
+        );
+        assert!(matches!(t.rewrite_request(&a).unwrap(), Rewrite::Args(_)));
+        assert_eq!(
+            t.stats.snapshot().sealed_values,
+            before + 2,
+            "reply_plan seals nothing"
+        );
+        assert_eq!(t.reply_plan(&args(&["APPEND", "session:1", "x"])), None);
+        assert_eq!(
+            t.reply_plan(&args(&["STRLEN", "session:1"])),
+            Some(ReplyPlan::StrlenOf {
+                key: Bytes::from_static(b"session:1")
+            })
+        );
     }
 
     #[test]

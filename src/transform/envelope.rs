@@ -6,10 +6,11 @@
 //! 0       4     magic 00 53 54 A1 ("\0ST" + 0xA1)
 //! 4       1     version = 1
 //! 5       1     flags: 0x01 compressed, 0x02 encrypted, 0x04 origin; other bits must be 0
+//! 6       1     flags XOR 0xFF
 //! -- only when encrypted --
-//! 6       1     key id length L (1..=32)
-//! 7       L     key id (ASCII, as in [transform_keys.keys])
-//! 7+L     12    nonce (96 random bits)
+//! 7       1     key id length L (1..=32)
+//! 8       L     key id (ASCII, as in [transform_keys.keys])
+//! 8+L     12    nonce (96 random bits)
 //! -- only with the origin flag (encrypted list elements) --
 //!         4     origin key length N (big endian)
 //!         N     origin key: the list the element was written to
@@ -52,9 +53,13 @@
 //!
 //!   Values that are only compressed carry no key binding: there is nothing
 //!   to authenticate with.
-//! * **Damage to the magic itself** would make an envelope look plain; a
-//!   value with three of the four magic bytes followed by a valid version
-//!   and flags is therefore refused as damaged rather than returned as is.
+//! * **Damage to the header itself** must not downgrade an encrypted value
+//!   to one that is returned as is. The flags byte is followed by its
+//!   complement, so a damaged flags byte (say, a lost "encrypted" bit) is
+//!   refused; and a value with three of the four magic bytes followed by a
+//!   valid version and flags is refused as damaged rather than taken for
+//!   plain. (Deliberate rewriting by someone with write access to Redis is
+//!   the same as planting a plain value: see the rule's `accept_plain`.)
 
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::rand_core::RngCore;
@@ -75,7 +80,8 @@ const F_COMPRESSED: u8 = 0x01;
 const F_ENCRYPTED: u8 = 0x02;
 const F_ORIGIN: u8 = 0x04;
 const KNOWN_FLAGS: u8 = F_COMPRESSED | F_ENCRYPTED | F_ORIGIN;
-const FIXED_HEADER: usize = MAGIC.len() + 2;
+/// Magic, version, flags, flags complement.
+const FIXED_HEADER: usize = MAGIC.len() + 3;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const SIZE_LEN: usize = 4;
@@ -348,15 +354,17 @@ pub(crate) fn seal_with(
             let mut out =
                 Vec::with_capacity(FIXED_HEADER + SIZE_LEN + max_compressed_len(value.len()));
             out.extend_from_slice(&MAGIC);
-            out.extend_from_slice(&[VERSION, F_COMPRESSED]);
+            out.extend_from_slice(&[VERSION, F_COMPRESSED, !F_COMPRESSED]);
             if compress_into(&mut out, value) {
                 return Ok(Bytes::from(out));
             }
         }
-        if value.starts_with(&MAGIC) {
+        // A value that would read back as an envelope (or as a damaged one)
+        // is wrapped in an envelope with no flags, so it reads back exactly.
+        if value.starts_with(&MAGIC) || damaged_magic(value) {
             let mut out = Vec::with_capacity(FIXED_HEADER + value.len());
             out.extend_from_slice(&MAGIC);
-            out.extend_from_slice(&[VERSION, 0]);
+            out.extend_from_slice(&[VERSION, 0, !0]);
             out.extend_from_slice(value);
             return Ok(Bytes::from(out));
         }
@@ -393,7 +401,7 @@ pub(crate) fn seal_with(
         flags |= F_ORIGIN;
     }
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, flags, id_len]);
+    out.extend_from_slice(&[VERSION, flags, !flags, id_len]);
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(&nonce);
     if let (Some(k), Some(n)) = (origin, origin_len) {
@@ -404,6 +412,7 @@ pub(crate) fn seal_with(
     if compress && compress_into(&mut out, value) {
         flags |= F_COMPRESSED;
         out[5] = flags;
+        out[6] = !flags;
     } else {
         out.extend_from_slice(value);
     }
@@ -419,7 +428,8 @@ pub(crate) fn seal_with(
 /// Opens a stored value read from `loc`.
 ///
 /// An encrypted list element is accepted only in the list it was written
-/// to; [`open_with`] also accepts other lists (LMOVE).
+/// to; the transforms' own reads also accept other lists of the same
+/// rule, where LMOVE and friends put them.
 pub fn open(
     stored: &Bytes,
     loc: Location<'_>,
@@ -455,8 +465,8 @@ pub(crate) fn open_with(
         what,
     };
     let truncated = || TransformError::Truncated(loc.subject());
-    let (&version, &flags) = match stored.get(MAGIC.len()..FIXED_HEADER) {
-        Some([v, f]) => (v, f),
+    let (&version, &flags, &check) = match stored.get(MAGIC.len()..FIXED_HEADER) {
+        Some([v, f, c]) => (v, f, c),
         _ => return Err(truncated()),
     };
     if version != VERSION {
@@ -464,6 +474,9 @@ pub(crate) fn open_with(
             subject: loc.subject(),
             version,
         });
+    }
+    if check != !flags {
+        return Err(malformed("damaged envelope flags"));
     }
     if flags & !KNOWN_FLAGS != 0 {
         return Err(malformed("unknown envelope flags"));
@@ -570,7 +583,10 @@ fn damaged_magic(stored: &[u8]) -> bool {
         return false;
     };
     let same = head.iter().zip(MAGIC).filter(|(a, b)| **a == *b).count();
-    same == MAGIC.len() - 1 && head[4] == VERSION && head[5] & !KNOWN_FLAGS == 0
+    same == MAGIC.len() - 1
+        && head[4] == VERSION
+        && head[5] & !KNOWN_FLAGS == 0
+        && head[6] == !head[5]
 }
 
 /// The id of the key a stored value is encrypted with, if it is encrypted.
@@ -974,6 +990,7 @@ pub(crate) mod tests {
 
         let mut bad = s.to_vec();
         bad[5] |= 0x80;
+        bad[6] = !bad[5];
         let e = open(&Bytes::from(bad), Location::Key(b"k"), &ring(), MAX).unwrap_err();
         assert_eq!(e.kind(), FailureKind::Malformed);
 
@@ -1013,7 +1030,7 @@ pub(crate) mod tests {
         );
         // A forged size far beyond what the block can produce.
         let mut forged = MAGIC.to_vec();
-        forged.extend_from_slice(&[VERSION, F_COMPRESSED]);
+        forged.extend_from_slice(&[VERSION, F_COMPRESSED, !F_COMPRESSED]);
         forged.extend_from_slice(&(500_000_000u32).to_be_bytes());
         forged.extend_from_slice(&[0x1f, 0, 1, 0, 0]);
         let e = open(&Bytes::from(forged), Location::Key(b"k"), &r, usize::MAX).unwrap_err();

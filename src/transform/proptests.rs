@@ -53,6 +53,20 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
             v.extend(tail);
             v
         }),
+        // Like a damaged envelope header: three magic bytes, version, flags.
+        (
+            0usize..4,
+            any::<u8>(),
+            0u8..8,
+            proptest::collection::vec(any::<u8>(), 0..10)
+        )
+            .prop_map(|(i, b, flags, tail)| {
+                let mut v = MAGIC.to_vec();
+                v[i] = if b == MAGIC[i] { b ^ 1 } else { b };
+                v.extend_from_slice(&[1, flags, !flags]);
+                v.extend(tail);
+                v
+            }),
     ]
 }
 
@@ -181,7 +195,7 @@ proptest! {
         // size. (A multi-megabyte bomb is in the envelope unit tests.)
         let r = ring();
         let mut forged = MAGIC.to_vec();
-        forged.extend_from_slice(&[1, 0x01]);
+        forged.extend_from_slice(&[1, 0x01, !0x01]);
         forged.extend_from_slice(&declared.to_be_bytes());
         forged.extend(block);
         let e = open(&Bytes::from(forged), Location::Key(b"k"), &r, MAX).unwrap_err();
