@@ -85,6 +85,17 @@ pub fn pool(addr: String, max: u32, settings: ConnSettings) -> DedicatedPool {
         .build_unchecked(DedicatedManager::new(addr, settings))
 }
 
+/// True unless the idle socket already reads EOF, an error or stray bytes.
+/// Costs one non-blocking read attempt, no round trip.
+pub fn looks_alive(conn: &DedicatedConn) -> bool {
+    let Some(stream) = conn.stream.as_ref() else { return false };
+    let mut probe = [0u8; 1];
+    match stream.try_read(&mut probe) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+        _ => false,
+    }
+}
+
 /// Returns a connection to the pool after RESET, in the background; a
 /// connection that does not answer RESET cleanly is dropped as broken.
 pub fn release(mut conn: Dedicated, timeout: Duration) {

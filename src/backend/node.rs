@@ -149,7 +149,19 @@ impl Node {
             addr: self.addr.clone(),
             reason,
         };
+        // An idle pooled connection may be dead (the backend restarted).
+        // Its socket then reads EOF at once: check without a round trip and
+        // take another, so the client never inherits a dead connection.
         let mut conn = self.pool.get_owned().await.map_err(|e| unavailable(e.to_string()))?;
+        let mut tries = 0;
+        while !dedicated::looks_alive(&conn) {
+            conn.stream = None; // broken: bb8 discards it
+            tries += 1;
+            if tries > 8 {
+                return Err(unavailable("pooled connections are dead".into()));
+            }
+            conn = self.pool.get_owned().await.map_err(|e| unavailable(e.to_string()))?;
+        }
         if proto == Protocol::Resp3 {
             let DedicatedConn { stream, buf } = &mut *conn;
             let stream = stream.as_mut().ok_or_else(|| unavailable("connection broken".into()))?;

@@ -316,7 +316,7 @@ fn hex_val(c: u8) -> u8 {
 
 /// Position of `needle`, unless a NUL byte comes first (C's strchr).
 fn find_before_nul(needle: u8, haystack: &[u8]) -> Option<usize> {
-    let at = haystack.iter().position(|&b| b == needle || b == 0)?;
+    let at = memchr::memchr2(needle, 0, haystack)?;
     (haystack[at] == needle).then_some(at)
 }
 

@@ -1,5 +1,6 @@
 //! What the session's reader hands its writer, in request order.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -36,7 +37,7 @@ pub enum Pending {
         /// When the first command was parsed.
         started: Instant,
         /// Each command's metric handles, recorded when the replies are written.
-        metrics: Vec<CommandMetrics>,
+        metrics: Vec<Arc<CommandMetrics>>,
     },
     /// From here on, replies come from this dedicated connection.
     EnterDedicated(DedicatedReader),
@@ -55,7 +56,7 @@ pub struct Timing {
     /// When the request was parsed.
     pub started: Instant,
     /// Where to record it.
-    pub metrics: Option<CommandMetrics>,
+    pub metrics: Option<Arc<CommandMetrics>>,
 }
 
 impl Timing {

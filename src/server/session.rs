@@ -9,6 +9,7 @@
 //! read: the backpressure reaches its TCP window and no one else.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,7 +58,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>
         reply_mode: ReplyMode::On,
         dedicated: None,
         state: ConnState::default(),
-        metrics_cache: HashMap::new(),
+        metrics_cache: HashMap::default(),
         batch: None,
     };
     session.read_loop(rd, shutdown).await;
@@ -79,7 +80,7 @@ struct Batch {
     count: usize,
     read_only: bool,
     started: Instant,
-    metrics: Vec<CommandMetrics>,
+    metrics: Vec<Arc<CommandMetrics>>,
 }
 
 /// The dedicated backend connection's write side, while the client holds one.
@@ -98,8 +99,9 @@ struct Session {
     reply_mode: ReplyMode,
     dedicated: Option<DedicatedWriter>,
     state: ConnState,
-    /// Metric handles per command, looked up once per session.
-    metrics_cache: HashMap<usize, CommandMetrics>,
+    /// Metric handles per command, looked up once per session, keyed by
+    /// the address of the command's static table entry.
+    metrics_cache: HashMap<usize, Arc<CommandMetrics>, BuildHasherDefault<AddressHasher>>,
     /// Plain commands not yet sent to the backend.
     batch: Option<Batch>,
 }
@@ -111,10 +113,11 @@ impl Session {
         let idle = self.shared.server.client_idle_timeout_secs;
         loop {
             let mut last_command = None;
+            // One clock read per read batch: its commands arrived together.
+            let started = Instant::now();
             loop {
                 match parser.parse(&mut buf) {
                     Ok(Some(req)) => {
-                        let started = Instant::now();
                         let spec = command::lookup(&req.args);
                         last_command = Some(spec.map_or("unknown", |s| s.name));
                         if self.handle(req, spec, started).await == Flow::Close {
@@ -210,13 +213,13 @@ impl Session {
         self.reply(reply::error(text)).await
     }
 
-    fn command_metrics(&mut self, spec: Option<&'static CommandSpec>) -> Option<CommandMetrics> {
+    fn command_metrics(&mut self, spec: Option<&'static CommandSpec>) -> Option<Arc<CommandMetrics>> {
         let spec = spec?;
         let key = spec as *const CommandSpec as usize;
         if let Some(m) = self.metrics_cache.get(&key) {
             return Some(m.clone());
         }
-        let m = self.shared.metrics.command(spec.name);
+        let m = Arc::new(self.shared.metrics.command(spec.name));
         self.metrics_cache.insert(key, m.clone());
         Some(m)
     }
@@ -659,6 +662,24 @@ fn has_block_option(args: &[Bytes]) -> bool {
         }
     }
     false
+}
+
+/// Hashes a table entry's address: already unique, so a multiply spreads it.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 async fn idle_timer(secs: u64) {

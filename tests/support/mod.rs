@@ -8,6 +8,7 @@ pub mod clients;
 pub mod inproc;
 pub mod raw;
 pub mod redis_server;
+pub mod sentinel;
 pub mod strata;
 
 pub use redis_server::RedisServer;
