@@ -221,7 +221,6 @@ fn blocked_client_is_answered_when_backend_dies() {
 }
 
 #[test]
-#[ignore = "BUG: the dedicated pool hands out an idle connection to the Redis that died (bb8 test_on_check_out(false)); the first blocking command after the backend restarts fails with `-ERR backend connection lost` and the client is disconnected"]
 fn pooled_dedicated_connections_survive_backend_restart() {
     let mut redis = RedisServer::start();
     let strata = InProc::start(test_config(&redis.addr()));
