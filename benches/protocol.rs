@@ -79,7 +79,10 @@ fn bench_parse(c: &mut Criterion) {
     // The same pipeline twice: once counted in bytes, once in commands.
     let mut group = c.benchmark_group("parse pipeline");
     for (label, throughput) in [
-        ("16 commands (bytes)", Throughput::Bytes(pipeline.len() as u64)),
+        (
+            "16 commands (bytes)",
+            Throughput::Bytes(pipeline.len() as u64),
+        ),
         ("16 commands (elements)", Throughput::Elements(16)),
     ] {
         group.throughput(throughput);
@@ -127,7 +130,11 @@ fn bench_frame(c: &mut Criterion) {
         ("array 10 bulks", &array),
         ("RESP3 map 4 pairs", &map),
     ] {
-        assert_eq!(frame_len(frame).ok().flatten(), Some(frame.len()), "{label}");
+        assert_eq!(
+            frame_len(frame).ok().flatten(),
+            Some(frame.len()),
+            "{label}"
+        );
         group.throughput(Throughput::Bytes(frame.len() as u64));
         group.bench_function(label, |b| b.iter(|| frame_len(black_box(frame))));
     }
@@ -167,7 +174,10 @@ fn bench_encode(c: &mut Criterion) {
         })
     });
     // A HELLO reply: a 7-pair map (RESP3) or a 14-element array (RESP2).
-    for (label, proto) in [("HELLO map RESP2", Protocol::Resp2), ("HELLO map RESP3", Protocol::Resp3)] {
+    for (label, proto) in [
+        ("HELLO map RESP2", Protocol::Resp2),
+        ("HELLO map RESP3", Protocol::Resp3),
+    ] {
         group.bench_function(label, |b| {
             b.iter(|| {
                 let mut r = ReplyBuf::new(black_box(proto));

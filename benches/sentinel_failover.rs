@@ -27,10 +27,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::sentinel::{info_field, longest_gap_around, query, summarize, EventWatcher, Load, Resp, Topology, MASTER};
+use support::sentinel::{
+    info_field, query, summarize, EventWatcher, Load, Resp, Topology, WriterLog, MASTER,
+};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The real strata binary, in sentinel mode, killed on drop.
@@ -44,7 +49,11 @@ impl Strata {
     fn start(topo: &Topology) -> Strata {
         let dir = tempfile::tempdir().unwrap();
         let port = support::free_port();
-        let sentinels: Vec<String> = topo.sentinel_addrs().iter().map(|a| format!("\"{a}\"")).collect();
+        let sentinels: Vec<String> = topo
+            .sentinel_addrs()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\
              [backend]\nmode = \"sentinel\"\nhealth_interval_ms = 100\nreconnect_base_ms = 20\nreconnect_max_ms = 200\n\
@@ -73,11 +82,21 @@ impl Strata {
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while query(&addr, &["PING"]).ok() != Some(Resp::Str("PONG".into())) {
-            assert!(Instant::now() < deadline, "strata did not start listening on {addr}");
-            assert!(child.try_wait().unwrap().is_none(), "strata exited at startup");
+            assert!(
+                Instant::now() < deadline,
+                "strata did not start listening on {addr}"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "strata exited at startup"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Strata { child, addr, _dir: dir }
+        Strata {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn primary(&self) -> String {
@@ -137,58 +156,99 @@ fn worst(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// The longest gap between consecutive acknowledged writes of one writer
+/// that starts in `[from, until)`: (last write before, first write after).
+fn stall(logs: &[WriterLog], from: Instant, until: Instant) -> Option<(Instant, Instant)> {
+    logs.iter()
+        .flat_map(|l| {
+            let mut t = l.ok_at.clone();
+            t.sort();
+            t.windows(2)
+                .filter(|w| w[0] >= from && w[0] < until)
+                .map(|w| (w[0], w[1]))
+                .collect::<Vec<_>>()
+        })
+        .max_by_key(|(a, b)| *b - *a)
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else is taken.
     let failovers = env_usize("FAILOVERS", 5);
     let writers = env_usize("WRITERS", 4);
-    let out = std::env::var("OUT").unwrap_or_else(|_| "target/bench/sentinel-failover-latest.txt".into());
+    let out =
+        std::env::var("OUT").unwrap_or_else(|_| "target/bench/sentinel-failover-latest.txt".into());
 
     let topo = Topology::start();
     let strata = Strata::start(&topo);
-    let watcher = EventWatcher::start(&topo.sentinel_addrs(), &["+switch-master", "+promoted-slave", "+try-failover"]);
+    let watcher = EventWatcher::start(
+        &topo.sentinel_addrs(),
+        &["+switch-master", "+promoted-slave"],
+    );
     let started = Instant::now();
     let load = Load::start(&strata.addr, writers, "bench");
-    wait_until(Duration::from_secs(30), "writes flowing", || (load.oks_after(started) > 200).then_some(()));
+    wait_until(Duration::from_secs(30), "writes flowing", || {
+        (load.oks_after(started) > 200).then_some(())
+    });
 
+    // Per failover: when it was asked for, and when Sentinel promoted and
+    // first published +switch-master (as the bench's own subscriptions saw).
+    let mut marks = Vec::new();
+    for i in 1..=failovers {
+        let old = topo.current_primary();
+        assert_eq!(
+            strata.primary(),
+            old,
+            "strata follows the sentinels before failover {i}"
+        );
+        let asked = Instant::now();
+        topo.force_failover();
+        let new = wait_until(Duration::from_secs(60), "strata follows", || {
+            let p = strata.primary();
+            (p != old).then_some(p)
+        });
+        let promoted = watcher
+            .wait_for_after("+promoted-slave", asked, Duration::from_secs(30))
+            .expect("+promoted-slave");
+        let switch = watcher
+            .wait_for_after("+switch-master", asked, Duration::from_secs(30))
+            .expect("+switch-master");
+        wait_until(Duration::from_secs(60), "writes resume", || {
+            (load.oks_after(switch.max(promoted)) > 100).then_some(())
+        });
+        eprintln!("failover {i}: {old} -> {new}");
+        marks.push((old, new, asked, promoted, switch));
+        // Let the old primary rejoin as a replica before the next one.
+        topo.wait_healthy(Duration::from_secs(60));
+    }
+    let end = Instant::now();
+    let logs = load.stop();
     let mut unavailable = Vec::new();
     let mut from_promoted = Vec::new();
     let mut from_switch = Vec::new();
     let mut lines = Vec::new();
-    let mut marks = Vec::new();
-    for i in 1..=failovers {
-        let old = topo.current_primary();
-        assert_eq!(strata.primary(), old, "strata follows the sentinels before failover {i}");
-        let seen_before = Instant::now();
-        topo.force_failover();
-        let asked = Instant::now();
-        let new = wait_until(Duration::from_secs(60), "a new primary", || {
-            let p = strata.primary();
-            (p != old).then_some(p)
-        });
-        let resumed = wait_until(Duration::from_secs(60), "writes resume", || load.first_ok_after(asked).filter(|_| load.oks_after(asked) > 100));
-        let promoted = watcher
-            .wait_for_after("+promoted-slave", seen_before, Duration::from_secs(30))
-            .expect("+promoted-slave");
-        let switch = watcher
-            .wait_for_after("+switch-master", seen_before, Duration::from_secs(30))
-            .expect("+switch-master");
-        let p = signed_ms(promoted, resumed);
-        let s = signed_ms(switch, resumed);
+    for (i, (old, new, asked, promoted, switch)) in marks.iter().enumerate() {
+        let until = marks.get(i + 1).map_or(end, |m| m.2);
+        // The stall: the longest gap between two acknowledged writes of one
+        // writer in this failover's window; it ends when writes resume.
+        let Some((from, to)) = stall(&logs, *asked, until) else {
+            lines.push(format!(
+                "failover {}: {old} -> {new}: no stall found",
+                i + 1
+            ));
+            continue;
+        };
+        let gap = ms(to - from);
+        let p = signed_ms(*promoted, to);
+        let s = signed_ms(*switch, to);
+        unavailable.push(gap);
         from_promoted.push(p);
         from_switch.push(s);
-        marks.push((asked, resumed));
-        let line = format!("failover {i}: {old} -> {new}: strata's first write {p:.0} ms after +promoted-slave, {s:.0} ms after the first +switch-master");
+        let line = format!(
+            "failover {}: {old} -> {new}: client-seen unavailability {gap:.0} ms; strata's first write {p:.0} ms after +promoted-slave, {s:.0} ms after the first +switch-master",
+            i + 1
+        );
         eprintln!("{line}");
         lines.push(line);
-        // Let the old primary rejoin as a replica before the next one.
-        topo.wait_healthy(Duration::from_secs(60));
-        let _ = topo.current_primary();
-    }
-    let logs = load.stop();
-    for (i, (asked, resumed)) in marks.iter().enumerate() {
-        let gap = ms(longest_gap_around(&logs, Some((*asked, *resumed))));
-        unavailable.push(gap);
-        lines[i].push_str(&format!("; client-seen unavailability {gap:.0} ms"));
     }
     let summary = format!(
         "sentinel failover through strata: {failovers} forced failovers, {writers} writers (SET+INCR, one connection each)\n\

@@ -73,7 +73,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
                     Readiness::Ready
                 } else {
                     Readiness::Degraded(format!(
-                        "discovery degraded: no sentinel answers; serving the last known primary {}",
+                        "discovery: no sentinel answers; serving the last known primary {}",
                         primary.addr()
                     ))
                 }

@@ -13,7 +13,8 @@ use strata::config::ReadFrom;
 use support::inproc::InProc;
 use support::raw::{self, cmd, escape};
 use support::sentinel::{
-    info, info_field, longest_gap, query, summarize, EventWatcher, Load, Resp, Topology, WriterLog, CALL_TIMEOUT, MASTER,
+    info, info_field, longest_gap, query, summarize, EventWatcher, Load, Resp, Topology, WriterLog,
+    CALL_TIMEOUT, MASTER,
 };
 use support::strata::test_config;
 use support::RedisServer;
@@ -55,7 +56,12 @@ fn verify_no_lost_writes(strata: &str, logs: &[WriterLog], tag: &str) -> usize {
         // INCR replies only ever grow: a repeated or smaller value means an
         // acknowledged increment was lost in the failover.
         for pair in log.incrs.windows(2) {
-            assert!(pair[1] > pair[0], "writer {w}: INCR went from {} to {}: acknowledged increments lost", pair[0], pair[1]);
+            assert!(
+                pair[1] > pair[0],
+                "writer {w}: INCR went from {} to {}: acknowledged increments lost",
+                pair[0],
+                pair[1]
+            );
         }
         for chunk in log.sets.chunks(500) {
             let mut batch = Vec::new();
@@ -66,15 +72,23 @@ fn verify_no_lost_writes(strata: &str, logs: &[WriterLog], tag: &str) -> usize {
             let frames = raw::read_frames(&mut conn, chunk.len(), CALL_TIMEOUT).unwrap();
             for ((key, value, _), frame) in chunk.iter().zip(frames) {
                 let want = format!("${}\r\n{value}\r\n", value.len());
-                assert_eq!(escape(&frame), escape(want.as_bytes()), "acknowledged SET {key} lost");
+                assert_eq!(
+                    escape(&frame),
+                    escape(want.as_bytes()),
+                    "acknowledged SET {key} lost"
+                );
                 checked += 1;
             }
         }
         if let Some(last) = log.incrs.last() {
             let counter = format!("{tag}:ctr:{w}");
-            let reply = raw::call(&mut conn, &cmd(&[b"GET", counter.as_bytes()]), CALL_TIMEOUT).unwrap();
+            let reply =
+                raw::call(&mut conn, &cmd(&[b"GET", counter.as_bytes()]), CALL_TIMEOUT).unwrap();
             let now: i64 = Resp::parse(&reply).str().unwrap().parse().unwrap();
-            assert!(now >= *last, "counter {counter} is {now}, but INCR acknowledged {last}");
+            assert!(
+                now >= *last,
+                "counter {counter} is {now}, but INCR acknowledged {last}"
+            );
             checked += 1;
         }
     }
@@ -91,17 +105,23 @@ fn forced_failover_under_write_load_loses_no_acknowledged_write() {
 
     let started = Instant::now();
     let load = Load::start(&strata.addr, 4, "forced");
-    wait_until(LIVENESS, "writes flowing", || (load.oks_after(started) > 500).then_some(()));
+    wait_until(LIVENESS, "writes flowing", || {
+        (load.oks_after(started) > 500).then_some(())
+    });
     let failover_at = Instant::now();
     topo.force_failover();
     let new = wait_until(LIVENESS, "sentinel names a new primary", || {
         let m = topo.current_primary();
         (m != old).then_some(m)
     });
-    wait_until(LIVENESS, "strata follows the failover", || (strata_primary(&strata.addr) == new).then_some(()));
+    wait_until(LIVENESS, "strata follows the failover", || {
+        (strata_primary(&strata.addr) == new).then_some(())
+    });
     let switched = Instant::now();
     // Writes resume on the new primary, on the same client connections.
-    wait_until(LIVENESS, "writes resume after the switch", || (load.oks_after(switched) > 500).then_some(()));
+    wait_until(LIVENESS, "writes resume after the switch", || {
+        (load.oks_after(switched) > 500).then_some(())
+    });
     let logs = load.stop();
     eprintln!(
         "forced failover {old} -> {new}: {}; longest write gap {:?}; strata switched {:?} after SENTINEL FAILOVER",
@@ -110,17 +130,29 @@ fn forced_failover_under_write_load_loses_no_acknowledged_write() {
         switched - failover_at
     );
     let reconnects: usize = logs.iter().map(|l| l.reconnects).sum();
-    assert_eq!(reconnects, 0, "clients had to reconnect: {}", summarize(&logs));
+    assert_eq!(
+        reconnects,
+        0,
+        "clients had to reconnect: {}",
+        summarize(&logs)
+    );
     // The new primary is a real one, and every acknowledged write is on it.
     let role = info_field(&info(&new, "replication"), "role");
     assert_eq!(role.as_deref(), Some("master"));
     let checked = verify_no_lost_writes(&strata.addr, &logs, "forced");
     assert!(checked > 400, "too few writes to mean anything: {checked}");
     let proxy = proxy_info(&strata.addr);
-    assert_eq!(info_field(&proxy, "failovers").as_deref(), Some("1"), "{proxy}");
+    assert_eq!(
+        info_field(&proxy, "failovers").as_deref(),
+        Some("1"),
+        "{proxy}"
+    );
     let (_, metrics) = strata.http_get("/metrics");
     assert!(metrics.contains("strata_failovers_total 1\n"), "{metrics}");
-    assert!(metrics.contains("strata_last_failover_duration_seconds "), "{metrics}");
+    assert!(
+        metrics.contains("strata_last_failover_duration_seconds "),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -129,25 +161,37 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
     let old = topo.current_primary();
     let strata = InProc::start(topo.strata_config());
     strata.wait_ready();
-    let watcher = EventWatcher::start(&topo.sentinel_addrs(), &["+switch-master", "+promoted-slave", "+odown"]);
+    let watcher = EventWatcher::start(
+        &topo.sentinel_addrs(),
+        &["+switch-master", "+promoted-slave", "+odown"],
+    );
 
     let started = Instant::now();
     let load = Load::start(&strata.addr, 2, "killed");
-    wait_until(LIVENESS, "writes flowing", || (load.oks_after(started) > 100).then_some(()));
+    wait_until(LIVENESS, "writes flowing", || {
+        (load.oks_after(started) > 100).then_some(())
+    });
     topo.server(&old).kill();
     let killed = Instant::now();
-    let resumed = wait_until(LIVENESS, "writes resume after the kill", || load.first_ok_after(killed));
+    let resumed = wait_until(LIVENESS, "writes resume after the kill", || {
+        load.first_ok_after(killed)
+    });
     let switch = watcher.wait_for("+switch-master", LIVENESS);
     let promoted = watcher.first("+promoted-slave");
     let new = wait_until(LIVENESS, "sentinel names a new primary", || {
         let m = topo.current_primary();
         (m != old).then_some(m)
     });
-    wait_until(LIVENESS, "more writes", || (load.oks_after(resumed) > 50).then_some(()));
+    wait_until(LIVENESS, "more writes", || {
+        (load.oks_after(resumed) > 50).then_some(())
+    });
     let logs = load.stop();
     let signed = |from: Option<Instant>| match from {
         Some(t) if resumed >= t => format!("{} ms", (resumed - t).as_millis()),
-        Some(t) => format!("-{} ms (strata resumed before this event)", (t - resumed).as_millis()),
+        Some(t) => format!(
+            "-{} ms (strata resumed before this event)",
+            (t - resumed).as_millis()
+        ),
         None => "n/a".into(),
     };
     eprintln!(
@@ -158,7 +202,11 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
         signed(switch),
         summarize(&logs),
     );
-    assert!(switch.is_some(), "no +switch-master seen: {:?}", watcher.dump());
+    assert!(
+        switch.is_some(),
+        "no +switch-master seen: {:?}",
+        watcher.dump()
+    );
     assert_eq!(strata_primary(&strata.addr), new);
     // Every write acknowledged since the resumption is on the new primary.
     // (Those acknowledged before the kill may be lost: replication is
@@ -166,7 +214,11 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
     let after: Vec<WriterLog> = logs
         .into_iter()
         .map(|l| WriterLog {
-            sets: l.sets.into_iter().filter(|(_, _, t)| *t >= resumed).collect(),
+            sets: l
+                .sets
+                .into_iter()
+                .filter(|(_, _, t)| *t >= resumed)
+                .collect(),
             ..WriterLog::default()
         })
         .collect();
@@ -200,8 +252,15 @@ fn all_sentinels_stopped_keeps_serving_the_known_primary() {
         assert_eq!(get, b"$1\r\nx\r\n");
     }
     let proxy = proxy_info(&strata.addr);
-    assert_eq!(info_field(&proxy, "discovery_state").as_deref(), Some("degraded"), "{proxy}");
-    assert_eq!(info_field(&proxy, "backend_address").as_deref(), Some(primary.as_str()));
+    assert_eq!(
+        info_field(&proxy, "discovery_state").as_deref(),
+        Some("degraded"),
+        "{proxy}"
+    );
+    assert_eq!(
+        info_field(&proxy, "backend_address").as_deref(),
+        Some(primary.as_str())
+    );
     let (_, metrics) = strata.http_get("/metrics");
     assert!(metrics.contains("strata_discovery_up 0\n"), "{metrics}");
 }
@@ -210,7 +269,10 @@ fn all_sentinels_stopped_keeps_serving_the_known_primary() {
 fn get_calls(addr: &str) -> u64 {
     let text = info(addr, "commandstats");
     info_field(&text, "cmdstat_get")
-        .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok())))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
+        })
         .unwrap_or(0)
 }
 
@@ -224,13 +286,19 @@ fn replica_reads_spread_over_replicas_and_fall_back_to_the_primary() {
     let strata = InProc::start(config);
     strata.wait_ready();
     wait_until(LIVENESS, "strata reads from both replicas", || {
-        (info_field(&proxy_info(&strata.addr), "backend_replicas").as_deref() == Some("2")).then_some(())
+        (info_field(&proxy_info(&strata.addr), "backend_replicas").as_deref() == Some("2"))
+            .then_some(())
     });
 
     let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
-    assert_eq!(raw::call(&mut c, &cmd(&[b"SET", b"rr", b"v"]), CALL_TIMEOUT).unwrap(), b"+OK\r\n");
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"SET", b"rr", b"v"]), CALL_TIMEOUT).unwrap(),
+        b"+OK\r\n"
+    );
     for r in &replicas {
-        wait_until(LIVENESS, "replication", || (query(r, &["GET", "rr"]).ok()? == Resp::Str("v".into())).then_some(()));
+        wait_until(LIVENESS, "replication", || {
+            (query(r, &["GET", "rr"]).ok()? == Resp::Str("v".into())).then_some(())
+        });
     }
     let before: Vec<u64> = replicas.iter().map(|r| get_calls(r)).collect();
     let primary_before = get_calls(&primary);
@@ -239,11 +307,22 @@ fn replica_reads_spread_over_replicas_and_fall_back_to_the_primary() {
         let reply = raw::call(&mut c, &cmd(&[b"GET", b"rr"]), CALL_TIMEOUT).unwrap();
         assert_eq!(reply, b"$1\r\nv\r\n");
     }
-    let deltas: Vec<u64> = replicas.iter().zip(&before).map(|(r, b)| get_calls(r) - b).collect();
+    let deltas: Vec<u64> = replicas
+        .iter()
+        .zip(&before)
+        .map(|(r, b)| get_calls(r) - b)
+        .collect();
     let primary_delta = get_calls(&primary) - primary_before;
     eprintln!("GETs per replica {deltas:?}, on the primary {primary_delta}");
-    assert_eq!(deltas.iter().sum::<u64>(), READS, "every read goes to a replica");
-    assert!(deltas.iter().all(|d| *d >= READS / 4), "round robin uses both replicas: {deltas:?}");
+    assert_eq!(
+        deltas.iter().sum::<u64>(),
+        READS,
+        "every read goes to a replica"
+    );
+    assert!(
+        deltas.iter().all(|d| *d >= READS / 4),
+        "round robin uses both replicas: {deltas:?}"
+    );
     assert_eq!(primary_delta, 0);
 
     for r in &replicas {
@@ -254,7 +333,10 @@ fn replica_reads_spread_over_replicas_and_fall_back_to_the_primary() {
     let mut failures = Vec::new();
     let deadline = Instant::now() + LIVENESS;
     while streak < 50 {
-        assert!(Instant::now() < deadline, "reads did not fall back to the primary: {failures:?}");
+        assert!(
+            Instant::now() < deadline,
+            "reads did not fall back to the primary: {failures:?}"
+        );
         let reply = raw::call(&mut c, &cmd(&[b"GET", b"rr"]), CALL_TIMEOUT).unwrap();
         if reply == b"$1\r\nv\r\n" {
             streak += 1;
@@ -265,10 +347,16 @@ fn replica_reads_spread_over_replicas_and_fall_back_to_the_primary() {
         }
     }
     let primary_after = get_calls(&primary) - primary_before;
-    eprintln!("after the replicas died: {} failed reads, then {primary_after} GETs on the primary", failures.len());
+    eprintln!(
+        "after the replicas died: {} failed reads, then {primary_after} GETs on the primary",
+        failures.len()
+    );
     assert!(primary_after >= 50);
     for f in &failures {
-        assert!(f.starts_with("-ERR backend "), "a failed read must be a clear backend error: {f}");
+        assert!(
+            f.starts_with("-ERR backend "),
+            "a failed read must be a clear backend error: {f}"
+        );
     }
 }
 
@@ -292,7 +380,9 @@ fn breaker_opens_after_failures_and_closes_after_recovery() {
     let strata = InProc::start(config);
     strata.wait_ready();
     let addr = redis.addr();
-    wait_until(LIVENESS, "breaker state exported", || (breaker_state(&strata, &addr) == Some(0)).then_some(()));
+    wait_until(LIVENESS, "breaker state exported", || {
+        (breaker_state(&strata, &addr) == Some(0)).then_some(())
+    });
 
     redis.kill();
     let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
@@ -303,10 +393,18 @@ fn breaker_opens_after_failures_and_closes_after_recovery() {
         seen.push(text.clone());
         text.contains("(circuit open)").then_some(text)
     });
-    assert_eq!(open, format!("-ERR backend unavailable: {addr} (circuit open)\\r\\n"));
+    assert_eq!(
+        open,
+        format!("-ERR backend unavailable: {addr} (circuit open)\\r\\n")
+    );
     eprintln!("replies until the breaker opened: {seen:?}");
-    assert!(seen.iter().all(|r| r.starts_with("-ERR backend ")), "{seen:?}");
-    wait_until(LIVENESS, "breaker state 1 (open) exported", || (breaker_state(&strata, &addr) == Some(1)).then_some(()));
+    assert!(
+        seen.iter().all(|r| r.starts_with("-ERR backend ")),
+        "{seen:?}"
+    );
+    wait_until(LIVENESS, "breaker state 1 (open) exported", || {
+        (breaker_state(&strata, &addr) == Some(1)).then_some(())
+    });
 
     redis.restart();
     wait_until(LIVENESS, "service back after recovery", || {
@@ -327,7 +425,10 @@ fn breaker_opens_after_failures_and_closes_after_recovery() {
 fn role_calls(addr: &str) -> u64 {
     let text = info(addr, "commandstats");
     info_field(&text, "cmdstat_role")
-        .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok())))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=").and_then(|n| n.parse().ok()))
+        })
         .unwrap_or(0)
 }
 
@@ -347,7 +448,11 @@ fn stale_switch_master_naming_a_replica_is_ignored() {
     let strata = InProc::start(config);
     strata.wait_ready();
     wait_until(LIVENESS, "strata subscribed to the publisher", || {
-        let r = query(&publisher.addr(), &["PUBSUB", "NUMSUB", "+switch-master", "+promoted-slave"]).ok()?;
+        let r = query(
+            &publisher.addr(),
+            &["PUBSUB", "NUMSUB", "+switch-master", "+promoted-slave"],
+        )
+        .ok()?;
         (r.items().iter().filter(|v| **v == Resp::Int(1)).count() == 2).then_some(())
     });
 
@@ -361,13 +466,70 @@ fn stale_switch_master_naming_a_replica_is_ignored() {
         assert_eq!(r, Resp::Int(1), "strata is subscribed to {channel}");
     }
     // strata asked the named server for its ROLE (the guard ran) …
-    wait_until(LIVENESS, "strata checks ROLE of the named server", || (role_calls(&replica) >= roles_before + 2).then_some(()));
+    wait_until(LIVENESS, "strata checks ROLE of the named server", || {
+        (role_calls(&replica) >= roles_before + 2).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
     // … and, it being a replica, stayed where it was.
     let proxy = proxy_info(&strata.addr);
-    assert_eq!(info_field(&proxy, "backend_address").as_deref(), Some(primary.as_str()), "{proxy}");
-    assert_eq!(info_field(&proxy, "failovers").as_deref(), Some("0"), "{proxy}");
+    assert_eq!(
+        info_field(&proxy, "backend_address").as_deref(),
+        Some(primary.as_str()),
+        "{proxy}"
+    );
+    assert_eq!(
+        info_field(&proxy, "failovers").as_deref(),
+        Some("0"),
+        "{proxy}"
+    );
     let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
-    assert_eq!(raw::call(&mut c, &cmd(&[b"SET", b"stale", b"v"]), CALL_TIMEOUT).unwrap(), b"+OK\r\n");
-    assert_eq!(query(&primary, &["GET", "stale"]).unwrap(), Resp::Str("v".into()));
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"SET", b"stale", b"v"]), CALL_TIMEOUT).unwrap(),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        query(&primary, &["GET", "stale"]).unwrap(),
+        Resp::Str("v".into())
+    );
+}
+
+/// Sentinels with `requirepass`, Redis servers with `requirepass`: strata
+/// authenticates to both (`backend.sentinel.password_env`,
+/// `backend.password_env`), serves, and follows a failover.
+#[test]
+fn passwords_for_sentinels_and_redis() {
+    let topo = Topology::start_with_passwords(Some("redis-secret"), Some("sentinel-secret"));
+    std::env::set_var("STRATA_TEST_SENTINEL_REDIS_PW", "redis-secret");
+    std::env::set_var("STRATA_TEST_SENTINEL_SENTINEL_PW", "sentinel-secret");
+    let old = topo.current_primary();
+    let mut config = topo.strata_config();
+    config.backend.password_env = Some("STRATA_TEST_SENTINEL_REDIS_PW".into());
+    config.backend.sentinel.password_env = Some("STRATA_TEST_SENTINEL_SENTINEL_PW".into());
+    let strata = InProc::start(config);
+    strata.wait_ready();
+    let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"SET", b"pw", b"1"]), CALL_TIMEOUT).unwrap(),
+        b"+OK\r\n"
+    );
+
+    topo.force_failover();
+    let new = wait_until(LIVENESS, "strata follows the failover", || {
+        let p = strata_primary(&strata.addr);
+        (p != old).then_some(p)
+    });
+    assert_eq!(topo.current_primary(), new);
+    let get = wait_until(LIVENESS, "reads through strata after the failover", || {
+        let r = raw::call(&mut c, &cmd(&[b"GET", b"pw"]), CALL_TIMEOUT).unwrap();
+        (r == b"$1\r\n1\r\n").then_some(r)
+    });
+    assert_eq!(get, b"$1\r\n1\r\n");
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"SET", b"pw", b"2"]), CALL_TIMEOUT).unwrap(),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        topo.rq(&new, &["GET", "pw"]).unwrap(),
+        Resp::Str("2".into())
+    );
 }

@@ -906,6 +906,28 @@ mod tests {
     }
 
     #[test]
+    fn breaker_failover_and_discovery_series() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        assert!(text.contains("strata_failovers_total 0\n"), "{text}");
+        assert!(text.contains("strata_discovery_up 1\n"), "{text}");
+        metrics.set_breaker_state("10.0.0.1:6379", 1);
+        metrics.failover_followed(Duration::from_millis(1500));
+        metrics.set_discovery_ok(false);
+        let text = metrics.encode();
+        for expected in [
+            "strata_backend_breaker_state{backend=\"10.0.0.1:6379\"} 1\n",
+            "strata_failovers_total 1\n",
+            "strata_last_failover_duration_seconds 1.5\n",
+            "strata_discovery_up 0\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        metrics.remove_breaker_state("10.0.0.1:6379");
+        assert!(!metrics.encode().contains("breaker_state{"));
+    }
+
+    #[test]
     fn other_modules_register_under_the_prefix() {
         let mut metrics = Metrics::new();
         let redirects = Counter::<u64>::default();

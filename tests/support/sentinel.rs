@@ -112,8 +112,23 @@ impl Resp {
 
 /// One command on a fresh connection to `addr`, decoded.
 pub fn query(addr: &str, args: &[&str]) -> Result<Resp, String> {
+    query_auth(addr, None, args)
+}
+
+/// Like [`query`], after `AUTH <password>` when one is given.
+pub fn query_auth(addr: &str, password: Option<&str>, args: &[&str]) -> Result<Resp, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = s.set_nodelay(true);
+    if let Some(pw) = password {
+        let frame = raw::call(
+            &mut s,
+            &cmd(&[b"AUTH", pw.as_bytes()]),
+            Duration::from_secs(5),
+        )?;
+        if frame != b"+OK\r\n" {
+            return Err(format!("AUTH on {addr}: {}", escape(&frame)));
+        }
+    }
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     let frame = raw::call(&mut s, &cmd(&args), Duration::from_secs(5))?;
     Ok(Resp::parse(&frame))
@@ -144,6 +159,11 @@ pub struct SentinelProc {
 impl SentinelProc {
     /// Starts a sentinel monitoring `MASTER` at `master_port`.
     pub fn start(master_port: u16) -> SentinelProc {
+        Self::start_with(master_port, "")
+    }
+
+    /// Like [`SentinelProc::start`], with extra lines in sentinel.conf.
+    pub fn start_with(master_port: u16, extra_conf: &str) -> SentinelProc {
         let bin = require_binary("redis-sentinel", "redis-sentinel");
         let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
@@ -154,7 +174,7 @@ impl SentinelProc {
                  sentinel monitor {MASTER} 127.0.0.1 {master_port} 2\n\
                  sentinel down-after-milliseconds {MASTER} 1000\n\
                  sentinel failover-timeout {MASTER} 5000\n\
-                 sentinel parallel-syncs {MASTER} 1\n",
+                 sentinel parallel-syncs {MASTER} 1\n{extra_conf}",
                 dir = dir.path().display()
             );
             std::fs::write(&conf, text).expect("write sentinel.conf");
@@ -170,14 +190,19 @@ impl SentinelProc {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // could not bind: another port
                 }
-                if let Ok(Resp::Str(pong)) = query(&format!("127.0.0.1:{port}"), &["PING"]) {
-                    if pong == "PONG" {
-                        return SentinelProc {
-                            port,
-                            child: Some(child),
-                            _dir: dir,
-                        };
-                    }
+                // PONG, or NOAUTH from a sentinel with requirepass: it is up.
+                let reply = query(&format!("127.0.0.1:{port}"), &["PING"]);
+                let up = match &reply {
+                    Ok(Resp::Str(p)) => p == "PONG",
+                    Ok(Resp::Err(e)) => e.starts_with("NOAUTH"),
+                    _ => false,
+                };
+                if up {
+                    return SentinelProc {
+                        port,
+                        child: Some(child),
+                        _dir: dir,
+                    };
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -213,12 +238,22 @@ pub struct Topology {
     /// Every Redis server; `servers[0]` started as the primary.
     pub servers: Vec<RedisServer>,
     pub sentinels: Vec<SentinelProc>,
+    /// `requirepass` of the Redis servers, when set.
+    pub redis_password: Option<String>,
+    /// `requirepass` of the sentinels, when set.
+    pub sentinel_password: Option<String>,
 }
 
 impl Topology {
     /// Starts everything and waits until each sentinel sees both replicas
     /// (link up) and the two other sentinels, so a failover can happen.
     pub fn start() -> Topology {
+        Self::start_with_passwords(None, None)
+    }
+
+    /// Like [`Topology::start`], with `requirepass` (and `masterauth`) on
+    /// the Redis servers and/or `requirepass` on the sentinels.
+    pub fn start_with_passwords(redis: Option<&str>, sentinel: Option<&str>) -> Topology {
         require_binary("redis-sentinel", "redis-sentinel");
         let primary = RedisServer::start_with(REDIS_ARGS);
         let port = primary.port.to_string();
@@ -228,11 +263,47 @@ impl Topology {
             args.extend_from_slice(REDIS_ARGS);
             servers.push(RedisServer::start_with(&args));
         }
+        if let Some(pw) = redis {
+            // Set after startup: the harness's readiness PING has no AUTH,
+            // and the replication links are already up.
+            for s in &servers {
+                for (k, v) in [("masterauth", pw), ("requirepass", pw)] {
+                    assert_eq!(
+                        query(&s.addr(), &["CONFIG", "SET", k, v]),
+                        Ok(Resp::Str("OK".into()))
+                    );
+                }
+            }
+        }
+        let mut extra = String::new();
+        if let Some(pw) = redis {
+            extra.push_str(&format!("sentinel auth-pass {MASTER} {pw}\n"));
+        }
+        if let Some(pw) = sentinel {
+            extra.push_str(&format!("requirepass {pw}\n"));
+        }
         let master_port = servers[0].port;
-        let sentinels = (0..3).map(|_| SentinelProc::start(master_port)).collect();
-        let topo = Topology { servers, sentinels };
+        let sentinels = (0..3)
+            .map(|_| SentinelProc::start_with(master_port, &extra))
+            .collect();
+        let topo = Topology {
+            servers,
+            sentinels,
+            redis_password: redis.map(Into::into),
+            sentinel_password: sentinel.map(Into::into),
+        };
         topo.wait_healthy(Duration::from_secs(30));
         topo
+    }
+
+    /// A query to a sentinel (with AUTH when they have a password).
+    pub fn sq(&self, addr: &str, args: &[&str]) -> Result<Resp, String> {
+        query_auth(addr, self.sentinel_password.as_deref(), args)
+    }
+
+    /// A query to a Redis server (with AUTH when they have a password).
+    pub fn rq(&self, addr: &str, args: &[&str]) -> Result<Resp, String> {
+        query_auth(addr, self.redis_password.as_deref(), args)
     }
 
     pub fn sentinel_addrs(&self) -> Vec<String> {
@@ -259,7 +330,7 @@ impl Topology {
     fn health(&self) -> Result<(), String> {
         let mut masters = Vec::new();
         for s in &self.sentinels {
-            let m = query(&s.addr(), &["SENTINEL", "MASTER", MASTER])?;
+            let m = self.sq(&s.addr(), &["SENTINEL", "MASTER", MASTER])?;
             let others = m.field("num-other-sentinels").unwrap_or_default();
             let slaves = m.field("num-slaves").unwrap_or_default();
             if others != "2" || slaves != "2" {
@@ -276,7 +347,7 @@ impl Topology {
                 ));
             }
             masters.push(self.master_of(&s.addr())?);
-            let replicas = query(&s.addr(), &["SENTINEL", "REPLICAS", MASTER])?;
+            let replicas = self.sq(&s.addr(), &["SENTINEL", "REPLICAS", MASTER])?;
             for r in replicas.items() {
                 let flags = r.field("flags").unwrap_or_default();
                 let link = r.field("master-link-status").unwrap_or_default();
@@ -298,7 +369,10 @@ impl Topology {
             if server.pid().is_none() {
                 continue;
             }
-            let text = info(&server.addr(), "replication");
+            let text = match self.rq(&server.addr(), &["INFO", "replication"])? {
+                Resp::Str(s) => s,
+                other => return Err(format!("INFO replication: {other:?}")),
+            };
             let role = info_field(&text, "role").unwrap_or_default();
             if role == "slave" && info_field(&text, "master_link_status").as_deref() != Some("up") {
                 return Err(format!("replica {} link not up", server.addr()));
@@ -309,7 +383,7 @@ impl Topology {
 
     /// The primary a sentinel names.
     pub fn master_of(&self, sentinel: &str) -> Result<String, String> {
-        let r = query(sentinel, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER])?;
+        let r = self.sq(sentinel, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER])?;
         match r.items() {
             [Resp::Str(h), Resp::Str(p)] => Ok(format!("{h}:{p}")),
             other => Err(format!("GET-MASTER-ADDR-BY-NAME: {other:?}")),
@@ -348,7 +422,7 @@ impl Topology {
     pub fn force_failover(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match query(&self.sentinels[0].addr(), &["SENTINEL", "FAILOVER", MASTER]) {
+            match self.sq(&self.sentinels[0].addr(), &["SENTINEL", "FAILOVER", MASTER]) {
                 Ok(Resp::Str(ok)) if ok == "OK" => return,
                 other => {
                     assert!(
@@ -458,7 +532,12 @@ impl EventWatcher {
     }
 
     /// Waits up to `within` for `channel` seen after `after`.
-    pub fn wait_for_after(&self, channel: &str, after: Instant, within: Duration) -> Option<Instant> {
+    pub fn wait_for_after(
+        &self,
+        channel: &str,
+        after: Instant,
+        within: Duration,
+    ) -> Option<Instant> {
         let deadline = Instant::now() + within;
         loop {
             let seen = self
@@ -569,7 +648,8 @@ impl Load {
                             }
                             Err(e) => {
                                 let mut log = log.lock().unwrap();
-                                log.errors.push((Instant::now(), format!("connection: {e}")));
+                                log.errors
+                                    .push((Instant::now(), format!("connection: {e}")));
                                 log.reconnects += 1;
                                 drop(log);
                                 std::thread::sleep(Duration::from_millis(20));
@@ -580,7 +660,11 @@ impl Load {
                 }
             }));
         }
-        Load { stop, logs, threads }
+        Load {
+            stop,
+            logs,
+            threads,
+        }
     }
 
     /// Acknowledged writes completed after `t`, over all writers.
@@ -614,11 +698,20 @@ impl Load {
 pub fn summarize(logs: &[WriterLog]) -> String {
     let sets: usize = logs.iter().map(|l| l.sets.len()).sum();
     let incrs: usize = logs.iter().map(|l| l.incrs.len()).sum();
-    let errors: Vec<&str> = logs.iter().flat_map(|l| l.errors.iter().map(|(_, e)| e.as_str())).collect();
-    let mut kinds: Vec<String> = errors.iter().map(|e| e.chars().take(60).collect()).collect();
+    let errors: Vec<&str> = logs
+        .iter()
+        .flat_map(|l| l.errors.iter().map(|(_, e)| e.as_str()))
+        .collect();
+    let mut kinds: Vec<String> = errors
+        .iter()
+        .map(|e| e.chars().take(60).collect())
+        .collect();
     kinds.sort();
     kinds.dedup();
-    format!("{sets} SETs and {incrs} INCRs acknowledged, {} errors {kinds:?}", errors.len())
+    format!(
+        "{sets} SETs and {incrs} INCRs acknowledged, {} errors {kinds:?}",
+        errors.len()
+    )
 }
 
 /// The longest time between two consecutive acknowledged writes of one
@@ -641,4 +734,3 @@ pub fn longest_gap_around(logs: &[WriterLog], window: Option<(Instant, Instant)>
         .max()
         .unwrap_or_default()
 }
-

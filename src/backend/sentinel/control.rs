@@ -77,7 +77,10 @@ impl Value {
         items
             .chunks(2)
             .map(|pair| match pair {
-                [k, v] => Some((k.as_str()?, v.as_str().or_else(|| v.as_int().map(|n| n.to_string()))?)),
+                [k, v] => Some((
+                    k.as_str()?,
+                    v.as_str().or_else(|| v.as_int().map(|n| n.to_string()))?,
+                )),
                 _ => None,
             })
             .collect()
@@ -104,7 +107,11 @@ pub struct ControlConn {
 
 impl ControlConn {
     /// Connects, and authenticates when a password is given.
-    pub async fn connect(addr: &str, creds: &Credentials, timeout: Duration) -> std::io::Result<ControlConn> {
+    pub async fn connect(
+        addr: &str,
+        creds: &Credentials,
+        timeout: Duration,
+    ) -> std::io::Result<ControlConn> {
         let stream = crate::backend::connect(addr, timeout).await?;
         let mut conn = ControlConn {
             stream,
@@ -117,9 +124,12 @@ impl ControlConn {
                 args.push(user.as_bytes());
             }
             args.push(password.as_bytes());
-            conn.call_raw(&args)
-                .await
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH failed: {e}")))?;
+            conn.call_raw(&args).await.map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("AUTH failed: {e}"),
+                )
+            })?;
         }
         Ok(conn)
     }
@@ -140,13 +150,18 @@ impl ControlConn {
     /// Sends one command and decodes its reply; an error reply is `Err`.
     pub async fn call(&mut self, args: &[&[u8]]) -> std::io::Result<Value> {
         let frame = self.call_raw(args).await?;
-        Value::decode(&frame).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "undecodable reply"))
+        Value::decode(&frame).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "undecodable reply")
+        })
     }
 
     /// Sends a command without waiting for its reply (SUBSCRIBE).
     pub async fn send(&mut self, args: &[&[u8]]) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        let args: Vec<bytes::Bytes> = args.iter().map(|a| bytes::Bytes::copy_from_slice(a)).collect();
+        let args: Vec<bytes::Bytes> = args
+            .iter()
+            .map(|a| bytes::Bytes::copy_from_slice(a))
+            .collect();
         let frame = crate::protocol::request::encode_command(&args);
         tokio::time::timeout(self.timeout, self.stream.write_all(&frame))
             .await
@@ -160,7 +175,9 @@ impl ControlConn {
             let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
             return Err(std::io::Error::other(text));
         }
-        Value::decode(&frame).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "undecodable frame"))
+        Value::decode(&frame).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "undecodable frame")
+        })
     }
 }
 
@@ -188,8 +205,14 @@ mod tests {
         let v = Value::decode(b"*4\r\n$4\r\nname\r\n$1\r\na\r\n$4\r\nport\r\n:6379\r\n").unwrap();
         assert_eq!(
             v.as_fields().unwrap(),
-            vec![("name".to_string(), "a".to_string()), ("port".to_string(), "6379".to_string())]
+            vec![
+                ("name".to_string(), "a".to_string()),
+                ("port".to_string(), "6379".to_string())
+            ]
         );
-        assert!(Value::decode(b"*1\r\n$4\r\nname\r\n").unwrap().as_fields().is_none());
+        assert!(Value::decode(b"*1\r\n$4\r\nname\r\n")
+            .unwrap()
+            .as_fields()
+            .is_none());
     }
 }

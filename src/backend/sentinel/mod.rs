@@ -104,7 +104,10 @@ enum Msg {
 /// Discovers the primary, builds the router and starts following.
 /// Waits up to `backend.sentinel.discovery_timeout_ms` for a primary that
 /// confirms its role.
-pub async fn start(config: &BackendConfig, metrics: &Arc<Metrics>) -> Result<Arc<Router>, SentinelError> {
+pub async fn start(
+    config: &BackendConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Router>, SentinelError> {
     let sc = &config.sentinel;
     let ctx = Arc::new(Ctx {
         sentinels: sc.sentinels.clone(),
@@ -153,7 +156,10 @@ pub async fn start(config: &BackendConfig, metrics: &Arc<Metrics>) -> Result<Arc
             sc.max_replica_lag_bytes,
         );
         log_skipped(&skipped);
-        replicas = usable.iter().map(|a| Node::start(a, config, metrics)).collect();
+        replicas = usable
+            .iter()
+            .map(|a| Node::start(a, config, metrics))
+            .collect();
     }
     let router = Arc::new(Router::new(
         "sentinel",
@@ -191,7 +197,11 @@ pub async fn start(config: &BackendConfig, metrics: &Arc<Metrics>) -> Result<Arc
 /// Explains a round that named no usable primary.
 fn describe_failure(master: &str, round: &Round) -> String {
     if round.views.is_empty() {
-        let errors: Vec<String> = round.errors.iter().map(|(s, e)| format!("{s}: {e}")).collect();
+        let errors: Vec<String> = round
+            .errors
+            .iter()
+            .map(|(s, e)| format!("{s}: {e}"))
+            .collect();
         format!("no sentinel answered ({})", errors.join("; "))
     } else {
         format!("no sentinel knows a master named '{master}'")
@@ -201,7 +211,11 @@ fn describe_failure(master: &str, round: &Round) -> String {
 /// The replicas as the newest configuration lists them (preferring a
 /// sentinel that names `primary`).
 fn best_replicas<'a>(views: &'a [View], primary: &str) -> &'a [ReplicaInfo] {
-    let best = views.iter().filter(|v| v.master.is_some()).map(|v| v.epoch).max();
+    let best = views
+        .iter()
+        .filter(|v| v.master.is_some())
+        .map(|v| v.epoch)
+        .max();
     views
         .iter()
         .filter(|v| Some(v.epoch) == best)
@@ -242,7 +256,11 @@ async fn gather(ctx: &Arc<Ctx>, current: Option<&str>) -> Round {
     round
         .views
         .sort_by_key(|v| ctx.sentinels.iter().position(|s| *s == v.sentinel));
-    let mut addrs: Vec<String> = round.views.iter().filter_map(|v| v.master.clone()).collect();
+    let mut addrs: Vec<String> = round
+        .views
+        .iter()
+        .filter_map(|v| v.master.clone())
+        .collect();
     if let Some(c) = current {
         addrs.push(c.to_string());
     }
@@ -268,7 +286,9 @@ async fn gather(ctx: &Arc<Ctx>, current: Option<&str>) -> Round {
 async fn query_sentinel(ctx: &Ctx, sentinel: &str) -> std::io::Result<View> {
     let mut conn = ControlConn::connect(sentinel, &ctx.creds, ctx.timeout).await?;
     let name = ctx.master.as_bytes();
-    let addr = conn.call(&[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", name]).await?;
+    let addr = conn
+        .call(&[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", name])
+        .await?;
     let master = match addr.as_array() {
         Some([host, port]) => match (host.as_str(), port.as_int()) {
             (Some(h), Some(p)) => Some(view::join_addr(&h, p)),
@@ -355,10 +375,16 @@ async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std:
     for _ in 0..view::CHANNELS.len() {
         tokio::time::timeout(ctx.timeout, conn.next())
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no SUBSCRIBE confirmation"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no SUBSCRIBE confirmation")
+            })??;
     }
     tracing::debug!(%sentinel, "subscribed to sentinel events");
-    if tx.send(Msg::Subscribed(sentinel.to_string())).await.is_err() {
+    if tx
+        .send(Msg::Subscribed(sentinel.to_string()))
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     // A silent sentinel (host gone, process stopped) is noticed by PING.
@@ -368,7 +394,10 @@ async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std:
         let frame = match tokio::time::timeout(idle, conn.next()).await {
             Ok(frame) => frame?,
             Err(_) if pinged => {
-                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "sentinel stopped answering"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "sentinel stopped answering",
+                ));
             }
             Err(_) => {
                 if tx.is_closed() {
@@ -380,7 +409,9 @@ async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std:
             }
         };
         pinged = false;
-        let Some(items) = frame.as_array() else { continue };
+        let Some(items) = frame.as_array() else {
+            continue;
+        };
         let (Some(kind), Some(channel), Some(payload)) = (
             items.first().and_then(Value::as_str),
             items.get(1).and_then(Value::as_str),
@@ -391,7 +422,9 @@ async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std:
         if kind != "message" {
             continue;
         }
-        let Some(event) = view::parse_event(&channel, &payload, &ctx.master) else { continue };
+        let Some(event) = view::parse_event(&channel, &payload, &ctx.master) else {
+            continue;
+        };
         tracing::debug!(%sentinel, %channel, %payload, "sentinel event");
         let msg = Msg::Event {
             sentinel: sentinel.to_string(),
@@ -433,11 +466,14 @@ struct Follower {
 
 impl Follower {
     async fn run(mut self, tx: mpsc::Sender<Msg>, mut rx: mpsc::Receiver<Msg>) {
-        let mut poll = tokio::time::interval(Duration::from_millis(self.config.sentinel.poll_interval_ms));
+        let mut poll =
+            tokio::time::interval(Duration::from_millis(self.config.sentinel.poll_interval_ms));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await; // the first tick is immediate; startup just did a round
         loop {
-            let Some(router) = self.router.upgrade() else { return };
+            let Some(router) = self.router.upgrade() else {
+                return;
+            };
             let primary = router.primary();
             drop(router);
             let trouble = primary.trouble().clone();
@@ -511,7 +547,9 @@ impl Follower {
 
     fn on_round(&mut self, round: Round) {
         self.refreshing = false;
-        let Some(router) = self.router.upgrade() else { return };
+        let Some(router) = self.router.upgrade() else {
+            return;
+        };
         let known = round.views.iter().any(|v| v.master.is_some());
         if known != self.discovery_ok {
             if known {
@@ -540,19 +578,25 @@ impl Follower {
         }
         let role = |addr: &str| round.roles.get(addr).and_then(Option::as_ref);
         match view::decide(&round.views, &current, self.epoch) {
-            Decision::Stay { epoch } => self.epoch = Some(self.epoch.map_or(epoch, |e| e.max(epoch))),
+            Decision::Stay { epoch } => {
+                self.epoch = Some(self.epoch.map_or(epoch, |e| e.max(epoch)))
+            }
             Decision::Switch { to, epoch } => match view::confirm_switch(role(&to)) {
                 Ok(()) => {
-                    let cause = format!("the sentinels' newest configuration (epoch {epoch}) names it");
+                    let cause =
+                        format!("the sentinels' newest configuration (epoch {epoch}) names it");
                     self.switch_to(&router, &to, &cause, Instant::now());
                     self.epoch = Some(epoch);
                 }
-                Err(why) => tracing::warn!(candidate = %to, epoch, %why, "not switching yet: the new primary is not confirmed"),
+                Err(why) => {
+                    tracing::warn!(candidate = %to, epoch, %why, "not switching yet: the new primary is not confirmed")
+                }
             },
             Decision::SwitchIfCurrentLost { to, epoch } => {
                 let current_ok = role(&current).is_some_and(Role::is_master);
                 if !current_ok && view::confirm_switch(role(&to)).is_ok() {
-                    let cause = format!("{current} is no longer a primary and a sentinel names {to}");
+                    let cause =
+                        format!("{current} is no longer a primary and a sentinel names {to}");
                     self.switch_to(&router, &to, &cause, Instant::now());
                     self.epoch = Some(epoch);
                 }
@@ -577,8 +621,17 @@ impl Follower {
         }
     }
 
-    async fn on_event(&mut self, sentinel: &str, channel: &str, event: Event, at: Instant, tx: &mpsc::Sender<Msg>) {
-        let Some(router) = self.router.upgrade() else { return };
+    async fn on_event(
+        &mut self,
+        sentinel: &str,
+        channel: &str,
+        event: Event,
+        at: Instant,
+        tx: &mpsc::Sender<Msg>,
+    ) {
+        let Some(router) = self.router.upgrade() else {
+            return;
+        };
         match event {
             Event::SwitchMaster { to } | Event::Promoted { addr: to } => {
                 if router.primary().addr() == to {
@@ -605,7 +658,8 @@ impl Follower {
                 }
                 if self.holds.insert(sentinel.to_string()) && self.hold_until.is_none() {
                     tracing::warn!(%sentinel, primary = %router.primary().addr(), "sentinel started a failover; holding requests until the new primary is confirmed");
-                    self.hold_until = Some(at + Duration::from_millis(self.config.sentinel.failover_hold_ms));
+                    self.hold_until =
+                        Some(at + Duration::from_millis(self.config.sentinel.failover_hold_ms));
                     router.hold();
                 }
             }
@@ -648,7 +702,12 @@ impl Follower {
             .find(|n| n.addr() == to)
             .cloned()
             .unwrap_or_else(|| Node::start(to, &self.config, &self.metrics));
-        let replicas = topology.replicas.iter().filter(|n| n.addr() != to).cloned().collect();
+        let replicas = topology
+            .replicas
+            .iter()
+            .filter(|n| n.addr() != to)
+            .cloned()
+            .collect();
         router.swap(
             Topology {
                 primary: node.clone(),

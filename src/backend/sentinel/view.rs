@@ -102,7 +102,9 @@ impl ReplicaInfo {
             addr: join_addr(&host, port),
             flags: get("flags").unwrap_or_default(),
             link_status: get("master-link-status").unwrap_or_default(),
-            offset: get("slave-repl-offset").and_then(|o| o.parse().ok()).unwrap_or(0),
+            offset: get("slave-repl-offset")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0),
         })
     }
 
@@ -146,7 +148,10 @@ pub fn usable_replicas(
         if let Some(Role::Master { offset, replicas }) = primary_role {
             match replicas.iter().find(|(a, _)| *a == info.addr) {
                 None => {
-                    skipped.push((info.addr.clone(), "not connected to the primary".to_string()));
+                    skipped.push((
+                        info.addr.clone(),
+                        "not connected to the primary".to_string(),
+                    ));
                     continue;
                 }
                 Some((_, acked)) => {
@@ -222,7 +227,11 @@ pub fn decide(views: &[View], current: &str, current_epoch: Option<u64>) -> Deci
     let Some(best) = answers.iter().map(|(_, e)| *e).max() else {
         return Decision::Unknown;
     };
-    let newest: Vec<&str> = answers.iter().filter(|(_, e)| *e == best).map(|(a, _)| *a).collect();
+    let newest: Vec<&str> = answers
+        .iter()
+        .filter(|(_, e)| *e == best)
+        .map(|(a, _)| *a)
+        .collect();
     if newest.contains(&current) {
         return Decision::Stay { epoch: best };
     }
@@ -372,7 +381,13 @@ mod tests {
                 replicas: vec![("10.0.0.2:6380".into(), 90)]
             })
         );
-        let replica = Value::Array(vec![s("slave"), s("10.0.0.1"), Value::Int(6379), s("connected"), Value::Int(5)]);
+        let replica = Value::Array(vec![
+            s("slave"),
+            s("10.0.0.1"),
+            Value::Int(6379),
+            s("connected"),
+            Value::Int(5),
+        ]);
         assert_eq!(
             Role::parse(&replica),
             Some(Role::Replica {
@@ -405,8 +420,18 @@ mod tests {
     #[test]
     fn newest_epoch_wins() {
         // One sentinel has seen the failover (epoch 2), two have not yet.
-        let views = [view("s1", Some("a:1"), 1), view("s2", Some("b:1"), 2), view("s3", Some("a:1"), 1)];
-        assert_eq!(decide(&views, "a:1", Some(1)), Decision::Switch { to: "b:1".into(), epoch: 2 });
+        let views = [
+            view("s1", Some("a:1"), 1),
+            view("s2", Some("b:1"), 2),
+            view("s3", Some("a:1"), 1),
+        ];
+        assert_eq!(
+            decide(&views, "a:1", Some(1)),
+            Decision::Switch {
+                to: "b:1".into(),
+                epoch: 2
+            }
+        );
         // Already on b: the laggards do not pull strata back.
         assert_eq!(decide(&views, "b:1", Some(2)), Decision::Stay { epoch: 2 });
         // Adopted b from an event (epoch unknown), and only laggards answer:
@@ -414,17 +439,36 @@ mod tests {
         let laggards = [view("s1", Some("a:1"), 1), view("s3", Some("a:1"), 1)];
         assert_eq!(
             decide(&laggards, "b:1", None),
-            Decision::SwitchIfCurrentLost { to: "a:1".into(), epoch: 1 }
+            Decision::SwitchIfCurrentLost {
+                to: "a:1".into(),
+                epoch: 1
+            }
         );
         assert_eq!(
             decide(&laggards, "b:1", Some(2)),
-            Decision::SwitchIfCurrentLost { to: "a:1".into(), epoch: 1 }
+            Decision::SwitchIfCurrentLost {
+                to: "a:1".into(),
+                epoch: 1
+            }
         );
-        assert_eq!(decide(&[view("s1", None, 0)], "a:1", Some(0)), Decision::Unknown);
+        assert_eq!(
+            decide(&[view("s1", None, 0)], "a:1", Some(0)),
+            Decision::Unknown
+        );
         assert_eq!(decide(&[], "a:1", Some(0)), Decision::Unknown);
         // Same epoch, different answers: the most common one.
-        let split = [view("s1", Some("c:1"), 3), view("s2", Some("b:1"), 3), view("s3", Some("b:1"), 3)];
-        assert_eq!(decide(&split, "a:1", Some(1)), Decision::Switch { to: "b:1".into(), epoch: 3 });
+        let split = [
+            view("s1", Some("c:1"), 3),
+            view("s2", Some("b:1"), 3),
+            view("s3", Some("b:1"), 3),
+        ];
+        assert_eq!(
+            decide(&split, "a:1", Some(1)),
+            Decision::Switch {
+                to: "b:1".into(),
+                epoch: 3
+            }
+        );
     }
 
     fn replica(addr: &str, flags: &str, link: &str) -> ReplicaInfo {
@@ -466,15 +510,28 @@ mod tests {
         );
         // No bound, no ROLE: only the sentinel's flags count.
         let (usable, _) = usable_replicas(&infos, "p:1", None, 0);
-        assert_eq!(usable, vec!["r1:1".to_string(), "r5:1".to_string(), "r6:1".to_string()]);
+        assert_eq!(
+            usable,
+            vec!["r1:1".to_string(), "r5:1".to_string(), "r6:1".to_string()]
+        );
     }
 
     #[test]
     fn replica_info_parsing() {
         let v = Value::Array(
             [
-                "name", "127.0.0.1:7001", "ip", "127.0.0.1", "port", "7001", "flags", "s_down,slave", "master-link-status",
-                "err", "slave-repl-offset", "42",
+                "name",
+                "127.0.0.1:7001",
+                "ip",
+                "127.0.0.1",
+                "port",
+                "7001",
+                "flags",
+                "s_down,slave",
+                "master-link-status",
+                "err",
+                "slave-repl-offset",
+                "42",
             ]
             .iter()
             .map(|x| s(x))
@@ -490,29 +547,59 @@ mod tests {
     fn events() {
         let m = "mymaster";
         assert_eq!(
-            parse_event("+switch-master", "mymaster 127.0.0.1 7000 127.0.0.1 7002", m),
-            Some(Event::SwitchMaster { to: "127.0.0.1:7002".into() })
+            parse_event(
+                "+switch-master",
+                "mymaster 127.0.0.1 7000 127.0.0.1 7002",
+                m
+            ),
+            Some(Event::SwitchMaster {
+                to: "127.0.0.1:7002".into()
+            })
         );
-        assert_eq!(parse_event("+switch-master", "other 127.0.0.1 7000 127.0.0.1 7002", m), None);
         assert_eq!(
-            parse_event("+promoted-slave", "slave 127.0.0.1:7002 127.0.0.1 7002 @ mymaster 127.0.0.1 7000", m),
-            Some(Event::Promoted { addr: "127.0.0.1:7002".into() })
+            parse_event("+switch-master", "other 127.0.0.1 7000 127.0.0.1 7002", m),
+            None
+        );
+        assert_eq!(
+            parse_event(
+                "+promoted-slave",
+                "slave 127.0.0.1:7002 127.0.0.1 7002 @ mymaster 127.0.0.1 7000",
+                m
+            ),
+            Some(Event::Promoted {
+                addr: "127.0.0.1:7002".into()
+            })
         );
         assert_eq!(
             parse_event("+try-failover", "master mymaster 127.0.0.1 7000", m),
             Some(Event::FailoverStarted)
         );
-        assert_eq!(parse_event("+try-failover", "master other 127.0.0.1 7000", m), None);
         assert_eq!(
-            parse_event("-failover-abort-no-good-slave", "master mymaster 127.0.0.1 7000", m),
+            parse_event("+try-failover", "master other 127.0.0.1 7000", m),
+            None
+        );
+        assert_eq!(
+            parse_event(
+                "-failover-abort-no-good-slave",
+                "master mymaster 127.0.0.1 7000",
+                m
+            ),
             Some(Event::FailoverOver)
         );
         assert_eq!(
-            parse_event("+sdown", "slave 127.0.0.1:7001 127.0.0.1 7001 @ mymaster 127.0.0.1 7000", m),
+            parse_event(
+                "+sdown",
+                "slave 127.0.0.1:7001 127.0.0.1 7001 @ mymaster 127.0.0.1 7000",
+                m
+            ),
             Some(Event::ReplicasChanged)
         );
         assert_eq!(
-            parse_event("+sdown", "sentinel abc 127.0.0.1 26379 @ mymaster 127.0.0.1 7000", m),
+            parse_event(
+                "+sdown",
+                "sentinel abc 127.0.0.1 26379 @ mymaster 127.0.0.1 7000",
+                m
+            ),
             None
         );
         assert_eq!(parse_event("+sdown", "garbage", m), None);
