@@ -65,6 +65,7 @@ bench-deps:
 	command -v redis-server    >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	command -v nutcracker      >/dev/null || missing="$$missing nutcracker"; \
+	command -v redis-sentinel  >/dev/null || missing="$$missing redis-sentinel"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -79,7 +80,17 @@ bench-deps:
 bench: release bench-deps
 	$(CARGO) bench --bench protocol --bench command_lookup -- --quick
 	bash benches/proxy_bench.sh
+	bash benches/sentinel_failover.sh
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
 bench-micro:
 	$(CARGO) bench --bench protocol --bench command_lookup
+
+.PHONY: bench-sentinel
+
+## Sentinel failover through strata: 5 forced failovers under a write load on
+## a real topology (1 primary, 2 replicas, 3 sentinels); median and worst of the
+## client-seen unavailability and of strata's part. Summary in
+## target/bench/sentinel-failover-latest.txt.
+bench-sentinel: deps
+	bash benches/sentinel_failover.sh

@@ -7,10 +7,15 @@
 //! * **client-seen unavailability**: the longest time between two
 //!   consecutive acknowledged writes of any writer around the failover;
 //! * **strata's part**: from Sentinel's switch to strata's first
-//!   acknowledged write on the new primary, measured from `+promoted-slave`
-//!   (the promoted replica accepts writes and the leader names it) and from
-//!   the first `+switch-master` any sentinel publishes (which can come after
-//!   strata already resumed: then it is negative).
+//!   acknowledged write on the new primary. Sentinel's switch is measured
+//!   three ways, as the bench's own subscriptions to all sentinels see it:
+//!   `+failover-state-wait-promotion` (the leader has just sent
+//!   `REPLICAOF NO ONE`: the replica accepts writes from here on — the
+//!   headline figure), `+promoted-slave` (the leader saw the promotion in
+//!   its next INFO, up to a second later) and the first `+switch-master`
+//!   any sentinel publishes. strata watches the promoted replica's ROLE
+//!   itself, so it usually resumes before the last two: those differences
+//!   are then negative.
 //!
 //! It prints median and worst of each and exits 0 whatever the figures
 //! are; it fails only when it cannot measure. Run it with
@@ -172,17 +177,34 @@ fn stall(logs: &[WriterLog], from: Instant, until: Instant) -> Option<(Instant, 
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else is taken.
-    let failovers = env_usize("FAILOVERS", 5);
-    let writers = env_usize("WRITERS", 4);
+    // `cargo bench` passes --bench. Without it (`cargo test --all-targets`)
+    // this is a smoke run: one failover, nothing written.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let failovers = if measuring {
+        env_usize("FAILOVERS", 5)
+    } else {
+        1
+    };
+    let writers = if measuring {
+        env_usize("WRITERS", 4)
+    } else {
+        2
+    };
     let out =
         std::env::var("OUT").unwrap_or_else(|_| "target/bench/sentinel-failover-latest.txt".into());
+    if !measuring {
+        eprintln!("sentinel_failover: smoke run (one failover); `cargo bench --bench sentinel_failover` measures");
+    }
 
     let topo = Topology::start();
     let strata = Strata::start(&topo);
     let watcher = EventWatcher::start(
         &topo.sentinel_addrs(),
-        &["+switch-master", "+promoted-slave"],
+        &[
+            "+switch-master",
+            "+promoted-slave",
+            "+failover-state-wait-promotion",
+        ],
     );
     let started = Instant::now();
     let load = Load::start(&strata.addr, writers, "bench");
@@ -206,6 +228,13 @@ fn main() {
             let p = strata.primary();
             (p != old).then_some(p)
         });
+        let sent = watcher
+            .wait_for_after(
+                "+failover-state-wait-promotion",
+                asked,
+                Duration::from_secs(30),
+            )
+            .expect("+failover-state-wait-promotion");
         let promoted = watcher
             .wait_for_after("+promoted-slave", asked, Duration::from_secs(30))
             .expect("+promoted-slave");
@@ -216,17 +245,20 @@ fn main() {
             (load.oks_after(switch.max(promoted)) > 100).then_some(())
         });
         eprintln!("failover {i}: {old} -> {new}");
-        marks.push((old, new, asked, promoted, switch));
+        marks.push((old, new, asked, sent, promoted, switch));
         // Let the old primary rejoin as a replica before the next one.
-        topo.wait_healthy(Duration::from_secs(60));
+        if i < failovers {
+            topo.wait_healthy(Duration::from_secs(60));
+        }
     }
     let end = Instant::now();
     let logs = load.stop();
     let mut unavailable = Vec::new();
+    let mut from_sent = Vec::new();
     let mut from_promoted = Vec::new();
     let mut from_switch = Vec::new();
     let mut lines = Vec::new();
-    for (i, (old, new, asked, promoted, switch)) in marks.iter().enumerate() {
+    for (i, (old, new, asked, sent, promoted, switch)) in marks.iter().enumerate() {
         let until = marks.get(i + 1).map_or(end, |m| m.2);
         // The stall: the longest gap between two acknowledged writes of one
         // writer in this failover's window; it ends when writes resume.
@@ -238,13 +270,15 @@ fn main() {
             continue;
         };
         let gap = ms(to - from);
+        let w = signed_ms(*sent, to);
         let p = signed_ms(*promoted, to);
         let s = signed_ms(*switch, to);
         unavailable.push(gap);
+        from_sent.push(w);
         from_promoted.push(p);
         from_switch.push(s);
         let line = format!(
-            "failover {}: {old} -> {new}: client-seen unavailability {gap:.0} ms; strata's first write {p:.0} ms after +promoted-slave, {s:.0} ms after the first +switch-master",
+            "failover {}: {old} -> {new}: client-seen unavailability {gap:.0} ms; strata's first write {w:.0} ms after REPLICAOF NO ONE was sent, {p:.0} ms after +promoted-slave, {s:.0} ms after the first +switch-master",
             i + 1
         );
         eprintln!("{line}");
@@ -254,12 +288,15 @@ fn main() {
         "sentinel failover through strata: {failovers} forced failovers, {writers} writers (SET+INCR, one connection each)\n\
          {}\n\
          client-seen write unavailability: median {:.0} ms, worst {:.0} ms\n\
-         strata's part after Sentinel's switch (+promoted-slave -> first acknowledged write): median {:.0} ms, worst {:.0} ms\n\
+         strata's part after Sentinel's switch (REPLICAOF NO ONE sent, +failover-state-wait-promotion -> first acknowledged write): median {:.0} ms, worst {:.0} ms\n\
+         same, from +promoted-slave (negative: strata resumed before it): median {:.0} ms, worst {:.0} ms\n\
          same, from the first +switch-master (negative: strata resumed before it): median {:.0} ms, worst {:.0} ms\n\
          writes: {}\n",
         lines.join("\n"),
         median(&unavailable),
         worst(&unavailable),
+        median(&from_sent),
+        worst(&from_sent),
         median(&from_promoted),
         worst(&from_promoted),
         median(&from_switch),
@@ -267,6 +304,10 @@ fn main() {
         summarize(&logs),
     );
     println!("{summary}");
+    if !measuring {
+        assert_eq!(unavailable.len(), failovers, "every failover measured");
+        return;
+    }
     if let Some(dir) = std::path::Path::new(&out).parent() {
         let _ = std::fs::create_dir_all(dir);
     }

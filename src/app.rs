@@ -54,7 +54,10 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             .await
             .map_err(std::io::Error::other)?,
     };
-    tokio::spawn(export_backend_metrics(Arc::downgrade(&backend), metrics.clone()));
+    tokio::spawn(export_backend_metrics(
+        Arc::downgrade(&backend),
+        metrics.clone(),
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let http_addr = if config.telemetry.listen.is_empty() {
@@ -121,7 +124,9 @@ async fn export_backend_metrics(router: Weak<Router>, metrics: Arc<Metrics>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(router) = router.upgrade() else { return };
+        let Some(router) = router.upgrade() else {
+            return;
+        };
         let topology = router.topology();
         let mut now = Vec::with_capacity(1 + topology.replicas.len());
         for node in std::iter::once(&topology.primary).chain(topology.replicas.iter()) {

@@ -13,6 +13,7 @@
 //! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
 //! * [`backend`]: multiplexed connections, the dedicated pool, the standalone backend.
 //! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
+//! * [`transform`]: per-key-pattern value compression (lz4) and encryption (AES-GCM).
 //! * [`command`]: the command table (data), key positions, hash slots.
 //! * [`config`]: serde structs and validation.
 //! * [`protocol`]: RESP2/RESP3 framing and encoding; imports nothing internal.
@@ -26,3 +27,4 @@ pub mod config;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;
+pub mod transform;

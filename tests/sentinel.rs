@@ -163,7 +163,11 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
     strata.wait_ready();
     let watcher = EventWatcher::start(
         &topo.sentinel_addrs(),
-        &["+switch-master", "+promoted-slave", "+odown"],
+        &[
+            "+switch-master",
+            "+promoted-slave",
+            "+failover-state-wait-promotion",
+        ],
     );
 
     let started = Instant::now();
@@ -178,6 +182,7 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
     });
     let switch = watcher.wait_for("+switch-master", LIVENESS);
     let promoted = watcher.first("+promoted-slave");
+    let promotion_sent = watcher.first("+failover-state-wait-promotion");
     let new = wait_until(LIVENESS, "sentinel names a new primary", || {
         let m = topo.current_primary();
         (m != old).then_some(m)
@@ -196,8 +201,10 @@ fn primary_killed_under_load_writes_resume_after_promotion() {
     };
     eprintln!(
         "primary {old} killed, {new} promoted: kill -> first write through strata {} ms; \
+         promotion (REPLICAOF NO ONE sent, +failover-state-wait-promotion) -> first write {}; \
          +promoted-slave -> first write {}; first +switch-master -> first write {}; {}",
         (resumed - killed).as_millis(),
+        signed(promotion_sent),
         signed(promoted),
         signed(switch),
         summarize(&logs),
@@ -300,6 +307,15 @@ fn replica_reads_spread_over_replicas_and_fall_back_to_the_primary() {
             (query(r, &["GET", "rr"]).ok()? == Resp::Str("v".into())).then_some(())
         });
     }
+    // Until both replicas have answered their first health PING, strata
+    // reads from the primary: warm up until reads stop landing there.
+    wait_until(LIVENESS, "reads land on the replicas only", || {
+        let p0 = get_calls(&primary);
+        for _ in 0..20 {
+            raw::call(&mut c, &cmd(&[b"GET", b"rr"]), CALL_TIMEOUT).unwrap();
+        }
+        (get_calls(&primary) == p0).then_some(())
+    });
     let before: Vec<u64> = replicas.iter().map(|r| get_calls(r)).collect();
     let primary_before = get_calls(&primary);
     const READS: u64 = 200;
@@ -505,6 +521,8 @@ fn passwords_for_sentinels_and_redis() {
     let mut config = topo.strata_config();
     config.backend.password_env = Some("STRATA_TEST_SENTINEL_REDIS_PW".into());
     config.backend.sentinel.password_env = Some("STRATA_TEST_SENTINEL_SENTINEL_PW".into());
+    // Replica nodes too (with AUTH), one of which becomes the primary.
+    config.backend.read_from = ReadFrom::ReplicaRoundRobin;
     let strata = InProc::start(config);
     strata.wait_ready();
     let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
@@ -518,7 +536,11 @@ fn passwords_for_sentinels_and_redis() {
         let p = strata_primary(&strata.addr);
         (p != old).then_some(p)
     });
-    assert_eq!(topo.current_primary(), new);
+    // strata may switch before the sentinels announce it (it watches the
+    // promoted replica's ROLE); they name the same server soon after.
+    wait_until(LIVENESS, "the sentinels name strata's new primary", || {
+        (topo.current_primary() == new).then_some(())
+    });
     let get = wait_until(LIVENESS, "reads through strata after the failover", || {
         let r = raw::call(&mut c, &cmd(&[b"GET", b"pw"]), CALL_TIMEOUT).unwrap();
         (r == b"$1\r\n1\r\n").then_some(r)

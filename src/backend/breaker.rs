@@ -76,23 +76,25 @@ impl Breaker {
 
     /// True when a request may be sent.
     pub fn allow(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == BreakerState::Closed as u8 || self.state() != BreakerState::Open
+        self.state.load(Ordering::Relaxed) == BreakerState::Closed as u8
+            || self.state() != BreakerState::Open
     }
 
     /// Records a success (a reply, or a connection made).
     pub fn on_success(&self) {
         match self.state.load(Ordering::Relaxed) {
-            0 => {
-                if self.failures.load(Ordering::Relaxed) != 0 {
-                    self.failures.store(0, Ordering::Relaxed);
-                }
+            // Closed: only write when there is something to reset, so the
+            // common case stays a read of a shared cache line.
+            0 if self.failures.load(Ordering::Relaxed) != 0 => {
+                self.failures.store(0, Ordering::Relaxed)
             }
-            2 => {
-                if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= self.config.success_threshold {
-                    self.state.store(BreakerState::Closed as u8, Ordering::Relaxed);
-                    self.failures.store(0, Ordering::Relaxed);
-                    tracing::info!("circuit closed");
-                }
+            2 if self.successes.fetch_add(1, Ordering::Relaxed) + 1
+                >= self.config.success_threshold =>
+            {
+                self.state
+                    .store(BreakerState::Closed as u8, Ordering::Relaxed);
+                self.failures.store(0, Ordering::Relaxed);
+                tracing::info!("circuit closed");
             }
             _ => {}
         }
@@ -102,7 +104,9 @@ impl Breaker {
     pub fn on_failure(&self) {
         match self.state() {
             BreakerState::Closed => {
-                if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.config.failure_threshold {
+                if self.failures.fetch_add(1, Ordering::Relaxed) + 1
+                    >= self.config.failure_threshold
+                {
                     self.open();
                 }
             }
@@ -113,7 +117,8 @@ impl Breaker {
 
     fn open(&self) {
         self.opened_at_ms.store(self.now_ms(), Ordering::Relaxed);
-        self.state.store(BreakerState::Open as u8, Ordering::Relaxed);
+        self.state
+            .store(BreakerState::Open as u8, Ordering::Relaxed);
         tracing::warn!("circuit opened");
     }
 

@@ -57,7 +57,13 @@ impl bb8::ManageConnection for DedicatedManager {
             .stream
             .as_mut()
             .ok_or_else(|| std::io::Error::other("connection in use"))?;
-        handshake::call(stream, &mut conn.buf, &[b"PING"], self.settings.request_timeout).await?;
+        handshake::call(
+            stream,
+            &mut conn.buf,
+            &[b"PING"],
+            self.settings.request_timeout,
+        )
+        .await?;
         Ok(())
     }
 
@@ -88,12 +94,11 @@ pub fn pool(addr: String, max: u32, settings: ConnSettings) -> DedicatedPool {
 /// True unless the idle socket already reads EOF, an error or stray bytes.
 /// Costs one non-blocking read attempt, no round trip.
 pub fn looks_alive(conn: &DedicatedConn) -> bool {
-    let Some(stream) = conn.stream.as_ref() else { return false };
+    let Some(stream) = conn.stream.as_ref() else {
+        return false;
+    };
     let mut probe = [0u8; 1];
-    match stream.try_read(&mut probe) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-        _ => false,
-    }
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Returns a connection to the pool after RESET, in the background; a
@@ -102,7 +107,9 @@ pub fn release(mut conn: Dedicated, timeout: Duration) {
     tokio::spawn(async move {
         let DedicatedConn { stream, buf } = &mut *conn;
         let ok = match stream.as_mut() {
-            Some(stream) => handshake::call(stream, buf, &[b"RESET"], timeout).await.is_ok(),
+            Some(stream) => handshake::call(stream, buf, &[b"RESET"], timeout)
+                .await
+                .is_ok(),
             None => false,
         };
         if !ok || !conn.buf.is_empty() {

@@ -12,7 +12,12 @@ use crate::protocol::request::encode_command;
 
 /// Sends one command and reads its reply (skipping pushes), within `timeout`.
 /// An error reply is returned as `Err` with the error text.
-pub async fn call<S>(stream: &mut S, buf: &mut BytesMut, args: &[&[u8]], timeout: Duration) -> std::io::Result<Bytes>
+pub async fn call<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    args: &[&[u8]],
+    timeout: Duration,
+) -> std::io::Result<Bytes>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -33,7 +38,12 @@ where
         }
     })
     .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "backend did not answer in time"))?
+    .map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "backend did not answer in time",
+        )
+    })?
 }
 
 /// Reads one complete reply frame.
@@ -45,11 +55,19 @@ where
         match frame_len(buf) {
             Ok(Some(len)) => return Ok(buf.split_to(len).freeze()),
             Ok(None) => {}
-            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ))
+            }
         }
         buf.reserve(16 * 1024);
         if stream.read_buf(buf).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "backend closed the connection"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "backend closed the connection",
+            ));
         }
     }
 }

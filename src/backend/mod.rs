@@ -112,7 +112,10 @@ pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<tokio::ne
 }
 
 /// Connects, and authenticates when a password is configured.
-pub async fn connect_authenticated(addr: &str, settings: &ConnSettings) -> std::io::Result<tokio::net::TcpStream> {
+pub async fn connect_authenticated(
+    addr: &str,
+    settings: &ConnSettings,
+) -> std::io::Result<tokio::net::TcpStream> {
     let mut stream = connect(addr, settings.connect_timeout).await?;
     if let Some(password) = &settings.password {
         let mut buf = bytes::BytesMut::new();
@@ -123,7 +126,12 @@ pub async fn connect_authenticated(addr: &str, settings: &ConnSettings) -> std::
         args.push(password.as_bytes());
         handshake::call(&mut stream, &mut buf, &args, settings.connect_timeout)
             .await
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("AUTH failed: {e}")))?;
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("AUTH failed: {e}"),
+                )
+            })?;
     }
     Ok(stream)
 }

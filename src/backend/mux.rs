@@ -104,7 +104,15 @@ impl MuxConnection {
     /// Queues `count` commands; the returned receiver yields their replies.
     pub async fn send(&self, frames: Bytes, count: usize) -> oneshot::Receiver<MuxReply> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(req)) = self.tx.send(MuxRequest { frames, count, reply }).await {
+        if let Err(mpsc::error::SendError(req)) = self
+            .tx
+            .send(MuxRequest {
+                frames,
+                count,
+                reply,
+            })
+            .await
+        {
             let _ = req.reply.send(Err(BackendError::Unavailable {
                 addr: "backend".into(),
                 reason: "connection retired".into(),
@@ -138,7 +146,11 @@ struct MuxTask {
 }
 
 impl MuxTask {
-    async fn run(self, mut rx: mpsc::Receiver<MuxRequest>, mut retired: watch::Receiver<Option<String>>) {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<MuxRequest>,
+        mut retired: watch::Receiver<Option<String>>,
+    ) {
         let mut backoff = self.settings.reconnect_base;
         let mut last = ConnState::Connecting;
         self.metrics.set_state(None, ConnState::Connecting);
@@ -235,7 +247,13 @@ impl MuxTask {
         let mut stream = super::connect_authenticated(&self.addr, &self.settings).await?;
         if self.proto == Protocol::Resp3 {
             let mut buf = BytesMut::new();
-            super::handshake::call(&mut stream, &mut buf, &[b"HELLO", b"3"], self.settings.connect_timeout).await?;
+            super::handshake::call(
+                &mut stream,
+                &mut buf,
+                &[b"HELLO", b"3"],
+                self.settings.connect_timeout,
+            )
+            .await?;
         }
         Ok(stream.into_split())
     }
@@ -358,7 +376,9 @@ async fn read_loop(
                             let _ = buf.split_to(len);
                             continue;
                         }
-                        Ok(Some(_)) => return Err(lost("reply without a request (protocol desync)".into())),
+                        Ok(Some(_)) => {
+                            return Err(lost("reply without a request (protocol desync)".into()))
+                        }
                         Ok(None) => break,
                         Err(e) => return Err(lost(e.to_string())),
                     },
@@ -382,7 +402,9 @@ async fn read_loop(
                 trouble.notify_one();
             }
             scanned += len;
-            let Some(front) = in_flight.front_mut() else { break };
+            let Some(front) = in_flight.front_mut() else {
+                break;
+            };
             front.remaining -= 1;
             if front.remaining == 0 {
                 if let Some(done) = in_flight.pop_front() {

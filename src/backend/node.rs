@@ -119,7 +119,13 @@ impl Node {
     /// Sends a request on the multiplexed connection for this client. A
     /// client always uses the same connection, so its commands run in the
     /// order it sent them.
-    pub async fn send(&self, client_id: u64, proto: Protocol, frames: Bytes, count: usize) -> oneshot::Receiver<MuxReply> {
+    pub async fn send(
+        &self,
+        client_id: u64,
+        proto: Protocol,
+        frames: Bytes,
+        count: usize,
+    ) -> oneshot::Receiver<MuxReply> {
         if !self.breaker.allow() {
             let (tx, rx) = oneshot::channel();
             let _ = tx.send(Err(self.circuit_open()));
@@ -152,7 +158,11 @@ impl Node {
         // An idle pooled connection may be dead (the backend restarted).
         // Its socket then reads EOF at once: check without a round trip and
         // take another, so the client never inherits a dead connection.
-        let mut conn = self.pool.get_owned().await.map_err(|e| unavailable(e.to_string()))?;
+        let mut conn = self
+            .pool
+            .get_owned()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let mut tries = 0;
         while !dedicated::looks_alive(&conn) {
             conn.stream = None; // broken: bb8 discards it
@@ -160,12 +170,25 @@ impl Node {
             if tries > 8 {
                 return Err(unavailable("pooled connections are dead".into()));
             }
-            conn = self.pool.get_owned().await.map_err(|e| unavailable(e.to_string()))?;
+            conn = self
+                .pool
+                .get_owned()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
         }
         if proto == Protocol::Resp3 {
             let DedicatedConn { stream, buf } = &mut *conn;
-            let stream = stream.as_mut().ok_or_else(|| unavailable("connection broken".into()))?;
-            if let Err(e) = handshake::call(stream, buf, &[b"HELLO", b"3"], self.settings.request_timeout).await {
+            let stream = stream
+                .as_mut()
+                .ok_or_else(|| unavailable("connection broken".into()))?;
+            if let Err(e) = handshake::call(
+                stream,
+                buf,
+                &[b"HELLO", b"3"],
+                self.settings.request_timeout,
+            )
+            .await
+            {
                 self.breaker.on_failure();
                 conn.stream = None;
                 return Err(unavailable(e.to_string()));
@@ -191,7 +214,11 @@ impl Node {
 
     /// Number of multiplexed connections currently up.
     pub fn connections_up(&self) -> usize {
-        self.resp2.iter().chain(self.resp3.iter()).filter(|c| c.is_up()).count()
+        self.resp2
+            .iter()
+            .chain(self.resp3.iter())
+            .filter(|c| c.is_up())
+            .count()
     }
 
     /// Number of multiplexed connections in all.
@@ -229,7 +256,14 @@ async fn health_loop(
             match super::connect_authenticated(&addr, &settings).await {
                 Ok(stream) => {
                     let mut c = (stream, BytesMut::new());
-                    if let Ok(info) = handshake::call(&mut c.0, &mut c.1, &[b"INFO", b"server"], settings.request_timeout).await {
+                    if let Ok(info) = handshake::call(
+                        &mut c.0,
+                        &mut c.1,
+                        &[b"INFO", b"server"],
+                        settings.request_timeout,
+                    )
+                    .await
+                    {
                         if let Some(v) = parse_version(&info) {
                             if let Ok(mut slot) = version.write() {
                                 *slot = v;
@@ -246,8 +280,12 @@ async fn health_loop(
                 }
             }
         }
-        let Some((stream, buf)) = conn.as_mut() else { continue };
-        let ok = handshake::call(stream, buf, &[b"PING"], settings.request_timeout).await.is_ok();
+        let Some((stream, buf)) = conn.as_mut() else {
+            continue;
+        };
+        let ok = handshake::call(stream, buf, &[b"PING"], settings.request_timeout)
+            .await
+            .is_ok();
         if !ok {
             conn = None;
         }

@@ -115,12 +115,16 @@ impl Router {
     /// Records a completed failover for metrics and INFO.
     pub fn record_failover(&self, duration: Duration) {
         self.failovers.fetch_add(1, Ordering::Relaxed);
-        self.last_failover_ms.store(duration.as_millis() as u64, Ordering::Relaxed);
+        self.last_failover_ms
+            .store(duration.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// (failovers followed, duration of the last one in ms).
     pub fn failover_stats(&self) -> (u64, u64) {
-        (self.failovers.load(Ordering::Relaxed), self.last_failover_ms.load(Ordering::Relaxed))
+        (
+            self.failovers.load(Ordering::Relaxed),
+            self.last_failover_ms.load(Ordering::Relaxed),
+        )
     }
 
     /// Marks service discovery reachable or not.
@@ -188,18 +192,29 @@ impl Router {
             ReadFrom::PreferReplica => {
                 // Sticky per client, so one client's reads see one replica's view.
                 let start = client_id as usize % replicas.len();
-                replicas[start..].iter().chain(replicas[..start].iter()).find(usable).cloned()
+                replicas[start..]
+                    .iter()
+                    .chain(replicas[..start].iter())
+                    .find(usable)
+                    .cloned()
             }
             ReadFrom::ReplicaRoundRobin => {
                 let start = self.next_replica.fetch_add(1, Ordering::Relaxed) % replicas.len();
-                replicas[start..].iter().chain(replicas[..start].iter()).find(usable).cloned()
+                replicas[start..]
+                    .iter()
+                    .chain(replicas[..start].iter())
+                    .find(usable)
+                    .cloned()
             }
         }
     }
 
     /// Borrows a dedicated connection to the primary, with the signal that
     /// fires if that primary is retired while the client holds it.
-    pub async fn dedicated(&self, proto: Protocol) -> Result<(Dedicated, watch::Receiver<Option<String>>), BackendError> {
+    pub async fn dedicated(
+        &self,
+        proto: Protocol,
+    ) -> Result<(Dedicated, watch::Receiver<Option<String>>), BackendError> {
         if self.held.load(Ordering::Relaxed) {
             self.wait_hold().await;
         }

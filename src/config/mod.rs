@@ -144,7 +144,9 @@ pub struct SentinelConfig {
 impl SentinelConfig {
     /// The sentinels' password, read from `password_env` when set.
     pub fn resolved_password(&self) -> Option<String> {
-        self.password_env.as_ref().and_then(|var| std::env::var(var).ok())
+        self.password_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
     }
 }
 
@@ -203,7 +205,9 @@ pub struct BackendConfig {
 impl BackendConfig {
     /// The backend password, read from `password_env` when set.
     pub fn resolved_password(&self) -> Option<String> {
-        self.password_env.as_ref().and_then(|var| std::env::var(var).ok())
+        self.password_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
     }
 }
 
@@ -309,7 +313,10 @@ impl Config {
     /// Checks values that serde cannot: ranges and addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid { key, message: message.into() })
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
         }
         if self.server.maxclients == 0 {
             return invalid("server.maxclients", "must be at least 1");
@@ -319,13 +326,19 @@ impl Config {
         }
         if self.server.proto_max_bulk_len < 1024 * 1024 {
             // Redis refuses values below 1mb too.
-            return invalid("server.proto_max_bulk_len", "must be at least 1048576 (1mb), as in Redis");
+            return invalid(
+                "server.proto_max_bulk_len",
+                "must be at least 1048576 (1mb), as in Redis",
+            );
         }
         if self.backend.address.is_empty() {
             return invalid("backend.address", "must be host:port");
         }
         if !self.backend.address.contains(':') {
-            return invalid("backend.address", format!("'{}' is not host:port", self.backend.address));
+            return invalid(
+                "backend.address",
+                format!("'{}' is not host:port", self.backend.address),
+            );
         }
         if self.backend.connections == 0 || self.backend.connections > 64 {
             return invalid("backend.connections", "must be between 1 and 64");
@@ -339,30 +352,48 @@ impl Config {
         if self.backend.connect_timeout_ms == 0 {
             return invalid("backend.connect_timeout_ms", "must be at least 1");
         }
-        if self.backend.reconnect_base_ms == 0 || self.backend.reconnect_max_ms < self.backend.reconnect_base_ms {
-            return invalid("backend.reconnect_max_ms", "needs reconnect_base_ms >= 1 and reconnect_max_ms >= reconnect_base_ms");
+        if self.backend.reconnect_base_ms == 0
+            || self.backend.reconnect_max_ms < self.backend.reconnect_base_ms
+        {
+            return invalid(
+                "backend.reconnect_max_ms",
+                "needs reconnect_base_ms >= 1 and reconnect_max_ms >= reconnect_base_ms",
+            );
         }
         if let Some(var) = &self.backend.password_env {
             if std::env::var_os(var).is_none() {
-                return invalid("backend.password_env", format!("environment variable '{var}' is not set"));
+                return invalid(
+                    "backend.password_env",
+                    format!("environment variable '{var}' is not set"),
+                );
             }
         }
         let b = &self.backend.breaker;
         if b.failure_threshold == 0 || b.success_threshold == 0 {
-            return invalid("backend.breaker", "failure_threshold and success_threshold must be at least 1");
+            return invalid(
+                "backend.breaker",
+                "failure_threshold and success_threshold must be at least 1",
+            );
         }
         if self.backend.mode == BackendMode::Sentinel {
             self.validate_sentinel()?;
         }
-        if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err() {
-            return invalid("telemetry.listen", format!("'{}' is not ip:port", self.telemetry.listen));
+        if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
+        {
+            return invalid(
+                "telemetry.listen",
+                format!("'{}' is not ip:port", self.telemetry.listen),
+            );
         }
         Ok(())
     }
 
     fn validate_sentinel(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid { key, message: message.into() })
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
         }
         let s = &self.backend.sentinel;
         if s.sentinels.is_empty() {
@@ -372,23 +403,37 @@ impl Config {
             );
         }
         for addr in &s.sentinels {
-            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
             if !port_ok {
-                return invalid("backend.sentinel.sentinels", format!("'{addr}' is not host:port"));
+                return invalid(
+                    "backend.sentinel.sentinels",
+                    format!("'{addr}' is not host:port"),
+                );
             }
         }
         if s.master_name.is_empty() || s.master_name.contains(char::is_whitespace) {
-            return invalid("backend.sentinel.master_name", "must be the master's name as the sentinels monitor it (no spaces)");
+            return invalid(
+                "backend.sentinel.master_name",
+                "must be the master's name as the sentinels monitor it (no spaces)",
+            );
         }
         if s.poll_interval_ms < 10 {
             return invalid("backend.sentinel.poll_interval_ms", "must be at least 10");
         }
         if s.discovery_timeout_ms == 0 {
-            return invalid("backend.sentinel.discovery_timeout_ms", "must be at least 1");
+            return invalid(
+                "backend.sentinel.discovery_timeout_ms",
+                "must be at least 1",
+            );
         }
         if let Some(var) = &s.password_env {
             if std::env::var_os(var).is_none() {
-                return invalid("backend.sentinel.password_env", format!("environment variable '{var}' is not set"));
+                return invalid(
+                    "backend.sentinel.password_env",
+                    format!("environment variable '{var}' is not set"),
+                );
             }
         }
         Ok(())
@@ -409,22 +454,30 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = Config::parse("[server]\nmaxclients = 5\nmax_clients = 6\n").unwrap_err().to_string();
+        let err = Config::parse("[server]\nmaxclients = 5\nmax_clients = 6\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_clients"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_line() {
-        let err = Config::parse("[backend]\n\nconnections = \"two\"\n").unwrap_err().to_string();
+        let err = Config::parse("[backend]\n\nconnections = \"two\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn invalid_values() {
-        let err = Config::parse("[server]\nmaxclients = 0\n").unwrap_err().to_string();
+        let err = Config::parse("[server]\nmaxclients = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.maxclients"), "{err}");
-        let err = Config::parse("[backend]\naddress = \"nohost\"\n").unwrap_err().to_string();
+        let err = Config::parse("[backend]\naddress = \"nohost\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("backend.address"), "{err}");
     }
 
@@ -440,17 +493,23 @@ mod tests {
         assert_eq!(c.backend.sentinel.master_name, "cache");
         assert_eq!(c.backend.sentinel.poll_interval_ms, 1_000);
 
-        let err = Config::parse("[backend]\nmode = \"sentinel\"\n").unwrap_err().to_string();
-        assert!(err.contains("backend.sentinel.sentinels"), "{err}");
-        let err = Config::parse("[backend]\nmode = \"sentinel\"\n[backend.sentinel]\nsentinels = [\"nohost\"]\n")
+        let err = Config::parse("[backend]\nmode = \"sentinel\"\n")
             .unwrap_err()
             .to_string();
+        assert!(err.contains("backend.sentinel.sentinels"), "{err}");
+        let err = Config::parse(
+            "[backend]\nmode = \"sentinel\"\n[backend.sentinel]\nsentinels = [\"nohost\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'nohost' is not host:port"), "{err}");
         let err = Config::parse("[backend]\nmode = \"sentinel\"\n[backend.sentinel]\nsentinels = [\"a:1\"]\nmaster_name = \"\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("backend.sentinel.master_name"), "{err}");
-        let err = Config::parse("[backend.sentinel]\nsentinel = [\"a:1\"]\n").unwrap_err().to_string();
+        let err = Config::parse("[backend.sentinel]\nsentinel = [\"a:1\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sentinel"), "{err}");
     }
 }

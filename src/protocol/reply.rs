@@ -170,7 +170,10 @@ pub struct ReplyBuf {
 impl ReplyBuf {
     /// An empty buffer encoding for `proto`.
     pub fn new(proto: Protocol) -> ReplyBuf {
-        ReplyBuf { buf: BytesMut::with_capacity(64), proto }
+        ReplyBuf {
+            buf: BytesMut::with_capacity(64),
+            proto,
+        }
     }
 
     /// The encoded bytes.
@@ -186,7 +189,10 @@ impl ReplyBuf {
     /// `-ERR …` (the text must include its code, e.g. "ERR …").
     pub fn error(&mut self, text: &str) -> &mut Self {
         // An error line must not contain CR/LF; Redis replaces them with spaces.
-        let clean: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+        let clean: String = text
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
         self.line(b'-', clean.as_bytes())
     }
 

@@ -71,6 +71,9 @@ pub enum ParseError {
     UnbalancedQuotes,
 }
 
+/// Argument ranges kept on the stack while a command is parsed.
+const INLINE_ARGS: usize = 8;
+
 /// The largest multibulk count Redis accepts from an authenticated client (`INT_MAX`).
 const MAX_MULTIBULK: i64 = i32::MAX as i64;
 
@@ -118,7 +121,10 @@ impl RequestParser {
             return None;
         }
         let len = parse_int(&buf[first + 3..second])?;
-        usize::try_from(len).ok().filter(|l| *l <= self.max_bulk_len).map(|l| second + 2 + l + 2)
+        usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= self.max_bulk_len)
+            .map(|l| second + 2 + l + 2)
     }
 
     fn parse_multibulk(&self, buf: &mut BytesMut) -> Result<Parsed, ParseError> {
@@ -137,10 +143,14 @@ impl RequestParser {
             return Ok(Parsed::Empty);
         }
         let count = count as usize;
-        // First pass: find the extent without copying or allocating;
-        // nothing is consumed until the whole command is present.
+        // Find the extent and the argument ranges without consuming
+        // anything until the whole command is present. Ranges of short
+        // commands stay on the stack.
         let mut pos = header_end + 2;
-        for _ in 0..count {
+        let mut inline_ranges = [(0usize, 0usize); INLINE_ARGS];
+        let mut spilled: Vec<(usize, usize)> = Vec::new();
+        #[allow(clippy::needless_range_loop)] // `slot` also decides stack vs heap
+        for slot in 0..count {
             if pos >= buf.len() {
                 return Ok(Parsed::Incomplete);
             }
@@ -157,25 +167,31 @@ impl RequestParser {
             if len < 0 || len as u64 > self.max_bulk_len as u64 {
                 return Err(ParseError::InvalidBulkLength);
             }
-            let end = line_end + 2 + len as usize;
+            let start = line_end + 2;
+            let end = start + len as usize;
             if buf.len() < end + 2 {
                 return Ok(Parsed::Incomplete);
+            }
+            if count <= INLINE_ARGS {
+                inline_ranges[slot] = (start, end);
+            } else {
+                spilled.push((start, end));
             }
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
         }
-        // Second pass over the now-complete frame: slice out the arguments
-        // (validated above, so this cannot fail).
         let frame = buf.split_to(pos).freeze();
-        let mut args = Vec::with_capacity(count);
-        let mut pos = header_end + 2;
-        for _ in 0..count {
-            let line_end = find_crlf(&frame, pos).unwrap_or(pos);
-            let len = parse_int(&frame[pos + 1..line_end]).unwrap_or(0) as usize;
-            let start = line_end + 2;
-            args.push(frame.slice(start..start + len));
-            pos = start + len + 2;
-        }
+        let args: Vec<Bytes> = if spilled.is_empty() {
+            inline_ranges[..count]
+                .iter()
+                .map(|&(s, e)| frame.slice(s..e))
+                .collect()
+        } else {
+            spilled
+                .into_iter()
+                .map(|(s, e)| frame.slice(s..e))
+                .collect()
+        };
         Ok(Parsed::Request(Request { frame, args }))
     }
 }
@@ -236,7 +252,12 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     return None;
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
+                {
                     current.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
                     i += 3;
                 } else if c == b'\\' && i + 1 < n {
@@ -381,7 +402,10 @@ mod tests {
     #[test]
     fn multibulk_and_pipeline() {
         let got = parse_all(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
-        assert_eq!(got, vec![vec![b"PING".to_vec()], vec![b"GET".to_vec(), b"k".to_vec()]]);
+        assert_eq!(
+            got,
+            vec![vec![b"PING".to_vec()], vec![b"GET".to_vec(), b"k".to_vec()]]
+        );
     }
 
     #[test]
@@ -398,14 +422,28 @@ mod tests {
         let cases: [(&[u8], &str); 6] = [
             (b"*abc\r\n", "ERR Protocol error: invalid multibulk length"),
             (b"*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length"),
-            (b"*1\r\nfoo\r\n", "ERR Protocol error: expected '$', got 'f'"),
+            (
+                b"*1\r\nfoo\r\n",
+                "ERR Protocol error: expected '$', got 'f'",
+            ),
             (b"*1\r\n$x\r\n", "ERR Protocol error: invalid bulk length"),
-            (b"SET \"a b\r\n", "ERR Protocol error: unbalanced quotes in request"),
-            (b"*3000000000\r\n", "ERR Protocol error: invalid multibulk length"),
+            (
+                b"SET \"a b\r\n",
+                "ERR Protocol error: unbalanced quotes in request",
+            ),
+            (
+                b"*3000000000\r\n",
+                "ERR Protocol error: invalid multibulk length",
+            ),
         ];
         for (input, text) in cases {
             let err = parse_all(input).unwrap_err();
-            assert_eq!(err.to_string(), text, "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                err.to_string(),
+                text,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -413,7 +451,10 @@ mod tests {
     fn bulk_limit() {
         let parser = RequestParser::new(10);
         let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
-        assert_eq!(parser.parse(&mut buf).unwrap_err(), ParseError::InvalidBulkLength);
+        assert_eq!(
+            parser.parse(&mut buf).unwrap_err(),
+            ParseError::InvalidBulkLength
+        );
     }
 
     #[test]
@@ -422,13 +463,19 @@ mod tests {
         assert_eq!(parse_all(&long).unwrap_err(), ParseError::TooBigInline);
         let mut header = b"*".to_vec();
         header.extend(std::iter::repeat_n(b'1', INLINE_MAX + 1));
-        assert_eq!(parse_all(&header).unwrap_err(), ParseError::TooBigMultibulkCount);
+        assert_eq!(
+            parse_all(&header).unwrap_err(),
+            ParseError::TooBigMultibulkCount
+        );
     }
 
     #[test]
     fn inline_quotes_and_escapes() {
         let got = parse_all(b"set \"a\\x41\\n\" 'it\\'s'\r\n\r\n  \nping\n").unwrap();
-        assert_eq!(got[0], vec![b"set".to_vec(), b"aA\n".to_vec(), b"it's".to_vec()]);
+        assert_eq!(
+            got[0],
+            vec![b"set".to_vec(), b"aA\n".to_vec(), b"it's".to_vec()]
+        );
         assert_eq!(got[1], vec![b"ping".to_vec()]);
         assert!(split_args(b"\"a\"b").is_none());
         assert_eq!(split_args(b"PING\0junk").unwrap(), vec![b"PING".to_vec()]);
@@ -437,7 +484,12 @@ mod tests {
 
     #[test]
     fn empty_multibulk_is_skipped() {
-        assert_eq!(parse_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n").unwrap().len(), 1);
+        assert_eq!(
+            parse_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

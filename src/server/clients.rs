@@ -47,7 +47,8 @@ impl ClientInfo {
 
     /// Marks the client active now, running `command`.
     pub fn touch(&self, epoch: Instant, command: &'static str) {
-        self.last_active_ms.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_active_ms
+            .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Ok(mut slot) = self.last_command.lock() {
             *slot = command;
         }
@@ -66,14 +67,18 @@ impl ClientInfo {
     /// Records subscription counts and MULTI state.
     pub fn set_pubsub(&self, channels: usize, patterns: usize, shard: usize, in_multi: bool) {
         self.subscriptions.store(channels, Ordering::Relaxed);
-        self.pattern_subscriptions.store(patterns, Ordering::Relaxed);
+        self.pattern_subscriptions
+            .store(patterns, Ordering::Relaxed);
         self.shard_subscriptions.store(shard, Ordering::Relaxed);
         self.in_multi.store(u8::from(in_multi), Ordering::Relaxed);
     }
 
     /// One CLIENT LIST line (without the trailing newline), with Redis's field names.
     pub fn line(&self, epoch: Instant) -> String {
-        let name = self.name().map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or_default();
+        let name = self
+            .name()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .unwrap_or_default();
         let now_ms = epoch.elapsed().as_millis() as u64;
         let idle = now_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
         let sub = self.subscriptions.load(Ordering::Relaxed);
@@ -176,6 +181,9 @@ impl ClientRegistry {
 
     /// A snapshot of the clients, by id.
     pub fn snapshot(&self) -> Vec<Arc<ClientInfo>> {
-        self.clients.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.clients
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 }

@@ -72,7 +72,10 @@ impl ConnState {
                     self.queued_db = None;
                 }
                 "select" => {
-                    if let Some(db) = args.get(1).and_then(|a| crate::protocol::request::parse_int(a)) {
+                    if let Some(db) = args
+                        .get(1)
+                        .and_then(|a| crate::protocol::request::parse_int(a))
+                    {
                         self.queued_db = Some(db);
                     }
                 }
@@ -97,7 +100,10 @@ impl ConnState {
                 self.tracking = args.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"on"));
             }
             "select" => {
-                if let Some(db) = args.get(1).and_then(|a| crate::protocol::request::parse_int(a)) {
+                if let Some(db) = args
+                    .get(1)
+                    .and_then(|a| crate::protocol::request::parse_int(a))
+                {
                     self.db = db;
                 }
             }
@@ -135,7 +141,9 @@ mod tests {
     use crate::command::lookup;
 
     fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
+        s.split(' ')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
     }
 
     fn apply(st: &mut ConnState, s: &str) -> usize {

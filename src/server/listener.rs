@@ -12,7 +12,12 @@ use crate::telemetry::ErrorKind;
 
 /// Accepts clients until `shutdown` turns true, then waits up to `grace`
 /// for every session to finish the replies it owes.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     // Each session holds a clone of `done_tx`; when all are dropped,
     // `done_rx.recv()` returns None: every session has finished.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -32,10 +37,14 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
         };
         let _ = stream.set_nodelay(true);
         if shared.clients.len() >= shared.server.maxclients {
-            shared.metrics.client_rejected(crate::telemetry::RejectReason::MaxClients);
+            shared
+                .metrics
+                .client_rejected(crate::telemetry::RejectReason::MaxClients);
             shared.metrics.error(ErrorKind::MaxClients);
             tokio::spawn(async move {
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
                 let _ = stream.shutdown().await;
             });
             continue;
@@ -54,8 +63,14 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
     }
     drop(listener);
     drop(done_tx);
-    tracing::info!(clients = shared.clients.len(), "stopped accepting; draining sessions");
+    tracing::info!(
+        clients = shared.clients.len(),
+        "stopped accepting; draining sessions"
+    );
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
-        tracing::warn!(remaining = shared.clients.len(), "grace period over; exiting with sessions open");
+        tracing::warn!(
+            remaining = shared.clients.len(),
+            "grace period over; exiting with sessions open"
+        );
     }
 }

@@ -35,7 +35,8 @@ pub fn valid_name(name: &[u8]) -> bool {
 }
 
 /// Redis's text for a bad client name.
-pub const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+pub const BAD_NAME: &str =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
 
 /// What HELLO asks for, once validated.
 #[derive(Debug)]
@@ -55,7 +56,9 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, String> {
         auth: None,
         setname: None,
     };
-    let Some(ver) = args.get(1) else { return Ok(hello) };
+    let Some(ver) = args.get(1) else {
+        return Ok(hello);
+    };
     let ver = crate::protocol::request::parse_int(ver)
         .ok_or_else(|| "ERR Protocol version is not an integer or out of range".to_string())?;
     hello.proto = match ver {
@@ -78,7 +81,10 @@ pub fn parse_hello(args: &[Bytes]) -> Result<Hello, String> {
             hello.setname = Some(name.clone());
             i += 2;
         } else {
-            return Err(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt)));
+            return Err(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            ));
         }
     }
     Ok(hello)
@@ -102,9 +108,11 @@ pub fn hello_reply(proto: Protocol, id: u64, version: &str) -> Bytes {
 /// Redis says when `requirepass` is not set and `default` is `nopass`.
 pub fn auth(args: &[Bytes]) -> Result<(), String> {
     match args.len() {
-        2 => Err("ERR AUTH <password> called without any password configured for the default user. \
+        2 => Err(
+            "ERR AUTH <password> called without any password configured for the default user. \
                   Are you sure your configuration is correct?"
-            .to_string()),
+                .to_string(),
+        ),
         3 if args[1].as_ref() == b"default" => Ok(()),
         3 => Err("WRONGPASS invalid username-password pair or user is disabled.".to_string()),
         _ => Err("ERR syntax error".to_string()),
@@ -133,8 +141,14 @@ pub fn client_list(proto: Protocol, args: &[Bytes], registry: &ClientRegistry) -
             break;
         } else if args[i].eq_ignore_ascii_case(b"TYPE") && i + 1 < args.len() {
             let t = args[i + 1].to_ascii_lowercase();
-            if !matches!(t.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
-                r.error(&format!("ERR Unknown client type '{}'", String::from_utf8_lossy(&args[i + 1])));
+            if !matches!(
+                t.as_slice(),
+                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+            ) {
+                r.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(&args[i + 1])
+                ));
                 return r.freeze();
             }
             type_filter = Some(t);
@@ -186,14 +200,25 @@ mod tests {
     use super::*;
 
     fn a(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
+        s.split(' ')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
     }
 
     #[test]
     fn hello_errors_match_redis() {
-        assert_eq!(parse_hello(&a("HELLO x")).unwrap_err(), "ERR Protocol version is not an integer or out of range");
-        assert_eq!(parse_hello(&a("HELLO 4")).unwrap_err(), "NOPROTO unsupported protocol version");
-        assert_eq!(parse_hello(&a("HELLO 3 FOO")).unwrap_err(), "ERR Syntax error in HELLO option 'FOO'");
+        assert_eq!(
+            parse_hello(&a("HELLO x")).unwrap_err(),
+            "ERR Protocol version is not an integer or out of range"
+        );
+        assert_eq!(
+            parse_hello(&a("HELLO 4")).unwrap_err(),
+            "NOPROTO unsupported protocol version"
+        );
+        assert_eq!(
+            parse_hello(&a("HELLO 3 FOO")).unwrap_err(),
+            "ERR Syntax error in HELLO option 'FOO'"
+        );
         let h = parse_hello(&a("HELLO 3 AUTH default pw SETNAME me")).unwrap();
         assert_eq!(h.proto, Some(Protocol::Resp3));
         assert_eq!(h.setname.as_deref(), Some(&b"me"[..]));

@@ -46,7 +46,12 @@ enum ReplyMode {
 }
 
 /// Serves one client until it leaves, fails, or strata shuts down.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
+    shutdown: watch::Receiver<bool>,
+) {
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(shared.server.max_inflight_per_client);
     let writer = tokio::spawn(super::writer::run(wr, rx, shared.clone()));
@@ -130,7 +135,9 @@ impl Session {
                         tracing::debug!(client = self.info.id, error = %e, "protocol error");
                         self.shared.metrics.error(ErrorKind::Protocol);
                         self.flush_dedicated().await;
-                        let _ = self.queue(Pending::Ready(reply::error(&e.to_string()))).await;
+                        let _ = self
+                            .queue(Pending::Ready(reply::error(&e.to_string())))
+                            .await;
                         let _ = self.queue(Pending::Close).await;
                         return;
                     }
@@ -177,11 +184,19 @@ impl Session {
 
     /// Sends the gathered batch to the backend and queues its replies.
     async fn flush_batch(&mut self) -> bool {
-        let Some(batch) = self.batch.take() else { return true };
+        let Some(batch) = self.batch.take() else {
+            return true;
+        };
         let reply = self
             .shared
             .backend
-            .send(self.info.id, self.proto, batch.frames.freeze(), batch.count, batch.read_only)
+            .send(
+                self.info.id,
+                self.proto,
+                batch.frames.freeze(),
+                batch.count,
+                batch.read_only,
+            )
             .await;
         let entry = Pending::Batch {
             reply,
@@ -213,7 +228,10 @@ impl Session {
         self.reply(reply::error(text)).await
     }
 
-    fn command_metrics(&mut self, spec: Option<&'static CommandSpec>) -> Option<Arc<CommandMetrics>> {
+    fn command_metrics(
+        &mut self,
+        spec: Option<&'static CommandSpec>,
+    ) -> Option<Arc<CommandMetrics>> {
         let spec = spec?;
         let key = spec as *const CommandSpec as usize;
         if let Some(m) = self.metrics_cache.get(&key) {
@@ -224,7 +242,12 @@ impl Session {
         Some(m)
     }
 
-    async fn handle(&mut self, req: Request, spec: Option<&'static CommandSpec>, started: Instant) -> Flow {
+    async fn handle(
+        &mut self,
+        req: Request,
+        spec: Option<&'static CommandSpec>,
+        started: Instant,
+    ) -> Flow {
         let timing = Timing {
             started,
             metrics: self.command_metrics(spec),
@@ -277,7 +300,11 @@ impl Session {
         if !self.flush_batch().await {
             return Flow::Close;
         }
-        let reply = self.shared.backend.send(self.info.id, self.proto, req.frame, 1, read_only).await;
+        let reply = self
+            .shared
+            .backend
+            .send(self.info.id, self.proto, req.frame, 1, read_only)
+            .await;
         match self.reply_mode {
             ReplyMode::On => {}
             ReplyMode::Off => return Flow::Continue,
@@ -286,7 +313,14 @@ impl Session {
                 return Flow::Continue;
             }
         }
-        if self.queue(Pending::Backend { reply, post, timing }).await {
+        if self
+            .queue(Pending::Backend {
+                reply,
+                post,
+                timing,
+            })
+            .await
+        {
             Flow::Continue
         } else {
             Flow::Close
@@ -296,7 +330,9 @@ impl Session {
     /// Adds a plain command to the batch for the backend.
     async fn gather(&mut self, req: Request, timing: Timing, read_only: bool) -> Flow {
         let fits = self.batch.as_ref().is_some_and(|b| {
-            b.read_only == read_only && b.count < BATCH_MAX_COMMANDS && b.frames.len() + req.frame.len() <= BATCH_MAX_BYTES
+            b.read_only == read_only
+                && b.count < BATCH_MAX_COMMANDS
+                && b.frames.len() + req.frame.len() <= BATCH_MAX_BYTES
         });
         if !fits && !self.flush_batch().await {
             return Flow::Close;
@@ -317,7 +353,12 @@ impl Session {
     }
 
     /// A command that needs a dedicated connection, from multiplexed mode.
-    async fn dedicated_command(&mut self, req: Request, spec: &'static CommandSpec, timing: Timing) -> Flow {
+    async fn dedicated_command(
+        &mut self,
+        req: Request,
+        spec: &'static CommandSpec,
+        timing: Timing,
+    ) -> Flow {
         if !spec.arity_ok(req.args.len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
         }
@@ -353,7 +394,15 @@ impl Session {
         };
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
-        if !self.queue(Pending::EnterDedicated(DedicatedReader { rd, buf, addr, retired })).await {
+        if !self
+            .queue(Pending::EnterDedicated(DedicatedReader {
+                rd,
+                buf,
+                addr,
+                retired,
+            }))
+            .await
+        {
             return Ok(()); // the writer is gone; the next queue() ends the session
         }
         self.dedicated = Some(DedicatedWriter {
@@ -365,7 +414,12 @@ impl Session {
     }
 
     /// A request while the client holds a dedicated connection.
-    async fn handle_dedicated(&mut self, req: Request, spec: Option<&'static CommandSpec>, timing: Timing) -> Flow {
+    async fn handle_dedicated(
+        &mut self,
+        req: Request,
+        spec: Option<&'static CommandSpec>,
+        timing: Timing,
+    ) -> Flow {
         if let Some(spec) = spec {
             if !self.state.in_multi && spec.route == Route::Local {
                 match spec.name {
@@ -396,12 +450,15 @@ impl Session {
                 "hello" => match local::parse_hello(&req.args) {
                     Err(e) => return self.error(&e).await,
                     // Same protocol: nothing for the backend to do.
-                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) => return self.local(req, spec).await,
+                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) => {
+                        return self.local(req, spec).await
+                    }
                     Ok(h) => {
                         // The backend connection must switch protocol too;
                         // the client sees strata's own HELLO reply.
                         if let Some((user, pass)) = &h.auth {
-                            let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                            let auth_args =
+                                [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
                             if let Err(e) = local::auth(&auth_args) {
                                 return self.error(&e).await;
                             }
@@ -414,7 +471,8 @@ impl Session {
                         }
                         frame = crate::protocol::request::encode_command(&req.args[..2]);
                         let version = self.backend_version();
-                        post = Post::Replace(local::hello_reply(self.proto, self.info.id, &version));
+                        post =
+                            Post::Replace(local::hello_reply(self.proto, self.info.id, &version));
                     }
                 },
                 _ => {}
@@ -429,8 +487,10 @@ impl Session {
             self.state.shard_channels.len(),
             self.state.in_multi,
         );
-        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait") && !self.state.in_multi;
-        let deadline = (!blocking).then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
+        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
+            && !self.state.in_multi;
+        let deadline = (!blocking)
+            .then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
         let expect = Expect {
             frames,
             deadline,
@@ -457,7 +517,9 @@ impl Session {
     /// Writes the commands buffered for the dedicated connection. False
     /// when that connection failed (the writer reports it to the client).
     async fn flush_dedicated(&mut self) -> bool {
-        let Some(d) = self.dedicated.as_mut() else { return true };
+        let Some(d) = self.dedicated.as_mut() else {
+            return true;
+        };
         if d.out.is_empty() {
             return true;
         }
@@ -472,8 +534,13 @@ impl Session {
         if !self.flush_dedicated().await {
             return Flow::Close;
         }
-        let Some(d) = self.dedicated.take() else { return Flow::Continue };
-        let ret = DedicatedReturn { wr: d.wr, conn: d.conn };
+        let Some(d) = self.dedicated.take() else {
+            return Flow::Continue;
+        };
+        let ret = DedicatedReturn {
+            wr: d.wr,
+            conn: d.conn,
+        };
         if self.queue(Pending::LeaveDedicated(Box::new(ret))).await {
             Flow::Continue
         } else {
@@ -544,7 +611,8 @@ impl Session {
                         self.info.set_name((!name.is_empty()).then_some(name));
                     }
                     let version = self.backend_version();
-                    self.reply(local::hello_reply(self.proto, self.info.id, &version)).await
+                    self.reply(local::hello_reply(self.proto, self.info.id, &version))
+                        .await
                 }
             },
             "auth" => match local::auth(args) {
@@ -620,7 +688,9 @@ impl Session {
     /// SELECT: database 0 stays multiplexed; any other takes a dedicated connection.
     async fn select(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
         let Some(db) = crate::protocol::request::parse_int(&req.args[1]) else {
-            return self.error("ERR value is not an integer or out of range").await;
+            return self
+                .error("ERR value is not an integer or out of range")
+                .await;
         };
         if db == 0 {
             return self.reply(reply::ok()).await;

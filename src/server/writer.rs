@@ -17,9 +17,11 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::pending::{DedicatedReader, Expect, Pending, Post};
 use super::Shared;
-use crate::protocol::reply::{self, aggregate_elements, frame_len, integer_payload, string_payload};
-use crate::protocol::ReplyBuf;
 use crate::backend::mux::retired_reason;
+use crate::protocol::reply::{
+    self, aggregate_elements, frame_len, integer_payload, string_payload,
+};
+use crate::protocol::ReplyBuf;
 use crate::telemetry::ErrorKind;
 
 /// Flush once this much is buffered even if more replies are ready.
@@ -82,7 +84,11 @@ impl Writer {
         while let Some(item) = self.next().await {
             match item {
                 Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
-                Pending::Backend { mut reply, post, timing } => {
+                Pending::Backend {
+                    mut reply,
+                    post,
+                    timing,
+                } => {
                     let result = match reply.try_recv() {
                         Ok(r) => Ok(r),
                         Err(TryRecvError::Empty) => {
@@ -100,8 +106,9 @@ impl Writer {
                         }
                         Err(_) => {
                             self.shared.metrics.error(ErrorKind::Internal);
-                            self.out
-                                .extend_from_slice(&reply::error("ERR backend connection closed before replying"));
+                            self.out.extend_from_slice(&reply::error(
+                                "ERR backend connection closed before replying",
+                            ));
                         }
                     }
                 }
@@ -134,7 +141,8 @@ impl Writer {
                         }
                         Err(_) => {
                             self.shared.metrics.error(ErrorKind::Internal);
-                            let text = reply::error("ERR backend connection closed before replying");
+                            let text =
+                                reply::error("ERR backend connection closed before replying");
                             for _ in 0..count {
                                 self.out.extend_from_slice(&text);
                             }
@@ -201,7 +209,11 @@ impl Writer {
                 let len = match frame_len(&rd.buf) {
                     Ok(Some(len)) => len,
                     Ok(None) => break,
-                    Err(_) => return self.dedicated_failed(&addr, &mut due, "malformed reply from backend").await,
+                    Err(_) => {
+                        return self
+                            .dedicated_failed(&addr, &mut due, "malformed reply from backend")
+                            .await
+                    }
                 };
                 let frame = rd.buf.split_to(len).freeze();
                 if is_out_of_band(&frame, monitor, subs.any()) {
@@ -220,11 +232,15 @@ impl Writer {
                             return Err(Stop::Done);
                         }
                         Some(_) => {
-                            return self.dedicated_failed(&addr, &mut due, "unexpected reply from backend").await;
+                            return self
+                                .dedicated_failed(&addr, &mut due, "unexpected reply from backend")
+                                .await;
                         }
                     }
                 }
-                let Some(front) = due.front_mut() else { continue };
+                let Some(front) = due.front_mut() else {
+                    continue;
+                };
                 subs.observe(&frame);
                 if front.frames == 1 && front.post != Post::None {
                     let post = std::mem::replace(&mut front.post, Post::None);
@@ -349,12 +365,18 @@ impl SubscriptionCounts {
 
     /// Reads a (un)subscribe confirmation: `[kind, channel, count]`.
     fn observe(&mut self, frame: &[u8]) {
-        let Some(el) = aggregate_elements(frame) else { return };
+        let Some(el) = aggregate_elements(frame) else {
+            return;
+        };
         if el.len() != 3 {
             return;
         }
-        let Some(kind) = string_payload(&frame[el[0].clone()]) else { return };
-        let Some(count) = integer_payload(&frame[el[2].clone()]) else { return };
+        let Some(kind) = string_payload(&frame[el[0].clone()]) else {
+            return;
+        };
+        let Some(count) = integer_payload(&frame[el[2].clone()]) else {
+            return;
+        };
         match kind {
             b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => self.normal = count,
             b"ssubscribe" | b"sunsubscribe" => self.shard = count,
@@ -380,7 +402,10 @@ fn is_out_of_band(frame: &[u8], monitor: bool, subscribed: bool) -> bool {
             let kind = aggregate_elements(frame)
                 .and_then(|el| el.first().cloned())
                 .and_then(|r| string_payload(&frame[r]).map(|s| s.to_vec()));
-            matches!(kind.as_deref(), Some(b"message") | Some(b"pmessage") | Some(b"smessage"))
+            matches!(
+                kind.as_deref(),
+                Some(b"message") | Some(b"pmessage") | Some(b"smessage")
+            )
         }
         Some(b'+') if monitor => frame.get(1).is_some_and(|c| c.is_ascii_digit()),
         _ => false,
@@ -400,12 +425,32 @@ mod tests {
 
     #[test]
     fn out_of_band_frames() {
-        assert!(is_out_of_band(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n", false, false));
-        assert!(!is_out_of_band(b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n", false, true));
-        assert!(is_out_of_band(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n", false, true));
+        assert!(is_out_of_band(
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n",
+            false,
+            false
+        ));
+        assert!(!is_out_of_band(
+            b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",
+            false,
+            true
+        ));
+        assert!(is_out_of_band(
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n",
+            false,
+            true
+        ));
         // A BLPOP reply on a key named "message" is a reply, not a message.
-        assert!(!is_out_of_band(b"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n", false, false));
-        assert!(is_out_of_band(b"+1700000000.1 [0 127.0.0.1:1] \"get\"\r\n", true, false));
+        assert!(!is_out_of_band(
+            b"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n",
+            false,
+            false
+        ));
+        assert!(is_out_of_band(
+            b"+1700000000.1 [0 127.0.0.1:1] \"get\"\r\n",
+            true,
+            false
+        ));
         assert!(!is_out_of_band(b"+OK\r\n", true, false));
     }
 }

@@ -285,7 +285,10 @@ fn respond(state: &HttpState, request: &Request<Incoming>) -> Response<Full<Byte
         Endpoint::Live => text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => match (state.ready)() {
             Readiness::Ready => text(StatusCode::OK, "ready\n"),
-            Readiness::Degraded(why) => text(StatusCode::OK, format!("ready (degraded: {})\n", why.trim_end())),
+            Readiness::Degraded(why) => text(
+                StatusCode::OK,
+                format!("ready (degraded: {})\n", why.trim_end()),
+            ),
             Readiness::NotReady(mut reason) => {
                 if !reason.ends_with('\n') {
                     reason.push('\n');
@@ -484,7 +487,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(HttpState {
             metrics: Arc::new(Metrics::new()),
-            ready: Box::new(|| Readiness::Degraded("discovery degraded: no sentinel answers".to_owned())),
+            ready: Box::new(|| {
+                Readiness::Degraded("discovery degraded: no sentinel answers".to_owned())
+            }),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async move {
@@ -493,7 +498,10 @@ mod tests {
         let reply = request(addr, "GET", "/health/ready").await;
         assert_eq!(
             (reply.status, reply.body.as_str()),
-            (200, "ready (degraded: discovery degraded: no sentinel answers)\n")
+            (
+                200,
+                "ready (degraded: discovery degraded: no sentinel answers)\n"
+            )
         );
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();

@@ -189,6 +189,7 @@ pub async fn start(
         last_refresh: Instant::now(),
         discovery_ok: true,
         skipped: Vec::new(),
+        probing: None,
     };
     tokio::spawn(follower.run(tx, rx));
     Ok(router)
@@ -342,6 +343,35 @@ async fn role_of(ctx: &Ctx, addr: &str) -> Option<Role> {
     }
 }
 
+/// Asks `addr` for its ROLE every few milliseconds until it reports itself
+/// a primary (true), the router's primary is already `addr` or gone, or
+/// `until` passes (false). Sentinel itself only looks once a second.
+async fn wait_promoted(ctx: &Ctx, router: &Weak<Router>, addr: &str, until: Instant) -> bool {
+    let mut conn: Option<ControlConn> = None;
+    while Instant::now() < until {
+        match router.upgrade() {
+            Some(r) if r.primary().addr() != addr => {}
+            _ => return false,
+        }
+        if conn.is_none() {
+            conn = super::connect_authenticated(addr, &ctx.settings)
+                .await
+                .ok()
+                .map(|s| ControlConn::from_stream(s, ctx.timeout));
+        }
+        if let Some(c) = conn.as_mut() {
+            match c.call(&[b"ROLE"]).await {
+                Ok(v) if Role::parse(&v).is_some_and(|r| r.is_master()) => return true,
+                Ok(_) => {}
+                // The promotion kills the replica's client connections.
+                Err(_) => conn = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Keeps one subscription to `sentinel` alive, forwarding its events.
 async fn subscribe(sentinel: String, ctx: Arc<Ctx>, tx: mpsc::Sender<Msg>) {
     let mut backoff = Duration::from_millis(100);
@@ -462,6 +492,8 @@ struct Follower {
     discovery_ok: bool,
     /// Replicas skipped last time, to log changes only.
     skipped: Vec<(String, String)>,
+    /// The replica being promoted whose ROLE a probe is watching.
+    probing: Option<String>,
 }
 
 impl Follower {
@@ -651,6 +683,31 @@ impl Follower {
                     }
                 }
             }
+            Event::PromotionSent { addr } => {
+                self.trouble_since.get_or_insert(at);
+                if router.primary().addr() == addr || self.probing.as_deref() == Some(addr.as_str())
+                {
+                    return;
+                }
+                self.probing = Some(addr.clone());
+                let ctx = self.ctx.clone();
+                let tx = tx.clone();
+                let weak = self.router.clone();
+                let until = Instant::now()
+                    + Duration::from_millis(self.config.sentinel.failover_hold_ms.max(1_000));
+                let (sentinel, channel) = (sentinel.to_string(), channel.to_string());
+                tokio::spawn(async move {
+                    if wait_promoted(&ctx, &weak, &addr, until).await {
+                        let msg = Msg::Event {
+                            sentinel,
+                            channel: format!("{channel} (then ROLE)"),
+                            event: Event::Promoted { addr },
+                            at: Instant::now(),
+                        };
+                        let _ = tx.send(msg).await;
+                    }
+                });
+            }
             Event::FailoverStarted => {
                 self.trouble_since.get_or_insert(at);
                 if self.config.sentinel.failover_hold_ms == 0 {
@@ -679,6 +736,7 @@ impl Follower {
     }
 
     fn release_hold(&mut self) {
+        self.probing = None;
         self.holds.clear();
         self.hold_until = None;
         if let Some(router) = self.router.upgrade() {
@@ -694,14 +752,9 @@ impl Follower {
             return;
         }
         let started = self.trouble_since.take().map_or(signal, |t| t.min(signal));
-        // A replica strata already reads from is the same server, connections
-        // up: reuse its node, so the switch costs no connect.
-        let node = topology
-            .replicas
-            .iter()
-            .find(|n| n.addr() == to)
-            .cloned()
-            .unwrap_or_else(|| Node::start(to, &self.config, &self.metrics));
+        // Always a fresh node: the promotion (REPLICAOF NO ONE + CLIENT
+        // KILL) has just cut the connections a replica node had there.
+        let node = Node::start(to, &self.config, &self.metrics);
         let replicas = topology
             .replicas
             .iter()
@@ -715,6 +768,10 @@ impl Follower {
             },
             &format!("failover: primary moved to {to}"),
         );
+        // Same address as the new primary, so swap kept it: retire it here.
+        if let Some(stale) = topology.replicas.iter().find(|n| n.addr() == to) {
+            stale.retire(format!("failover: {to} is the primary now"));
+        }
         self.release_hold();
         tracing::warn!(from = %old, %to, %cause, "following failover: primary moved");
         let router = self.router.clone();

@@ -280,6 +280,14 @@ pub enum Event {
         /// The promoted replica.
         addr: String,
     },
+    /// `+failover-state-wait-promotion`: the failover leader sent
+    /// `REPLICAOF NO ONE` to `addr` and waits (up to a second, its INFO
+    /// period) to see it report itself a primary. strata asks `addr`
+    /// itself meanwhile, and so learns of the promotion sooner.
+    PromotionSent {
+        /// The replica being promoted.
+        addr: String,
+    },
     /// `+try-failover`: this sentinel starts a failover.
     FailoverStarted,
     /// `-failover-abort-*` or `+failover-end*`: this sentinel's failover is over.
@@ -292,6 +300,7 @@ pub enum Event {
 pub const CHANNELS: &[&str] = &[
     "+switch-master",
     "+promoted-slave",
+    "+failover-state-wait-promotion",
     "+try-failover",
     "+failover-end",
     "+failover-end-for-timeout",
@@ -334,6 +343,12 @@ pub fn parse_event(channel: &str, payload: &str, master_name: &str) -> Option<Ev
     match channel {
         "+promoted-slave" => match words.as_slice() {
             [_, _, ip, p, ..] => Some(Event::Promoted {
+                addr: join_addr(ip, port(p)?),
+            }),
+            _ => None,
+        },
+        "+failover-state-wait-promotion" => match words.as_slice() {
+            [_, _, ip, p, ..] => Some(Event::PromotionSent {
                 addr: join_addr(ip, port(p)?),
             }),
             _ => None,
@@ -573,6 +588,16 @@ mod tests {
         assert_eq!(
             parse_event("+try-failover", "master mymaster 127.0.0.1 7000", m),
             Some(Event::FailoverStarted)
+        );
+        assert_eq!(
+            parse_event(
+                "+failover-state-wait-promotion",
+                "slave 127.0.0.1:7002 127.0.0.1 7002 @ mymaster 127.0.0.1 7000",
+                m
+            ),
+            Some(Event::PromotionSent {
+                addr: "127.0.0.1:7002".into()
+            })
         );
         assert_eq!(
             parse_event("+try-failover", "master other 127.0.0.1 7000", m),
