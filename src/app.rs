@@ -13,6 +13,7 @@ use crate::config::{BackendMode, Config};
 use crate::protocol::RequestParser;
 use crate::server::{self, Shared};
 use crate::telemetry::{self, Metrics, Readiness};
+use crate::transform::{TransformStats, Transforms};
 
 /// A running strata: its bound addresses and the handle to stop it.
 #[derive(Debug)]
@@ -47,7 +48,17 @@ impl Running {
 /// Starts strata: binds the listeners, connects the backend, and serves.
 /// Must run inside a tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<Running> {
-    let metrics = Arc::new(Metrics::new());
+    // Keys are read here: a missing or malformed key stops startup.
+    let transform_stats = Arc::new(TransformStats::new());
+    let transforms = Transforms::from_config(
+        &config.transform_config(),
+        config.server.proto_max_bulk_len,
+        transform_stats.clone(),
+    )
+    .map_err(std::io::Error::other)?;
+    let mut metrics = Metrics::new();
+    metrics.register_transform_stats(transform_stats);
+    let metrics = Arc::new(metrics);
     let backend = match config.backend.mode {
         BackendMode::Standalone => Router::standalone(&config.backend, &metrics),
         BackendMode::Sentinel => crate::backend::sentinel::start(&config.backend, &metrics)
@@ -105,6 +116,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         metrics,
         clients: server::clients::ClientRegistry::default(),
         started: Instant::now(),
+        transforms: Arc::new(transforms),
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {

@@ -11,6 +11,7 @@
 //!
 //! * [`app`]: wiring and shutdown; the only module that sees every other one.
 //! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
+//! * [`admin`]: `PROXY …` commands (REWRAP), answered by strata itself.
 //! * [`backend`]: multiplexed connections, the dedicated pool, the standalone backend.
 //! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
 //! * [`transform`]: per-key-pattern value compression (lz4) and encryption (AES-GCM).
@@ -20,6 +21,7 @@
 //!
 //! See docs/ARCHITECTURE.md for the data path.
 
+pub mod admin;
 pub mod app;
 pub mod backend;
 pub mod command;

@@ -20,6 +20,13 @@ pub struct Config {
     pub backend: BackendConfig,
     /// The HTTP endpoint for metrics and health, and logging.
     pub telemetry: TelemetryConfig,
+    /// `[[transform]]` rules: values compressed and/or encrypted per key
+    /// pattern (see `transform::config`). The first matching rule wins.
+    #[serde(rename = "transform")]
+    pub transform: Vec<crate::transform::RuleConfig>,
+    /// `[transform_keys]`: where encryption keys come from (never the keys
+    /// themselves).
+    pub transform_keys: crate::transform::KeysConfig,
 }
 
 /// The client-facing side.
@@ -273,6 +280,10 @@ pub enum ConfigError {
         /// toml's message, which names the key, line and column.
         message: String,
     },
+    /// A `[[transform]]` rule or `[transform_keys]` that cannot be used; the
+    /// message names the rule (`transform[1] (pattern 'session:*'): …`).
+    #[error("invalid config: {0}")]
+    Transform(String),
     /// A value out of range.
     #[error("invalid config: {key}: {message}")]
     Invalid {
@@ -378,6 +389,9 @@ impl Config {
         if self.backend.mode == BackendMode::Sentinel {
             self.validate_sentinel()?;
         }
+        self.transform_config()
+            .validate()
+            .map_err(ConfigError::Transform)?;
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(
@@ -386,6 +400,14 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The transform rules and key sources, as the transform module takes them.
+    pub fn transform_config(&self) -> crate::transform::TransformConfig {
+        crate::transform::TransformConfig {
+            rules: self.transform.clone(),
+            keys: self.transform_keys.clone(),
+        }
     }
 
     fn validate_sentinel(&self) -> Result<(), ConfigError> {
@@ -479,6 +501,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("backend.address"), "{err}");
+    }
+
+    #[test]
+    fn transform_rules_are_validated_and_named() {
+        let c = Config::parse(
+            "[[transform]]\npattern = \"session:*\"\ncompress = \"lz4\"\nencrypt = true\n\
+             [transform_keys]\nactive_key = \"k1\"\n\
+             [transform_keys.keys]\nk1 = { env = \"STRATA_KEY_K1\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.transform.len(), 1);
+        assert_eq!(c.transform_config().rules[0].pattern, "session:*");
+        let err = Config::parse(
+            "[[transform]]\npattern = \"cache:*\"\ncompress = \"lz4\"\n\
+             [[transform]]\npattern = \"session:*\"\nencrypt = true\nkey_id = \"k9\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("transform[1] (pattern 'session:*'): key_id 'k9' is not loaded"),
+            "{err}"
+        );
+        let err = Config::parse("[[transform]]\npattern = \"a\"\ncompres = \"lz4\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compres"), "{err}");
     }
 
     #[test]

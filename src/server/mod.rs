@@ -38,6 +38,9 @@ pub struct Shared {
     pub parser: RequestParser,
     /// When strata started.
     pub started: Instant,
+    /// Value transform rules and keys (`[[transform]]`); empty when none
+    /// are configured, which the session checks once per command.
+    pub transforms: Arc<crate::transform::Transforms>,
 }
 
 impl Shared {

@@ -11,6 +11,7 @@ use crate::backend::dedicated::Dedicated;
 use crate::backend::mux::MuxReply;
 use crate::protocol::Protocol;
 use crate::telemetry::CommandMetrics;
+use crate::transform::ReplyPlan;
 
 /// One entry of a client's reply queue. The queue is a bounded channel, so
 /// a client with too many requests in flight stops being read
@@ -79,6 +80,11 @@ pub enum Post {
     /// connection: the backend switches protocol, the client sees strata's
     /// own HELLO reply).
     Replace(Bytes),
+    /// Open the transformed values in the reply (`[[transform]]` rules).
+    Transform(Box<ReplyPlan>),
+    /// EXEC: open the values in each queued command's reply element; one
+    /// entry per queued command, in order.
+    TransformExec(Vec<Option<ReplyPlan>>),
 }
 
 /// Reply frames due on the dedicated connection for one command.

@@ -29,6 +29,7 @@ use crate::command::{self, CommandSpec, Flags, Route};
 use crate::protocol::reply::{self, ReplyBuf};
 use crate::protocol::{Protocol, Request};
 use crate::telemetry::{CommandMetrics, ErrorKind};
+use crate::transform::{encode_request, ReplyPlan, Rewrite};
 
 /// Whether the session goes on after a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub async fn serve(
         state: ConnState::default(),
         metrics_cache: HashMap::default(),
         batch: None,
+        multi_plans: Vec::new(),
+        multi_refused: false,
     };
     session.read_loop(rd, shutdown).await;
     // Dropping the queue's sender lets the writer finish what is queued.
@@ -109,6 +112,12 @@ struct Session {
     metrics_cache: HashMap<usize, Arc<CommandMetrics>, BuildHasherDefault<AddressHasher>>,
     /// Plain commands not yet sent to the backend.
     batch: Option<Batch>,
+    /// Inside MULTI, with transform rules: each queued command's reply
+    /// plan, in order, for the EXEC reply.
+    multi_plans: Vec<Option<ReplyPlan>>,
+    /// Inside MULTI, a command was refused by a transform rule: EXEC
+    /// discards the transaction, as Redis does after a queueing error.
+    multi_refused: bool,
 }
 
 impl Session {
@@ -244,7 +253,7 @@ impl Session {
 
     async fn handle(
         &mut self,
-        req: Request,
+        mut req: Request,
         spec: Option<&'static CommandSpec>,
         started: Instant,
     ) -> Flow {
@@ -252,8 +261,34 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
+        if spec.is_none() && crate::admin::is_proxy(&req.args) {
+            return self.proxy(req, timing).await;
+        }
+        // Value transforms: seal the values of the request, refuse what a
+        // rule forbids, and keep the plan for opening the reply. Commands
+        // that carry no value pass without allocating.
+        let mut plan = None;
+        if !self.shared.transforms.is_empty() {
+            match self.shared.transforms.prepare(&req.args) {
+                Ok(prepared) => {
+                    if let Rewrite::Args(args) = prepared.rewrite {
+                        req = Request {
+                            frame: encode_request(&args),
+                            args,
+                        };
+                    }
+                    plan = prepared.plan;
+                }
+                Err(text) => {
+                    if self.dedicated.is_some() && self.state.in_multi {
+                        self.multi_refused = true;
+                    }
+                    return self.error(&text).await;
+                }
+            }
+        }
         if self.dedicated.is_some() {
-            return self.handle_dedicated(req, spec, timing).await;
+            return self.handle_dedicated(req, spec, timing, plan).await;
         }
         let Some(spec) = spec else {
             // Unknown to strata's table (a newer Redis, a module): let the
@@ -266,7 +301,7 @@ impl Session {
                 timing.record();
                 flow
             }
-            Route::Dedicated => self.dedicated_command(req, spec, timing).await,
+            Route::Dedicated => self.dedicated_command(req, spec, timing, plan).await,
             Route::Unsupported => {
                 self.shared.metrics.error(ErrorKind::Unsupported);
                 let text = format!("ERR command '{}' is not supported by strata", spec.name);
@@ -287,8 +322,58 @@ impl Session {
             }
             _ => {
                 let read_only = spec.has(Flags::READ) && !spec.has(Flags::WRITE);
-                self.forward(req, Post::None, timing, read_only).await
+                let post = match plan {
+                    Some(plan) => Post::Transform(Box::new(plan)),
+                    None => Post::None,
+                };
+                self.forward(req, post, timing, read_only).await
             }
+        }
+    }
+
+    /// `PROXY …`: strata's own administration commands.
+    async fn proxy(&mut self, req: Request, timing: Timing) -> Flow {
+        let crate::admin::ProxyCommand::Rewrap(args) = match crate::admin::parse(&req.args) {
+            Ok(cmd) => cmd,
+            Err(text) => return self.error(&text).await,
+        };
+        if self.shared.transforms.is_empty() {
+            return self
+                .error("ERR PROXY REWRAP: no [[transform]] rules are configured")
+                .await;
+        }
+        // One bounded step on a connection of its own, in a task: this
+        // client's later commands are still read meanwhile, and the reply
+        // keeps its place in the order.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = self.shared.clone();
+        let proto = self.proto;
+        tokio::spawn(async move {
+            let reply =
+                match crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args).await
+                {
+                    Ok(progress) => progress.to_reply(proto),
+                    Err(text) => reply::error(&text),
+                };
+            let _ = tx.send(Ok(reply));
+        });
+        match self.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => return Flow::Continue,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                return Flow::Continue;
+            }
+        }
+        let entry = Pending::Backend {
+            reply: rx,
+            post: Post::None,
+            timing,
+        };
+        if self.queue(entry).await {
+            Flow::Continue
+        } else {
+            Flow::Close
         }
     }
 
@@ -358,6 +443,7 @@ impl Session {
         req: Request,
         spec: &'static CommandSpec,
         timing: Timing,
+        plan: Option<ReplyPlan>,
     ) -> Flow {
         if !spec.arity_ok(req.args.len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
@@ -379,7 +465,7 @@ impl Session {
             self.shared.metrics.error(e.kind());
             return self.reply(e.to_reply()).await;
         }
-        self.handle_dedicated(req, Some(spec), timing).await
+        self.handle_dedicated(req, Some(spec), timing, plan).await
     }
 
     /// Borrows a dedicated connection and tells the writer to read from it.
@@ -419,6 +505,7 @@ impl Session {
         req: Request,
         spec: Option<&'static CommandSpec>,
         timing: Timing,
+        plan: Option<ReplyPlan>,
     ) -> Flow {
         if let Some(spec) = spec {
             if !self.state.in_multi && spec.route == Route::Local {
@@ -479,7 +566,21 @@ impl Session {
             }
         }
         let was_monitor = self.state.monitor;
+        let was_in_multi = self.state.in_multi;
+        let mut spec = spec;
+        if was_in_multi && self.multi_refused && spec.is_some_and(|s| s.name == "exec") {
+            // A command was refused while queueing: like Redis after a
+            // queueing error, the transaction is discarded, not run in part.
+            spec = command::lookup(&[Bytes::from_static(b"DISCARD")]);
+            frame = Bytes::from_static(b"*1\r\n$7\r\nDISCARD\r\n");
+            post = Post::Replace(reply::error(
+                "EXECABORT Transaction discarded because of previous errors.",
+            ));
+        }
         let frames = self.state.apply(spec, &req.args);
+        if !self.shared.transforms.is_empty() {
+            post = self.transform_post(spec, was_in_multi, plan, post);
+        }
         self.info.set_db(self.state.db);
         self.info.set_pubsub(
             self.state.channels.len(),
@@ -512,6 +613,48 @@ impl Session {
             return self.leave_dedicated().await;
         }
         Flow::Continue
+    }
+
+    /// On a dedicated connection: how the reply of a command about to be
+    /// forwarded is opened. Inside MULTI, each queued command's plan is kept
+    /// for the EXEC reply (its own reply is `+QUEUED`).
+    fn transform_post(
+        &mut self,
+        spec: Option<&'static CommandSpec>,
+        was_in_multi: bool,
+        plan: Option<ReplyPlan>,
+        post: Post,
+    ) -> Post {
+        let name = spec.map(|s| s.name);
+        if !was_in_multi {
+            if name == Some("multi") {
+                self.multi_plans.clear();
+                self.multi_refused = false;
+            }
+            return match plan {
+                Some(plan) => Post::Transform(Box::new(plan)),
+                None => post,
+            };
+        }
+        match name {
+            Some("exec") => {
+                self.multi_refused = false;
+                let plans = std::mem::take(&mut self.multi_plans);
+                if plans.iter().any(Option::is_some) {
+                    return Post::TransformExec(plans);
+                }
+            }
+            Some("discard") | Some("reset") => {
+                self.multi_plans.clear();
+                self.multi_refused = false;
+            }
+            // Not queued by Redis: answered at once.
+            Some("multi") | Some("watch") | Some("quit") => {}
+            // Queued (`+QUEUED`), or refused by Redis, which then aborts
+            // the transaction at EXEC anyway.
+            _ => self.multi_plans.push(plan),
+        }
+        post
     }
 
     /// Writes the commands buffered for the dedicated connection. False
@@ -706,7 +849,7 @@ impl Session {
             metrics: None,
         };
         // Boxed: handle_dedicated can call back into local() (and so here).
-        Box::pin(self.handle_dedicated(req, Some(spec), timing)).await
+        Box::pin(self.handle_dedicated(req, Some(spec), timing, None)).await
     }
 }
 

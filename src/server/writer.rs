@@ -176,6 +176,14 @@ impl Writer {
                     self.out.extend_from_slice(&bytes);
                 }
             }
+            Post::Transform(plan) => {
+                let frame = self.shared.transforms.apply_reply(&plan, frame);
+                self.out.extend_from_slice(&frame);
+            }
+            Post::TransformExec(plans) => {
+                let frame = self.shared.transforms.apply_exec_reply(&plans, frame);
+                self.out.extend_from_slice(&frame);
+            }
             Post::AppendProxyInfo(proto) => match string_payload(&frame) {
                 Some(text) => {
                     let mut full = text.to_vec();

@@ -324,5 +324,6 @@ pub fn spawn_strata_capped(backend: &str, mem_mb: u64) -> super::strata::StrataP
         child,
         port,
         metrics_port,
+        logs: Default::default(),
     }
 }

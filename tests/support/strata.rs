@@ -72,6 +72,8 @@ pub struct StrataProcess {
     pub child: Child,
     pub port: u16,
     pub metrics_port: u16,
+    /// Everything the process wrote to stderr (its logs) so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl StrataProcess {
@@ -91,12 +93,19 @@ impl StrataProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn strata");
-        // Drain stderr so the child never blocks on a full pipe.
+        // Drain stderr so the child never blocks on a full pipe, and keep it
+        // for tests that read the logs.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         if let Some(err) = child.stderr.take() {
+            let sink = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     if std::env::var_os("STRATA_TEST_LOG").is_some() {
                         eprintln!("[strata] {line}");
+                    }
+                    if let Ok(mut all) = sink.lock() {
+                        all.push_str(&line);
+                        all.push('\n');
                     }
                 }
             });
@@ -113,6 +122,7 @@ impl StrataProcess {
             child,
             port,
             metrics_port,
+            logs,
         }
     }
 

@@ -1,0 +1,32 @@
+//! Redis Cluster: the pure pieces the cluster router is built from.
+//!
+//! Everything here is a function of bytes and snapshots, so each piece is
+//! tested on its own against replies captured from a real cluster; the
+//! session wiring (which node gets which bytes, retries) sits on top.
+//!
+//! * [`slots`]: [`SlotMap`], an immutable snapshot of who owns each of the
+//!   16384 slots (primary and replicas), parsed from `CLUSTER SHARDS`
+//!   (Redis 7) or `CLUSTER SLOTS`, RESP2 or RESP3.
+//! * [`redirect`]: a backend reply classified once into an action (MOVED,
+//!   ASK, TRYAGAIN, CLUSTERDOWN, or nothing to do), the redirect target
+//!   checked against the known nodes, the hop cap.
+//! * [`split`]: a command planned by the command table's `Route` (one slot,
+//!   split per slot, every primary), CROSSSLOT as Redis Cluster words it,
+//!   and the sub-replies merged back by the table's `Merge`.
+//! * [`scan`]: SCAN across primaries with one opaque cursor.
+//! * [`topology`]: reading the slot map from seed nodes, and the replies
+//!   strata gives cluster-aware clients (one node owning every slot).
+//!
+//! Frames stay bytes: requests are built as RESP frames, replies are read
+//! as byte ranges of the frame the backend sent, never decoded into values.
+
+pub mod redirect;
+mod resp;
+pub mod scan;
+pub mod slots;
+pub mod split;
+pub mod topology;
+
+pub use redirect::{classify, Redirect};
+pub use slots::{Health, Node, Shard, SlotMap, TopologyError};
+pub use split::{plan, Plan, Split};
