@@ -12,7 +12,8 @@
 //! * [`app`]: wiring and shutdown; the only module that sees every other one.
 //! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
 //! * [`admin`]: `PROXY …` commands (REWRAP), answered by strata itself.
-//! * [`backend`]: multiplexed connections, the dedicated pool, the standalone backend.
+//! * [`backend`]: multiplexed connections, the dedicated pool, nodes with breakers, the
+//!   router, and the standalone and Sentinel backends.
 //! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
 //! * [`transform`]: per-key-pattern value compression (lz4) and encryption (AES-GCM).
 //! * [`command`]: the command table (data), key positions, hash slots.

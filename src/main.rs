@@ -40,7 +40,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = &cli.check_config {
         return match Config::load(path) {
-            Ok(_) => {
+            Ok(config) => {
+                // Also read the transform keys: a key strata could not load
+                // would stop it at startup.
+                let keys = strata::transform::Keyring::load(&config.transform_keys);
+                if let Err(e) = keys {
+                    eprintln!("invalid config {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }

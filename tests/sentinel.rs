@@ -555,3 +555,38 @@ fn passwords_for_sentinels_and_redis() {
         Resp::Str("2".into())
     );
 }
+
+/// The rediscovery hook: a `-READONLY` reply on a node's multiplexed
+/// connection (a "primary" that has become a replica) pokes the node's
+/// `trouble` notifier, which the Sentinel follower waits on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_reply_signals_trouble_on_the_node() {
+    use strata::backend::node::Node;
+    use strata::protocol::Protocol;
+    use strata::telemetry::Metrics;
+
+    let primary = RedisServer::start();
+    let port = primary.port.to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", port.as_str()]);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let node = Node::start(
+        &replica.addr(),
+        &test_config(&replica.addr()).backend,
+        &metrics,
+    );
+    let trouble = node.trouble().clone();
+    let notified = trouble.notified();
+    tokio::pin!(notified);
+    let set = bytes::Bytes::from(cmd(&[b"SET", b"k", b"v"]));
+    let reply = node
+        .send(1, Protocol::Resp2, set, 1)
+        .await
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with(b"-READONLY"), "{}", escape(&reply));
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("READONLY must poke the node's trouble notifier");
+    node.retire("test over".into());
+}

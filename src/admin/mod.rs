@@ -14,7 +14,8 @@ pub const USAGE: &str = "PROXY REWRAP <pattern> [COUNT n] [RESUME cursor]";
 
 /// True when `args` is a `PROXY …` command (any case).
 pub fn is_proxy(args: &[Bytes]) -> bool {
-    args.first().is_some_and(|a| a.eq_ignore_ascii_case(b"proxy"))
+    args.first()
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"proxy"))
 }
 
 /// A parsed `PROXY` command.

@@ -326,7 +326,10 @@ async fn rewrap_chunk(
             // Sets, sorted sets, streams: members, not values. Gone: nothing to do.
             _ => continue,
         };
-        read_keys.push(((*key).clone(), string_payload(ty).unwrap_or_default().to_vec()));
+        read_keys.push((
+            (*key).clone(),
+            string_payload(ty).unwrap_or_default().to_vec(),
+        ));
         reads.push(read);
     }
     let values = link.pipeline(&reads).await?;

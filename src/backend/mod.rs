@@ -15,6 +15,7 @@
 //!   (AUTH, HELLO, RESET, PING, INFO) on a raw connection.
 
 pub mod breaker;
+pub mod cluster;
 pub mod dedicated;
 pub mod handshake;
 pub mod mux;

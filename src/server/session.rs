@@ -349,12 +349,12 @@ impl Session {
         let shared = self.shared.clone();
         let proto = self.proto;
         tokio::spawn(async move {
-            let reply =
-                match crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args).await
-                {
-                    Ok(progress) => progress.to_reply(proto),
-                    Err(text) => reply::error(&text),
-                };
+            let reply = match crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args)
+                .await
+            {
+                Ok(progress) => progress.to_reply(proto),
+                Err(text) => reply::error(&text),
+            };
             let _ = tx.send(Ok(reply));
         });
         match self.reply_mode {

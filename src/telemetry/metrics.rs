@@ -1181,7 +1181,10 @@ mod tests {
             "strata_transform_compression_ratio 1.0"
         );
         for kind in crate::transform::FailureKind::ALL {
-            let prefix = format!("strata_transform_failures_total{{kind=\"{}\"}}", kind.as_str());
+            let prefix = format!(
+                "strata_transform_failures_total{{kind=\"{}\"}}",
+                kind.as_str()
+            );
             assert_eq!(line(&text, &prefix), format!("{prefix} 0"));
         }
         // Counters move as the transform layer records (through a real seal).
@@ -1195,8 +1198,12 @@ mod tests {
         )
         .unwrap();
         let value = bytes::Bytes::from(vec![b'a'; 1000]);
-        t.prepare(&[bytes::Bytes::from_static(b"SET"), bytes::Bytes::from_static(b"c:1"), value])
-            .unwrap();
+        t.prepare(&[
+            bytes::Bytes::from_static(b"SET"),
+            bytes::Bytes::from_static(b"c:1"),
+            value,
+        ])
+        .unwrap();
         let text = metrics.encode();
         assert_eq!(
             line(&text, "strata_transform_plain_bytes_total{op=\"seal\"}"),

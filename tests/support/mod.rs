@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cluster;
 pub mod inproc;
 pub mod raw;
 pub mod redis_server;

@@ -717,19 +717,11 @@ pub fn summarize(logs: &[WriterLog]) -> String {
 /// The longest time between two consecutive acknowledged writes of one
 /// writer, over all writers: what a client saw as unavailability.
 pub fn longest_gap(logs: &[WriterLog]) -> Duration {
-    longest_gap_around(logs, None)
-}
-
-/// Like [`longest_gap`], counting only gaps that overlap `window`.
-pub fn longest_gap_around(logs: &[WriterLog], window: Option<(Instant, Instant)>) -> Duration {
     logs.iter()
         .flat_map(|l| {
             let mut t = l.ok_at.clone();
             t.sort();
-            t.windows(2)
-                .filter(|w| window.map_or(true, |(from, to)| w[1] >= from && w[0] <= to))
-                .map(|w| w[1] - w[0])
-                .collect::<Vec<_>>()
+            t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
         })
         .max()
         .unwrap_or_default()

@@ -380,9 +380,13 @@ async fn subscribe(sentinel: String, ctx: Arc<Ctx>, tx: mpsc::Sender<Msg>) {
         if tx.is_closed() {
             return;
         }
-        match subscription(&sentinel, &ctx, &tx).await {
+        let mut subscribed = false;
+        match subscription(&sentinel, &ctx, &tx, &mut warned, &mut subscribed).await {
             Ok(()) => return,
             Err(e) => {
+                if subscribed {
+                    backoff = Duration::from_millis(100);
+                }
                 if !warned {
                     tracing::warn!(%sentinel, error = %e, "sentinel subscription down; retrying");
                     warned = true;
@@ -395,8 +399,15 @@ async fn subscribe(sentinel: String, ctx: Arc<Ctx>, tx: mpsc::Sender<Msg>) {
 }
 
 /// One subscribed connection, until it fails (`Err`) or the follower is
-/// gone (`Ok`).
-async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std::io::Result<()> {
+/// gone (`Ok`). Sets `subscribed` once the sentinel confirmed, and clears
+/// `warned` (logging the recovery).
+async fn subscription(
+    sentinel: &str,
+    ctx: &Ctx,
+    tx: &mpsc::Sender<Msg>,
+    warned: &mut bool,
+    subscribed: &mut bool,
+) -> std::io::Result<()> {
     let mut conn = ControlConn::connect(sentinel, &ctx.creds, ctx.timeout).await?;
     let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
     args.extend(view::CHANNELS.iter().map(|c| c.as_bytes()));
@@ -409,7 +420,12 @@ async fn subscription(sentinel: &str, ctx: &Ctx, tx: &mpsc::Sender<Msg>) -> std:
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "no SUBSCRIBE confirmation")
             })??;
     }
-    tracing::debug!(%sentinel, "subscribed to sentinel events");
+    *subscribed = true;
+    if std::mem::take(warned) {
+        tracing::info!(%sentinel, "sentinel subscription restored");
+    } else {
+        tracing::debug!(%sentinel, "subscribed to sentinel events");
+    }
     if tx
         .send(Msg::Subscribed(sentinel.to_string()))
         .await

@@ -1,0 +1,1165 @@
+//! Value transforms through strata, against a real redis-server: round trips
+//! with redis-rs (RESP2 and RESP3) for every command that carries values, the
+//! stored form seen directly on the backend, tampering, copying, key
+//! rotation with `PROXY REWRAP`, plain (pre-rule) values, refusals, MULTI.
+//!
+//! Keys come from files in a temp dir per test (`file = …` key sources), so
+//! tests run in parallel without touching the process environment.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{cmd, Value};
+use strata::app::Running;
+use support::clients::{connect_rs, metric, metrics_text, show, RawConn};
+use support::RedisServer;
+
+/// The envelope's first bytes (src/transform/envelope.rs).
+const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
+
+/// The rules every test uses:
+/// * `s:*` — lz4 (from 16 bytes) and AES-GCM: the common case;
+/// * `c:*` — lz4 only;
+/// * `e:*` — AES-GCM only;
+/// * `script:*` — AES-GCM, EVAL allowed;
+/// * `strict:*` — AES-GCM, plain values refused.
+const RULES: &str = r#"
+[[transform]]
+pattern = "s:*"
+compress = "lz4"
+min_size = 16
+encrypt = true
+[[transform]]
+pattern = "c:*"
+compress = "lz4"
+min_size = 16
+[[transform]]
+pattern = "e:*"
+encrypt = true
+[[transform]]
+pattern = "script:*"
+encrypt = true
+allow_scripts = true
+[[transform]]
+pattern = "strict:*"
+encrypt = true
+accept_plain = false
+"#;
+
+/// A redis-server, strata in front of it with [`RULES`], and the key files.
+struct TEnv {
+    redis: RedisServer,
+    running: Option<Running>,
+    dir: tempfile::TempDir,
+}
+
+impl TEnv {
+    /// Two keys on disk (k1, k2); `active` is the write key, `loaded` the
+    /// keys strata reads.
+    async fn start(active: &str, loaded: &[&str]) -> TEnv {
+        let dir = tempfile::tempdir().unwrap();
+        for (id, byte) in [("k1", 0x11u8), ("k2", 0x22u8)] {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+            std::fs::write(dir.path().join(id), format!("{text}\n")).unwrap();
+        }
+        let mut env = TEnv {
+            redis: RedisServer::start(),
+            running: None,
+            dir,
+        };
+        env.run(active, loaded).await;
+        env
+    }
+
+    async fn run(&mut self, active: &str, loaded: &[&str]) {
+        let mut text = format!(
+            "{RULES}\n[transform_keys]\nactive_key = \"{active}\"\n[transform_keys.keys]\n"
+        );
+        for id in loaded {
+            let path = self.dir.path().join(id);
+            text.push_str(&format!("{id} = {{ file = \"{}\" }}\n", path.display()));
+        }
+        let t = strata::transform::TransformConfig::parse(&text).unwrap();
+        let mut config = support::strata::test_config(&self.redis.addr());
+        config.transform = t.rules;
+        config.transform_keys = t.keys;
+        let running = support::strata::start_with(config).await;
+        support::strata::wait_ready(&running).await;
+        self.running = Some(running);
+    }
+
+    /// Stops strata and starts it again with other keys (the backend stays).
+    async fn restart(&mut self, active: &str, loaded: &[&str]) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        self.run(active, loaded).await;
+    }
+
+    fn addr(&self) -> String {
+        self.running.as_ref().unwrap().addr.to_string()
+    }
+
+    async fn con(&self) -> MultiplexedConnection {
+        connect_rs(&format!("redis://{}/", self.addr())).await
+    }
+
+    async fn con3(&self) -> MultiplexedConnection {
+        connect_rs(&format!("redis://{}/?protocol=resp3", self.addr())).await
+    }
+
+    /// Both protocols, with a key prefix per protocol.
+    async fn both(&self) -> [(MultiplexedConnection, &'static str); 2] {
+        [(self.con().await, "p2"), (self.con3().await, "p3")]
+    }
+
+    async fn backend(&self) -> MultiplexedConnection {
+        connect_rs(&self.redis.url()).await
+    }
+
+    async fn raw(&self) -> RawConn {
+        RawConn::connect(&self.addr()).await
+    }
+
+    async fn metrics(&self) -> String {
+        metrics_text(self.running.as_ref().unwrap().http_addr.unwrap()).await
+    }
+}
+
+async fn q<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, args: &[&[u8]]) -> T {
+    let mut c = cmd(std::str::from_utf8(args[0]).unwrap());
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query_async(con).await {
+        Ok(v) => v,
+        Err(e) => panic!("{}: {e}", show(&args.join(&b' '))),
+    }
+}
+
+/// A command given as words.
+async fn w<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, line: &str) -> T {
+    let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+    q(con, &words).await
+}
+
+/// The error text of a command that must fail.
+async fn err(con: &mut MultiplexedConnection, line: &str) -> String {
+    let mut c = cmd(line.split_whitespace().next().unwrap());
+    for a in line.split_whitespace().skip(1) {
+        c.arg(a);
+    }
+    match c.query_async::<Value>(con).await {
+        Ok(v) => panic!("{line}: expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+async fn raw_get(backend: &mut MultiplexedConnection, key: &str) -> Vec<u8> {
+    let v: Option<Vec<u8>> = w(backend, &format!("GET {key}")).await;
+    v.unwrap_or_else(|| panic!("{key} missing on the backend"))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A stored value is an envelope and does not show the plaintext.
+fn assert_sealed(stored: &[u8], plain: &str, what: &str) {
+    assert!(
+        stored.starts_with(&MAGIC),
+        "{what}: not an envelope: {}",
+        show(stored)
+    );
+    assert!(
+        !contains(stored, plain.as_bytes()),
+        "{what}: plaintext visible in {}",
+        show(stored)
+    );
+}
+
+/// The key id in an encrypted envelope's header.
+fn key_id(stored: &[u8]) -> Option<String> {
+    if !stored.starts_with(&MAGIC) || stored[5] & 0x02 == 0 {
+        return None;
+    }
+    let len = stored[7] as usize;
+    Some(String::from_utf8_lossy(&stored[8..8 + len]).into_owned())
+}
+
+fn flags(stored: &[u8]) -> u8 {
+    assert!(
+        stored.starts_with(&MAGIC),
+        "not an envelope: {}",
+        show(stored)
+    );
+    stored[5]
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::Nil => "(nil)".into(),
+        Value::Int(n) => n.to_string(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// Flat field/value pairs from a RESP2 array or a RESP3 map.
+fn pairs(v: &Value, resp3: bool) -> BTreeMap<String, String> {
+    match v {
+        Value::Map(m) => {
+            assert!(resp3, "a map in RESP2: {v:?}");
+            m.iter().map(|(k, v)| (text(k), text(v))).collect()
+        }
+        Value::Array(a) => {
+            assert!(!resp3, "a flat array in RESP3: {v:?}");
+            a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect()
+        }
+        other => panic!("not pairs: {other:?}"),
+    }
+}
+
+fn secret(n: usize) -> String {
+    format!("secret-value-{n}-do-not-show")
+}
+
+async fn wait_blocked(backend: &mut MultiplexedConnection, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = w(backend, "INFO clients").await;
+        let blocked: usize = info
+            .lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if blocked >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{blocked} of {n} blocked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_round_trip_and_are_sealed_on_the_backend() {
+    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut b = env.backend().await;
+    for (mut con, p) in env.both().await {
+        let k = |name: &str| format!("s:{p}:{name}");
+        // SET and GET.
+        let _: () = q(&mut con, &[b"SET", k("a").as_bytes(), secret(1).as_bytes()]).await;
+        let got: String = q(&mut con, &[b"GET", k("a").as_bytes()]).await;
+        assert_eq!(got, secret(1));
+        assert_sealed(&raw_get(&mut b, &k("a")).await, &secret(1), "SET");
+        // SET with options, and SET … GET returns the old plaintext.
+        let old: String = w(
+            &mut con,
+            &format!("SET {} {} EX 100 GET", k("a"), secret(2)),
+        )
+        .await;
+        assert_eq!(old, secret(1));
+        let ttl: i64 = w(&mut b, &format!("TTL {}", k("a"))).await;
+        assert!(ttl > 0 && ttl <= 100, "{ttl}");
+        let nx: Option<String> = w(&mut con, &format!("SET {} x NX", k("a"))).await;
+        assert_eq!(nx, None);
+        let old: Option<String> = w(
+            &mut con,
+            &format!("SET {} {} XX KEEPTTL GET", k("a"), secret(3)),
+        )
+        .await;
+        assert_eq!(old.as_deref(), Some(secret(2).as_str()));
+        let none: Option<String> =
+            w(&mut con, &format!("SET {} {} GET", k("new"), secret(4))).await;
+        assert_eq!(none, None);
+        // GETSET, GETEX, GETDEL.
+        let old: String = w(&mut con, &format!("GETSET {} {}", k("a"), secret(5))).await;
+        assert_eq!(old, secret(3));
+        let v: String = w(&mut con, &format!("GETEX {} EX 50", k("a"))).await;
+        assert_eq!(v, secret(5));
+        let ttl: i64 = w(&mut b, &format!("TTL {}", k("a"))).await;
+        assert!(ttl > 0 && ttl <= 50, "{ttl}");
+        let v: String = w(&mut con, &format!("GETEX {} PERSIST", k("a"))).await;
+        assert_eq!(v, secret(5));
+        let v: String = w(&mut con, &format!("GETDEL {}", k("a"))).await;
+        assert_eq!(v, secret(5));
+        let gone: Option<String> = w(&mut con, &format!("GET {}", k("a"))).await;
+        assert_eq!(gone, None);
+        // MSET and MGET across rules, keys without a rule, and missing keys.
+        let _: () = w(
+            &mut con,
+            &format!(
+                "MSET {} {} plain:{p}:1 {} c:{p}:m {} e:{p}:m {}",
+                k("m1"),
+                secret(6),
+                secret(7),
+                secret(8).repeat(4),
+                secret(9)
+            ),
+        )
+        .await;
+        let got: Vec<Option<String>> = w(
+            &mut con,
+            &format!(
+                "MGET {} plain:{p}:1 {} c:{p}:m e:{p}:m",
+                k("m1"),
+                k("missing")
+            ),
+        )
+        .await;
+        assert_eq!(
+            got,
+            vec![
+                Some(secret(6)),
+                Some(secret(7)),
+                None,
+                Some(secret(8).repeat(4)),
+                Some(secret(9))
+            ]
+        );
+        assert_sealed(&raw_get(&mut b, &k("m1")).await, &secret(6), "MSET");
+        assert_eq!(
+            raw_get(&mut b, &format!("plain:{p}:1")).await,
+            secret(7).as_bytes()
+        );
+        assert_eq!(
+            flags(&raw_get(&mut b, &format!("c:{p}:m")).await),
+            0x01,
+            "MSET c:"
+        );
+        assert_sealed(
+            &raw_get(&mut b, &format!("e:{p}:m")).await,
+            &secret(9),
+            "MSET e:",
+        );
+        // MSETNX, SETNX, SETEX, PSETEX.
+        let n: i64 = w(
+            &mut con,
+            &format!(
+                "MSETNX {} {} {} {}",
+                k("n1"),
+                secret(10),
+                k("n2"),
+                secret(11)
+            ),
+        )
+        .await;
+        assert_eq!(n, 1);
+        let n: i64 = w(&mut con, &format!("MSETNX {} x {} y", k("n1"), k("n3"))).await;
+        assert_eq!(n, 0);
+        let v: Vec<String> = w(&mut con, &format!("MGET {} {}", k("n1"), k("n2"))).await;
+        assert_eq!(v, vec![secret(10), secret(11)]);
+        assert_sealed(&raw_get(&mut b, &k("n2")).await, &secret(11), "MSETNX");
+        let n: i64 = w(&mut con, &format!("SETNX {} {}", k("nx"), secret(12))).await;
+        assert_eq!(n, 1);
+        let n: i64 = w(&mut con, &format!("SETNX {} {}", k("nx"), secret(13))).await;
+        assert_eq!(n, 0);
+        let _: () = w(&mut con, &format!("SETEX {} 100 {}", k("ex"), secret(14))).await;
+        let _: () = w(
+            &mut con,
+            &format!("PSETEX {} 100000 {}", k("px"), secret(15)),
+        )
+        .await;
+        for (key, n) in [("nx", 12), ("ex", 14), ("px", 15)] {
+            let v: String = w(&mut con, &format!("GET {}", k(key))).await;
+            assert_eq!(v, secret(n), "{key}");
+            assert_sealed(&raw_get(&mut b, &k(key)).await, &secret(n), key);
+        }
+        let pttl: i64 = w(&mut b, &format!("PTTL {}", k("px"))).await;
+        assert!(pttl > 0, "{pttl}");
+        // STRLEN is emulated: the plaintext's length, not the envelope's.
+        let n: i64 = w(&mut con, &format!("STRLEN {}", k("ex"))).await;
+        assert_eq!(n, secret(14).len() as i64);
+        let stored: i64 = w(&mut b, &format!("STRLEN {}", k("ex"))).await;
+        assert!(stored > n, "stored {stored}");
+        let n: i64 = w(&mut con, &format!("STRLEN {}", k("missing"))).await;
+        assert_eq!(n, 0);
+        // Binary values, and a value that starts with the envelope's magic.
+        let mut binary = MAGIC.to_vec();
+        binary.extend((0..=255u8).cycle().take(3000));
+        for key in [k("bin"), format!("c:{p}:bin"), format!("e:{p}:bin")] {
+            let _: () = q(&mut con, &[b"SET", key.as_bytes(), &binary]).await;
+            let got: Vec<u8> = q(&mut con, &[b"GET", key.as_bytes()]).await;
+            assert_eq!(got, binary, "{key}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_round_trip_in_resp2_and_resp3() {
+    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut b = env.backend().await;
+    for (mut con, p) in env.both().await {
+        let resp3 = p == "p3";
+        let h = format!("s:{p}:h");
+        let n: i64 = w(
+            &mut con,
+            &format!("HSET {h} f1 {} f2 {}", secret(1), secret(2)),
+        )
+        .await;
+        assert_eq!(n, 2);
+        let _: () = w(&mut con, &format!("HMSET {h} f3 {}", secret(3))).await;
+        let n: i64 = w(&mut con, &format!("HSETNX {h} f4 {}", secret(4))).await;
+        assert_eq!(n, 1);
+        let n: i64 = w(&mut con, &format!("HSETNX {h} f4 {}", secret(5))).await;
+        assert_eq!(n, 0);
+        let v: String = w(&mut con, &format!("HGET {h} f1")).await;
+        assert_eq!(v, secret(1));
+        let none: Option<String> = w(&mut con, &format!("HGET {h} nope")).await;
+        assert_eq!(none, None);
+        let v: Vec<Option<String>> = w(&mut con, &format!("HMGET {h} f1 nope f4")).await;
+        assert_eq!(v, vec![Some(secret(1)), None, Some(secret(4))]);
+        let expected: BTreeMap<String, String> =
+            (1..=4).map(|i| (format!("f{i}"), secret(i))).collect();
+        let all: Value = w(&mut con, &format!("HGETALL {h}")).await;
+        assert_eq!(pairs(&all, resp3), expected, "HGETALL");
+        let mut vals: Vec<String> = w(&mut con, &format!("HVALS {h}")).await;
+        vals.sort();
+        assert_eq!(vals, expected.values().cloned().collect::<Vec<_>>());
+        // HRANDFIELD WITHVALUES: flat pairs in RESP2, an array of pairs in RESP3.
+        for count in ["3", "-6"] {
+            let v: Value = w(&mut con, &format!("HRANDFIELD {h} {count} WITHVALUES")).await;
+            let Value::Array(items) = &v else {
+                panic!("HRANDFIELD: {v:?}")
+            };
+            let got: Vec<(String, String)> = if resp3 {
+                items
+                    .iter()
+                    .map(|pair| match pair {
+                        Value::Array(p) => (text(&p[0]), text(&p[1])),
+                        other => panic!("HRANDFIELD RESP3 element: {other:?}"),
+                    })
+                    .collect()
+            } else {
+                items
+                    .chunks(2)
+                    .map(|p| (text(&p[0]), text(&p[1])))
+                    .collect()
+            };
+            assert_eq!(
+                got.len(),
+                count.trim_start_matches('-').parse::<usize>().unwrap()
+            );
+            for (f, v) in got {
+                assert_eq!(expected.get(&f), Some(&v), "HRANDFIELD {f}");
+            }
+        }
+        let fields: Vec<String> = w(&mut con, &format!("HRANDFIELD {h} 2")).await;
+        assert!(
+            fields.iter().all(|f| expected.contains_key(f)),
+            "{fields:?}"
+        );
+        // Fields are stored as they are; values sealed, bound to their field.
+        let stored: HashMap<String, Vec<u8>> = w(&mut b, &format!("HGETALL {h}")).await;
+        assert_eq!(stored.len(), 4);
+        for (f, v) in &stored {
+            assert_sealed(v, &expected[f], &format!("{h} {f}"));
+        }
+        // A compress-only hash, with a small value left as is.
+        let c = format!("c:{p}:h");
+        let big = secret(9).repeat(20);
+        let _: i64 = w(&mut con, &format!("HSET {c} big {big} small x")).await;
+        let all: Value = w(&mut con, &format!("HGETALL {c}")).await;
+        let got = pairs(&all, resp3);
+        assert_eq!(got["big"], big);
+        assert_eq!(got["small"], "x");
+        let stored: HashMap<String, Vec<u8>> = w(&mut b, &format!("HGETALL {c}")).await;
+        assert_eq!(flags(&stored["big"]), 0x01, "compressed only");
+        assert!(stored["big"].len() < big.len() / 2);
+        assert_eq!(stored["small"], b"x");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_round_trip_including_blocking_pops() {
+    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut b = env.backend().await;
+    for (mut con, p) in env.both().await {
+        let l = format!("s:{p}:l");
+        let l2 = format!("s:{p}:l2");
+        let n: i64 = w(&mut con, &format!("RPUSH {l} {} {}", secret(1), secret(2))).await;
+        assert_eq!(n, 2);
+        let n: i64 = w(&mut con, &format!("LPUSH {l} {}", secret(0))).await;
+        assert_eq!(n, 3);
+        let n: i64 = w(&mut con, &format!("RPUSHX {l} {}", secret(3))).await;
+        assert_eq!(n, 4);
+        let n: i64 = w(&mut con, &format!("LPUSHX {l} {}", secret(99))).await;
+        assert_eq!(n, 5);
+        let n: i64 = w(&mut con, &format!("LPUSHX s:{p}:none {}", secret(1))).await;
+        assert_eq!(n, 0);
+        let _: () = w(&mut con, &format!("LSET {l} 0 {}", secret(100))).await;
+        let all: Vec<String> = w(&mut con, &format!("LRANGE {l} 0 -1")).await;
+        assert_eq!(
+            all,
+            vec![secret(100), secret(0), secret(1), secret(2), secret(3)]
+        );
+        let stored: Vec<Vec<u8>> = w(&mut b, &format!("LRANGE {l} 0 -1")).await;
+        for (s, plain) in stored.iter().zip(&all) {
+            assert_sealed(s, plain, "list element");
+        }
+        let v: String = w(&mut con, &format!("LINDEX {l} 1")).await;
+        assert_eq!(v, secret(0));
+        let v: String = w(&mut con, &format!("LPOP {l}")).await;
+        assert_eq!(v, secret(100));
+        let v: String = w(&mut con, &format!("RPOP {l}")).await;
+        assert_eq!(v, secret(3));
+        let v: Vec<String> = w(&mut con, &format!("LPOP {l} 2")).await;
+        assert_eq!(v, vec![secret(0), secret(1)]);
+        let _: i64 = w(
+            &mut con,
+            &format!(
+                "RPUSH {l} {} {} {} {} {}",
+                secret(4),
+                secret(5),
+                secret(6),
+                secret(7),
+                secret(8)
+            ),
+        )
+        .await;
+        let v: Vec<String> = w(&mut con, &format!("RPOP {l} 1")).await;
+        assert_eq!(v, vec![secret(8)]);
+        // Moves between lists of the same rule; elements stay readable.
+        let v: String = w(&mut con, &format!("LMOVE {l} {l2} LEFT RIGHT")).await;
+        assert_eq!(v, secret(2));
+        let v: Vec<String> = w(&mut con, &format!("LRANGE {l2} 0 -1")).await;
+        assert_eq!(v, vec![secret(2)]);
+        // [l: 4 5 6 7] [l2: 2]
+        let v: (String, String) = w(&mut con, &format!("BLPOP s:{p}:empty {l2} 1")).await;
+        assert_eq!(v, (l2.clone(), secret(2)));
+        let v: (String, String) = w(&mut con, &format!("BRPOP {l} 1")).await;
+        assert_eq!(v, (l.clone(), secret(7)));
+        let v: String = w(&mut con, &format!("BLMOVE {l} {l2} LEFT LEFT 1")).await;
+        assert_eq!(v, secret(4));
+        // [l: 5 6] [l2: 4]
+        let v: (String, Vec<String>) =
+            w(&mut con, &format!("LMPOP 2 s:{p}:empty {l} LEFT COUNT 5")).await;
+        assert_eq!(v, (l.clone(), vec![secret(5), secret(6)]));
+        let v: (String, Vec<String>) = w(&mut con, &format!("BLMPOP 1 1 {l2} RIGHT")).await;
+        assert_eq!(v, (l2.clone(), vec![secret(4)]));
+        let none: Option<Value> = w(&mut con, &format!("LMPOP 1 {l} LEFT")).await;
+        assert_eq!(none, None);
+        // Blocking for real: the pushed element reaches the blocked client in plaintext.
+        let q = format!("s:{p}:q");
+        let mut waiter = if p == "p3" {
+            env.con3().await
+        } else {
+            env.con().await
+        };
+        let key = q.clone();
+        let blocked = tokio::spawn(async move {
+            let v: (String, String) = w(&mut waiter, &format!("BLPOP {key} 10")).await;
+            let m: String = w(&mut waiter, &format!("BLMOVE {key} {key}:to LEFT LEFT 10")).await;
+            let r: (String, Vec<String>) = w(&mut waiter, &format!("BLMPOP 10 1 {key} LEFT")).await;
+            (v, m, r)
+        });
+        for n in 50..53 {
+            wait_blocked(&mut b, 1).await;
+            let _: i64 = w(&mut con, &format!("RPUSH {q} {}", secret(n))).await;
+        }
+        let (v, m, r) = blocked.await.unwrap();
+        assert_eq!(v, (q.clone(), secret(50)));
+        assert_eq!(m, secret(51));
+        assert_eq!(r, (q.clone(), vec![secret(52)]));
+        // LINSERT compares stored elements: fine with compression alone
+        // (deterministic), refused under encryption.
+        let c = format!("c:{p}:l");
+        let big = |n: usize| secret(n).repeat(5);
+        let _: i64 = w(&mut con, &format!("RPUSH {c} {} {}", big(1), big(3))).await;
+        let n: i64 = w(
+            &mut con,
+            &format!("LINSERT {c} BEFORE {} {}", big(3), big(2)),
+        )
+        .await;
+        assert_eq!(n, 3);
+        let v: Vec<String> = w(&mut con, &format!("LRANGE {c} 0 -1")).await;
+        assert_eq!(v, vec![big(1), big(2), big(3)]);
+        let stored: Vec<Vec<u8>> = w(&mut b, &format!("LRANGE {c} 0 -1")).await;
+        assert!(stored.iter().all(|s| flags(s) == 0x01));
+        let e = err(&mut con, &format!("LINSERT {l} BEFORE x y")).await;
+        assert!(
+            e.contains(&format!(
+                "LINSERT not supported on transformed key '{l}' (rule 's:*')"
+            )),
+            "{e}"
+        );
+        // Moving an element to a key of another rule is refused.
+        let e = err(&mut con, &format!("LMOVE {l} {c} LEFT LEFT")).await;
+        assert!(e.contains("LMOVE not supported"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_and_copied_values_are_rejected_naming_the_key() {
+    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut con = env.con().await;
+    let mut b = env.backend().await;
+    for key in ["s:t", "e:t"] {
+        let _: () = w(&mut con, &format!("SET {key} {}", secret(1))).await;
+        let stored = raw_get(&mut b, key).await;
+        // Every single bit flip of the stored value is detected.
+        for i in (0..stored.len()).step_by(3) {
+            let mut bad = stored.clone();
+            bad[i] ^= 0x04;
+            let _: () = q(&mut b, &[b"SET", key.as_bytes(), &bad]).await;
+            let got: redis::RedisResult<Option<Vec<u8>>> =
+                cmd("GET").arg(key).query_async(&mut con).await;
+            match got {
+                Err(e) => assert!(e.to_string().contains(&format!("'{key}'")), "{e}"),
+                // Damage to the magic itself makes a plain value: returned as
+                // stored, never as the old plaintext.
+                Ok(v) => {
+                    assert!(i < 4, "byte {i}: accepted {v:?}");
+                    assert_eq!(v.as_deref(), Some(&bad[..]));
+                }
+            }
+        }
+        // Truncated.
+        let _: () = q(
+            &mut b,
+            &[b"SET", key.as_bytes(), &stored[..stored.len() - 5]],
+        )
+        .await;
+        let e = err(&mut con, &format!("GET {key}")).await;
+        assert!(e.contains(&format!("'{key}'")), "{e}");
+        // Copied to another key: bound to its key name, so rejected there.
+        let copy = format!("{key}:copy");
+        let _: () = q(&mut b, &[b"SET", copy.as_bytes(), &stored]).await;
+        let e = err(&mut con, &format!("GET {copy}")).await;
+        assert!(
+            e.contains(&format!(
+                "cannot decrypt value of key '{copy}' (authentication failed)"
+            )),
+            "{e}"
+        );
+        // MGET with one bad value fails as a whole; nothing is returned as garbage.
+        let _: () = w(&mut con, &format!("SET {key}:ok {}", secret(2))).await;
+        let e = err(&mut con, &format!("MGET {key}:ok {copy}")).await;
+        assert!(e.contains(&copy), "{e}");
+    }
+    // Hash values are bound to their field: swapping two is detected.
+    let _: i64 = w(
+        &mut con,
+        &format!("HSET s:h f1 {} f2 {}", secret(1), secret(2)),
+    )
+    .await;
+    let f1: Vec<u8> = w(&mut b, "HGET s:h f1").await;
+    let _: i64 = q(&mut b, &[b"HSET", b"s:h", b"f2", &f1]).await;
+    let e = err(&mut con, "HGET s:h f2").await;
+    assert!(e.contains("key 's:h' field 'f2'"), "{e}");
+    let e = err(&mut con, "HGETALL s:h").await;
+    assert!(e.contains("'s:h'"), "{e}");
+    // A list element copied into a string is rejected.
+    let _: i64 = w(&mut con, &format!("RPUSH s:l {}", secret(3))).await;
+    let el: Vec<u8> = w(&mut b, "LINDEX s:l 0").await;
+    let _: () = q(&mut b, &[b"SET", b"s:from-list", &el]).await;
+    let e = err(&mut con, "GET s:from-list").await;
+    assert!(e.contains("'s:from-list'"), "{e}");
+
+    let m = env.metrics().await;
+    let auth = metric(&m, "strata_transform_failures_total{kind=\"auth_failed\"}").unwrap();
+    assert!(auth >= 4.0, "auth_failed {auth}");
+    let trunc = metric(&m, "strata_transform_failures_total{kind=\"truncated\"}").unwrap()
+        + metric(&m, "strata_transform_failures_total{kind=\"malformed\"}").unwrap();
+    assert!(trunc + auth >= 6.0, "{m}");
+}
+
+/// Reads every stored value of the pattern's keys on the backend, by key
+/// (strings, hash fields, list elements).
+async fn stored_values(b: &mut MultiplexedConnection, pattern: &str) -> BTreeMap<String, Vec<u8>> {
+    let keys: Vec<String> = w(b, &format!("KEYS {pattern}")).await;
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let ty: String = w(b, &format!("TYPE {k}")).await;
+        match ty.as_str() {
+            "string" => {
+                out.insert(k.clone(), raw_get(b, &k).await);
+            }
+            "hash" => {
+                let h: HashMap<String, Vec<u8>> = w(b, &format!("HGETALL {k}")).await;
+                for (f, v) in h {
+                    out.insert(format!("{k}/{f}"), v);
+                }
+            }
+            "list" => {
+                let l: Vec<Vec<u8>> = w(b, &format!("LRANGE {k} 0 -1")).await;
+                for (i, v) in l.into_iter().enumerate() {
+                    out.insert(format!("{k}/{i}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Runs `PROXY REWRAP` to the end from cursor `from`, resuming from each
+/// returned cursor on a fresh connection; returns (steps, scanned,
+/// rewrapped, skipped).
+async fn rewrap_all(env: &TEnv, pattern: &str, count: usize, from: &str) -> (usize, i64, i64, i64) {
+    let mut cursor = from.to_string();
+    let (mut steps, mut scanned, mut rewrapped, mut skipped) = (0, 0, 0, 0);
+    loop {
+        let mut con = env.con().await;
+        let (next, s, r, k): (String, i64, i64, i64) = w(
+            &mut con,
+            &format!("PROXY REWRAP {pattern} COUNT {count} RESUME {cursor}"),
+        )
+        .await;
+        steps += 1;
+        scanned += s;
+        rewrapped += r;
+        skipped += k;
+        cursor = next;
+        if cursor == "0" {
+            return (steps, scanned, rewrapped, skipped);
+        }
+        assert!(steps < 1000, "REWRAP does not finish");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_with_resumable_rewrap() {
+    let mut env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut b = env.backend().await;
+    {
+        let mut con = env.con().await;
+        for i in 0..40 {
+            let _: () = w(&mut con, &format!("SET s:r:{i} {}", secret(i))).await;
+        }
+        let _: i64 = w(
+            &mut con,
+            &format!("HSET s:r:h a {} b {}", secret(1), secret(2)),
+        )
+        .await;
+        let _: i64 = w(
+            &mut con,
+            &format!("RPUSH s:r:l {} {} {}", secret(1), secret(2), secret(3)),
+        )
+        .await;
+        let _: () = w(&mut con, &format!("SET e:r:1 {}", secret(1))).await;
+        let _: () = w(&mut con, &format!("SET s:outside {}", secret(1))).await;
+        let _: i64 = w(&mut con, "SADD s:r:set member").await;
+        let _: i64 = w(&mut con, "EXPIRE s:r:3 1000").await;
+    }
+    // Written before any rule: migrated too.
+    let _: () = w(&mut b, "SET s:r:legacy legacy-plain").await;
+    for (k, v) in stored_values(&mut b, "s:r:*").await {
+        if k != "s:r:legacy" {
+            assert_eq!(key_id(&v).as_deref(), Some("k1"), "{k}");
+        }
+    }
+
+    // Rotate: k2 becomes the write key, k1 stays loaded for reads.
+    env.restart("k2", &["k1", "k2"]).await;
+    let mut con = env.con().await;
+    let v: String = w(&mut con, "GET s:r:7").await;
+    assert_eq!(v, secret(7));
+    let _: () = w(&mut con, &format!("SET s:r:new {}", secret(100))).await;
+    assert_eq!(
+        key_id(&raw_get(&mut b, "s:r:new").await).as_deref(),
+        Some("k2")
+    );
+    // A tampered value in the pattern is reported and left alone.
+    let mut bad = raw_get(&mut b, "s:r:39").await;
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let _: () = q(&mut b, &[b"SET", b"s:r:39", &bad]).await;
+
+    // One step, then resume from its cursor.
+    let (first, s1, r1, _): (String, i64, i64, i64) =
+        w(&mut con, "PROXY REWRAP s:r:* COUNT 5").await;
+    assert!(s1 >= 5, "scanned {s1}");
+    assert!(r1 >= 1, "rewrapped {r1}");
+    assert_ne!(first, "0", "one step of 5 cannot cover 45 keys");
+    let (steps, scanned, rewrapped, skipped) = rewrap_all(&env, "s:r:*", 5, &first).await;
+    assert!(steps >= 2, "{steps} steps");
+    assert!(scanned + s1 >= 45, "scanned {scanned} + {s1}");
+    // 40 strings + hash + list + legacy (+ s:r:new already k2) - the bad one.
+    assert!(rewrapped + r1 >= 42, "rewrapped {rewrapped} + {r1}");
+    assert!(skipped >= 1, "the tampered key is skipped");
+    for (k, v) in stored_values(&mut b, "s:r:*").await {
+        if k == "s:r:39" {
+            assert_eq!(v, bad, "a value that cannot be opened is never rewritten");
+        } else {
+            assert_eq!(key_id(&v).as_deref(), Some("k2"), "{k}");
+        }
+    }
+    let members: Vec<String> = w(&mut b, "SMEMBERS s:r:set").await;
+    assert_eq!(members, vec!["member"], "sets are untouched");
+    let ttl: i64 = w(&mut b, "TTL s:r:3").await;
+    assert!(ttl > 900, "REWRAP keeps the TTL: {ttl}");
+    // Nothing left to do on a second pass; outside the pattern, nothing changed.
+    let (_, _, again, _) = rewrap_all(&env, "s:r:*", 100, "0").await;
+    assert_eq!(again, 0);
+    assert_eq!(
+        key_id(&raw_get(&mut b, "e:r:1").await).as_deref(),
+        Some("k1")
+    );
+    assert_eq!(
+        key_id(&raw_get(&mut b, "s:outside").await).as_deref(),
+        Some("k1")
+    );
+    let m = env.metrics().await;
+    assert!(metric(&m, "strata_transform_plain_values_total").is_some());
+
+    // Retire k1: everything rewrapped reads with k2 alone.
+    env.restart("k2", &["k2"]).await;
+    let mut con = env.con().await;
+    for i in 0..39 {
+        let v: String = w(&mut con, &format!("GET s:r:{i}")).await;
+        assert_eq!(v, secret(i));
+    }
+    let h: BTreeMap<String, String> = w(&mut con, "HGETALL s:r:h").await;
+    assert_eq!(h["a"], secret(1));
+    let l: Vec<String> = w(&mut con, "LRANGE s:r:l 0 -1").await;
+    assert_eq!(l, vec![secret(1), secret(2), secret(3)]);
+    let v: String = w(&mut con, "GET s:r:legacy").await;
+    assert_eq!(v, "legacy-plain");
+    // What was not rewrapped names the missing key.
+    let e = err(&mut con, "GET s:outside").await;
+    assert!(
+        e.contains("cannot decrypt value of key 's:outside' (unknown key id 'k1')"),
+        "{e}"
+    );
+    // Bad arguments.
+    let e = err(&mut con, "PROXY REWRAP s:* COUNT 0").await;
+    assert!(e.contains("COUNT"), "{e}");
+    let e = err(&mut con, "PROXY FLY").await;
+    assert!(e.contains("unknown PROXY subcommand"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_values_written_before_the_rule_are_returned_and_counted() {
+    let env = TEnv::start("k1", &["k1"]).await;
+    let mut b = env.backend().await;
+    let _: () = w(&mut b, "SET s:m:old legacy-string").await;
+    let _: i64 = w(&mut b, "HSET s:m:h old legacy-field").await;
+    let _: i64 = w(&mut b, "RPUSH s:m:l legacy-element").await;
+    let _: () = w(&mut b, "SET strict:1 planted").await;
+    for (mut con, p) in env.both().await {
+        let resp3 = p == "p3";
+        let v: String = w(&mut con, "GET s:m:old").await;
+        assert_eq!(v, "legacy-string");
+        let _: () = w(&mut con, &format!("SET s:m:new:{p} {}", secret(1))).await;
+        let v: Vec<String> = w(&mut con, &format!("MGET s:m:old s:m:new:{p}")).await;
+        assert_eq!(v, vec!["legacy-string".to_string(), secret(1)]);
+        let _: i64 = w(&mut con, &format!("HSET s:m:h new{p} {}", secret(2))).await;
+        let all: Value = w(&mut con, "HGETALL s:m:h").await;
+        let got = pairs(&all, resp3);
+        assert_eq!(got["old"], "legacy-field");
+        assert_eq!(got[&format!("new{p}")], secret(2));
+        let _: i64 = w(&mut con, &format!("RPUSH s:m:l {}", secret(3))).await;
+        let l: Vec<String> = w(&mut con, "LRANGE s:m:l 0 1").await;
+        assert_eq!(l, vec!["legacy-element".to_string(), secret(3)]);
+        let _: String = w(&mut con, "RPOP s:m:l").await;
+        // A rule with accept_plain = false refuses what it cannot prove strata wrote.
+        let e = err(&mut con, "GET strict:1").await;
+        assert!(
+            e.contains("value of key 'strict:1' is not encrypted (rule 'strict:*'"),
+            "{e}"
+        );
+    }
+    let m = env.metrics().await;
+    let plain = metric(&m, "strata_transform_plain_values_total").unwrap();
+    assert!(plain >= 8.0, "plain values counted: {plain}");
+    let refused = metric(
+        &m,
+        "strata_transform_failures_total{kind=\"plain_refused\"}",
+    )
+    .unwrap();
+    assert_eq!(refused, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_and_encryption_on_one_rule() {
+    let env = TEnv::start("k1", &["k1"]).await;
+    let mut con = env.con().await;
+    let mut b = env.backend().await;
+    let json: String = (0..60)
+        .map(|i| format!(r#"{{"id":{i},"name":"user {i}","email":"user{i}@example.com","roles":["reader","writer"],"active":true}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let json = format!("[{json}]");
+    for key in ["s:big", "c:big", "e:big"] {
+        let _: () = q(&mut con, &[b"SET", key.as_bytes(), json.as_bytes()]).await;
+        let got: String = q(&mut con, &[b"GET", key.as_bytes()]).await;
+        assert_eq!(got, json, "{key}");
+    }
+    let s = raw_get(&mut b, "s:big").await;
+    let c = raw_get(&mut b, "c:big").await;
+    let e = raw_get(&mut b, "e:big").await;
+    assert_eq!(flags(&s), 0x03, "compressed and encrypted");
+    assert_eq!(flags(&c), 0x01, "compressed");
+    assert_eq!(flags(&e), 0x02, "encrypted");
+    assert_sealed(&s, "user", "s:big");
+    assert_sealed(&e, "user", "e:big");
+    assert!(
+        s.len() < json.len() * 6 / 10,
+        "{} of {}",
+        s.len(),
+        json.len()
+    );
+    assert!(e.len() > json.len());
+    // Compression ran first: the encrypted value is about as small as the compressed one.
+    assert!(s.len() < c.len() + 64, "{} vs {}", s.len(), c.len());
+    // Below min_size, a compress-only rule stores the value as it is.
+    let _: () = w(&mut con, "SET c:small tiny").await;
+    assert_eq!(raw_get(&mut b, "c:small").await, b"tiny");
+    let n: i64 = w(&mut con, "STRLEN s:big").await;
+    assert_eq!(n, json.len() as i64);
+    let m = env.metrics().await;
+    let ratio = metric(&m, "strata_transform_compression_ratio").unwrap();
+    assert!(ratio > 1.2, "ratio {ratio}");
+    let before = metric(&m, "strata_transform_plain_bytes_total{op=\"seal\"}").unwrap();
+    let after = metric(&m, "strata_transform_stored_bytes_total{op=\"seal\"}").unwrap();
+    assert!(
+        before >= 3.0 * json.len() as f64 && after < before,
+        "{before} {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commands_get_a_clear_error_and_sets_are_untouched() {
+    let env = TEnv::start("k1", &["k1"]).await;
+    let mut raw = env.raw().await;
+    let mut con = env.con().await;
+    let _: () = w(&mut con, "SET s:str some-value").await;
+    let _: i64 = w(&mut con, "HSET s:hash f 1").await;
+    let _: i64 = w(&mut con, "RPUSH s:list 3 1 2").await;
+    let refused = [
+        ("APPEND s:str x", "APPEND", "s:str"),
+        ("SETRANGE s:str 0 x", "SETRANGE", "s:str"),
+        ("GETRANGE s:str 0 2", "GETRANGE", "s:str"),
+        ("SUBSTR s:str 0 2", "SUBSTR", "s:str"),
+        ("INCR s:str", "INCR", "s:str"),
+        ("DECR s:str", "DECR", "s:str"),
+        ("INCRBY s:str 2", "INCRBY", "s:str"),
+        ("DECRBY s:str 2", "DECRBY", "s:str"),
+        ("INCRBYFLOAT s:str 1.5", "INCRBYFLOAT", "s:str"),
+        ("SETBIT s:str 1 1", "SETBIT", "s:str"),
+        ("GETBIT s:str 1", "GETBIT", "s:str"),
+        ("BITCOUNT s:str", "BITCOUNT", "s:str"),
+        ("BITPOS s:str 1", "BITPOS", "s:str"),
+        ("BITFIELD s:str GET u8 0", "BITFIELD", "s:str"),
+        ("BITFIELD_RO s:str GET u8 0", "BITFIELD_RO", "s:str"),
+        ("BITOP AND plain:dst s:str plain:src", "BITOP", "s:str"),
+        ("LCS plain:a s:str", "LCS", "s:str"),
+        ("HINCRBY s:hash f 1", "HINCRBY", "s:hash"),
+        ("HINCRBYFLOAT s:hash f 1.5", "HINCRBYFLOAT", "s:hash"),
+        ("HSTRLEN s:hash f", "HSTRLEN", "s:hash"),
+        ("SORT s:list BY nosort GET plain:*", "SORT", "s:list"),
+        ("SORT s:list STORE plain:dst", "SORT", "s:list"),
+        ("LPOS s:list 1", "LPOS", "s:list"),
+        ("LREM s:list 0 1", "LREM", "s:list"),
+        ("EVAL return(1) 1 s:str", "EVAL", "s:str"),
+        (
+            "EVALSHA e0e1f9fabfc9d4800c877a703b823ac0578ff8db 1 s:str",
+            "EVALSHA",
+            "s:str",
+        ),
+        ("EVAL_RO return(1) 1 s:str", "EVAL_RO", "s:str"),
+        ("FCALL f 1 s:str", "FCALL", "s:str"),
+        ("FCALL_RO f 1 s:str", "FCALL_RO", "s:str"),
+        ("RENAME s:str s:other", "RENAME", "s:str"),
+        ("COPY s:str plain:copy", "COPY", "s:str"),
+    ];
+    for (line, name, key) in refused {
+        let expected =
+            format!("-ERR {name} not supported on transformed key '{key}' (rule 's:*')\r\n");
+        let got = raw.cmd(line).await;
+        assert_eq!(show(&got), show(expected.as_bytes()), "{line}");
+    }
+    // Nothing refused reached Redis.
+    let v: String = w(&mut con, "GET s:str").await;
+    assert_eq!(v, "some-value");
+    // STRLEN is emulated: the plaintext's length.
+    let n: i64 = w(&mut con, "STRLEN s:str").await;
+    assert_eq!(n, 10);
+    // Scripts are allowed where the rule says so; they see stored bytes.
+    let _: () = w(&mut con, &format!("SET script:1 {}", secret(1))).await;
+    let stored: Vec<u8> = w(
+        &mut con,
+        "EVAL return(redis.call('GET',KEYS[1])) 1 script:1",
+    )
+    .await;
+    assert_sealed(&stored, &secret(1), "EVAL result");
+    let v: i64 = w(&mut con, "EVAL return(1) 1 plain:key").await;
+    assert_eq!(v, 1);
+    // Keys without a rule keep every command.
+    let n: i64 = w(&mut con, "APPEND plain:x abc").await;
+    assert_eq!(n, 3);
+    let n: i64 = w(&mut con, "INCR plain:n").await;
+    assert_eq!(n, 1);
+    // Sets and sorted sets hold members, not values: never transformed.
+    let _: i64 = w(&mut con, "SADD s:set member-one").await;
+    let _: i64 = w(&mut con, "ZADD s:zset 1 member-two").await;
+    let mut b = env.backend().await;
+    let m: Vec<String> = w(&mut b, "SMEMBERS s:set").await;
+    assert_eq!(m, vec!["member-one"]);
+    let z: Vec<String> = w(&mut b, "ZRANGE s:zset 0 -1").await;
+    assert_eq!(z, vec!["member-two"]);
+    let m = env.metrics().await;
+    let refused_n = metric(&m, "strata_transform_refused_commands_total").unwrap();
+    assert!(refused_n >= refused.len() as f64, "{refused_n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_exec_opens_each_queued_reply() {
+    let env = TEnv::start("k1", &["k1"]).await;
+    let mut raw = env.raw().await;
+    raw.expect("SET plain:tx plain-value", b"+OK\r\n").await;
+    raw.expect("MULTI", b"+OK\r\n").await;
+    for line in [
+        "SET s:tx:1 v1-secret-value",
+        "GET s:tx:1",
+        "HSET s:tx:h f hv-secret-value",
+        "HGETALL s:tx:h",
+        "RPUSH s:tx:l e1-secret-value",
+        "LRANGE s:tx:l 0 -1",
+        "GET plain:tx",
+        "MGET plain:tx s:tx:1",
+    ] {
+        raw.expect(line, b"+QUEUED\r\n").await;
+    }
+    raw.expect(
+        "EXEC",
+        b"*8\r\n+OK\r\n$15\r\nv1-secret-value\r\n:1\r\n*2\r\n$1\r\nf\r\n$15\r\nhv-secret-value\r\n\
+          :1\r\n*1\r\n$15\r\ne1-secret-value\r\n$11\r\nplain-value\r\n\
+          *2\r\n$11\r\nplain-value\r\n$15\r\nv1-secret-value\r\n",
+    )
+    .await;
+    // DISCARD drops the queued plans.
+    raw.expect("MULTI", b"+OK\r\n").await;
+    raw.expect("GET s:tx:1", b"+QUEUED\r\n").await;
+    raw.expect("DISCARD", b"+OK\r\n").await;
+    raw.expect("MULTI", b"+OK\r\n").await;
+    raw.expect("SET plain:tx x", b"+QUEUED\r\n").await;
+    raw.expect("GET s:tx:1", b"+QUEUED\r\n").await;
+    raw.expect("EXEC", b"*2\r\n+OK\r\n$15\r\nv1-secret-value\r\n")
+        .await;
+    // A refused command inside MULTI aborts the transaction, as a queueing
+    // error does in Redis: nothing of it runs.
+    raw.expect("MULTI", b"+OK\r\n").await;
+    raw.expect("SET plain:tx changed", b"+QUEUED\r\n").await;
+    raw.expect(
+        "APPEND s:tx:1 x",
+        b"-ERR APPEND not supported on transformed key 's:tx:1' (rule 's:*')\r\n",
+    )
+    .await;
+    raw.expect(
+        "EXEC",
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    raw.expect("GET plain:tx", b"$1\r\nx\r\n").await;
+    // WATCH: an aborted EXEC is a null reply, passed through.
+    raw.expect("WATCH s:tx:1", b"+OK\r\n").await;
+    let mut other = env.con().await;
+    let _: () = w(&mut other, "SET s:tx:1 changed-by-other").await;
+    raw.expect("MULTI", b"+OK\r\n").await;
+    raw.expect("GET s:tx:1", b"+QUEUED\r\n").await;
+    raw.expect("EXEC", b"*-1\r\n").await;
+    // redis-rs transactions, RESP3: the map inside EXEC's reply is opened.
+    let mut con = env.con3().await;
+    let (v, h, l): (String, HashMap<String, String>, Vec<String>) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("s:tx:2")
+        .arg(secret(2))
+        .ignore()
+        .cmd("GET")
+        .arg("s:tx:2")
+        .cmd("HGETALL")
+        .arg("s:tx:h")
+        .cmd("LRANGE")
+        .arg("s:tx:l")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(v, secret(2));
+    assert_eq!(h["f"], "hv-secret-value");
+    assert_eq!(l, vec!["e1-secret-value"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_mix_of_transformed_and_plain_commands_stays_in_order() {
+    let env = TEnv::start("k1", &["k1"]).await;
+    let mut raw = env.raw().await;
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let (key, value) = if i % 3 == 0 {
+            (format!("plain:p:{i}"), format!("plain-{i}"))
+        } else {
+            (format!("s:p:{i}"), secret(i))
+        };
+        batch.extend(support::clients::encode(&[
+            b"SET",
+            key.as_bytes(),
+            value.as_bytes(),
+        ]));
+        batch.extend(support::clients::encode(&[b"GET", key.as_bytes()]));
+        expected.extend_from_slice(b"+OK\r\n");
+        expected.extend(format!("${}\r\n{value}\r\n", value.len()).into_bytes());
+    }
+    raw.send(&batch).await;
+    let mut got = Vec::new();
+    for _ in 0..600 {
+        got.extend(raw.read_frame().await);
+    }
+    assert_eq!(show(&got), show(&expected));
+}
+
+#[test]
+fn check_config_names_a_bad_rule_and_a_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[transform]]\npattern = \"a:*\"\ncompress = \"lz4\"\n\
+         [[transform]]\npattern = \"b:*\"\nencrypt = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("transform[1] (pattern 'b:*'): encrypt = true needs key_id"),
+        "{stderr}"
+    );
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        format!(
+            "[[transform]]\npattern = \"b:*\"\nencrypt = true\n\
+             [transform_keys]\nactive_key = \"k1\"\n[transform_keys.keys]\n\
+             k1 = {{ file = \"{}\" }}\n",
+            dir.path().join("nope").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--check-config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("k1"), "{stderr}");
+}
