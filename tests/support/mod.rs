@@ -16,12 +16,28 @@ pub use redis_server::RedisServer;
 
 use std::net::TcpListener;
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed again).
+/// A free TCP port on 127.0.0.1 for a test server.
+///
+/// Chosen below the kernel's ephemeral range (32768+ on Linux), so an
+/// outgoing connection (strata reconnecting to a backend that is down, say)
+/// can never be handed the port of a server a test has stopped and is about
+/// to restart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 15_000 + (seed.wrapping_add(n.wrapping_mul(104_729)) % 17_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 15000 and 32000");
 }
 
 /// The path of a required binary, or a panic that says how to install it.
