@@ -19,6 +19,27 @@
 //!
 //! Frames stay bytes: requests are built as RESP frames, replies are read
 //! as byte ranges of the frame the backend sent, never decoded into values.
+//!
+//! # Wiring (for the cluster router; not done yet)
+//!
+//! * **Per batch**: load the `SlotMap` snapshot once, [`plan`] each command.
+//!   `Plan::Slot` goes unchanged to the slot's node (the client's pinned
+//!   mux connection to that node keeps its per-node FIFO); `Plan::Split`
+//!   and fan-outs become one pending entry that gathers its sub-replies and
+//!   merges them ([`Split::merge`], [`split::merge_fanout`],
+//!   [`scan::client_reply`]); `CrossSlot` is answered at once. Requests
+//!   for one node are handed to it as one message per batch.
+//! * **Order**: the client's pending queue keeps one entry per command in
+//!   request order, whatever the number of nodes behind it; the writer
+//!   awaits entries in order, so gathers and retries never reorder replies.
+//! * **Redirects**: where the reply is awaited, keep the request bytes
+//!   (a `Bytes` clone) and [`classify`] the reply (one byte for non-errors).
+//!   MOVED: poke the topology refresh, [`redirect::check_target`] (after one
+//!   refresh if unknown), [`redirect::Hops::follow`], resend to the target.
+//!   ASK: `ASKING` + request as one unit on one connection of the target.
+//!   TRYAGAIN/CLUSTERDOWN: [`redirect::retry_backoff`] up to the configured
+//!   limit, then a clear error. Retries of one connection's replies are
+//!   issued in reply order, so commands on one slot stay in order.
 
 pub mod redirect;
 mod resp;

@@ -164,8 +164,10 @@ impl SlotMap {
     /// Reorders shards by their lowest slot and drops those without slots.
     fn normalized(shards: Vec<Shard>, owner: &[u16]) -> SlotMap {
         let mut order: Vec<u16> = Vec::with_capacity(shards.len());
+        let mut seen = vec![false; shards.len()];
         for &cell in owner {
-            if cell != UNASSIGNED && !order.contains(&cell) {
+            if let Some(s) = seen.get_mut(usize::from(cell)).filter(|s| !**s) {
+                *s = true;
                 order.push(cell);
             }
         }
