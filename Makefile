@@ -66,6 +66,7 @@ bench-deps:
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	command -v nutcracker      >/dev/null || missing="$$missing nutcracker"; \
 	command -v redis-sentinel  >/dev/null || missing="$$missing redis-sentinel"; \
+	command -v python3         >/dev/null || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -81,6 +82,7 @@ bench: release bench-deps
 	$(CARGO) bench --bench protocol --bench command_lookup -- --quick
 	bash benches/proxy_bench.sh
 	bash benches/sentinel_failover.sh
+	$(MAKE) bench-transforms
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
 bench-micro:
@@ -94,3 +96,13 @@ bench-micro:
 ## target/bench/sentinel-failover-latest.txt.
 bench-sentinel: deps
 	bash benches/sentinel_failover.sh
+
+.PHONY: bench-transforms
+
+## Value transforms: lz4 and AES-GCM per core (criterion, short run), then
+## GET/SET through strata for 1 KiB and 16 KiB values with no rule, lz4, and
+## lz4+AES-GCM, and the stored size of a JSON corpus. Summary in
+## target/bench/transforms-latest.txt.
+bench-transforms: release bench-deps
+	$(CARGO) bench --bench transforms -- --quick
+	bash benches/transforms_bench.sh

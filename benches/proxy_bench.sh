@@ -177,6 +177,8 @@ pid_of() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# What is measured, taken now: the tree may change while the benchmark runs.
+BUILD="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' + uncommitted changes'), binary built $(date -u -r "$STRATA" '+%Y-%m-%d %H:%M UTC')"
 TARGETS=(direct strata twemproxy)
 RESULTS=$TMP/results.csv # repeat,mode,target,test,rps,p50_ms,cpu_us_per_req
 # Modes: "1" and "16" are -c $CLIENTS at that pipeline depth (the targets);
@@ -233,7 +235,7 @@ mkdir -p "$(dirname "$OUT")"
 {
   echo "strata proxy benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
-  echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)"
+  echo "$(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -1), strata $BUILD"
   echo "redis-benchmark -c $CLIENTS -d $VALUE -t set,get -n $N_P1 -P 1 | -n $N_P16 -P 16 --csv; medians of $REPEATS runs per target, interleaved"
   [ "$N_C1" -gt 0 ] && echo "hop latency: redis-benchmark -c 1 -d $VALUE -t set,get -n $N_C1 -P 1 --csv"
   echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,6 +1,6 @@
 //! Per-core cost of value transforms (src/transform): lz4 compression,
 //! AES-256-GCM, and both, sealing (write path) and opening (read path)
-//! 1 KiB and 16 KiB JSON-like values; plus the request/reply rewriting a
+//! 1 KiB and 16 KiB values, JSON-like and random (incompressible); plus the request/reply rewriting a
 //! session does around them (`Transforms::prepare` for SET,
 //! `Transforms::apply_reply` for GET).
 //!
@@ -125,10 +125,20 @@ fn transforms() -> Transforms {
 
 fn bench_envelope(c: &mut Criterion) {
     let t = transforms();
-    for size in [1024usize, 16 * 1024] {
+    // JSON-like values, and values like redis-benchmark's `-d` (random
+    // printable bytes: lz4 tries, fails and stores them as they are).
+    let cases = [1024usize, 16 * 1024].into_iter().flat_map(|size| {
         let mut rng = Rng(0x5eed + size as u64);
-        let value = Bytes::from(json_value(&mut rng, size));
-        let mut group = c.benchmark_group(format!("transforms/{}KiB", size / 1024));
+        let json = json_value(&mut rng, size);
+        let random: Vec<u8> = (0..size).map(|_| b'0' + (rng.next() % 64) as u8).collect();
+        [
+            (format!("{}KiB", size / 1024), json),
+            (format!("{}KiB-random", size / 1024), random),
+        ]
+    });
+    for (name, value) in cases {
+        let value = Bytes::from(value);
+        let mut group = c.benchmark_group(format!("transforms/{name}"));
         group.throughput(Throughput::Bytes(value.len() as u64));
         for kind in ["lz4", "gcm", "both"] {
             let key = format!("{kind}:session:12345");

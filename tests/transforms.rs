@@ -453,6 +453,15 @@ async fn hashes_round_trip_in_resp2_and_resp3() {
                 assert_eq!(expected.get(&f), Some(&v), "HRANDFIELD {f}");
             }
         }
+        // HSCAN: [cursor, [field, value, …]].
+        let (cursor, flat): (String, Vec<String>) =
+            w(&mut con, &format!("HSCAN {h} 0 COUNT 100")).await;
+        assert_eq!(cursor, "0");
+        let scanned: BTreeMap<String, String> = flat
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        assert_eq!(scanned, expected, "HSCAN");
         let fields: Vec<String> = w(&mut con, &format!("HRANDFIELD {h} 2")).await;
         assert!(
             fields.iter().all(|f| expected.contains_key(f)),
@@ -533,6 +542,11 @@ async fn lists_round_trip_including_blocking_pops() {
         assert_eq!(v, secret(2));
         let v: Vec<String> = w(&mut con, &format!("LRANGE {l2} 0 -1")).await;
         assert_eq!(v, vec![secret(2)]);
+        // RPOPLPUSH and BRPOPLPUSH too.
+        let v: String = w(&mut con, &format!("RPOPLPUSH {l2} {l2}")).await;
+        assert_eq!(v, secret(2));
+        let v: String = w(&mut con, &format!("BRPOPLPUSH {l2} {l2} 1")).await;
+        assert_eq!(v, secret(2));
         // [l: 4 5 6 7] [l2: 2]
         let v: (String, String) = w(&mut con, &format!("BLPOP s:{p}:empty {l2} 1")).await;
         assert_eq!(v, (l2.clone(), secret(2)));
@@ -1028,14 +1042,15 @@ async fn multi_exec_opens_each_queued_reply() {
         "LRANGE s:tx:l 0 -1",
         "GET plain:tx",
         "MGET plain:tx s:tx:1",
+        "STRLEN s:tx:1",
     ] {
         raw.expect(line, b"+QUEUED\r\n").await;
     }
     raw.expect(
         "EXEC",
-        b"*8\r\n+OK\r\n$15\r\nv1-secret-value\r\n:1\r\n*2\r\n$1\r\nf\r\n$15\r\nhv-secret-value\r\n\
+        b"*9\r\n+OK\r\n$15\r\nv1-secret-value\r\n:1\r\n*2\r\n$1\r\nf\r\n$15\r\nhv-secret-value\r\n\
           :1\r\n*1\r\n$15\r\ne1-secret-value\r\n$11\r\nplain-value\r\n\
-          *2\r\n$11\r\nplain-value\r\n$15\r\nv1-secret-value\r\n",
+          *2\r\n$11\r\nplain-value\r\n$15\r\nv1-secret-value\r\n:15\r\n",
     )
     .await;
     // DISCARD drops the queued plans.
@@ -1097,9 +1112,24 @@ async fn multi_exec_opens_each_queued_reply() {
 async fn pipelined_mix_of_transformed_and_plain_commands_stays_in_order() {
     let env = TEnv::start("k1", &["k1"]).await;
     let mut raw = env.raw().await;
+    // A value that does not open, in the middle of the pipeline: its reply
+    // is an error in its place, and its neighbours are unaffected.
+    let mut con = env.con().await;
+    let _: () = w(&mut con, &format!("SET s:p:bad {}", secret(1))).await;
+    let mut b = env.backend().await;
+    let mut bad = raw_get(&mut b, "s:p:bad").await;
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let _: () = q(&mut b, &[b"SET", b"s:p:bad", &bad]).await;
     let mut batch = Vec::new();
     let mut expected = Vec::new();
     for i in 0..300 {
+        if i == 150 {
+            batch.extend(support::clients::encode(&[b"GET", b"s:p:bad"]));
+            expected.extend_from_slice(
+                b"-ERR cannot decrypt value of key 's:p:bad' (authentication failed)\r\n",
+            );
+        }
         let (key, value) = if i % 3 == 0 {
             (format!("plain:p:{i}"), format!("plain-{i}"))
         } else {
@@ -1116,10 +1146,18 @@ async fn pipelined_mix_of_transformed_and_plain_commands_stays_in_order() {
     }
     raw.send(&batch).await;
     let mut got = Vec::new();
-    for _ in 0..600 {
+    for _ in 0..601 {
         got.extend(raw.read_frame().await);
     }
     assert_eq!(show(&got), show(&expected));
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/transforms.toml");
+    let c = strata::config::Config::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(c.transform.len(), 4);
+    assert_eq!(c.transform_keys.active_key.as_deref(), Some("k2"));
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub enum Pending {
         started: Instant,
         /// Each command's metric handles, recorded when the replies are written.
         metrics: Vec<Arc<CommandMetrics>>,
+        /// Transform plans of the commands whose replies hold transformed
+        /// values, by position in the batch, ascending; usually empty.
+        plans: Vec<(usize, Box<ReplyPlan>)>,
     },
     /// From here on, replies come from this dedicated connection.
     EnterDedicated(DedicatedReader),

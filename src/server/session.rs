@@ -89,6 +89,8 @@ struct Batch {
     read_only: bool,
     started: Instant,
     metrics: Vec<Arc<CommandMetrics>>,
+    /// Reply plans (value transforms), by position in the batch.
+    plans: Vec<(usize, Box<ReplyPlan>)>,
 }
 
 /// The dedicated backend connection's write side, while the client holds one.
@@ -212,6 +214,7 @@ impl Session {
             count: batch.count,
             started: batch.started,
             metrics: batch.metrics,
+            plans: batch.plans,
         };
         self.tx.send(entry).await.is_ok()
     }
@@ -379,9 +382,16 @@ impl Session {
 
     /// Sends a request on the client's multiplexed connection.
     async fn forward(&mut self, req: Request, post: Post, timing: Timing, read_only: bool) -> Flow {
-        if post == Post::None && self.reply_mode == ReplyMode::On {
-            return self.gather(req, timing, read_only).await;
-        }
+        // Plain commands, and those whose reply only needs opening, are
+        // batched; other rewrites go alone.
+        let on = self.reply_mode == ReplyMode::On;
+        let post = match post {
+            Post::None if on => return self.gather(req, timing, read_only, None).await,
+            Post::Transform(plan) if on => {
+                return self.gather(req, timing, read_only, Some(plan)).await
+            }
+            other => other,
+        };
         if !self.flush_batch().await {
             return Flow::Close;
         }
@@ -412,8 +422,15 @@ impl Session {
         }
     }
 
-    /// Adds a plain command to the batch for the backend.
-    async fn gather(&mut self, req: Request, timing: Timing, read_only: bool) -> Flow {
+    /// Adds a command to the batch for the backend, with the plan for
+    /// opening its reply if it has one.
+    async fn gather(
+        &mut self,
+        req: Request,
+        timing: Timing,
+        read_only: bool,
+        plan: Option<Box<ReplyPlan>>,
+    ) -> Flow {
         let fits = self.batch.as_ref().is_some_and(|b| {
             b.read_only == read_only
                 && b.count < BATCH_MAX_COMMANDS
@@ -428,7 +445,11 @@ impl Session {
             read_only,
             started: timing.started,
             metrics: Vec::new(),
+            plans: Vec::new(),
         });
+        if let Some(plan) = plan {
+            batch.plans.push((batch.count, plan));
+        }
         batch.frames.extend_from_slice(&req.frame);
         batch.count += 1;
         if let Some(m) = timing.metrics {

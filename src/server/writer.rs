@@ -117,6 +117,7 @@ impl Writer {
                     count,
                     started,
                     metrics,
+                    plans,
                 } => {
                     let result = match reply.try_recv() {
                         Ok(r) => Ok(r),
@@ -131,7 +132,8 @@ impl Writer {
                         m.record(elapsed);
                     }
                     match result {
-                        Ok(Ok(frames)) => self.out.extend_from_slice(&frames),
+                        Ok(Ok(frames)) if plans.is_empty() => self.out.extend_from_slice(&frames),
+                        Ok(Ok(frames)) => self.write_batch_with_plans(frames, count, &plans),
                         Ok(Err(e)) => {
                             self.shared.metrics.error(e.kind());
                             let text = e.to_reply();
@@ -200,6 +202,42 @@ impl Writer {
                 }
                 None => self.out.extend_from_slice(&frame),
             },
+        }
+    }
+
+    /// A batch's replies (back to back, one per command) where some commands
+    /// have a transform plan: those replies are opened, the rest copied.
+    fn write_batch_with_plans(
+        &mut self,
+        frames: Bytes,
+        count: usize,
+        plans: &[(usize, Box<crate::transform::ReplyPlan>)],
+    ) {
+        let mut pos = 0;
+        let mut plans = plans.iter().peekable();
+        for i in 0..count {
+            let len = match frames.get(pos..).map(frame_len) {
+                Some(Ok(Some(len))) => len,
+                _ => {
+                    // Cannot happen: the connection framed these replies.
+                    // Never pass on what could not be opened.
+                    self.shared.metrics.error(ErrorKind::Internal);
+                    let text = reply::error("ERR strata: malformed backend reply");
+                    for _ in i..count {
+                        self.out.extend_from_slice(&text);
+                    }
+                    return;
+                }
+            };
+            let frame = frames.slice(pos..pos + len);
+            pos += len;
+            match plans.next_if(|(at, _)| *at == i) {
+                Some((_, plan)) => {
+                    let opened = self.shared.transforms.apply_reply(plan, frame);
+                    self.out.extend_from_slice(&opened);
+                }
+                None => self.out.extend_from_slice(&frame),
+            }
         }
     }
 

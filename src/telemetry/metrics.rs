@@ -31,6 +31,7 @@
 //! | `strata_failovers_total` | counter | |
 //! | `strata_last_failover_duration_seconds` | gauge | |
 //! | `strata_discovery_up` | gauge (1 ok, 0 degraded) | |
+//! | `strata_transform_*` | counters, one gauge | value transforms, see `TransformCollector` |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
