@@ -6,8 +6,10 @@
 # For each repeat, every target is measured once per mode, in a
 # rotating order, so that machine noise (2 shared cores here) affects all
 # three alike; the table shows medians over the repeats and the ratios of
-# those medians. strata's CPU time per request comes from /proc/<pid>/stat
-# (utime+stime) read before and after each strata run.
+# those medians. Besides the -c 50 targets at -P 1 and -P 16, a one-client
+# run shows the hop latency itself. CPU time per request of the process
+# behind each port (strata, nutcracker, redis-server) comes from
+# /proc/<pid>/stat (utime+stime) read before and after each run.
 #
 # This is a measurement: it prints PASS/MISS next to each target and exits 0
 # whatever the figures are. It exits non-zero only when it cannot measure
@@ -188,7 +190,7 @@ MODES=(1 16)
 if [ "$N_C1" -gt 0 ]; then MODES+=(c1); fi
 : >"$RESULTS"
 
-echo "proxy_bench: redis :$REDIS_PORT, strata :$STRATA_PORT (pid $STRATA_PID), twemproxy :$TWEM_PORT; REPEATS=$REPEATS, -c $CLIENTS -d $VALUE, N=$N_P1 (-P 1) / $N_P16 (-P 16)" >&2
+echo "proxy_bench: redis :$REDIS_PORT, strata :$STRATA_PORT (pid $STRATA_PID), twemproxy :$TWEM_PORT; REPEATS=$REPEATS, -c $CLIENTS -d $VALUE, N=$N_P1 (-P 1) / $N_P16 (-P 16) / $N_C1 (-c 1)" >&2
 
 for r in $(seq "$REPEATS"); do
   for mode in "${MODES[@]}"; do

@@ -30,6 +30,7 @@
 #   N_P16     requests per run at -P 16, pipelined (default 200000; 0 skips)
 #   CLIENTS   redis-benchmark -c (default 50)
 #   KEYS      redis-benchmark -r, keyspace size (default 1000)
+#   SIZES     value sizes measured (default "1024 16384"; others print NA)
 #   STRATA    the strata binary (default target/release/strata)
 #   OUT       the summary file (default target/bench/transforms-latest.txt)
 
@@ -44,6 +45,7 @@ N_C1=${N_C1:-5000}
 N_P16=${N_P16:-200000}
 CLIENTS=${CLIENTS:-50}
 KEYS=${KEYS:-1000}
+SIZES=${SIZES:-1024 16384}
 STRATA=${STRATA:-$ROOT/target/release/strata}
 OUT=${OUT:-$ROOT/target/bench/transforms-latest.txt}
 
@@ -262,7 +264,7 @@ measure() { # repeat kind size mode instance
 
 for r in $(seq "$REPEATS"); do
   for kind in d json; do
-    for size in 1024 16384; do
+    for size in $SIZES; do
       for mode in "${MODES[@]}"; do
         for k in 0 1 2; do
           measure "$r" "$kind" "$size" "$mode" "${INSTANCES[$(((k + r) % 3))]}"
