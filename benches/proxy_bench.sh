@@ -66,7 +66,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 # Sets variable $1 to a TCP port nothing listens on, different from the
 # ones already handed out (no subshell, so USED_PORTS persists).

@@ -34,7 +34,11 @@ fn trace_logs_hold_no_values_or_passwords() {
         )
         .as_bytes(),
     );
-    assert!(reply.starts_with(b"+OK\r\n$"), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        reply.starts_with(b"+OK\r\n$"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
     // A protocol error and a backend failure are logged paths too.
     let _ = exchange(strata.port, format!("*1\r\n{secret_value}\r\n").as_bytes());
     redis.kill();

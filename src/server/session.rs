@@ -54,12 +54,19 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel(shared.server.max_inflight_per_client);
-    let writer = tokio::spawn(super::writer::run(wr, rx, shared.clone()));
+    let max_inflight = shared.server.max_inflight_per_client;
+    let (tx, rx) = mpsc::channel(max_inflight);
+    // Counts commands, not queue entries (a batch holds many): the reader
+    // takes permits before queueing, the writer gives them back as it takes
+    // entries, so at most `max_inflight_per_client` commands wait per client.
+    let inflight = Arc::new(tokio::sync::Semaphore::new(max_inflight));
+    let writer = tokio::spawn(super::writer::run(wr, rx, inflight.clone(), shared.clone()));
     let mut session = Session {
         shared: shared.clone(),
         info: info.clone(),
         tx,
+        inflight,
+        batch_max: BATCH_MAX_COMMANDS.min(max_inflight),
         proto: Protocol::Resp2,
         reply_mode: ReplyMode::On,
         dedicated: None,
@@ -105,6 +112,10 @@ struct Session {
     shared: Arc<Shared>,
     info: Arc<ClientInfo>,
     tx: mpsc::Sender<Pending>,
+    /// Permits for commands in flight (see `serve`).
+    inflight: Arc<tokio::sync::Semaphore>,
+    /// Most commands one batch may hold: never more than the in-flight bound.
+    batch_max: usize,
     proto: Protocol,
     reply_mode: ReplyMode,
     dedicated: Option<DedicatedWriter>,
@@ -190,6 +201,15 @@ impl Session {
         if !self.flush_batch().await {
             return false;
         }
+        self.send_entry(p, 1).await
+    }
+
+    /// Waits for room for `commands` more in flight, then queues the entry.
+    async fn send_entry(&mut self, p: Pending, commands: usize) -> bool {
+        let Ok(permits) = self.inflight.acquire_many(commands as u32).await else {
+            return false;
+        };
+        permits.forget(); // given back by the writer when it takes the entry
         self.tx.send(p).await.is_ok()
     }
 
@@ -198,6 +218,12 @@ impl Session {
         let Some(batch) = self.batch.take() else {
             return true;
         };
+        // Room first, so a client over its bound is not read from and its
+        // commands wait here rather than at the backend.
+        let Ok(permits) = self.inflight.acquire_many(batch.count as u32).await else {
+            return false;
+        };
+        permits.forget(); // given back by the writer when it takes the entry
         let reply = self
             .shared
             .backend
@@ -433,7 +459,7 @@ impl Session {
     ) -> Flow {
         let fits = self.batch.as_ref().is_some_and(|b| {
             b.read_only == read_only
-                && b.count < BATCH_MAX_COMMANDS
+                && b.count < self.batch_max
                 && b.frames.len() + req.frame.len() <= BATCH_MAX_BYTES
         });
         if !fits && !self.flush_batch().await {

@@ -36,10 +36,16 @@ enum Stop {
 }
 
 /// Runs the writer until the reader finishes or the client goes away.
-pub async fn run(wr: OwnedWriteHalf, rx: mpsc::Receiver<Pending>, shared: Arc<Shared>) {
+pub async fn run(
+    wr: OwnedWriteHalf,
+    rx: mpsc::Receiver<Pending>,
+    inflight: Arc<tokio::sync::Semaphore>,
+    shared: Arc<Shared>,
+) {
     let mut w = Writer {
         wr,
         rx,
+        inflight,
         out: BytesMut::with_capacity(16 * 1024),
         shared,
     };
@@ -50,6 +56,8 @@ pub async fn run(wr: OwnedWriteHalf, rx: mpsc::Receiver<Pending>, shared: Arc<Sh
 struct Writer {
     wr: OwnedWriteHalf,
     rx: mpsc::Receiver<Pending>,
+    /// Commands queued and not yet taken; see `session.rs`.
+    inflight: Arc<tokio::sync::Semaphore>,
     out: BytesMut,
     shared: Arc<Shared>,
 }
@@ -69,15 +77,27 @@ impl Writer {
     /// flushing what is buffered.
     async fn next(&mut self) -> Option<Pending> {
         match self.rx.try_recv() {
-            Ok(p) => Some(p),
+            Ok(p) => Some(self.taken(p)),
             Err(mpsc::error::TryRecvError::Empty) => {
                 if self.flush().await.is_err() {
                     return None;
                 }
-                self.rx.recv().await
+                let p = self.rx.recv().await?;
+                Some(self.taken(p))
             }
             Err(mpsc::error::TryRecvError::Disconnected) => None,
         }
+    }
+
+    /// An entry left the queue: the commands it stands for no longer count
+    /// against the client's in-flight bound.
+    fn taken(&self, p: Pending) -> Pending {
+        let n = match &p {
+            Pending::Batch { count, .. } => *count,
+            _ => 1,
+        };
+        self.inflight.add_permits(n);
+        p
     }
 
     async fn mux_loop(&mut self) -> Result<Stop, Stop> {
@@ -270,7 +290,7 @@ impl Writer {
                 // so the entry for this reply is in the queue: take entries
                 // (writing local replies queued before it) until it is.
                 while due.is_empty() {
-                    match self.rx.recv().await {
+                    match self.rx.recv().await.map(|p| self.taken(p)) {
                         Some(Pending::Expect(e)) => due.push_back(e),
                         Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                         Some(Pending::Close) | None => {
@@ -334,7 +354,7 @@ impl Writer {
             // Nothing due: take the next entry, and forward pub/sub messages meanwhile.
             tokio::select! {
                 biased;
-                item = self.rx.recv() => match item {
+                item = self.rx.recv() => match item.map(|p| self.taken(p)) {
                     None => return Err(Stop::Done),
                     Some(Pending::Expect(e)) => due.push_back(e),
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
