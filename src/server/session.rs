@@ -466,7 +466,9 @@ impl Session {
             return Flow::Close;
         }
         let batch = self.batch.get_or_insert_with(|| Batch {
-            frames: BytesMut::with_capacity(req.frame.len().max(4096)),
+            // Sized for a small pipeline; grows by doubling for larger ones.
+            // (A fixed 4 KiB cost an allocation that large per request at -P 1.)
+            frames: BytesMut::with_capacity(req.frame.len() * 4),
             count: 0,
             read_only,
             started: timing.started,

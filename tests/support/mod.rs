@@ -3,6 +3,8 @@
 //! Nothing here mocks Redis. A missing binary fails the test loudly with the
 //! command that installs it.
 #![allow(dead_code)]
+// Test support: a failed setup step should panic with its error.
+#![allow(clippy::unwrap_used)]
 
 pub mod clients;
 pub mod cluster;
