@@ -790,7 +790,7 @@ async fn key_rotation_with_resumable_rewrap() {
     let _: () = q(&mut b, &[b"SET", b"s:r:39", &bad]).await;
 
     // One step, then resume from its cursor.
-    let (first, s1, r1, _): (String, i64, i64, i64) =
+    let (first, s1, r1, k1): (String, i64, i64, i64) =
         w(&mut con, "PROXY REWRAP s:r:* COUNT 5").await;
     assert!(s1 >= 5, "scanned {s1}");
     assert!(r1 >= 1, "rewrapped {r1}");
@@ -800,7 +800,8 @@ async fn key_rotation_with_resumable_rewrap() {
     assert!(scanned + s1 >= 45, "scanned {scanned} + {s1}");
     // 40 strings + hash + list + legacy (+ s:r:new already k2) - the bad one.
     assert!(rewrapped + r1 >= 42, "rewrapped {rewrapped} + {r1}");
-    assert!(skipped >= 1, "the tampered key is skipped");
+    // The first step may be the one that meets the tampered key.
+    assert!(skipped + k1 >= 1, "the tampered key is skipped");
     for (k, v) in stored_values(&mut b, "s:r:*").await {
         if k == "s:r:39" {
             assert_eq!(v, bad, "a value that cannot be opened is never rewritten");
