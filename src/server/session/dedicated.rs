@@ -1,0 +1,260 @@
+//! The session's dedicated mode: entering it, forwarding commands while the
+//! client holds server-side state, and leaving it.
+
+use super::*;
+
+impl Session {
+    /// A command that needs a dedicated connection, from multiplexed mode.
+    pub(super) async fn dedicated_command(
+        &mut self,
+        req: Request,
+        spec: &'static CommandSpec,
+        timing: Timing,
+        plan: Option<ReplyPlan>,
+    ) -> Flow {
+        if !spec.arity_ok(req.args.len()) {
+            return self.error(&local::wrong_arity(spec.name)).await;
+        }
+        // Trivial cases that hold no state need no connection.
+        match spec.name {
+            "exec" => return self.error("ERR EXEC without MULTI").await,
+            "discard" => return self.error("ERR DISCARD without MULTI").await,
+            "unwatch" => return self.reply(reply::ok()).await,
+            "xread" | "xreadgroup" if !has_block_option(&req.args) => {
+                return self.forward(req, Post::None, timing, true).await;
+            }
+            _ => {}
+        }
+        if self.reply_mode != ReplyMode::On {
+            return self.error("ERR CLIENT REPLY OFF/SKIP cannot be combined with commands that need a dedicated connection in strata").await;
+        }
+        if let Err(e) = self.enter_dedicated().await {
+            self.shared.metrics.error(e.kind());
+            return self.reply(e.to_reply()).await;
+        }
+        self.handle_dedicated(req, Some(spec), timing, plan).await
+    }
+
+    /// Borrows a dedicated connection and tells the writer to read from it.
+    pub(super) async fn enter_dedicated(&mut self) -> Result<(), crate::backend::BackendError> {
+        let (mut conn, retired) = self.shared.backend.dedicated(self.proto).await?;
+        let addr = self.shared.backend.primary().addr().to_string();
+        let Some(stream) = conn.stream.take() else {
+            return Err(crate::backend::BackendError::Unavailable {
+                addr,
+                reason: "connection broken".into(),
+            });
+        };
+        let buf = std::mem::take(&mut conn.buf);
+        let (rd, wr) = stream.into_split();
+        if !self
+            .queue(Pending::EnterDedicated(DedicatedReader {
+                rd,
+                buf,
+                addr,
+                retired,
+            }))
+            .await
+        {
+            return Ok(()); // the writer is gone; the next queue() ends the session
+        }
+        self.dedicated = Some(DedicatedWriter {
+            wr,
+            conn,
+            out: BytesMut::new(),
+        });
+        Ok(())
+    }
+
+    /// A request while the client holds a dedicated connection.
+    pub(super) async fn handle_dedicated(
+        &mut self,
+        req: Request,
+        spec: Option<&'static CommandSpec>,
+        timing: Timing,
+        plan: Option<ReplyPlan>,
+    ) -> Flow {
+        if let Some(spec) = spec {
+            if !self.state.in_multi && spec.route == Route::Local {
+                match spec.name {
+                    // These change or read strata's own session, or must not
+                    // reach the backend connection: answer locally.
+                    "quit" | "auth" | "readonly" | "readwrite" | "asking" | "client|reply" => {
+                        return self.local(req, spec).await;
+                    }
+                    n if n.starts_with("client|") => return self.local(req, spec).await,
+                    _ => {}
+                }
+            }
+            if spec.route == Route::Unsupported {
+                let text = format!("ERR command '{}' is not supported by strata", spec.name);
+                return self.error(&text).await;
+            }
+        }
+        let mut post = Post::None;
+        let mut frame = req.frame.clone();
+        if let Some(spec) = spec.filter(|_| !self.state.in_multi) {
+            match spec.name {
+                "info" if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") => {
+                    let mut r = ReplyBuf::new(self.proto);
+                    r.verbatim(self.shared.proxy_info().as_bytes());
+                    return self.reply(r.freeze()).await;
+                }
+                "info" if info_wants_proxy(&req.args) => post = Post::AppendProxyInfo(self.proto),
+                "hello" => match local::parse_hello(&req.args) {
+                    Err(e) => return self.error(&e).await,
+                    // Same protocol: nothing for the backend to do.
+                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) => {
+                        return self.local(req, spec).await
+                    }
+                    Ok(h) => {
+                        // The backend connection must switch protocol too;
+                        // the client sees strata's own HELLO reply.
+                        if let Some((user, pass)) = &h.auth {
+                            let auth_args =
+                                [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                            if let Err(e) = local::auth(&auth_args) {
+                                return self.error(&e).await;
+                            }
+                        }
+                        if let Some(name) = h.setname {
+                            self.info.set_name((!name.is_empty()).then_some(name));
+                        }
+                        if let Some(p) = h.proto {
+                            self.set_proto(p);
+                        }
+                        frame = crate::protocol::request::encode_command(&req.args[..2]);
+                        let version = self.backend_version();
+                        post =
+                            Post::Replace(local::hello_reply(self.proto, self.info.id, &version));
+                    }
+                },
+                _ => {}
+            }
+        }
+        let was_monitor = self.state.monitor;
+        let was_in_multi = self.state.in_multi;
+        let mut spec = spec;
+        if was_in_multi && self.multi_refused && spec.is_some_and(|s| s.name == "exec") {
+            // A command was refused while queueing: like Redis after a
+            // queueing error, the transaction is discarded, not run in part.
+            spec = command::lookup(&[Bytes::from_static(b"DISCARD")]);
+            frame = Bytes::from_static(b"*1\r\n$7\r\nDISCARD\r\n");
+            post = Post::Replace(reply::error(
+                "EXECABORT Transaction discarded because of previous errors.",
+            ));
+        }
+        let frames = self.state.apply(spec, &req.args);
+        if !self.shared.transforms.is_empty() {
+            post = self.transform_post(spec, was_in_multi, plan, post);
+        }
+        self.info.set_db(self.state.db);
+        self.info.set_pubsub(
+            self.state.channels.len(),
+            self.state.patterns.len(),
+            self.state.shard_channels.len(),
+            self.state.in_multi,
+        );
+        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
+            && !self.state.in_multi;
+        let deadline = (!blocking)
+            .then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
+        let expect = Expect {
+            frames,
+            deadline,
+            monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
+            post,
+            timing,
+        };
+        if spec.is_some_and(|s| s.name == "reset") {
+            self.reset_session();
+        }
+        // The entry goes first, so the writer expects the reply before it can arrive.
+        if !self.queue(Pending::Expect(expect)).await {
+            return Flow::Close;
+        }
+        if let Some(d) = self.dedicated.as_mut() {
+            d.out.extend_from_slice(&frame);
+        }
+        if self.state.is_clean() {
+            return self.leave_dedicated().await;
+        }
+        Flow::Continue
+    }
+
+    /// On a dedicated connection: how the reply of a command about to be
+    /// forwarded is opened. Inside MULTI, each queued command's plan is kept
+    /// for the EXEC reply (its own reply is `+QUEUED`).
+    pub(super) fn transform_post(
+        &mut self,
+        spec: Option<&'static CommandSpec>,
+        was_in_multi: bool,
+        plan: Option<ReplyPlan>,
+        post: Post,
+    ) -> Post {
+        let name = spec.map(|s| s.name);
+        if !was_in_multi {
+            if name == Some("multi") {
+                self.multi_plans.clear();
+                self.multi_refused = false;
+            }
+            return match plan {
+                Some(plan) => Post::Transform(Box::new(plan)),
+                None => post,
+            };
+        }
+        match name {
+            Some("exec") => {
+                self.multi_refused = false;
+                let plans = std::mem::take(&mut self.multi_plans);
+                if plans.iter().any(Option::is_some) {
+                    return Post::TransformExec(plans);
+                }
+            }
+            Some("discard") | Some("reset") => {
+                self.multi_plans.clear();
+                self.multi_refused = false;
+            }
+            // Not queued by Redis: answered at once.
+            Some("multi") | Some("watch") | Some("quit") => {}
+            // Queued (`+QUEUED`), or refused by Redis, which then aborts
+            // the transaction at EXEC anyway.
+            _ => self.multi_plans.push(plan),
+        }
+        post
+    }
+
+    /// Writes the commands buffered for the dedicated connection. False
+    /// when that connection failed (the writer reports it to the client).
+    pub(super) async fn flush_dedicated(&mut self) -> bool {
+        let Some(d) = self.dedicated.as_mut() else {
+            return true;
+        };
+        if d.out.is_empty() {
+            return true;
+        }
+        let ok = d.wr.write_all(&d.out).await.is_ok();
+        d.out.clear();
+        ok
+    }
+
+    /// Hands the dedicated connection back (via the writer, once every
+    /// reply due on it is written) and returns to multiplexed mode.
+    pub(super) async fn leave_dedicated(&mut self) -> Flow {
+        if !self.flush_dedicated().await {
+            return Flow::Close;
+        }
+        let Some(d) = self.dedicated.take() else {
+            return Flow::Continue;
+        };
+        let ret = DedicatedReturn {
+            wr: d.wr,
+            conn: d.conn,
+        };
+        if self.queue(Pending::LeaveDedicated(Box::new(ret))).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The commands a session answers itself (PING, HELLO, CLIENT …, SELECT).
+
+use super::*;
+
+impl Session {
+    /// The version HELLO reports: the backend's, once known.
+    pub(super) fn backend_version(&self) -> String {
+        let version = self.shared.backend.primary().version();
+        if version.is_empty() {
+            "7.0.0".to_string()
+        } else {
+            version
+        }
+    }
+
+    pub(super) fn set_proto(&mut self, proto: Protocol) {
+        self.proto = proto;
+        self.info.set_resp(proto.version() as u8);
+    }
+
+    pub(super) fn reset_session(&mut self) {
+        self.set_proto(Protocol::Resp2);
+        self.reply_mode = ReplyMode::On;
+        self.info.set_name(None);
+        self.info.set_db(0);
+    }
+
+    /// Commands strata answers itself.
+    pub(super) async fn local(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
+        let args = &req.args;
+        if !spec.arity_ok(args.len()) {
+            return self.error(&local::wrong_arity(spec.name)).await;
+        }
+        let proto = self.proto;
+        match spec.name {
+            "ping" => {
+                if args.len() > 2 {
+                    return self.error(&local::wrong_arity("ping")).await;
+                }
+                self.reply(local::ping(proto, args)).await
+            }
+            "echo" => self.reply(local::echo(proto, args)).await,
+            "quit" => {
+                let _ = self.reply(reply::ok()).await;
+                let _ = self.queue(Pending::Close).await;
+                Flow::Close
+            }
+            "reset" => {
+                self.reset_session();
+                self.reply_mode = ReplyMode::On;
+                self.reply(Bytes::from_static(b"+RESET\r\n")).await
+            }
+            "hello" => match local::parse_hello(args) {
+                Err(e) => self.error(&e).await,
+                Ok(h) => {
+                    if let Some((user, pass)) = &h.auth {
+                        let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                        if let Err(e) = local::auth(&auth_args) {
+                            return self.error(&e).await;
+                        }
+                    }
+                    if let Some(p) = h.proto {
+                        self.set_proto(p);
+                    }
+                    if let Some(name) = h.setname {
+                        self.info.set_name((!name.is_empty()).then_some(name));
+                    }
+                    let version = self.backend_version();
+                    self.reply(local::hello_reply(self.proto, self.info.id, &version))
+                        .await
+                }
+            },
+            "auth" => match local::auth(args) {
+                Ok(()) => self.reply(reply::ok()).await,
+                Err(e) => self.error(&e).await,
+            },
+            "select" => self.select(req, spec).await,
+            "readonly" | "readwrite" | "asking" => self.reply(reply::ok()).await,
+            "client|setname" => {
+                let name = &args[2];
+                if !local::valid_name(name) {
+                    return self.error(local::BAD_NAME).await;
+                }
+                self.info.set_name((!name.is_empty()).then(|| name.clone()));
+                self.reply(reply::ok()).await
+            }
+            "client|getname" => {
+                let mut r = ReplyBuf::new(proto);
+                match self.info.name() {
+                    Some(n) => r.bulk(&n),
+                    None => r.null(),
+                };
+                self.reply(r.freeze()).await
+            }
+            "client|id" => {
+                let mut r = ReplyBuf::new(proto);
+                r.integer(self.info.id as i64);
+                self.reply(r.freeze()).await
+            }
+            "client|info" => {
+                self.info.touch(self.shared.clients.epoch(), spec.name);
+                let bytes = local::client_info(proto, &self.info, &self.shared.clients);
+                self.reply(bytes).await
+            }
+            "client|list" => {
+                self.info.touch(self.shared.clients.epoch(), spec.name);
+                let bytes = local::client_list(proto, args, &self.shared.clients);
+                self.reply(bytes).await
+            }
+            "client|reply" => {
+                let mode = args[2].to_ascii_lowercase();
+                match mode.as_slice() {
+                    b"on" => {
+                        self.reply_mode = ReplyMode::On;
+                        self.reply(reply::ok()).await
+                    }
+                    b"off" => {
+                        self.reply_mode = ReplyMode::Off;
+                        Flow::Continue
+                    }
+                    b"skip" => {
+                        if self.reply_mode == ReplyMode::On {
+                            self.reply_mode = ReplyMode::Skip;
+                        }
+                        Flow::Continue
+                    }
+                    _ => self.error("ERR syntax error").await,
+                }
+            }
+            "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
+            // Connection-state commands the table routes locally but that
+            // only make sense on a dedicated connection.
+            _ => {
+                let timing = Timing {
+                    started: Instant::now(),
+                    metrics: None,
+                };
+                self.forward(req, Post::None, timing, false).await
+            }
+        }
+    }
+
+    /// SELECT: database 0 stays multiplexed; any other takes a dedicated connection.
+    pub(super) async fn select(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
+        let Some(db) = crate::protocol::request::parse_int(&req.args[1]) else {
+            return self
+                .error("ERR value is not an integer or out of range")
+                .await;
+        };
+        if db == 0 {
+            return self.reply(reply::ok()).await;
+        }
+        if i32::try_from(db).is_err() || db < 0 {
+            return self.error("ERR DB index is out of range").await;
+        }
+        if let Err(e) = self.enter_dedicated().await {
+            return self.reply(e.to_reply()).await;
+        }
+        let timing = Timing {
+            started: Instant::now(),
+            metrics: None,
+        };
+        // Boxed: handle_dedicated can call back into local() (and so here).
+        Box::pin(self.handle_dedicated(req, Some(spec), timing, None)).await
+    }
+}
