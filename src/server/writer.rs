@@ -100,6 +100,23 @@ impl Writer {
         p
     }
 
+    /// A reply slot's value: at once if it is there, else after flushing
+    /// what is buffered (so the client is not kept waiting meanwhile).
+    async fn await_reply(
+        &mut self,
+        reply: &mut tokio::sync::oneshot::Receiver<crate::backend::mux::MuxReply>,
+    ) -> Result<Result<crate::backend::mux::MuxReply, tokio::sync::oneshot::error::RecvError>, Stop>
+    {
+        match reply.try_recv() {
+            Ok(r) => Ok(Ok(r)),
+            Err(TryRecvError::Empty) => {
+                self.flush().await?;
+                Ok(reply.await)
+            }
+            Err(TryRecvError::Closed) => Ok(reply.await),
+        }
+    }
+
     async fn mux_loop(&mut self) -> Result<Stop, Stop> {
         while let Some(item) = self.next().await {
             match item {
@@ -109,14 +126,7 @@ impl Writer {
                     post,
                     timing,
                 } => {
-                    let result = match reply.try_recv() {
-                        Ok(r) => Ok(r),
-                        Err(TryRecvError::Empty) => {
-                            self.flush().await?;
-                            reply.await
-                        }
-                        Err(TryRecvError::Closed) => reply.await,
-                    };
+                    let result = self.await_reply(&mut reply).await?;
                     timing.record();
                     match result {
                         Ok(Ok(frame)) => self.write_reply(frame, post),
@@ -139,14 +149,7 @@ impl Writer {
                     metrics,
                     plans,
                 } => {
-                    let result = match reply.try_recv() {
-                        Ok(r) => Ok(r),
-                        Err(TryRecvError::Empty) => {
-                            self.flush().await?;
-                            reply.await
-                        }
-                        Err(TryRecvError::Closed) => reply.await,
-                    };
+                    let result = self.await_reply(&mut reply).await?;
                     let elapsed = started.elapsed();
                     for m in &metrics {
                         m.record(elapsed);

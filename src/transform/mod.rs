@@ -49,8 +49,6 @@ pub mod stats;
 
 #[cfg(test)]
 mod proptests;
-#[cfg(test)]
-mod throughput;
 
 use std::sync::Arc;
 
