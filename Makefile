@@ -38,7 +38,10 @@ deps:
 ## Run every test against real servers (installs them first when missing).
 test: deps
 	$(CARGO) build --all-targets
-	$(CARGO) test --all-targets -- --test-threads=4
+	# Benchmarks run once each as smoke tests (criterion's harness takes no
+	# libtest flags), then every test suite.
+	$(CARGO) test --benches
+	$(CARGO) test --lib --bins --tests -- --test-threads=4
 
 build:
 	$(CARGO) build
