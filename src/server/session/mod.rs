@@ -76,6 +76,7 @@ pub async fn serve(
         state: ConnState::default(),
         metrics_cache: HashMap::default(),
         batch: None,
+        read_len: 0,
         multi_plans: Vec::new(),
         multi_refused: false,
     };
@@ -128,6 +129,8 @@ struct Session {
     metrics_cache: HashMap<usize, Arc<CommandMetrics>, BuildHasherDefault<AddressHasher>>,
     /// Plain commands not yet sent to the backend.
     batch: Option<Batch>,
+    /// Bytes the current read brought, to size batch buffers.
+    read_len: usize,
     /// Inside MULTI, with transform rules: each queued command's reply
     /// plan, in order, for the EXEC reply.
     multi_plans: Vec<Option<ReplyPlan>>,
@@ -145,6 +148,8 @@ impl Session {
             let mut last_command = None;
             // One clock read per read batch: its commands arrived together.
             let started = Instant::now();
+            // What this read brought: a batch never needs more room.
+            self.read_len = buf.len();
             loop {
                 match parser.parse(&mut buf) {
                     Ok(Some(req)) => {
@@ -468,10 +473,12 @@ impl Session {
         if !fits && !self.flush_batch().await {
             return Flow::Close;
         }
+        let read_len = self.read_len;
         let batch = self.batch.get_or_insert_with(|| Batch {
-            // Sized for a small pipeline; grows by doubling for larger ones.
-            // (A fixed 4 KiB cost an allocation that large per request at -P 1.)
-            frames: BytesMut::with_capacity(req.frame.len() * 4),
+            // Sized to what the read brought (the commands still to parse
+            // plus this one): one allocation of the right size, whether the
+            // client sent one command or a pipeline.
+            frames: BytesMut::with_capacity(read_len.clamp(req.frame.len(), BATCH_MAX_BYTES)),
             count: 0,
             read_only,
             started: timing.started,
