@@ -68,37 +68,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# Sets variable $1 to a TCP port nothing listens on, different from the
-# ones already handed out (no subshell, so USED_PORTS persists).
-USED_PORTS=" "
-free_port() {
-  local p i
-  for i in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  echo "proxy_bench: no free port found" >&2
-  return 1
-}
+BENCH_NAME=proxy_bench
+# shellcheck source=benches/bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
-# Waits until something on $1 answers PING; $2 names it for the error.
-wait_ping() {
-  local i
-  for i in $(seq 100); do
-    if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "proxy_bench: $2 on port $1 did not answer PING; its log:" >&2
-  cat "$TMP/$2.log" >&2 || true
-  exit 1
-}
 
 # utime+stime of a process, in clock ticks. Field 2 (comm) may hold spaces,
 # so count from the closing parenthesis: utime and stime are fields 14, 15.

@@ -75,34 +75,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-USED_PORTS=" "
-free_port() {
-  local p i
-  for i in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  echo "transforms_bench: no free port found" >&2
-  return 1
-}
+BENCH_NAME=transforms_bench
+# shellcheck source=benches/bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
-wait_ping() {
-  local i
-  for i in $(seq 100); do
-    if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "transforms_bench: $2 on port $1 did not answer PING; its log:" >&2
-  cat "$TMP/$2.log" >&2 || true
-  exit 1
-}
 
 free_port REDIS_PORT
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \

@@ -1,0 +1,34 @@
+# Shared helpers for the benchmark scripts (sourced, not run). The caller
+# sets TMP (a temp dir holding each process's log) and BENCH_NAME.
+
+# Sets variable $1 to a TCP port nothing listens on, different from the
+# ones already handed out (no subshell, so USED_PORTS persists).
+USED_PORTS=" "
+free_port() {
+  local p i
+  for i in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      USED_PORTS="$USED_PORTS$p "
+      printf -v "$1" '%s' "$p"
+      return 0
+    fi
+  done
+  echo "$BENCH_NAME: no free port found" >&2
+  return 1
+}
+
+# Waits until something on $1 answers PING; $2 names it for the error.
+wait_ping() {
+  local i
+  for i in $(seq 100); do
+    if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$BENCH_NAME: $2 on port $1 did not answer PING; its log:" >&2
+  cat "$TMP/$2.log" >&2 || true
+  exit 1
+}
