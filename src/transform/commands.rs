@@ -635,7 +635,7 @@ impl Transforms {
                 let Some(rule) = rule else {
                     return Ok(Prepared::PASS);
                 };
-                if rule.transforms() && sort_uses_values(args) {
+                if rule.transforms() && !sort_keeps_values_opaque(args) {
                     return Err(self.refuse(entry, key, rule));
                 }
                 plan = Some(ReplyPlan::ListElements { key: key.clone() });
@@ -688,17 +688,29 @@ fn hscan_novalues(args: &[Bytes]) -> bool {
     false
 }
 
-/// True when SORT would compare or store values: BY and GET look up other
-/// keys' values, STORE writes elements to another key.
-fn sort_uses_values(args: &[Bytes]) -> bool {
+/// True when SORT never looks inside the stored elements: only `BY nosort`
+/// (no GET, no STORE). Sorting compares stored bytes, which are ciphertext
+/// or compressed data: numerically it fails, with ALPHA the order is
+/// meaningless, so anything else is refused rather than silently wrong.
+/// GET looks up other keys' values; STORE copies envelopes bound to this key.
+fn sort_keeps_values_opaque(args: &[Bytes]) -> bool {
+    let mut nosort = false;
     let mut i = 2;
     while let Some(a) = args.get(i) {
-        if eq(a, "BY") || eq(a, "GET") || eq(a, "STORE") {
-            return true;
+        if eq(a, "GET") || eq(a, "STORE") {
+            return false;
+        }
+        if eq(a, "BY") {
+            match args.get(i + 1) {
+                Some(pattern) if eq(pattern, "nosort") => nosort = true,
+                _ => return false,
+            }
+            i += 2;
+            continue;
         }
         i += if eq(a, "LIMIT") { 3 } else { 1 };
     }
-    false
+    nosort
 }
 
 /// Encodes a request as a RESP multibulk, for sending rewritten arguments.
@@ -1073,13 +1085,17 @@ mod tests {
             );
         }
         assert!(t.stats.snapshot().refused_commands >= 17);
+        // Sorting compares stored (sealed) bytes: refused, even with ALPHA.
+        assert!(prep(&t, &["SORT", "session:l", "LIMIT", "0", "10", "ALPHA"]).is_err());
+        assert!(prep(&t, &["SORT_RO", "session:l"]).is_err());
         // Allowed forms.
-        assert!(
-            prep(&t, &["SORT", "session:l", "LIMIT", "0", "10", "ALPHA"])
-                .unwrap()
-                .plan
-                .is_some()
-        );
+        assert!(prep(
+            &t,
+            &["SORT", "session:l", "BY", "nosort", "LIMIT", "0", "10"]
+        )
+        .unwrap()
+        .plan
+        .is_some());
         assert_eq!(
             prep(&t, &["EVAL", "return 1", "1", "script:1"]).unwrap(),
             Prepared::PASS
