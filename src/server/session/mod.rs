@@ -478,7 +478,7 @@ impl Session {
             // Sized to what the read brought (the commands still to parse
             // plus this one): one allocation of the right size, whether the
             // client sent one command or a pipeline.
-            frames: BytesMut::with_capacity(read_len.clamp(req.frame.len(), BATCH_MAX_BYTES)),
+            frames: BytesMut::with_capacity(read_len.min(BATCH_MAX_BYTES).max(req.frame.len())),
             count: 0,
             read_only,
             started: timing.started,
