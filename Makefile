@@ -40,7 +40,7 @@ test: deps
 	$(CARGO) build --all-targets
 	# Benchmarks run once each as smoke tests (criterion's harness takes no
 	# libtest flags), then every test suite.
-	$(CARGO) test --benches
+	$(CARGO) test --bench protocol --bench command_lookup --bench transforms --bench sentinel_failover
 	$(CARGO) test --lib --bins --tests -- --test-threads=4
 
 build:
