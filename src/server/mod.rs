@@ -49,7 +49,7 @@ impl Shared {
         let backend = self.backend.primary();
         let (failovers, last_failover_ms) = self.backend.failover_stats();
         let replicas = self.backend.topology().replicas.len();
-        let mut text = format!(
+        let text = format!(
             "# Proxy\r\nproxy_name:strata\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
              maxclients:{}\r\nbackend_mode:{}\r\nbackend_address:{}\r\nbackend_state:{}\r\n\
              backend_connections_up:{}\r\nbackend_connections_total:{}\r\nbackend_replicas:{}\r\n\
@@ -68,7 +68,6 @@ impl Shared {
             failovers,
             last_failover_ms,
         );
-        text.shrink_to_fit();
         text
     }
 }
