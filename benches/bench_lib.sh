@@ -1,5 +1,25 @@
 # Shared helpers for the benchmark scripts (sourced, not run). The caller
-# sets TMP (a temp dir holding each process's log) and BENCH_NAME.
+# sets BENCH_NAME, then calls bench_tmpdir.
+
+# Makes $TMP (each process's log lives there) and the PIDS array; on exit,
+# every process in PIDS is killed and waited for and $TMP removed.
+bench_tmpdir() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM HUP
+}
+
+bench_cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
 
 # Sets variable $1 to a TCP port nothing listens on, different from the
 # ones already handed out (no subshell, so USED_PORTS persists).

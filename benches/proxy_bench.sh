@@ -53,24 +53,10 @@ if [ ! -x "$STRATA" ]; then
   cargo build --release
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
 BENCH_NAME=proxy_bench
 # shellcheck source=benches/bench_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
+bench_tmpdir strata-bench
 
 
 # utime+stime of a process, in clock ticks. Field 2 (comm) may hold spaces,

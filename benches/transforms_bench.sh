@@ -60,24 +60,10 @@ if [ ! -x "$STRATA" ]; then
   cargo build --release
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-tbench.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 BENCH_NAME=transforms_bench
 # shellcheck source=benches/bench_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
+bench_tmpdir strata-tbench
 
 
 free_port REDIS_PORT
