@@ -358,18 +358,9 @@ impl Cluster {
     /// three ranges-owning primaries each with one replica, and every
     /// replica's link is up.
     pub fn wait_healthy(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let last = match self.health() {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "cluster not healthy within {within:?}: {last}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_until_ok("cluster", within, Duration::from_millis(50), || {
+            self.health()
+        });
     }
 
     fn health(&self) -> Result<(), String> {

@@ -42,6 +42,28 @@ pub fn free_port() -> u16 {
     panic!("no free port between 15000 and 32000");
 }
 
+/// Polls `check` every `every` until it returns `Ok`, or panics after
+/// `within` with the last reason, naming `what`.
+pub fn wait_until_ok(
+    what: &str,
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let last = match check() {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not healthy within {within:?}: {last}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
 /// The path of a required binary, or a panic that says how to install it.
 pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
     if let Some(paths) = std::env::var_os("PATH") {

@@ -313,18 +313,12 @@ impl Topology {
     /// Waits until every sentinel agrees on the primary, sees two replicas
     /// with their link up and the two other sentinels.
     pub fn wait_healthy(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let last = match self.health() {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "sentinel topology not healthy within {within:?}: {last}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_until_ok(
+            "sentinel topology",
+            within,
+            Duration::from_millis(100),
+            || self.health(),
+        );
     }
 
     fn health(&self) -> Result<(), String> {
