@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backend::cluster::ClusterRouter;
 use crate::backend::router::Router;
 use crate::config::{BackendMode, Config};
 use crate::protocol::RequestParser;
@@ -59,11 +60,31 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let mut metrics = Metrics::new();
     metrics.register_transform_stats(transform_stats);
     let metrics = Arc::new(metrics);
+    let mut cluster = None;
     let backend = match config.backend.mode {
         BackendMode::Standalone => Router::standalone(&config.backend, &metrics),
         BackendMode::Sentinel => crate::backend::sentinel::start(&config.backend, &metrics)
             .await
             .map_err(std::io::Error::other)?,
+        BackendMode::Cluster => {
+            let router = ClusterRouter::start(&config.backend, &metrics)
+                .await
+                .map_err(std::io::Error::other)?;
+            let first = router.view().primaries().next().cloned().ok_or_else(|| {
+                std::io::Error::other("cluster discovery: no primary serves any slot")
+            })?;
+            cluster = Some(router);
+            // The plain router stays for what is not slot-routed (INFO's
+            // backend fields, dedicated connections' release, …).
+            Arc::new(Router::new(
+                "cluster",
+                crate::backend::router::Topology {
+                    primary: first,
+                    replicas: Vec::new(),
+                },
+                &config.backend,
+            ))
+        }
     };
     tokio::spawn(export_backend_metrics(
         Arc::downgrade(&backend),
@@ -77,9 +98,13 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let listener = TcpListener::bind(&config.telemetry.listen).await?;
         let addr = listener.local_addr()?;
         let ready_backend = backend.clone();
+        let ready_cluster = cluster.clone();
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
+                if let Some(cluster) = &ready_cluster {
+                    return cluster_readiness(cluster);
+                }
                 let primary = ready_backend.primary();
                 if !primary.is_healthy() {
                     Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
@@ -117,6 +142,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         clients: server::clients::ClientRegistry::default(),
         started: Instant::now(),
         transforms: Arc::new(transforms),
+        cluster,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {
@@ -125,6 +151,24 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         shutdown: shutdown_tx,
         listener,
     })
+}
+
+/// Cluster mode: ready while every slot has an owner whose primary answers PING.
+fn cluster_readiness(cluster: &ClusterRouter) -> Readiness {
+    let view = cluster.view();
+    if let Some(down) = view.primaries().find(|n| !n.is_healthy()) {
+        return Readiness::NotReady(format!(
+            "cluster primary {} not answering PING\n",
+            down.addr()
+        ));
+    }
+    if !cluster.is_healthy() {
+        return Readiness::Degraded(format!(
+            "cluster: {} slots without an owner, or the last topology read failed\n",
+            view.map.unassigned()
+        ));
+    }
+    Readiness::Ready
 }
 
 /// Keeps `strata_backend_breaker_state` in step with every node of the

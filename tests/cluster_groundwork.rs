@@ -42,6 +42,7 @@ fn settings() -> ConnSettings {
         reconnect_max: Duration::from_secs(1),
         username: None,
         password: None,
+        readonly: false,
     }
 }
 

@@ -11,6 +11,9 @@
 //!   reads), swapped atomically when the topology changes.
 //! * [`breaker`]: the per-node circuit breaker.
 //! * [`sentinel`]: Sentinel mode: discovery, following failovers, replicas.
+//! * [`cluster`]: Redis Cluster mode: the slot map, redirections, splits
+//!   and merges, and the [`cluster::ClusterRouter`] that keeps a node per
+//!   address.
 //! * [`handshake`]: the few request/reply exchanges strata makes on its own
 //!   (AUTH, HELLO, RESET, PING, INFO) on a raw connection.
 
@@ -40,6 +43,8 @@ pub struct ConnSettings {
     pub username: Option<String>,
     /// Password for AUTH (None: no AUTH).
     pub password: Option<String>,
+    /// Send `READONLY` after connecting: a cluster replica serving reads.
+    pub readonly: bool,
 }
 
 impl ConnSettings {
@@ -52,6 +57,7 @@ impl ConnSettings {
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),
             username: c.username.clone(),
             password: c.resolved_password(),
+            readonly: false,
         }
     }
 }
@@ -133,6 +139,16 @@ pub async fn connect_authenticated(
                     format!("AUTH failed: {e}"),
                 )
             })?;
+    }
+    if settings.readonly {
+        let mut buf = bytes::BytesMut::new();
+        handshake::call(
+            &mut stream,
+            &mut buf,
+            &[b"READONLY"],
+            settings.connect_timeout,
+        )
+        .await?;
     }
     Ok(stream)
 }

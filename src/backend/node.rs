@@ -43,7 +43,19 @@ impl Node {
     /// Starts the connections and the health checker for `addr`. Must run
     /// inside a tokio runtime.
     pub fn start(addr: &str, config: &BackendConfig, metrics: &Arc<Metrics>) -> Arc<Node> {
-        let settings = ConnSettings::from_config(config);
+        Node::start_with(addr, config, metrics, false)
+    }
+
+    /// As [`Node::start`]; with `readonly`, every connection sends
+    /// `READONLY` first (a cluster replica that serves reads).
+    pub fn start_with(
+        addr: &str,
+        config: &BackendConfig,
+        metrics: &Arc<Metrics>,
+        readonly: bool,
+    ) -> Arc<Node> {
+        let mut settings = ConnSettings::from_config(config);
+        settings.readonly = readonly;
         let addr = addr.to_string();
         let breaker = Arc::new(Breaker::new(config.breaker.clone()));
         let (retired, retired_rx) = watch::channel(None);

@@ -113,6 +113,42 @@ pub enum BackendMode {
     /// The current primary of a master that Redis Sentinel manages
     /// (`[backend.sentinel]`), followed across failovers.
     Sentinel,
+    /// A Redis Cluster (`[backend.cluster]`): slot routing, redirections
+    /// and multi-key commands split and merged inside strata.
+    Cluster,
+}
+
+/// Redis Cluster (`[backend.cluster]`, used when `backend.mode = "cluster"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `host:port` of some cluster nodes. The topology is read from the
+    /// first that answers; the rest are fallbacks.
+    pub seeds: Vec<String>,
+    /// How often the slot map is re-read even without a MOVED or a lost
+    /// connection (which refresh it at once).
+    pub refresh_interval_ms: u64,
+    /// Most MOVED/ASK redirections followed for one request.
+    pub max_redirects: u8,
+    /// Most retries, with backoff, of a request answered TRYAGAIN or
+    /// CLUSTERDOWN (or sent to a node that is down while the slot map is
+    /// refreshed) before the client gets the error.
+    pub retry_limit: u32,
+    /// At startup, how long strata keeps asking the seeds for a complete
+    /// slot map before it gives up and exits.
+    pub discovery_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seeds: Vec::new(),
+            refresh_interval_ms: 5_000,
+            max_redirects: 5,
+            retry_limit: 8,
+            discovery_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Sentinel discovery (`[backend.sentinel]`, used when `backend.mode = "sentinel"`).
@@ -207,6 +243,8 @@ pub struct BackendConfig {
     pub read_from: ReadFrom,
     /// Sentinel discovery, for `mode = "sentinel"`.
     pub sentinel: SentinelConfig,
+    /// Redis Cluster, for `mode = "cluster"`.
+    pub cluster: ClusterConfig,
 }
 
 impl BackendConfig {
@@ -235,6 +273,7 @@ impl Default for BackendConfig {
             breaker: BreakerConfig::default(),
             read_from: ReadFrom::Primary,
             sentinel: SentinelConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -386,8 +425,10 @@ impl Config {
                 "failure_threshold and success_threshold must be at least 1",
             );
         }
-        if self.backend.mode == BackendMode::Sentinel {
-            self.validate_sentinel()?;
+        match self.backend.mode {
+            BackendMode::Sentinel => self.validate_sentinel()?,
+            BackendMode::Cluster => self.validate_cluster()?,
+            BackendMode::Standalone => {}
         }
         self.transform_config()
             .validate()
@@ -410,6 +451,37 @@ impl Config {
         }
     }
 
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        let c = &self.backend.cluster;
+        if c.seeds.is_empty() {
+            return invalid(
+                "backend.cluster.seeds",
+                "mode = \"cluster\" needs at least one seed node, e.g. seeds = [\"10.0.0.1:7000\"]"
+                    .into(),
+            );
+        }
+        for addr in &c.seeds {
+            if !is_host_port(addr) {
+                return invalid(
+                    "backend.cluster.seeds",
+                    format!("'{addr}' is not host:port"),
+                );
+            }
+        }
+        if c.refresh_interval_ms < 100 {
+            return invalid(
+                "backend.cluster.refresh_interval_ms",
+                "must be at least 100".into(),
+            );
+        }
+        if c.max_redirects == 0 {
+            return invalid("backend.cluster.max_redirects", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
     fn validate_sentinel(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
             Err(ConfigError::Invalid {
@@ -425,10 +497,7 @@ impl Config {
             );
         }
         for addr in &s.sentinels {
-            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-            });
-            if !port_ok {
+            if !is_host_port(addr) {
                 return invalid(
                     "backend.sentinel.sentinels",
                     format!("'{addr}' is not host:port"),
@@ -460,6 +529,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `host:port` with a non-empty host and a port from 1 to 65535.
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! * [`local`]: the commands strata answers itself.
 //! * [`conn_state`]: server-side state held on a dedicated connection.
 //! * [`clients`]: the registry behind CLIENT LIST and INFO.
+//! * [`routed`]: cluster mode's per-node batches and per-command items.
 
 pub mod clients;
 pub mod conn_state;
 pub mod listener;
 pub mod local;
 pub mod pending;
+pub mod routed;
 pub mod session;
 pub mod writer;
 
@@ -41,6 +43,9 @@ pub struct Shared {
     /// Value transform rules and keys (`[[transform]]`); empty when none
     /// are configured, which the session checks once per command.
     pub transforms: Arc<crate::transform::Transforms>,
+    /// The cluster router, in cluster mode (`backend.mode = "cluster"`):
+    /// ordinary commands are then routed by slot instead of `backend`.
+    pub cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
 }
 
 impl Shared {

@@ -43,6 +43,8 @@ pub enum Pending {
         /// values, by position in the batch, ascending; usually empty.
         plans: Vec<(usize, Box<ReplyPlan>)>,
     },
+    /// Cluster mode: a read's commands routed by slot (see `routed.rs`).
+    Routed(Box<super::routed::RoutedBatch>),
     /// From here on, replies come from this dedicated connection.
     EnterDedicated(DedicatedReader),
     /// `frames` reply frames are due on the dedicated connection for one command.
@@ -88,6 +90,9 @@ pub enum Post {
     /// EXEC: open the values in each queued command's reply element; one
     /// entry per queued command, in order.
     TransformExec(Vec<Option<ReplyPlan>>),
+    /// Write nothing: the client was already answered (cluster mode's
+    /// MULTI, replayed on the node the transaction binds to).
+    Drop,
 }
 
 /// Reply frames due on the dedicated connection for one command.

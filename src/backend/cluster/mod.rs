@@ -43,11 +43,13 @@
 
 pub mod redirect;
 mod resp;
+mod router;
 pub mod scan;
 pub mod slots;
 pub mod split;
 pub mod topology;
 
 pub use redirect::{classify, Redirect};
+pub use router::{slot_unserved, ClusterRouter, ClusterView};
 pub use slots::{Health, Node, Shard, SlotMap, TopologyError};
 pub use split::{plan, Plan, Split};

@@ -21,24 +21,54 @@ impl Session {
             "discard" => return self.error("ERR DISCARD without MULTI").await,
             "unwatch" => return self.reply(reply::ok()).await,
             "xread" | "xreadgroup" if !has_block_option(&req.args) => {
-                return self.forward(req, Post::None, timing, true).await;
+                return self
+                    .forward(req, Some(spec), Post::None, timing, true)
+                    .await;
             }
             _ => {}
         }
         if self.reply_mode != ReplyMode::On {
             return self.error("ERR CLIENT REPLY OFF/SKIP cannot be combined with commands that need a dedicated connection in strata").await;
         }
-        if let Err(e) = self.enter_dedicated().await {
+        let mut target = None;
+        if self.cluster.is_some() {
+            match self.dedicated_target(spec, &req.args) {
+                Ok((node, slot)) => {
+                    target = Some(node);
+                    self.pinned_slot = slot;
+                }
+                Err(reply) => return self.reply(reply).await,
+            }
+        }
+        if let Err(e) = self.enter_dedicated(target).await {
+            self.pinned_slot = None;
             self.shared.metrics.error(e.kind());
             return self.reply(e.to_reply()).await;
         }
         self.handle_dedicated(req, Some(spec), timing, plan).await
     }
 
-    /// Borrows a dedicated connection and tells the writer to read from it.
-    pub(super) async fn enter_dedicated(&mut self) -> Result<(), crate::backend::BackendError> {
-        let (mut conn, retired) = self.shared.backend.dedicated(self.proto).await?;
-        let addr = self.shared.backend.primary().addr().to_string();
+    /// Borrows a dedicated connection (to `target`, else the primary) and
+    /// tells the writer to read from it.
+    pub(super) async fn enter_dedicated(
+        &mut self,
+        target: Option<Arc<crate::backend::node::Node>>,
+    ) -> Result<(), crate::backend::BackendError> {
+        let (mut conn, retired, addr) = match target {
+            Some(node) => (
+                node.dedicated(self.proto).await?,
+                node.retired(),
+                node.addr().to_string(),
+            ),
+            None => {
+                let (conn, retired) = self.shared.backend.dedicated(self.proto).await?;
+                (
+                    conn,
+                    retired,
+                    self.shared.backend.primary().addr().to_string(),
+                )
+            }
+        };
         let Some(stream) = conn.stream.take() else {
             return Err(crate::backend::BackendError::Unavailable {
                 addr,
@@ -90,6 +120,9 @@ impl Session {
                 let text = format!("ERR command '{}' is not supported by strata", spec.name);
                 return self.error(&text).await;
             }
+        }
+        if let Some(refused) = self.check_pinned(spec, &req.args) {
+            return self.reply(refused).await;
         }
         let mut post = Post::None;
         let mut frame = req.frame.clone();
@@ -163,7 +196,11 @@ impl Session {
             frames,
             deadline,
             monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
-            post,
+            post: if self.suppress_reply {
+                Post::Drop
+            } else {
+                post
+            },
             timing,
         };
         if spec.is_some_and(|s| s.name == "reset") {
@@ -244,6 +281,7 @@ impl Session {
         if !self.flush_dedicated().await {
             return Flow::Close;
         }
+        self.pinned_slot = None;
         let Some(d) = self.dedicated.take() else {
             return Flow::Continue;
         };

@@ -135,7 +135,8 @@ impl Session {
                     started: Instant::now(),
                     metrics: None,
                 };
-                self.forward(req, Post::None, timing, false).await
+                self.forward(req, Some(spec), Post::None, timing, false)
+                    .await
             }
         }
     }
@@ -153,7 +154,7 @@ impl Session {
         if i32::try_from(db).is_err() || db < 0 {
             return self.error("ERR DB index is out of range").await;
         }
-        if let Err(e) = self.enter_dedicated().await {
+        if let Err(e) = self.enter_dedicated(None).await {
             return self.reply(e.to_reply()).await;
         }
         let timing = Timing {

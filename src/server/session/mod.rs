@@ -8,6 +8,7 @@
 //! so a client that pipelines faster than its replies drain stops being
 //! read: the backpressure reaches its TCP window and no one else.
 
+mod cluster;
 mod dedicated;
 mod local_commands;
 
@@ -79,6 +80,11 @@ pub async fn serve(
         read_len: 0,
         multi_plans: Vec::new(),
         multi_refused: false,
+        cluster: shared.cluster.clone(),
+        routed: None,
+        pinned_slot: None,
+        unbound_multi: None,
+        suppress_reply: false,
     };
     session.read_loop(rd, shutdown).await;
     // Dropping the queue's sender lets the writer finish what is queued.
@@ -137,6 +143,18 @@ struct Session {
     /// Inside MULTI, a command was refused by a transform rule: EXEC
     /// discards the transaction, as Redis does after a queueing error.
     multi_refused: bool,
+    /// Cluster mode's router (`None` in other modes).
+    cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
+    /// Cluster mode: commands routed by slot, not yet sent.
+    routed: Option<super::routed::RoutedBatch>,
+    /// Cluster mode, on a dedicated connection: the slot its keys must be in.
+    pinned_slot: Option<u16>,
+    /// Cluster mode: inside MULTI, before a key says which node runs it;
+    /// the commands queued meanwhile (see `cluster.rs`).
+    unbound_multi: Option<Vec<cluster::Queued>>,
+    /// Forward to the dedicated connection but drop the reply: the
+    /// client was already answered (cluster MULTI replay).
+    suppress_reply: bool,
 }
 
 impl Session {
@@ -223,6 +241,9 @@ impl Session {
 
     /// Sends the gathered batch to the backend and queues its replies.
     async fn flush_batch(&mut self) -> bool {
+        if self.routed.is_some() {
+            return self.flush_routed().await;
+        }
         let Some(batch) = self.batch.take() else {
             return true;
         };
@@ -317,7 +338,9 @@ impl Session {
                     plan = prepared.plan;
                 }
                 Err(text) => {
-                    if self.dedicated.is_some() && self.state.in_multi {
+                    if (self.dedicated.is_some() && self.state.in_multi)
+                        || self.unbound_multi.is_some()
+                    {
                         self.multi_refused = true;
                     }
                     return self.error(&text).await;
@@ -327,11 +350,20 @@ impl Session {
         if self.dedicated.is_some() {
             return self.handle_dedicated(req, spec, timing, plan).await;
         }
+        if self.unbound_multi.is_some() {
+            return self.multi_unbound(req, spec, timing, plan).await;
+        }
         let Some(spec) = spec else {
             // Unknown to strata's table (a newer Redis, a module): let the
             // backend answer, on the shared connection.
-            return self.forward(req, Post::None, timing, false).await;
+            return self.forward(req, None, Post::None, timing, false).await;
         };
+        if self.cluster.is_some() {
+            if let Some(flow) = self.cluster_special(&req, spec).await {
+                timing.record();
+                return flow;
+            }
+        }
         match spec.route {
             Route::Local => {
                 let flow = self.local(req, spec).await;
@@ -355,7 +387,7 @@ impl Session {
                     r.verbatim(self.shared.proxy_info().as_bytes());
                     return self.reply(r.freeze()).await;
                 }
-                self.forward(req, post, timing, false).await
+                self.forward(req, Some(spec), post, timing, false).await
             }
             _ => {
                 let read_only = spec.has(Flags::READ) && !spec.has(Flags::WRITE);
@@ -363,7 +395,7 @@ impl Session {
                     Some(plan) => Post::Transform(Box::new(plan)),
                     None => Post::None,
                 };
-                self.forward(req, post, timing, read_only).await
+                self.forward(req, Some(spec), post, timing, read_only).await
             }
         }
     }
@@ -414,8 +446,26 @@ impl Session {
         }
     }
 
-    /// Sends a request on the client's multiplexed connection.
-    async fn forward(&mut self, req: Request, post: Post, timing: Timing, read_only: bool) -> Flow {
+    /// Sends a request on the client's multiplexed connection (in cluster
+    /// mode, on its connection to the node serving the request).
+    async fn forward(
+        &mut self,
+        req: Request,
+        spec: Option<&'static CommandSpec>,
+        post: Post,
+        timing: Timing,
+        read_only: bool,
+    ) -> Flow {
+        if self.cluster.is_some() {
+            match post {
+                Post::None => return self.route(req, spec, timing, read_only, None).await,
+                Post::Transform(plan) => {
+                    return self.route(req, spec, timing, read_only, Some(plan)).await
+                }
+                // INFO with strata's section: one node's INFO (see `proxy_info`).
+                _ => {}
+            }
+        }
         // Plain commands, and those whose reply only needs opening, are
         // batched; other rewrites go alone.
         let on = self.reply_mode == ReplyMode::On;

@@ -7,6 +7,8 @@
 //! per command and passing pub/sub messages and MONITOR lines through as
 //! they come.
 
+mod routed;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -94,6 +96,7 @@ impl Writer {
     fn taken(&self, p: Pending) -> Pending {
         let n = match &p {
             Pending::Batch { count, .. } => *count,
+            Pending::Routed(batch) => batch.items.len(),
             _ => 1,
         };
         self.inflight.add_permits(n);
@@ -174,6 +177,7 @@ impl Writer {
                         }
                     }
                 }
+                Pending::Routed(batch) => self.write_routed(*batch).await?,
                 Pending::EnterDedicated(rd) => self.dedicated_loop(rd).await?,
                 Pending::Close => {
                     self.flush().await?;
@@ -194,6 +198,7 @@ impl Writer {
     fn write_reply(&mut self, frame: Bytes, post: Post) {
         match post {
             Post::None => self.out.extend_from_slice(&frame),
+            Post::Drop => {}
             Post::Replace(bytes) => {
                 if reply::is_error(&frame) {
                     self.out.extend_from_slice(&frame);
@@ -386,7 +391,9 @@ impl Writer {
                             Err(_) => self.out.extend_from_slice(&reply::error("ERR backend connection closed before replying")),
                         }
                     }
-                    Some(Pending::EnterDedicated(_)) | Some(Pending::Batch { .. }) => {}
+                    Some(Pending::EnterDedicated(_))
+                    | Some(Pending::Batch { .. })
+                    | Some(Pending::Routed(_)) => {}
                 },
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
                     Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,

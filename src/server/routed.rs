@@ -1,0 +1,182 @@
+//! Cluster mode: one client read's commands, routed by slot.
+//!
+//! The session ([`session`](super::session)) plans each command with the
+//! command table (`backend::cluster::split`) and appends its request, or
+//! its per-slot parts, to the group of the node that serves it: one
+//! message per node per read, so a pipeline costs one channel send and one
+//! reply slot per node, not per command. It keeps one [`Item`] per client
+//! command, in request order, naming which sub-replies answer it.
+//!
+//! The writer then takes the groups' replies, follows any redirect
+//! (`ClusterRouter::follow`), merges split and fan-out replies, and writes
+//! one reply per item in order. Retries happen where the reply is awaited,
+//! so replies never reorder.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::backend::cluster::scan::Position;
+use crate::backend::cluster::{ClusterView, Split};
+use crate::backend::mux::MuxReply;
+use crate::backend::node::Node;
+use crate::backend::BackendError;
+use crate::command::Merge;
+use crate::protocol::reply::frame_len;
+use crate::protocol::Protocol;
+use crate::telemetry::CommandMetrics;
+use crate::transform::ReplyPlan;
+
+/// The commands of one read, grouped per node.
+#[derive(Debug)]
+pub struct RoutedBatch {
+    /// The view the commands were planned with (SCAN cursors use its map).
+    pub view: Arc<ClusterView>,
+    /// The client, whose mux connection to each node keeps its order.
+    pub client_id: u64,
+    /// The protocol the requests were sent in (retries use the same).
+    pub proto: Protocol,
+    /// One per node that gets requests.
+    pub groups: Vec<NodeGroup>,
+    /// One per client command, in request order.
+    pub items: Vec<Item>,
+    /// Bytes of requests gathered, to bound the batch.
+    pub bytes: usize,
+    /// When the first command was parsed.
+    pub started: Instant,
+    /// Each command's metric handles.
+    pub metrics: Vec<Arc<CommandMetrics>>,
+    /// Transform plans by item index, ascending.
+    pub plans: Vec<(usize, Box<ReplyPlan>)>,
+}
+
+/// The requests for one node, pipelined as one message.
+#[derive(Debug)]
+pub struct NodeGroup {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Requests, back to back.
+    pub frames: BytesMut,
+    /// How many.
+    pub count: usize,
+    /// The replies, once sent.
+    pub reply: Option<oneshot::Receiver<MuxReply>>,
+}
+
+/// One request sent to a node: which group carries it, and what a retry
+/// needs.
+#[derive(Debug)]
+pub struct Sub {
+    /// Index into [`RoutedBatch::groups`].
+    pub group: usize,
+    /// The request, kept for a redirect or a retry.
+    pub request: Bytes,
+    /// The slot it was routed by (`None`: keyless or fan-out).
+    pub slot: Option<u16>,
+}
+
+/// How one client command is answered.
+#[derive(Debug)]
+pub enum Item {
+    /// By one request's reply, as is.
+    One(Sub),
+    /// By the parts of a split command, merged.
+    Split(Box<Split>, Vec<Sub>),
+    /// By the same request on several nodes, merged.
+    Fanout(Merge, Vec<Sub>),
+    /// By one node's SCAN step, its cursor re-encoded.
+    Scan(Position, Sub),
+    /// By a reply strata made (CROSSSLOT, an unserved slot, …).
+    Ready(Bytes),
+    /// The command runs but its reply is not written (CLIENT REPLY OFF/SKIP).
+    Silent(Box<Item>),
+}
+
+impl RoutedBatch {
+    /// An empty batch over `view`.
+    pub fn new(
+        view: Arc<ClusterView>,
+        client_id: u64,
+        proto: Protocol,
+        started: Instant,
+    ) -> RoutedBatch {
+        RoutedBatch {
+            view,
+            client_id,
+            proto,
+            groups: Vec::new(),
+            items: Vec::new(),
+            bytes: 0,
+            started,
+            metrics: Vec::new(),
+            plans: Vec::new(),
+        }
+    }
+
+    /// Appends `request` to `node`'s group and returns its [`Sub`].
+    pub fn add(&mut self, node: &Arc<Node>, request: Bytes, slot: Option<u16>) -> Sub {
+        let group = match self.groups.iter().position(|g| Arc::ptr_eq(&g.node, node)) {
+            Some(i) => i,
+            None => {
+                self.groups.push(NodeGroup {
+                    node: node.clone(),
+                    frames: BytesMut::new(),
+                    count: 0,
+                    reply: None,
+                });
+                self.groups.len() - 1
+            }
+        };
+        let g = &mut self.groups[group];
+        g.frames.extend_from_slice(&request);
+        g.count += 1;
+        self.bytes += request.len();
+        Sub {
+            group,
+            request,
+            slot,
+        }
+    }
+}
+
+/// A group's replies, taken one frame at a time in request order.
+#[derive(Debug)]
+pub struct GroupReplies {
+    /// The node's address (where redirects are relative to).
+    pub addr: String,
+    frames: Result<Bytes, BackendError>,
+    pos: usize,
+}
+
+impl GroupReplies {
+    /// Wraps a group's reply.
+    pub fn new(addr: String, frames: MuxReply) -> GroupReplies {
+        GroupReplies {
+            addr,
+            frames,
+            pos: 0,
+        }
+    }
+
+    /// The next request's reply, or the group's error.
+    pub fn next_reply(&mut self) -> MuxReply {
+        let frames = match &self.frames {
+            Ok(f) => f,
+            Err(e) => return Err(e.clone()),
+        };
+        match frames.get(self.pos..).map(frame_len) {
+            Some(Ok(Some(len))) => {
+                let frame = frames.slice(self.pos..self.pos + len);
+                self.pos += len;
+                Ok(frame)
+            }
+            // Cannot happen: the connection framed exactly these replies.
+            _ => Err(BackendError::ConnectionLost {
+                addr: self.addr.clone(),
+                reason: "malformed or missing reply frame".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Writing a cluster-mode batch: replies gathered from several nodes,
+//! redirects followed, splits and fan-outs merged, in request order.
+
+use super::{Stop, Writer};
+use crate::backend::cluster::redirect::{classify, Redirect};
+use crate::backend::cluster::split::merge_fanout;
+use crate::backend::cluster::{scan, ClusterRouter, ClusterView};
+use crate::backend::mux::MuxReply;
+use crate::protocol::reply::{self, is_error};
+use crate::protocol::Protocol;
+use crate::server::routed::{GroupReplies, Item, RoutedBatch, Sub};
+use bytes::Bytes;
+
+/// What resolving a batch's items needs besides the replies.
+struct Ctx<'a> {
+    cluster: &'a ClusterRouter,
+    view: &'a ClusterView,
+    client_id: u64,
+    proto: Protocol,
+}
+
+impl Writer {
+    /// Writes one reply per item of `batch`, in order.
+    pub(super) async fn write_routed(&mut self, mut batch: RoutedBatch) -> Result<(), Stop> {
+        let Some(cluster) = self.shared.cluster.clone() else {
+            return Ok(()); // never built outside cluster mode
+        };
+        let mut replies = Vec::with_capacity(batch.groups.len());
+        for group in &mut batch.groups {
+            let result = match group.reply.as_mut() {
+                Some(rx) => match self.await_reply(rx).await? {
+                    Ok(r) => r,
+                    Err(_) => Err(crate::backend::BackendError::ConnectionLost {
+                        addr: group.node.addr().to_string(),
+                        reason: "connection closed before replying".into(),
+                    }),
+                },
+                None => Err(crate::backend::BackendError::Unavailable {
+                    addr: group.node.addr().to_string(),
+                    reason: "request not sent".into(),
+                }),
+            };
+            replies.push(GroupReplies::new(group.node.addr().to_string(), result));
+        }
+        let elapsed = batch.started.elapsed();
+        for m in &batch.metrics {
+            m.record(elapsed);
+        }
+        let mut plans = batch.plans.into_iter().peekable();
+        let ctx = Ctx {
+            cluster: &cluster,
+            view: &batch.view,
+            client_id: batch.client_id,
+            proto: batch.proto,
+        };
+        for (i, item) in batch.items.into_iter().enumerate() {
+            let (frame, silent) = match item {
+                Item::Silent(inner) => (self.resolve(&ctx, &mut replies, *inner).await?, true),
+                other => (self.resolve(&ctx, &mut replies, other).await?, false),
+            };
+            let frame = match plans.next_if(|(at, _)| *at == i) {
+                Some((_, plan)) => self.shared.transforms.apply_reply(&plan, frame),
+                None => frame,
+            };
+            if !silent {
+                self.out.extend_from_slice(&frame);
+            }
+            if self.out.len() >= super::FLUSH_BYTES {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve(
+        &mut self,
+        ctx: &Ctx<'_>,
+        replies: &mut [GroupReplies],
+        item: Item,
+    ) -> Result<Bytes, Stop> {
+        Ok(match item {
+            Item::Ready(bytes) => bytes,
+            Item::One(sub) => self.final_reply(ctx, replies, &sub).await?,
+            Item::Split(split, subs) => {
+                let mut parts = Vec::with_capacity(subs.len());
+                for sub in &subs {
+                    parts.push(self.final_reply(ctx, replies, sub).await?);
+                }
+                split.merge(&parts)
+            }
+            Item::Fanout(merge, subs) => {
+                let mut parts = Vec::with_capacity(subs.len());
+                for sub in &subs {
+                    parts.push(self.final_reply(ctx, replies, sub).await?);
+                }
+                merge_fanout(merge, &parts)
+            }
+            Item::Scan(pos, sub) => {
+                let frame = self.final_reply(ctx, replies, &sub).await?;
+                if is_error(&frame) {
+                    frame
+                } else {
+                    scan::client_reply(&ctx.view.map, pos, &frame).unwrap_or_else(|e| e.to_reply())
+                }
+            }
+            Item::Silent(inner) => Box::pin(self.resolve(ctx, replies, *inner)).await?,
+        })
+    }
+
+    /// A request's final reply: as the node sent it, or after following
+    /// its redirect or retry (flushing what is written so far first, so a
+    /// retry never delays the replies before it).
+    async fn final_reply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        replies: &mut [GroupReplies],
+        sub: &Sub,
+    ) -> Result<Bytes, Stop> {
+        let Some(group) = replies.get_mut(sub.group) else {
+            return Ok(reply::error("ERR strata: reply group missing"));
+        };
+        let first: MuxReply = group.next_reply();
+        if let Ok(frame) = &first {
+            if classify(frame) == Redirect::Other {
+                return Ok(frame.clone());
+            }
+        }
+        let addr = group.addr.clone();
+        self.flush().await?;
+        Ok(ctx
+            .cluster
+            .follow(
+                ctx.client_id,
+                ctx.proto,
+                &sub.request,
+                sub.slot,
+                addr,
+                first,
+            )
+            .await)
+    }
+}
