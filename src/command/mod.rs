@@ -189,6 +189,10 @@ pub enum Merge {
     First,
     /// The SCAN cursor protocol.
     Scan,
+    /// Arrays of 0/1 combined element-wise with AND: 1 only where every
+    /// node answered 1 (SCRIPT EXISTS: a script is usable through strata
+    /// only if every primary has it).
+    AllTrue,
 }
 
 /// Everything strata knows about one command (or one subcommand).

@@ -1490,7 +1490,7 @@ static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
         step: 0,
         key_specs: &[],
         route: Route::AllPrimaries,
-        merge: Merge::One,
+        merge: Merge::AllTrue,
         subcommands: &[],
     },
     CommandSpec {

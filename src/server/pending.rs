@@ -122,6 +122,10 @@ pub struct DedicatedReader {
     /// Fires when the node is retired (failover): the client's server-side
     /// state is then gone.
     pub retired: tokio::sync::watch::Receiver<Option<String>>,
+    /// The client's protocol, for a replacement connection.
+    pub proto: Protocol,
+    /// The client, for logs.
+    pub client_id: u64,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

@@ -117,9 +117,8 @@ ROUTE_RULES = {
     "flushall": ("AllPrimaries", "AllOk"),
     "flushdb": ("AllPrimaries", "AllOk"),
     "script|load": ("AllPrimaries", "First"),  # every node answers the same SHA1
-    # SCRIPT EXISTS really needs an element-wise AND of the 0/1 arrays; `One`
-    # is a placeholder until the cluster work adds that merge.
-    "script|exists": ("AllPrimaries", "One"),
+    # 1 only where every primary has the script: element-wise AND.
+    "script|exists": ("AllPrimaries", "AllTrue"),
     "script|flush": ("AllPrimaries", "AllOk"),
     "function|load": ("AllPrimaries", "First"),  # every node answers the library name
     "function|delete": ("AllPrimaries", "AllOk"),

@@ -328,8 +328,34 @@ pub fn merge_fanout(merge: Merge, replies: &[Bytes]) -> Bytes {
             .first()
             .cloned()
             .unwrap_or_else(|| internal("no node answered")),
+        Merge::AllTrue => all_true(replies),
         Merge::KeyOrder | Merge::Scan => internal("merge needs the request's key order or cursor"),
     }
+}
+
+/// Element-wise AND of arrays of integers 0/1 of equal length.
+fn all_true(replies: &[Bytes]) -> Bytes {
+    let mut acc: Option<Vec<bool>> = None;
+    for reply in replies {
+        let Some(values) = resp::elements(reply).filter(|_| reply.first() == Some(&b'*')) else {
+            return internal("a node answered SCRIPT EXISTS with a non-array");
+        };
+        let bits: Vec<bool> = values.iter().map(|v| resp::int(v) == Some(1)).collect();
+        acc = Some(match acc {
+            None => bits,
+            Some(prev) if prev.len() == bits.len() => {
+                prev.iter().zip(&bits).map(|(a, b)| *a && *b).collect()
+            }
+            Some(_) => return internal("nodes answered arrays of different lengths"),
+        });
+    }
+    let bits = acc.unwrap_or_default();
+    let mut out = BytesMut::with_capacity(16 + bits.len() * 4);
+    header(&mut out, b'*', bits.len());
+    for bit in bits {
+        out.put_slice(if bit { b":1\r\n" } else { b":0\r\n" });
+    }
+    out.freeze()
 }
 
 fn internal(what: &str) -> Bytes {
@@ -369,6 +395,19 @@ mod tests {
             .into_iter()
             .map(|v| String::from_utf8(v).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn script_exists_is_true_only_where_every_node_has_it() {
+        let a = Bytes::from_static(b"*3\r\n:1\r\n:1\r\n:0\r\n");
+        let b = Bytes::from_static(b"*3\r\n:1\r\n:0\r\n:0\r\n");
+        assert_eq!(
+            &merge_fanout(Merge::AllTrue, &[a.clone(), b])[..],
+            b"*3\r\n:1\r\n:0\r\n:0\r\n"
+        );
+        assert_eq!(&merge_fanout(Merge::AllTrue, &[a.clone()])[..], &a[..]);
+        let err = Bytes::from_static(b"-ERR x\r\n");
+        assert_eq!(merge_fanout(Merge::AllTrue, &[a, err.clone()]), err);
     }
 
     #[test]

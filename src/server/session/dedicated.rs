@@ -83,6 +83,8 @@ impl Session {
                 buf,
                 addr,
                 retired,
+                proto: self.proto,
+                client_id: self.info.id,
             }))
             .await
         {
@@ -267,10 +269,25 @@ impl Session {
         let Some(d) = self.dedicated.as_mut() else {
             return true;
         };
+        // The writer may have moved the subscriptions to a new connection.
+        while let Ok(swap) = self.swaps.try_recv() {
+            d.wr = swap.wr;
+            d.conn = swap.conn;
+        }
         if d.out.is_empty() {
             return true;
         }
-        let ok = d.wr.write_all(&d.out).await.is_ok();
+        let mut ok = d.wr.write_all(&d.out).await.is_ok();
+        if !ok && self.state.subscribed() && !self.state.in_multi {
+            // A subscriber's connection died: wait for the writer to
+            // subscribe again elsewhere, then send there.
+            let wait = tokio::time::timeout(std::time::Duration::from_secs(16), self.swaps.recv());
+            if let Ok(Some(swap)) = wait.await {
+                d.wr = swap.wr;
+                d.conn = swap.conn;
+                ok = d.wr.write_all(&d.out).await.is_ok();
+            }
+        }
         d.out.clear();
         ok
     }

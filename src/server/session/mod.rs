@@ -64,7 +64,14 @@ pub async fn serve(
     // takes permits before queueing, the writer gives them back as it takes
     // entries, so at most `max_inflight_per_client` commands wait per client.
     let inflight = Arc::new(tokio::sync::Semaphore::new(max_inflight));
-    let writer = tokio::spawn(super::writer::run(wr, rx, inflight.clone(), shared.clone()));
+    let (swap_tx, swaps) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(super::writer::run(
+        wr,
+        rx,
+        inflight.clone(),
+        shared.clone(),
+        swap_tx,
+    ));
     let mut session = Session {
         shared: shared.clone(),
         info: info.clone(),
@@ -85,6 +92,7 @@ pub async fn serve(
         pinned_slot: None,
         unbound_multi: None,
         suppress_reply: false,
+        swaps,
     };
     session.read_loop(rd, shutdown).await;
     // Dropping the queue's sender lets the writer finish what is queued.
@@ -155,6 +163,9 @@ struct Session {
     /// Forward to the dedicated connection but drop the reply: the
     /// client was already answered (cluster MULTI replay).
     suppress_reply: bool,
+    /// New dedicated write halves from the writer, after it moved the
+    /// client's subscriptions to another connection.
+    swaps: mpsc::UnboundedReceiver<super::writer::DedicatedSwap>,
 }
 
 impl Session {

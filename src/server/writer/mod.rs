@@ -7,7 +7,10 @@
 //! per command and passing pub/sub messages and MONITOR lines through as
 //! they come.
 
+mod resubscribe;
 mod routed;
+
+pub use resubscribe::DedicatedSwap;
 
 use std::sync::Arc;
 
@@ -20,9 +23,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use super::pending::{DedicatedReader, Expect, Pending, Post};
 use super::Shared;
 use crate::backend::mux::retired_reason;
-use crate::protocol::reply::{
-    self, aggregate_elements, frame_len, integer_payload, string_payload,
-};
+use crate::protocol::reply::{self, aggregate_elements, frame_len, string_payload};
 use crate::protocol::ReplyBuf;
 use crate::telemetry::ErrorKind;
 
@@ -43,6 +44,7 @@ pub async fn run(
     rx: mpsc::Receiver<Pending>,
     inflight: Arc<tokio::sync::Semaphore>,
     shared: Arc<Shared>,
+    swap: mpsc::UnboundedSender<DedicatedSwap>,
 ) {
     let mut w = Writer {
         wr,
@@ -50,6 +52,7 @@ pub async fn run(
         inflight,
         out: BytesMut::with_capacity(16 * 1024),
         shared,
+        swap: Some(swap),
     };
     let _ = w.mux_loop().await;
     let _ = w.wr.shutdown().await;
@@ -62,6 +65,9 @@ struct Writer {
     inflight: Arc<tokio::sync::Semaphore>,
     out: BytesMut,
     shared: Arc<Shared>,
+    /// Hands the session the write half of a connection the writer took
+    /// to keep a subscriber's subscriptions (`resubscribe.rs`).
+    swap: Option<mpsc::UnboundedSender<DedicatedSwap>>,
 }
 
 impl Writer {
@@ -274,8 +280,8 @@ impl Writer {
     async fn dedicated_loop(&mut self, mut rd: DedicatedReader) -> Result<(), Stop> {
         let mut due: std::collections::VecDeque<Expect> = std::collections::VecDeque::new();
         let mut monitor = false;
-        let mut subs = SubscriptionCounts::default();
-        let addr = rd.addr.clone();
+        let mut subs = resubscribe::Subscriptions::default();
+        let mut addr = rd.addr.clone();
         let mut retired = rd.retired.clone();
         loop {
             // Forward every complete frame already buffered.
@@ -293,6 +299,21 @@ impl Writer {
                 if is_out_of_band(&frame, monitor, subs.any()) {
                     self.out.extend_from_slice(&frame);
                     continue;
+                }
+                if due.is_empty() && is_slot_moved(&frame) {
+                    // The shard channels' slot moved: follow it.
+                    if self.resubscribe(&mut rd, &subs).await {
+                        addr = rd.addr.clone();
+                        retired = rd.retired.clone();
+                        continue;
+                    }
+                    return self
+                        .dedicated_failed(
+                            &addr,
+                            &mut due,
+                            "shard channels moved; resubscribing failed",
+                        )
+                        .await;
                 }
                 // The reader queues each Expect before it writes the command,
                 // so the entry for this reply is in the queue: take entries
@@ -396,10 +417,22 @@ impl Writer {
                     | Some(Pending::Routed(_)) => {}
                 },
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
-                    Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,
+                    Ok(0) | Err(_) => {
+                        if !monitor && subs.any() && self.resubscribe(&mut rd, &subs).await {
+                            addr = rd.addr.clone();
+                            retired = rd.retired.clone();
+                            continue;
+                        }
+                        return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await;
+                    }
                     Ok(_) => {}
                 },
                 reason = retired_reason(&mut retired) => {
+                    if !monitor && subs.any() && self.resubscribe(&mut rd, &subs).await {
+                        addr = rd.addr.clone();
+                        retired = rd.retired.clone();
+                        continue;
+                    }
                     return self.dedicated_failed(&addr, &mut due, &reason).await;
                 }
             }
@@ -427,38 +460,13 @@ impl Writer {
     }
 }
 
-/// Subscription counts as the backend reports them in its confirmations.
-#[derive(Default)]
-struct SubscriptionCounts {
-    normal: i64,
-    shard: i64,
-}
-
-impl SubscriptionCounts {
-    fn any(&self) -> bool {
-        self.normal > 0 || self.shard > 0
-    }
-
-    /// Reads a (un)subscribe confirmation: `[kind, channel, count]`.
-    fn observe(&mut self, frame: &[u8]) {
-        let Some(el) = aggregate_elements(frame) else {
-            return;
-        };
-        if el.len() != 3 {
-            return;
-        }
-        let Some(kind) = string_payload(&frame[el[0].clone()]) else {
-            return;
-        };
-        let Some(count) = integer_payload(&frame[el[2].clone()]) else {
-            return;
-        };
-        match kind {
-            b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => self.normal = count,
-            b"ssubscribe" | b"sunsubscribe" => self.shard = count,
-            _ => {}
-        }
-    }
+/// An unsolicited `sunsubscribe`: Redis Cluster drops a client's shard
+/// channels when their slot moves to another node.
+fn is_slot_moved(frame: &[u8]) -> bool {
+    matches!(
+        resubscribe::confirmation(frame),
+        Some((b"sunsubscribe", _, _))
+    )
 }
 
 /// True for frames that answer no command: pub/sub messages, tracking
