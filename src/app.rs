@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backend::cluster::stats::ClusterStats;
 use crate::backend::cluster::ClusterRouter;
 use crate::backend::router::Router;
 use crate::config::{BackendMode, Config};
@@ -59,6 +60,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     .map_err(std::io::Error::other)?;
     let mut metrics = Metrics::new();
     metrics.register_transform_stats(transform_stats);
+    let cluster_stats = (config.backend.mode == BackendMode::Cluster)
+        .then(|| ClusterStats::register(metrics.registry_mut()));
     let metrics = Arc::new(metrics);
     let mut cluster = None;
     let backend = match config.backend.mode {
@@ -67,7 +70,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             .await
             .map_err(std::io::Error::other)?,
         BackendMode::Cluster => {
-            let router = ClusterRouter::start(&config.backend, &metrics)
+            let stats = cluster_stats
+                .ok_or_else(|| std::io::Error::other("cluster stats not registered"))?;
+            let router = ClusterRouter::start(&config.backend, &metrics, stats)
                 .await
                 .map_err(std::io::Error::other)?;
             let first = router.view().primaries().next().cloned().ok_or_else(|| {

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
+use crate::backend::cluster::{scan, ClusterRouter};
 use crate::backend::handshake::read_frame;
+use crate::backend::node::Node;
 use crate::backend::router::Router;
 use crate::protocol::reply::{aggregate_elements, integer_payload, is_error, string_payload};
 use crate::protocol::request::encode_command;
@@ -152,15 +154,75 @@ pub async fn step(
     transforms: &Transforms,
     args: &RewrapArgs,
 ) -> Result<Progress, String> {
+    step_on(&router.primary(), transforms, args).await
+}
+
+/// Cluster mode: one step on one primary. The cursor is SCAN's cluster
+/// cursor (`backend::cluster::scan`): it names the primary and that
+/// primary's own cursor, so the walk goes primary after primary and a
+/// step resumes where the last one stopped. Each key is rewritten on the
+/// primary that stores it, so the compare-and-set script stays in one slot.
+pub async fn step_cluster(
+    cluster: &ClusterRouter,
+    transforms: &Transforms,
+    args: &RewrapArgs,
+) -> Result<Progress, String> {
+    let view = cluster.view();
+    let Some(pos) = scan::decode(&view.map, &args.cursor).map_err(|e| e.to_string())? else {
+        return Ok(Progress {
+            cursor: Bytes::from_static(b"0"),
+            ..Progress::default()
+        });
+    };
+    let Some(node) = view.primary_of_shard(pos.node) else {
+        return Err(scan::ScanError::TopologyChanged.to_string());
+    };
+    let mut on_node = args.clone();
+    on_node.cursor = Bytes::from(pos.cursor.to_string());
+    let mut progress = step_on(node, transforms, &on_node).await?;
+    let node_cursor: u64 = std::str::from_utf8(&progress.cursor)
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "ERR PROXY REWRAP: unexpected SCAN cursor".to_string())?;
+    let next = if node_cursor != 0 {
+        Some(scan::Position {
+            node: pos.node,
+            cursor: node_cursor,
+        })
+    } else if pos.node + 1 < view.map.shards().len() {
+        Some(scan::Position {
+            node: pos.node + 1,
+            cursor: 0,
+        })
+    } else {
+        None
+    };
+    progress.cursor = match next {
+        Some(next) => Bytes::from(
+            scan::encode(&view.map, next)
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
+        None => Bytes::from_static(b"0"),
+    };
+    Ok(progress)
+}
+
+/// One step on `node`.
+async fn step_on(
+    node: &Node,
+    transforms: &Transforms,
+    args: &RewrapArgs,
+) -> Result<Progress, String> {
     if transforms.is_empty() {
         return Err("ERR PROXY REWRAP: no [[transform]] rules are configured".into());
     }
-    let (mut conn, _retired) = router
+    let mut conn = node
         .dedicated(Protocol::Resp2)
         .await
         .map_err(|e| e.to_string())?;
-    let addr = router.primary().addr().to_string();
-    let timeout = router.request_timeout();
+    let addr = node.addr().to_string();
+    let timeout = node.request_timeout();
     let result = match conn.stream.take() {
         Some(mut stream) => {
             let mut link = Link {
@@ -176,7 +238,7 @@ pub async fn step(
     };
     match result {
         Ok(progress) => {
-            router.release(conn);
+            node.release(conn);
             Ok(progress)
         }
         Err(StepError(why)) => {

@@ -73,6 +73,20 @@ impl Shared {
             failovers,
             last_failover_ms,
         );
-        text
+        let Some(cluster) = &self.cluster else {
+            return text;
+        };
+        let view = cluster.view();
+        let down = view.nodes().filter(|n| !n.is_healthy()).count();
+        format!(
+            "{text}cluster_state:{}\r\ncluster_shards:{}\r\ncluster_nodes:{}\r\ncluster_nodes_down:{}\r\n\
+             cluster_slots_unserved:{}\r\ncluster_topology_changes:{}\r\n",
+            if cluster.is_healthy() { "ok" } else { "fail" },
+            view.map.shards().len(),
+            view.nodes().count(),
+            down,
+            view.map.unassigned(),
+            cluster.changes(),
+        )
     }
 }

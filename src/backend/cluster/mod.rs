@@ -47,6 +47,7 @@ mod router;
 pub mod scan;
 pub mod slots;
 pub mod split;
+pub mod stats;
 pub mod topology;
 
 pub use redirect::{classify, Redirect};

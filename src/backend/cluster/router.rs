@@ -25,6 +25,7 @@ use tokio::sync::{watch, Notify};
 
 use super::redirect::{self, check_target, classify, Hops, Redirect};
 use super::slots::SlotMap;
+use super::stats::{ClusterStats, RetryKind};
 use super::topology::read_topology;
 use crate::backend::mux::MuxReply;
 use crate::backend::node::Node;
@@ -108,6 +109,7 @@ pub struct ClusterRouter {
     healthy: AtomicBool,
     /// Topology changes followed.
     changes: AtomicU64,
+    stats: ClusterStats,
 }
 
 /// The error a client gets for a slot no shard serves.
@@ -124,6 +126,7 @@ impl ClusterRouter {
     pub async fn start(
         config: &BackendConfig,
         metrics: &Arc<Metrics>,
+        stats: ClusterStats,
     ) -> Result<Arc<ClusterRouter>, String> {
         let settings = ConnSettings::from_config(config);
         let deadline = Instant::now() + Duration::from_millis(config.cluster.discovery_timeout_ms);
@@ -144,6 +147,7 @@ impl ClusterRouter {
             );
         }
         let view = build_view(map, None, config, metrics);
+        stats.topology(false, view.map.unassigned(), view.map.shards().len());
         let router = Arc::new(ClusterRouter {
             config: config.clone(),
             metrics: metrics.clone(),
@@ -154,6 +158,7 @@ impl ClusterRouter {
             generation: watch::channel(0).0,
             next_replica: AtomicUsize::new(0),
             changes: AtomicU64::new(0),
+            stats,
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&router)));
         for node in router.view().nodes() {
@@ -263,6 +268,7 @@ impl ClusterRouter {
                     if attempts < self.config.cluster.retry_limit =>
                 {
                     // Never sent: safe to send again once the map is fresh.
+                    self.stats.retry(RetryKind::unreachable);
                     self.refresh_soon();
                     tokio::time::sleep(redirect::retry_backoff(attempts)).await;
                     attempts += 1;
@@ -296,7 +302,10 @@ impl ClusterRouter {
                         return e.to_reply();
                     }
                     let ask = matches!(redirect, Redirect::Ask { .. });
-                    if !ask {
+                    if ask {
+                        self.stats.retry(RetryKind::ask);
+                    } else {
+                        self.stats.retry(RetryKind::moved);
                         self.refresh_soon();
                     }
                     let node = match self.known_node(&target, to_slot).await {
@@ -320,7 +329,10 @@ impl ClusterRouter {
                         return frame;
                     }
                     if matches!(redirect, Redirect::ClusterDown) {
+                        self.stats.retry(RetryKind::clusterdown);
                         self.refresh_soon();
+                    } else {
+                        self.stats.retry(RetryKind::tryagain);
                     }
                     tokio::time::sleep(redirect::retry_backoff(attempts)).await;
                     attempts += 1;
@@ -382,7 +394,10 @@ impl ClusterRouter {
         match read_topology(&seeds, &self.settings).await {
             Ok(map) => {
                 self.healthy.store(map.is_complete(), Ordering::Relaxed);
-                if map != current.map {
+                let changed = map != current.map;
+                self.stats
+                    .topology(changed, map.unassigned(), map.shards().len());
+                if changed {
                     let next = build_view(map, Some(&current), &self.config, &self.metrics);
                     let fresh: Vec<Arc<Node>> = next
                         .nodes

@@ -429,9 +429,15 @@ impl Session {
         let shared = self.shared.clone();
         let proto = self.proto;
         tokio::spawn(async move {
-            let reply = match crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args)
-                .await
-            {
+            let result = match &shared.cluster {
+                Some(cluster) => {
+                    crate::admin::rewrap::step_cluster(cluster, &shared.transforms, &args).await
+                }
+                None => {
+                    crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args).await
+                }
+            };
+            let reply = match result {
                 Ok(progress) => progress.to_reply(proto),
                 Err(text) => reply::error(&text),
             };
