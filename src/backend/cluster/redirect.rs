@@ -197,32 +197,46 @@ pub fn check_target(map: &SlotMap, addr: &str, slot: u16) -> Result<(), Redirect
 }
 
 /// Counts the redirects one request follows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hops(u8);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hops {
+    count: u8,
+    limit: u8,
+}
+
+impl Default for Hops {
+    fn default() -> Self {
+        Hops::new()
+    }
+}
 
 impl Hops {
-    /// No redirect yet.
+    /// No redirect yet; at most [`MAX_REDIRECTS`].
     pub const fn new() -> Hops {
-        Hops(0)
+        Hops::with_limit(MAX_REDIRECTS)
+    }
+
+    /// No redirect yet; at most `limit` (`backend.cluster.max_redirects`).
+    pub const fn with_limit(limit: u8) -> Hops {
+        Hops { count: 0, limit }
     }
 
     /// Records one more redirect to `addr` for `slot`; an error once the
-    /// request has been redirected [`MAX_REDIRECTS`] times already.
+    /// request has been redirected `limit` times already.
     pub fn follow(&mut self, slot: u16, addr: &str) -> Result<(), RedirectError> {
-        if self.0 >= MAX_REDIRECTS {
+        if self.count >= self.limit {
             return Err(RedirectError::TooManyRedirects {
                 slot,
-                hops: self.0,
+                hops: self.count,
                 addr: addr.to_string(),
             });
         }
-        self.0 += 1;
+        self.count += 1;
         Ok(())
     }
 
     /// Redirects followed so far.
     pub fn count(&self) -> u8 {
-        self.0
+        self.count
     }
 }
 

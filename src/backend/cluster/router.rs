@@ -259,7 +259,7 @@ impl ClusterRouter {
         mut node_addr: String,
         mut reply: MuxReply,
     ) -> Bytes {
-        let mut hops = Hops::new();
+        let mut hops = Hops::with_limit(self.config.cluster.max_redirects);
         let mut attempts = 0u32;
         loop {
             let frame = match reply {
