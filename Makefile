@@ -61,8 +61,8 @@ clean:
 
 .PHONY: bench-deps
 
-## Install what the benchmarks drive: redis-server, redis-benchmark (redis-tools)
-## and twemproxy (nutcracker), only what is missing.
+## Install what the benchmarks drive: redis-server, redis-benchmark (redis-tools),
+## twemproxy (nutcracker) and curl, only what is missing.
 bench-deps:
 	@missing=""; \
 	command -v redis-server    >/dev/null || missing="$$missing redis-server"; \
@@ -70,6 +70,7 @@ bench-deps:
 	command -v nutcracker      >/dev/null || missing="$$missing nutcracker"; \
 	command -v redis-sentinel  >/dev/null || missing="$$missing redis-sentinel"; \
 	command -v python3         >/dev/null || missing="$$missing python3"; \
+	command -v curl            >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -81,11 +82,13 @@ bench-deps:
 ## Micro-benchmarks (criterion, short measurement) then the end-to-end proxy
 ## benchmark: redis direct vs strata vs twemproxy. Summary in
 ## target/bench/proxy-latest.txt; REPEATS=n (default 3) for more runs.
+## Then the Sentinel, transform and cluster sections (below).
 bench: release bench-deps
 	$(CARGO) bench --bench protocol --bench command_lookup -- --quick
 	bash benches/proxy_bench.sh
 	bash benches/sentinel_failover.sh
 	$(MAKE) bench-transforms
+	$(MAKE) bench-cluster
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
 bench-micro:
@@ -109,3 +112,12 @@ bench-sentinel: deps
 bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
+
+.PHONY: bench-cluster
+
+## Redis Cluster: a 3-primary + 3-replica cluster on this machine;
+## redis-benchmark --cluster straight at it vs plain redis-benchmark through
+## strata (cluster mode), SET/GET at -P 1 and -P 16, and MGET of 100 keys
+## across slots vs in one slot. Summary in target/bench/cluster-latest.txt.
+bench-cluster: release bench-deps
+	bash benches/cluster_bench.sh

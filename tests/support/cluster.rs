@@ -604,3 +604,21 @@ pub fn shared_blocking() -> tokio::sync::MutexGuard<'static, Cluster> {
     guard.wait_healthy(Duration::from_secs(60));
     guard
 }
+
+/// [`shared`], after restarting any node an earlier test left stopped (one
+/// that failed between killing a node and restarting it), so that one
+/// failure does not make every later test of the binary fail too.
+pub async fn shared_repaired() -> tokio::sync::MutexGuard<'static, Cluster> {
+    let mut guard = shared_mutex().lock().await;
+    let stopped: Vec<String> = guard
+        .nodes
+        .iter()
+        .filter(|n| !n.is_running())
+        .map(|n| n.addr())
+        .collect();
+    for addr in stopped {
+        guard.restart(&addr);
+    }
+    guard.wait_healthy(Duration::from_secs(60));
+    guard
+}

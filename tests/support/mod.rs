@@ -8,6 +8,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod cluster_strata;
 pub mod inproc;
 pub mod raw;
 pub mod redis_server;

@@ -23,6 +23,17 @@ pub fn test_config(backend: &str) -> Config {
     c
 }
 
+/// A config for tests in cluster mode: [`test_config`] with
+/// `backend.mode = "cluster"`, `seeds` as the seed nodes (the first is also
+/// `backend.address`, unused in this mode) and a 1 s topology refresh.
+pub fn cluster_config(seeds: &[String]) -> Config {
+    let mut c = test_config(seeds.first().map(String::as_str).unwrap_or("127.0.0.1:1"));
+    c.backend.mode = strata::config::BackendMode::Cluster;
+    c.backend.cluster.seeds = seeds.to_vec();
+    c.backend.cluster.refresh_interval_ms = 1_000;
+    c
+}
+
 /// Starts strata in this process in front of `backend`.
 pub async fn start(backend: &str) -> Running {
     start_with(test_config(backend)).await

@@ -302,6 +302,13 @@ impl ClusterRouter {
                         return e.to_reply();
                     }
                     let ask = matches!(redirect, Redirect::Ask { .. });
+                    if hops.count() > 1 {
+                        // Redirected again: nodes disagree for a moment (a
+                        // slot move's last step reaches one node before the
+                        // other). Let them settle rather than ping-pong.
+                        tokio::time::sleep(redirect::retry_backoff(u32::from(hops.count()) - 2))
+                            .await;
+                    }
                     if ask {
                         self.stats.retry(RetryKind::ask);
                     } else {
