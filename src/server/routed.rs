@@ -75,6 +75,8 @@ pub struct Sub {
     pub request: Bytes,
     /// The slot it was routed by (`None`: keyless or fan-out).
     pub slot: Option<u16>,
+    /// A read-only command: safe to send again after a lost connection.
+    pub read_only: bool,
 }
 
 /// How one client command is answered.
@@ -116,7 +118,13 @@ impl RoutedBatch {
     }
 
     /// Appends `request` to `node`'s group and returns its [`Sub`].
-    pub fn add(&mut self, node: &Arc<Node>, request: Bytes, slot: Option<u16>) -> Sub {
+    pub fn add(
+        &mut self,
+        node: &Arc<Node>,
+        request: Bytes,
+        slot: Option<u16>,
+        read_only: bool,
+    ) -> Sub {
         let group = match self.groups.iter().position(|g| Arc::ptr_eq(&g.node, node)) {
             Some(i) => i,
             None => {
@@ -137,6 +145,7 @@ impl RoutedBatch {
             group,
             request,
             slot,
+            read_only,
         }
     }
 }

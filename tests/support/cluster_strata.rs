@@ -332,7 +332,9 @@ async fn write_loop(
         n += 1;
         let key = format!("{prefix}{n}");
         let value = format!("v{n}");
-        let mut requests: Vec<(Vec<u8>, Option<(String, String)>)> =
+        // (frame, for a GET: the key and the value it must return)
+        type Request = (Vec<u8>, Option<(String, String)>);
+        let mut requests: Vec<Request> =
             vec![(encode(&[b"SET", key.as_bytes(), value.as_bytes()]), None)];
         if verify_reads && n % 3 == 0 && !acked.is_empty() {
             let (k, v) = acked[(n as usize * 7919) % acked.len()].clone();

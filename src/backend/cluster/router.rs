@@ -247,8 +247,9 @@ impl ClusterRouter {
     ///   request never left strata): wait (backoff), re-read the map, resend
     ///   to the slot's owner, up to `retry_limit` times.
     ///
-    /// A connection lost with the request in flight is not retried: the
-    /// command may have run, and running it twice is not safe in general.
+    /// A connection lost with the request in flight is retried only for a
+    /// read-only command: a write may have run, and running it twice is not
+    /// safe in general.
     /// Redirects are capped at `max_redirects`.
     pub async fn follow(
         &self,
@@ -256,6 +257,7 @@ impl ClusterRouter {
         proto: Protocol,
         request: &Bytes,
         slot: Option<u16>,
+        read_only: bool,
         mut node_addr: String,
         mut reply: MuxReply,
     ) -> Bytes {
@@ -264,10 +266,14 @@ impl ClusterRouter {
         loop {
             let frame = match reply {
                 Ok(frame) => frame,
-                Err(BackendError::Unavailable { .. })
-                    if attempts < self.config.cluster.retry_limit =>
+                Err(BackendError::Unavailable { .. } | BackendError::ConnectionLost { .. })
+                    if attempts < self.config.cluster.retry_limit
+                        && (read_only
+                            || matches!(reply, Err(BackendError::Unavailable { .. }))) =>
                 {
-                    // Never sent: safe to send again once the map is fresh.
+                    // Never sent (unavailable), or a read (safe to run
+                    // twice): send again once the map is fresh, to the
+                    // slot's primary (a read's replica may be the one down).
                     self.stats.retry(RetryKind::unreachable);
                     self.refresh_soon();
                     tokio::time::sleep(redirect::retry_backoff(attempts)).await;
@@ -464,13 +470,17 @@ fn build_view(
     let shards = map
         .shards()
         .iter()
-        .map(|shard| ShardNodes {
-            primary: get(&shard.primary.addr),
-            replicas: if use_replicas {
-                shard.readable_replicas().map(|r| get(&r.addr)).collect()
-            } else {
-                Vec::new()
-            },
+        .map(|shard| {
+            // Every online replica gets its node (connections) even when
+            // reads stay on primaries: a failover's MOVED then points at a
+            // node strata is already connected to, and nothing waits for a
+            // connection at the worst moment.
+            let replicas: Vec<Arc<Node>> =
+                shard.readable_replicas().map(|r| get(&r.addr)).collect();
+            ShardNodes {
+                primary: get(&shard.primary.addr),
+                replicas: if use_replicas { replicas } else { Vec::new() },
+            }
         })
         .collect();
     ClusterView { map, shards, nodes }

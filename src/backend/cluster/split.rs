@@ -405,7 +405,10 @@ mod tests {
             &merge_fanout(Merge::AllTrue, &[a.clone(), b])[..],
             b"*3\r\n:1\r\n:0\r\n:0\r\n"
         );
-        assert_eq!(&merge_fanout(Merge::AllTrue, std::slice::from_ref(&a))[..], &a[..]);
+        assert_eq!(
+            &merge_fanout(Merge::AllTrue, std::slice::from_ref(&a))[..],
+            &a[..]
+        );
         let err = Bytes::from_static(b"-ERR x\r\n");
         assert_eq!(merge_fanout(Merge::AllTrue, &[a, err.clone()]), err);
     }

@@ -197,7 +197,7 @@ impl Session {
         let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
         let view = batch.view.clone();
         let item = match view.primary(slot) {
-            Some(node) => Item::One(batch.add(node, frame, Some(slot))),
+            Some(node) => Item::One(batch.add(node, frame, Some(slot), true)),
             None => Item::Ready(slot_unserved(slot)),
         };
         batch.items.push(item);
@@ -388,11 +388,11 @@ fn plan_item(
     match plan {
         Err(cross) => Item::Ready(cross.to_reply()),
         Ok(Plan::Keyless) => match view.any_primary(client_id) {
-            Some(node) => Item::One(batch.add(node, req.frame, None)),
+            Some(node) => Item::One(batch.add(node, req.frame, None, read_only)),
             None => Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot")),
         },
         Ok(Plan::Slot(slot)) => match cluster.node_for(&view, slot, read_only, client_id) {
-            Some(node) => Item::One(batch.add(node, req.frame, Some(slot))),
+            Some(node) => Item::One(batch.add(node, req.frame, Some(slot), read_only)),
             None => Item::Ready(slot_unserved(slot)),
         },
         Ok(Plan::Split(split)) => {
@@ -409,7 +409,7 @@ fn plan_item(
                 .parts()
                 .iter()
                 .zip(&nodes)
-                .map(|(part, node)| batch.add(node, part.frame.clone(), Some(part.slot)))
+                .map(|(part, node)| batch.add(node, part.frame.clone(), Some(part.slot), read_only))
                 .collect();
             Item::Split(Box::new(split), subs)
         }
@@ -421,7 +421,7 @@ fn plan_item(
                 Ok(Some(pos)) => match view.primary_of_shard(pos.node) {
                     Some(node) => {
                         let request = scan::node_request(&req.args, pos.cursor);
-                        Item::Scan(pos, batch.add(node, request, None))
+                        Item::Scan(pos, batch.add(node, request, None, true))
                     }
                     None => Item::Ready(scan::ScanError::TopologyChanged.to_reply()),
                 },
@@ -436,7 +436,7 @@ fn plan_item(
             }
             let subs = primaries
                 .iter()
-                .map(|node| batch.add(node, req.frame.clone(), None))
+                .map(|node| batch.add(node, req.frame.clone(), None, read_only))
                 .collect();
             Item::Fanout(merge, subs)
         }

@@ -134,6 +134,7 @@ impl Writer {
                 ctx.proto,
                 &sub.request,
                 sub.slot,
+                sub.read_only,
                 addr,
                 first,
             )

@@ -1,0 +1,337 @@
+//! Value transforms (lz4, AES-256-GCM; see `tests/transforms.rs`) with
+//! strata in cluster mode: the essential round trips on keys spread over
+//! every primary, split/merged multi-key commands opening each value, the
+//! stored form read straight from the owning node, refusals, and tampering.
+//!
+//! One cluster for the binary (`cluster::shared()`, held per test); every
+//! test starts its own strata with the rules below and a key file in a
+//! temp dir.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use strata::app::Running;
+use strata::config::ReadFrom;
+use support::clients::{connect_rs, show, RawConn};
+use support::cluster::{self, Cluster};
+use support::cluster_strata::{
+    blocking, con as node, config, reset, rs, rs_err, start_with, Placement,
+};
+
+/// The envelope's first bytes (src/transform/envelope.rs).
+const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
+
+/// `s:*` compressed and encrypted, `c:*` compressed only, `e:*` encrypted only.
+const RULES: &str = r#"
+[[transform]]
+pattern = "s:*"
+compress = "lz4"
+min_size = 16
+encrypt = true
+[[transform]]
+pattern = "c:*"
+compress = "lz4"
+min_size = 16
+[[transform]]
+pattern = "e:*"
+encrypt = true
+"#;
+
+/// strata in cluster mode with [`RULES`] and key `k1` from a file.
+struct Env {
+    running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start(c: &Cluster) -> Env {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k1");
+        let material = base64::engine::general_purpose::STANDARD.encode([0x11u8; 32]);
+        std::fs::write(&path, format!("{material}\n")).unwrap();
+        let text = format!(
+            "{RULES}\n[transform_keys]\nactive_key = \"k1\"\n[transform_keys.keys]\n\
+             k1 = {{ file = \"{}\" }}\n",
+            path.display()
+        );
+        let t = strata::transform::TransformConfig::parse(&text).unwrap();
+        let mut cfg = config(c, ReadFrom::Primary);
+        cfg.transform = t.rules;
+        cfg.transform_keys = t.keys;
+        Env {
+            running: start_with(cfg).await,
+            _dir: dir,
+        }
+    }
+
+    async fn con(&self) -> MultiplexedConnection {
+        node(self.running.addr).await
+    }
+
+    async fn con3(&self) -> MultiplexedConnection {
+        connect_rs(&format!("redis://{}/?protocol=resp3", self.running.addr)).await
+    }
+}
+
+fn secret(n: usize) -> String {
+    format!("secret-value-{n}-do-not-show")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The stored bytes of string `key`, read straight from its owner.
+async fn stored(place: &Placement, key: &str) -> Vec<u8> {
+    let mut n = node(place.owner(key)).await;
+    let v: Option<Vec<u8>> = rs(&mut n, &["GET", key]).await;
+    v.unwrap_or_else(|| panic!("{key} missing on {}", place.owner(key)))
+}
+
+fn assert_sealed(stored: &[u8], plain: &str, what: &str) {
+    assert!(
+        stored.starts_with(&MAGIC),
+        "{what}: not an envelope: {}",
+        show(stored)
+    );
+    assert!(
+        !contains(stored, plain.as_bytes()),
+        "{what}: plaintext visible: {}",
+        show(stored)
+    );
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strings_round_trip_across_slots_and_are_sealed_on_their_owner() {
+    let c = cluster::shared().await;
+    blocking(|| reset(&c));
+    let env = Env::start(&c).await;
+    let place = Placement::of(&c);
+    let mut con = env.con().await;
+    let keys = place.key_per_primary("s:str:");
+    for (i, (_, k)) in keys.iter().enumerate() {
+        let _: () = rs(&mut con, &["SET", k, &secret(i)]).await;
+        let v: String = rs(&mut con, &["GET", k]).await;
+        assert_eq!(v, secret(i));
+        assert_sealed(&stored(&place, k).await, &secret(i), k);
+        let old: String = rs(&mut con, &["GETSET", k, &secret(i + 10)]).await;
+        assert_eq!(old, secret(i));
+    }
+    // MSET/MGET split over the primaries, every rule and none, with a miss.
+    let plain = place.key_on(&keys[1].0, "plain:");
+    let comp = place.key_on(&keys[2].0, "c:");
+    let enc = place.key_on(&keys[0].0, "e:");
+    let big = secret(7).repeat(4);
+    let _: () = rs(
+        &mut con,
+        &[
+            "MSET",
+            &keys[0].1,
+            &secret(1),
+            &plain,
+            &secret(2),
+            &comp,
+            &big,
+            &enc,
+            &secret(3),
+            &keys[2].1,
+            &secret(4),
+        ],
+    )
+    .await;
+    let got: Vec<Option<String>> = rs(
+        &mut con,
+        &[
+            "MGET",
+            &keys[2].1,
+            &plain,
+            "s:missing",
+            &comp,
+            &enc,
+            &keys[0].1,
+            &keys[1].1,
+        ],
+    )
+    .await;
+    let want = [
+        Some(secret(4)),
+        Some(secret(2)),
+        None,
+        Some(big.clone()),
+        Some(secret(3)),
+        Some(secret(1)),
+        Some(secret(11)),
+    ];
+    assert_eq!(got, want);
+    assert_sealed(&stored(&place, &keys[0].1).await, &secret(1), "MSET s:");
+    assert_sealed(&stored(&place, &keys[2].1).await, &secret(4), "MSET s:");
+    assert_sealed(&stored(&place, &enc).await, &secret(3), "MSET e:");
+    assert_eq!(stored(&place, &plain).await, secret(2).as_bytes());
+    let c_stored = stored(&place, &comp).await;
+    assert!(
+        c_stored.starts_with(&MAGIC) && c_stored[5] == 0x01,
+        "compressed only"
+    );
+    assert!(c_stored.len() < big.len());
+    // MSETNX on one slot seals too; across slots it is CROSSSLOT.
+    let t = place.tag_on(&keys[1].0, "tx");
+    let (n1, n2) = (format!("s:{t}1"), format!("s:{t}2"));
+    let n: i64 = rs(&mut con, &["MSETNX", &n1, &secret(5), &n2, &secret(6)]).await;
+    assert_eq!(n, 1);
+    let v: Vec<String> = rs(&mut con, &["MGET", &n2, &n1]).await;
+    assert_eq!(v, [secret(6), secret(5)]);
+    assert_sealed(&stored(&place, &n1).await, &secret(5), "MSETNX");
+    let e = rs_err(&mut con, &["MSETNX", &keys[0].1, "x", &keys[1].1, "y"]).await;
+    assert!(
+        e.contains("Keys in request don't hash to the same slot"),
+        "{e}"
+    );
+    // A transaction pinned to one node opens its queued replies.
+    let mut r = RawConn::connect(&env.running.addr.to_string()).await;
+    r.expect("MULTI", b"+OK\r\n").await;
+    r.expect(&format!("SET {n1} tx-secret-value-1"), b"+QUEUED\r\n")
+        .await;
+    r.expect(&format!("GET {n1}"), b"+QUEUED\r\n").await;
+    r.expect(&format!("STRLEN {n1}"), b"+QUEUED\r\n").await;
+    r.expect("EXEC", b"*3\r\n+OK\r\n$17\r\ntx-secret-value-1\r\n:17\r\n")
+        .await;
+    assert_sealed(&stored(&place, &n1).await, "tx-secret-value-1", "MULTI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hashes_and_lists_round_trip_across_slots() {
+    let c = cluster::shared().await;
+    blocking(|| reset(&c));
+    let env = Env::start(&c).await;
+    let place = Placement::of(&c);
+    for (mut con, resp3) in [(env.con().await, false), (env.con3().await, true)] {
+        let p = if resp3 { "p3" } else { "p2" };
+        for (i, (owner, h)) in place
+            .key_per_primary(&format!("s:h:{p}:"))
+            .iter()
+            .enumerate()
+        {
+            let n: i64 = rs(
+                &mut con,
+                &["HSET", h, "f1", &secret(i), "f2", &secret(i + 1)],
+            )
+            .await;
+            assert_eq!(n, 2);
+            let all: Value = rs(&mut con, &["HGETALL", h]).await;
+            let got: BTreeMap<String, String> = match &all {
+                Value::Map(m) if resp3 => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
+                Value::Array(a) if !resp3 => {
+                    a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect()
+                }
+                other => panic!("HGETALL ({p}): {other:?}"),
+            };
+            let want: BTreeMap<String, String> = [("f1", secret(i)), ("f2", secret(i + 1))]
+                .into_iter()
+                .map(|(f, v)| (f.to_string(), v))
+                .collect();
+            assert_eq!(got, want);
+            let mut direct = node(owner).await;
+            let raw: HashMap<String, Vec<u8>> = rs(&mut direct, &["HGETALL", h]).await;
+            assert_eq!(raw.len(), 2);
+            for (f, v) in &raw {
+                assert_sealed(v, &want[f], &format!("{h} {f} on {owner}"));
+            }
+        }
+        for (i, (owner, l)) in place
+            .key_per_primary(&format!("s:l:{p}:"))
+            .iter()
+            .enumerate()
+        {
+            let n: i64 = rs(&mut con, &["RPUSH", l, &secret(i), &secret(i + 1)]).await;
+            assert_eq!(n, 2);
+            let n: i64 = rs(&mut con, &["LPUSH", l, &secret(i + 2)]).await;
+            assert_eq!(n, 3);
+            let v: Vec<String> = rs(&mut con, &["LRANGE", l, "0", "-1"]).await;
+            assert_eq!(v, [secret(i + 2), secret(i), secret(i + 1)]);
+            let mut direct = node(owner).await;
+            let raw: Vec<Vec<u8>> = rs(&mut direct, &["LRANGE", l, "0", "-1"]).await;
+            for (s, plain) in raw.iter().zip(&v) {
+                assert_sealed(s, plain, &format!("{l} on {owner}"));
+            }
+            let v: String = rs(&mut con, &["LPOP", l]).await;
+            assert_eq!(v, secret(i + 2));
+            let v: Option<(String, String)> = rs(&mut con, &["BLPOP", l, "1"]).await;
+            assert_eq!(v, Some((l.clone(), secret(i))));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_and_tampering_are_reported_on_every_node() {
+    let c = cluster::shared().await;
+    blocking(|| reset(&c));
+    let env = Env::start(&c).await;
+    let place = Placement::of(&c);
+    let mut con = env.con().await;
+    let mut r = RawConn::connect(&env.running.addr.to_string()).await;
+    let keys = place.key_per_primary("s:t:");
+    for (i, (owner, k)) in keys.iter().enumerate() {
+        let _: () = rs(&mut con, &["SET", k, &secret(i)]).await;
+        // Refused, nothing sent to the node.
+        for (line, name) in [
+            (format!("APPEND {k} x"), "APPEND"),
+            (format!("INCR {k}"), "INCR"),
+            (format!("EVAL return(1) 1 {k}"), "EVAL"),
+        ] {
+            let want =
+                format!("-ERR {name} not supported on transformed key '{k}' (rule 's:*')\r\n");
+            r.expect(&line, want.as_bytes()).await;
+        }
+        let v: String = rs(&mut con, &["GET", k]).await;
+        assert_eq!(v, secret(i), "untouched");
+        // One flipped bit of the stored value, straight on its owner.
+        let mut direct = node(owner).await;
+        let mut bad = stored(&place, k).await;
+        let at = bad.len() - 3;
+        bad[at] ^= 0x04;
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(&bad)
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        let e = rs_err(&mut con, &["GET", k]).await;
+        assert!(e.contains(&format!("'{k}'")), "{e}");
+    }
+    // MGET across slots with one bad value fails as a whole, naming it.
+    let good = place.key_on(&keys[0].0, "s:good:");
+    let _: () = rs(&mut con, &["SET", &good, &secret(9)]).await;
+    let e = rs_err(&mut con, &["MGET", &good, &keys[1].1]).await;
+    assert!(e.contains(&keys[1].1), "{e}");
+    // A value copied to a key on another node is bound to its own key name.
+    let _: () = rs(&mut con, &["SET", &good, &secret(9)]).await;
+    let sealed = stored(&place, &good).await;
+    let copy = place.key_on(&keys[2].0, "s:copy:");
+    let mut direct = node(place.owner(&copy)).await;
+    let _: () = redis::cmd("SET")
+        .arg(&copy)
+        .arg(&sealed)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    let e = rs_err(&mut con, &["GET", &copy]).await;
+    assert!(
+        e.contains(&format!(
+            "cannot decrypt value of key '{copy}' (authentication failed)"
+        )),
+        "{e}"
+    );
+}
