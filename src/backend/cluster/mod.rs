@@ -51,6 +51,6 @@ pub mod stats;
 pub mod topology;
 
 pub use redirect::{classify, Redirect};
-pub use router::{slot_unserved, ClusterRouter, ClusterView};
+pub use router::{slot_unserved, ClusterRouter, ClusterView, Resend};
 pub use slots::{Health, Node, Shard, SlotMap, TopologyError};
 pub use split::{plan, Plan, Split};

@@ -93,6 +93,21 @@ impl ClusterView {
     }
 }
 
+/// What [`ClusterRouter::follow`] needs to send a request again.
+#[derive(Debug, Clone, Copy)]
+pub struct Resend<'a> {
+    /// The client (its mux connection per node keeps its order).
+    pub client_id: u64,
+    /// The protocol the request was sent in.
+    pub proto: Protocol,
+    /// The request, one RESP command.
+    pub request: &'a Bytes,
+    /// The slot it was routed by (`None`: keyless or fan-out).
+    pub slot: Option<u16>,
+    /// A read-only command: safe to send again after a lost connection.
+    pub read_only: bool,
+}
+
 /// Routes by slot and keeps the view current.
 #[derive(Debug)]
 pub struct ClusterRouter {
@@ -253,14 +268,17 @@ impl ClusterRouter {
     /// Redirects are capped at `max_redirects`.
     pub async fn follow(
         &self,
-        client_id: u64,
-        proto: Protocol,
-        request: &Bytes,
-        slot: Option<u16>,
-        read_only: bool,
+        resend: Resend<'_>,
         mut node_addr: String,
         mut reply: MuxReply,
     ) -> Bytes {
+        let Resend {
+            client_id,
+            proto,
+            request,
+            slot,
+            read_only,
+        } = resend;
         let mut hops = Hops::with_limit(self.config.cluster.max_redirects);
         let mut attempts = 0u32;
         loop {

@@ -4,7 +4,7 @@
 use super::{Stop, Writer};
 use crate::backend::cluster::redirect::{classify, Redirect};
 use crate::backend::cluster::split::merge_fanout;
-use crate::backend::cluster::{scan, ClusterRouter, ClusterView};
+use crate::backend::cluster::{scan, ClusterRouter, ClusterView, Resend};
 use crate::backend::mux::MuxReply;
 use crate::protocol::reply::{self, is_error};
 use crate::protocol::Protocol;
@@ -127,17 +127,13 @@ impl Writer {
         }
         let addr = group.addr.clone();
         self.flush().await?;
-        Ok(ctx
-            .cluster
-            .follow(
-                ctx.client_id,
-                ctx.proto,
-                &sub.request,
-                sub.slot,
-                sub.read_only,
-                addr,
-                first,
-            )
-            .await)
+        let resend = Resend {
+            client_id: ctx.client_id,
+            proto: ctx.proto,
+            request: &sub.request,
+            slot: sub.slot,
+            read_only: sub.read_only,
+        };
+        Ok(ctx.cluster.follow(resend, addr, first).await)
     }
 }
