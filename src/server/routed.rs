@@ -63,16 +63,21 @@ pub struct NodeGroup {
     pub count: usize,
     /// The replies, once sent.
     pub reply: Option<oneshot::Receiver<MuxReply>>,
+    /// The requests as sent (for retries), once sent.
+    pub sent: Bytes,
 }
 
-/// One request sent to a node: which group carries it, and what a retry
-/// needs.
+/// One request sent to a node: which group carries it, and where in the
+/// group's bytes it is (kept for a redirect or a retry without holding a
+/// reference to the client's read buffer).
 #[derive(Debug)]
 pub struct Sub {
     /// Index into [`RoutedBatch::groups`].
     pub group: usize,
-    /// The request, kept for a redirect or a retry.
-    pub request: Bytes,
+    /// Offset of the request in the group's frames.
+    pub start: usize,
+    /// Length of the request.
+    pub len: usize,
     /// The slot it was routed by (`None`: keyless or fan-out).
     pub slot: Option<u16>,
     /// A read-only command: safe to send again after a lost connection.
@@ -108,8 +113,8 @@ impl RoutedBatch {
             view,
             client_id,
             proto,
-            groups: Vec::new(),
-            items: Vec::new(),
+            groups: Vec::with_capacity(4),
+            items: Vec::with_capacity(16),
             bytes: 0,
             started,
             metrics: Vec::new(),
@@ -121,7 +126,7 @@ impl RoutedBatch {
     pub fn add(
         &mut self,
         node: &Arc<Node>,
-        request: Bytes,
+        request: &[u8],
         slot: Option<u16>,
         read_only: bool,
     ) -> Sub {
@@ -133,17 +138,20 @@ impl RoutedBatch {
                     frames: BytesMut::new(),
                     count: 0,
                     reply: None,
+                    sent: Bytes::new(),
                 });
                 self.groups.len() - 1
             }
         };
         let g = &mut self.groups[group];
-        g.frames.extend_from_slice(&request);
+        let start = g.frames.len();
+        g.frames.extend_from_slice(request);
         g.count += 1;
         self.bytes += request.len();
         Sub {
             group,
-            request,
+            start,
+            len: request.len(),
             slot,
             read_only,
         }
@@ -155,18 +163,28 @@ impl RoutedBatch {
 pub struct GroupReplies {
     /// The node's address (where redirects are relative to).
     pub addr: String,
+    /// The requests as sent.
+    pub sent: Bytes,
     frames: Result<Bytes, BackendError>,
     pos: usize,
 }
 
 impl GroupReplies {
     /// Wraps a group's reply.
-    pub fn new(addr: String, frames: MuxReply) -> GroupReplies {
+    pub fn new(addr: String, sent: Bytes, frames: MuxReply) -> GroupReplies {
         GroupReplies {
             addr,
+            sent,
             frames,
             pos: 0,
         }
+    }
+
+    /// The request `sub` stands for, as sent.
+    pub fn request(&self, sub: &Sub) -> Bytes {
+        self.sent
+            .get(sub.start..sub.start + sub.len)
+            .map_or_else(Bytes::new, |r| self.sent.slice_ref(r))
     }
 
     /// The next request's reply, or the group's error.

@@ -88,6 +88,7 @@ impl Session {
         permits.forget(); // given back by the writer when it takes the entry
         for group in &mut batch.groups {
             let frames = std::mem::take(&mut group.frames).freeze();
+            group.sent = frames.clone();
             group.reply = Some(
                 group
                     .node
@@ -197,7 +198,7 @@ impl Session {
         let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
         let view = batch.view.clone();
         let item = match view.primary(slot) {
-            Some(node) => Item::One(batch.add(node, frame, Some(slot), true)),
+            Some(node) => Item::One(batch.add(node, &frame, Some(slot), true)),
             None => Item::Ready(slot_unserved(slot)),
         };
         batch.items.push(item);
@@ -388,11 +389,11 @@ fn plan_item(
     match plan {
         Err(cross) => Item::Ready(cross.to_reply()),
         Ok(Plan::Keyless) => match view.any_primary(client_id) {
-            Some(node) => Item::One(batch.add(node, req.frame, None, read_only)),
+            Some(node) => Item::One(batch.add(node, &req.frame, None, read_only)),
             None => Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot")),
         },
         Ok(Plan::Slot(slot)) => match cluster.node_for(&view, slot, read_only, client_id) {
-            Some(node) => Item::One(batch.add(node, req.frame, Some(slot), read_only)),
+            Some(node) => Item::One(batch.add(node, &req.frame, Some(slot), read_only)),
             None => Item::Ready(slot_unserved(slot)),
         },
         Ok(Plan::Split(split)) => {
@@ -409,7 +410,7 @@ fn plan_item(
                 .parts()
                 .iter()
                 .zip(&nodes)
-                .map(|(part, node)| batch.add(node, part.frame.clone(), Some(part.slot), read_only))
+                .map(|(part, node)| batch.add(node, &part.frame, Some(part.slot), read_only))
                 .collect();
             Item::Split(Box::new(split), subs)
         }
@@ -421,7 +422,7 @@ fn plan_item(
                 Ok(Some(pos)) => match view.primary_of_shard(pos.node) {
                     Some(node) => {
                         let request = scan::node_request(&req.args, pos.cursor);
-                        Item::Scan(pos, batch.add(node, request, None, true))
+                        Item::Scan(pos, batch.add(node, &request, None, true))
                     }
                     None => Item::Ready(scan::ScanError::TopologyChanged.to_reply()),
                 },
@@ -436,7 +437,7 @@ fn plan_item(
             }
             let subs = primaries
                 .iter()
-                .map(|node| batch.add(node, req.frame.clone(), None, read_only))
+                .map(|node| batch.add(node, &req.frame, None, read_only))
                 .collect();
             Item::Fanout(merge, subs)
         }

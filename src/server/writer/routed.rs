@@ -40,7 +40,8 @@ impl Writer {
                     reason: "request not sent".into(),
                 }),
             };
-            replies.push(GroupReplies::new(group.node.addr().to_string(), result));
+            let sent = std::mem::take(&mut group.sent);
+            replies.push(GroupReplies::new(group.node.addr().to_string(), sent, result));
         }
         let elapsed = batch.started.elapsed();
         for m in &batch.metrics {
@@ -126,11 +127,12 @@ impl Writer {
             }
         }
         let addr = group.addr.clone();
+        let request = group.request(sub);
         self.flush().await?;
         let resend = Resend {
             client_id: ctx.client_id,
             proto: ctx.proto,
-            request: &sub.request,
+            request: &request,
             slot: sub.slot,
             read_only: sub.read_only,
         };
