@@ -1,7 +1,10 @@
 //! Value transforms (lz4, AES-256-GCM; see `tests/transforms.rs`) with
 //! strata in cluster mode: the essential round trips on keys spread over
 //! every primary, split/merged multi-key commands opening each value, the
-//! stored form read straight from the owning node, refusals, and tampering.
+//! stored form read straight from the owning node, refusals, tampering,
+//! copied values, and compression with encryption on one rule. Plain
+//! (pre-rule) values and key rotation with `PROXY REWRAP` are in
+//! `tests/cluster_transforms_rotation.rs`.
 //!
 //! One cluster for the binary (`cluster::shared()`, held per test); every
 //! test starts its own strata with the rules below and a key file in a
@@ -16,10 +19,10 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use strata::app::Running;
 use strata::config::ReadFrom;
-use support::clients::{connect_rs, show, RawConn};
+use support::clients::{connect_rs, metric, metrics_text, show, RawConn};
 use support::cluster::{self, Cluster};
 use support::cluster_strata::{
-    blocking, con as node, config, reset, rs, rs_err, start_with, Placement,
+    blocking, con as node, config, reset, rs, rs_err, start_with, within, Placement,
 };
 
 /// The envelope's first bytes (src/transform/envelope.rs).
@@ -76,6 +79,10 @@ impl Env {
     async fn con3(&self) -> MultiplexedConnection {
         connect_rs(&format!("redis://{}/?protocol=resp3", self.running.addr)).await
     }
+
+    async fn metrics(&self) -> String {
+        metrics_text(self.running.http_addr.unwrap()).await
+    }
 }
 
 fn secret(n: usize) -> String {
@@ -111,6 +118,30 @@ fn text(v: &Value) -> String {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         Value::SimpleString(s) => s.clone(),
         other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// An envelope's flags byte (0x01 compressed, 0x02 encrypted, 0x04 origin).
+fn flags(stored: &[u8], what: &str) -> u8 {
+    assert!(
+        stored.starts_with(&MAGIC),
+        "{what}: not an envelope: {}",
+        show(stored)
+    );
+    stored[5]
+}
+
+/// Runs a command with binary arguments straight on node `addr`.
+async fn on_node<T: redis::FromRedisValue>(addr: &str, args: &[&[u8]]) -> T {
+    let mut n = node(addr).await;
+    let mut c = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    let what = format!("{} on {addr}", show(&args.join(&b' ')));
+    match within(&what, c.query_async(&mut n)).await {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
     }
 }
 
@@ -334,4 +365,199 @@ async fn refusals_and_tampering_are_reported_on_every_node() {
         )),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compression_and_encryption_on_one_rule_on_every_node() {
+    let c = cluster::shared().await;
+    blocking(|| reset(&c));
+    let env = Env::start(&c).await;
+    let place = Placement::of(&c);
+    let mut con = env.con().await;
+    let json: String = (0..60)
+        .map(|i| format!(r#"{{"id":{i},"name":"user {i}","email":"user{i}@example.com","roles":["reader","writer"],"active":true}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let json = format!("[{json}]");
+    let mut all = Vec::new();
+    for owner in place.primaries() {
+        let s = place.key_on(&owner, "s:big:");
+        let cc = place.key_on(&owner, "c:big:");
+        let e = place.key_on(&owner, "e:big:");
+        for key in [&s, &cc, &e] {
+            let _: () = rs(&mut con, &["SET", key, &json]).await;
+            let got: String = rs(&mut con, &["GET", key]).await;
+            assert_eq!(got, json, "{key}");
+        }
+        let (s_raw, c_raw, e_raw) = (
+            stored(&place, &s).await,
+            stored(&place, &cc).await,
+            stored(&place, &e).await,
+        );
+        let on = |k: &str| format!("{k} on {owner}");
+        assert_eq!(
+            flags(&s_raw, &s),
+            0x03,
+            "compressed and encrypted: {}",
+            on(&s)
+        );
+        assert_eq!(flags(&c_raw, &cc), 0x01, "compressed: {}", on(&cc));
+        assert_eq!(flags(&e_raw, &e), 0x02, "encrypted: {}", on(&e));
+        for (raw, k) in [(&s_raw, &s), (&e_raw, &e)] {
+            assert_sealed(raw, &json, &on(k));
+            assert!(!contains(raw, b"example.com"), "{}: {}", on(k), show(raw));
+        }
+        assert!(
+            s_raw.len() < json.len() * 6 / 10,
+            "{}: {} of {}",
+            on(&s),
+            s_raw.len(),
+            json.len()
+        );
+        assert!(c_raw.len() < json.len() * 6 / 10, "{}", on(&cc));
+        assert!(e_raw.len() > json.len(), "{}", on(&e));
+        // Compression ran first: about as small as compression alone.
+        assert!(
+            s_raw.len() < c_raw.len() + 64,
+            "{} vs {}",
+            s_raw.len(),
+            c_raw.len()
+        );
+        let n: i64 = rs(&mut con, &["STRLEN", &s]).await;
+        assert_eq!(n, json.len() as i64);
+        // A hash field and a list element under the same rule.
+        let h = place.key_on(&owner, "s:bigh:");
+        let _: i64 = rs(&mut con, &["HSET", &h, "doc", &json]).await;
+        let v: String = rs(&mut con, &["HGET", &h, "doc"]).await;
+        assert_eq!(v, json);
+        let raw: Vec<u8> = on_node(&owner, &[b"HGET", h.as_bytes(), b"doc"]).await;
+        assert_eq!(flags(&raw, &h), 0x03, "{}", on(&h));
+        assert_sealed(&raw, &json, &on(&h));
+        assert!(raw.len() < json.len() * 6 / 10, "{}", on(&h));
+        let l = place.key_on(&owner, "s:bigl:");
+        let _: i64 = rs(&mut con, &["RPUSH", &l, &json]).await;
+        let v: String = rs(&mut con, &["LINDEX", &l, "0"]).await;
+        assert_eq!(v, json);
+        let raw: Vec<u8> = on_node(&owner, &[b"LINDEX", l.as_bytes(), b"0"]).await;
+        assert_eq!(flags(&raw, &l) & 0x03, 0x03, "{}", on(&l));
+        assert_sealed(&raw, &json, &on(&l));
+        assert!(raw.len() < json.len() * 6 / 10, "{}", on(&l));
+        all.extend([s, cc, e]);
+    }
+    // All nine in one MGET split over the nodes.
+    let mut words = vec!["MGET"];
+    words.extend(all.iter().map(String::as_str));
+    let got: Vec<String> = rs(&mut con, &words).await;
+    assert_eq!(got.len(), all.len());
+    assert!(got.iter().all(|v| *v == json), "MGET {all:?}");
+    // Below min_size, a compress-only rule stores the value as it is.
+    let small = place.key_on(&place.primaries()[1], "c:small:");
+    let _: () = rs(&mut con, &["SET", &small, "tiny"]).await;
+    assert_eq!(stored(&place, &small).await, b"tiny");
+    let m = env.metrics().await;
+    let ratio = metric(&m, "strata_transform_compression_ratio").unwrap();
+    assert!(ratio > 1.2, "ratio {ratio}");
+    let before = metric(&m, "strata_transform_plain_bytes_total{op=\"seal\"}").unwrap();
+    let after = metric(&m, "strata_transform_stored_bytes_total{op=\"seal\"}").unwrap();
+    assert!(
+        before >= 15.0 * json.len() as f64 && after < before,
+        "{before} {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copied_values_are_rejected_on_any_node_naming_the_key() {
+    let c = cluster::shared().await;
+    blocking(|| reset(&c));
+    let env = Env::start(&c).await;
+    let place = Placement::of(&c);
+    let primaries = place.primaries();
+    let n = primaries.len();
+    let mut con = env.con().await;
+    for (i, owner) in primaries.iter().enumerate() {
+        let next = &primaries[(i + 1) % n];
+        for prefix in ["s:cp:", "e:cp:"] {
+            let k = place.key_on(owner, prefix);
+            let _: () = rs(&mut con, &["SET", &k, &secret(i)]).await;
+            let dump: Vec<u8> = on_node(owner, &[b"DUMP", k.as_bytes()]).await;
+            // DUMP/RESTORE to another key of the same node, and to a key
+            // of the next node.
+            let same = place.key_on(owner, &format!("{prefix}same:"));
+            let far = place.key_on(next, &format!("{prefix}far:"));
+            for (to, copy) in [(owner, &same), (next, &far)] {
+                let _: () = on_node(to, &[b"RESTORE", copy.as_bytes(), b"0", &dump]).await;
+                assert_eq!(
+                    stored(&place, copy).await,
+                    stored(&place, &k).await,
+                    "{copy}: the same bytes"
+                );
+                let e = rs_err(&mut con, &["GET", copy]).await;
+                assert!(
+                    e.contains(&format!(
+                        "cannot decrypt value of key '{copy}' (authentication failed)"
+                    )),
+                    "{copy} on {to}: {e}"
+                );
+            }
+            // MGET over the slots fails as a whole, naming the copy.
+            let e = rs_err(&mut con, &["MGET", &k, &far, &same]).await;
+            assert!(e.contains(&far) || e.contains(&same), "{e}");
+            // Restored under its own name, it reads again: bound to the key
+            // name, not to the node.
+            let _: () = on_node(owner, &[b"RESTORE", k.as_bytes(), b"0", &dump, b"REPLACE"]).await;
+            let v: String = rs(&mut con, &["GET", &k]).await;
+            assert_eq!(v, secret(i));
+        }
+        // A hash copied whole to a hash of the next node: every field is
+        // bound to its key.
+        let h = place.key_on(owner, "s:cp:h:");
+        let _: i64 = rs(&mut con, &["HSET", &h, "f1", &secret(1), "f2", &secret(2)]).await;
+        let dump: Vec<u8> = on_node(owner, &[b"DUMP", h.as_bytes()]).await;
+        let far_h = place.key_on(next, "s:cp:farh:");
+        let _: () = on_node(next, &[b"RESTORE", far_h.as_bytes(), b"0", &dump]).await;
+        let e = rs_err(&mut con, &["HGET", &far_h, "f1"]).await;
+        assert!(
+            e.contains(&format!(
+                "cannot decrypt value of key '{far_h}' field 'f1' (authentication failed)"
+            )),
+            "{e}"
+        );
+        let e = rs_err(&mut con, &["HGETALL", &far_h]).await;
+        assert!(e.contains(&format!("'{far_h}'")), "{e}");
+        // A hash value swapped between fields, on its node.
+        let f1: Vec<u8> = on_node(owner, &[b"HGET", h.as_bytes(), b"f1"]).await;
+        let _: i64 = on_node(owner, &[b"HSET", h.as_bytes(), b"f2", &f1]).await;
+        let e = rs_err(&mut con, &["HGET", &h, "f2"]).await;
+        assert!(e.contains(&format!("key '{h}' field 'f2'")), "{e}");
+        let v: String = rs(&mut con, &["HGET", &h, "f1"]).await;
+        assert_eq!(v, secret(1));
+        // A list element copied into a string of the next node.
+        let l = place.key_on(owner, "s:cp:l:");
+        let _: i64 = rs(&mut con, &["RPUSH", &l, &secret(3)]).await;
+        let el: Vec<u8> = on_node(owner, &[b"LINDEX", l.as_bytes(), b"0"]).await;
+        let as_string = place.key_on(next, "s:cp:froml:");
+        let _: () = on_node(next, &[b"SET", as_string.as_bytes(), &el]).await;
+        let e = rs_err(&mut con, &["GET", &as_string]).await;
+        assert!(e.contains(&format!("'{as_string}'")), "{e}");
+        // The whole list restored on the next node: under the same rule it
+        // is accepted (elements may move between lists of one rule, as
+        // LMOVE does); under another rule it is refused, naming both keys.
+        let dump: Vec<u8> = on_node(owner, &[b"DUMP", l.as_bytes()]).await;
+        let same_rule = place.key_on(next, "s:cp:farl:");
+        let _: () = on_node(next, &[b"RESTORE", same_rule.as_bytes(), b"0", &dump]).await;
+        let v: Vec<String> = rs(&mut con, &["LRANGE", &same_rule, "0", "-1"]).await;
+        assert_eq!(v, [secret(3)]);
+        let other_rule = place.key_on(next, "e:cp:farl:");
+        let _: () = on_node(next, &[b"RESTORE", other_rule.as_bytes(), b"0", &dump]).await;
+        let e = rs_err(&mut con, &["LRANGE", &other_rule, "0", "-1"]).await;
+        assert!(
+            e.contains(&format!(
+                "cannot decrypt value of key '{other_rule}' (it was written to key '{l}', which is under another rule)"
+            )),
+            "{e}"
+        );
+    }
+    let m = env.metrics().await;
+    let auth = metric(&m, "strata_transform_failures_total{kind=\"auth_failed\"}").unwrap();
+    assert!(auth >= (n * 8) as f64, "auth_failed {auth}");
 }

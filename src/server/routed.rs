@@ -29,6 +29,9 @@ use crate::protocol::Protocol;
 use crate::telemetry::CommandMetrics;
 use crate::transform::ReplyPlan;
 
+/// Initial capacity of a node group's request buffer.
+const GROUP_BUFFER: usize = 2048;
+
 /// The commands of one read, grouped per node.
 #[derive(Debug)]
 pub struct RoutedBatch {
@@ -117,7 +120,7 @@ impl RoutedBatch {
             items: Vec::with_capacity(16),
             bytes: 0,
             started,
-            metrics: Vec::new(),
+            metrics: Vec::with_capacity(16),
             plans: Vec::new(),
         }
     }
@@ -130,39 +133,60 @@ impl RoutedBatch {
         slot: Option<u16>,
         read_only: bool,
     ) -> Sub {
-        let group = match self.groups.iter().position(|g| Arc::ptr_eq(&g.node, node)) {
-            Some(i) => i,
-            None => {
-                self.groups.push(NodeGroup {
-                    node: node.clone(),
-                    frames: BytesMut::new(),
-                    count: 0,
-                    reply: None,
-                    sent: Bytes::new(),
-                });
-                self.groups.len() - 1
-            }
-        };
-        let g = &mut self.groups[group];
-        let start = g.frames.len();
-        g.frames.extend_from_slice(request);
-        g.count += 1;
-        self.bytes += request.len();
-        Sub {
-            group,
-            start,
-            len: request.len(),
+        add_to(
+            &mut self.groups,
+            &mut self.bytes,
+            node,
+            request,
             slot,
             read_only,
+        )
+    }
+}
+
+/// [`RoutedBatch::add`] on the batch's fields, so a caller can hold its
+/// view at the same time.
+pub fn add_to(
+    groups: &mut Vec<NodeGroup>,
+    bytes: &mut usize,
+    node: &Arc<Node>,
+    request: &[u8],
+    slot: Option<u16>,
+    read_only: bool,
+) -> Sub {
+    let group = match groups.iter().position(|g| Arc::ptr_eq(&g.node, node)) {
+        Some(i) => i,
+        None => {
+            groups.push(NodeGroup {
+                node: node.clone(),
+                // Room for a pipelined read's share without regrowing.
+                frames: BytesMut::with_capacity(GROUP_BUFFER),
+                count: 0,
+                reply: None,
+                sent: Bytes::new(),
+            });
+            groups.len() - 1
         }
+    };
+    let g = &mut groups[group];
+    let start = g.frames.len();
+    g.frames.extend_from_slice(request);
+    g.count += 1;
+    *bytes += request.len();
+    Sub {
+        group,
+        start,
+        len: request.len(),
+        slot,
+        read_only,
     }
 }
 
 /// A group's replies, taken one frame at a time in request order.
 #[derive(Debug)]
 pub struct GroupReplies {
-    /// The node's address (where redirects are relative to).
-    pub addr: String,
+    /// The node (its address is where redirects are relative to).
+    pub node: Arc<Node>,
     /// The requests as sent.
     pub sent: Bytes,
     frames: Result<Bytes, BackendError>,
@@ -171,9 +195,9 @@ pub struct GroupReplies {
 
 impl GroupReplies {
     /// Wraps a group's reply.
-    pub fn new(addr: String, sent: Bytes, frames: MuxReply) -> GroupReplies {
+    pub fn new(node: Arc<Node>, sent: Bytes, frames: MuxReply) -> GroupReplies {
         GroupReplies {
-            addr,
+            node,
             sent,
             frames,
             pos: 0,
@@ -201,7 +225,7 @@ impl GroupReplies {
             }
             // Cannot happen: the connection framed exactly these replies.
             _ => Err(BackendError::ConnectionLost {
-                addr: self.addr.clone(),
+                addr: self.node.addr().to_string(),
                 reason: "malformed or missing reply frame".into(),
             }),
         }

@@ -439,9 +439,17 @@ impl ClusterRouter {
                     self.view.store(Arc::new(next));
                     self.changes.fetch_add(1, Ordering::Relaxed);
                     let next = self.view();
+                    // A node that left the map may still be answering what
+                    // it has in flight (MOVED, which strata follows): retire
+                    // it once that had time to finish, not at once.
+                    let grace = self.settings.request_timeout;
                     for (addr, node) in &current.nodes {
                         if !next.nodes.contains_key(addr) {
-                            node.retire(format!("{addr} left the cluster topology"));
+                            let (addr, node) = (addr.clone(), node.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(grace).await;
+                                node.retire(format!("{addr} left the cluster topology"));
+                            });
                         }
                     }
                     for node in fresh {
@@ -489,10 +497,13 @@ fn build_view(
         .shards()
         .iter()
         .map(|shard| {
-            // Every online replica gets its node (connections) even when
-            // reads stay on primaries: a failover's MOVED then points at a
+            // Every replica the map lists gets its node (connections) even
+            // when reads stay on primaries (only online ones serve reads): a failover's MOVED then points at a
             // node strata is already connected to, and nothing waits for a
             // connection at the worst moment.
+            for replica in &shard.replicas {
+                get(&replica.addr);
+            }
             let replicas: Vec<Arc<Node>> =
                 shard.readable_replicas().map(|r| get(&r.addr)).collect();
             ShardNodes {

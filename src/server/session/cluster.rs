@@ -16,11 +16,11 @@
 use super::*;
 use crate::backend::cluster::split::{self, Plan};
 use crate::backend::cluster::topology::SingleNode;
-use crate::backend::cluster::{scan, slot_unserved, ClusterRouter};
+use crate::backend::cluster::{scan, slot_unserved, ClusterRouter, ClusterView};
 use crate::backend::node::Node;
 use crate::command::slot::hash_slot;
 use crate::command::Merge;
-use crate::server::routed::{Item, RoutedBatch};
+use crate::server::routed::{add_to, Item, RoutedBatch};
 
 /// A command queued while a cluster transaction is not bound to a node.
 pub(super) struct Queued {
@@ -44,9 +44,9 @@ impl Session {
         read_only: bool,
         plan: Option<Box<ReplyPlan>>,
     ) -> Flow {
-        let Some(cluster) = self.cluster.clone() else {
+        if self.cluster.is_none() {
             return Flow::Close; // only called in cluster mode
-        };
+        }
         let fits = self.routed.as_ref().is_some_and(|b| {
             b.items.len() < self.batch_max && b.bytes + req.frame.len() <= BATCH_MAX_BYTES
         });
@@ -54,10 +54,13 @@ impl Session {
             return Flow::Close;
         }
         let (client_id, proto) = (self.info.id, self.proto);
+        let Some(cluster) = self.cluster.as_deref() else {
+            return Flow::Close;
+        };
         let batch = self.routed.get_or_insert_with(|| {
             RoutedBatch::new(cluster.view(), client_id, proto, timing.started)
         });
-        let item = plan_item(&cluster, batch, req, spec, read_only);
+        let item = plan_item(cluster, batch, req, spec, read_only);
         let item = match self.reply_mode {
             ReplyMode::On => item,
             ReplyMode::Off => Item::Silent(Box::new(item)),
@@ -380,8 +383,18 @@ fn plan_item(
     spec: Option<&'static CommandSpec>,
     read_only: bool,
 ) -> Item {
-    let view = batch.view.clone();
-    let client_id = batch.client_id;
+    let RoutedBatch {
+        view,
+        groups,
+        bytes,
+        client_id,
+        ..
+    } = batch;
+    let view: &ClusterView = view;
+    let client_id = *client_id;
+    let mut add = |node: &Arc<Node>, request: &[u8], slot: Option<u16>, read_only: bool| {
+        add_to(groups, bytes, node, request, slot, read_only)
+    };
     let plan = match spec {
         Some(spec) => split::plan(spec, &req.args),
         None => Ok(Plan::Keyless),
@@ -389,11 +402,11 @@ fn plan_item(
     match plan {
         Err(cross) => Item::Ready(cross.to_reply()),
         Ok(Plan::Keyless) => match view.any_primary(client_id) {
-            Some(node) => Item::One(batch.add(node, &req.frame, None, read_only)),
+            Some(node) => Item::One(add(node, &req.frame, None, read_only)),
             None => Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot")),
         },
-        Ok(Plan::Slot(slot)) => match cluster.node_for(&view, slot, read_only, client_id) {
-            Some(node) => Item::One(batch.add(node, &req.frame, Some(slot), read_only)),
+        Ok(Plan::Slot(slot)) => match cluster.node_for(view, slot, read_only, client_id) {
+            Some(node) => Item::One(add(node, &req.frame, Some(slot), read_only)),
             None => Item::Ready(slot_unserved(slot)),
         },
         Ok(Plan::Split(split)) => {
@@ -401,16 +414,16 @@ fn plan_item(
             // one would leave its siblings' replies unclaimed.
             let mut nodes = Vec::with_capacity(split.parts().len());
             for part in split.parts() {
-                match cluster.node_for(&view, part.slot, read_only, client_id) {
-                    Some(node) => nodes.push(node.clone()),
+                match cluster.node_for(view, part.slot, read_only, client_id) {
+                    Some(node) => nodes.push(node),
                     None => return Item::Ready(slot_unserved(part.slot)),
                 }
             }
             let subs = split
                 .parts()
                 .iter()
-                .zip(&nodes)
-                .map(|(part, node)| batch.add(node, &part.frame, Some(part.slot), read_only))
+                .zip(nodes)
+                .map(|(part, node)| add(node, &part.frame, Some(part.slot), read_only))
                 .collect();
             Item::Split(Box::new(split), subs)
         }
@@ -422,7 +435,7 @@ fn plan_item(
                 Ok(Some(pos)) => match view.primary_of_shard(pos.node) {
                     Some(node) => {
                         let request = scan::node_request(&req.args, pos.cursor);
-                        Item::Scan(pos, batch.add(node, &request, None, true))
+                        Item::Scan(pos, add(node, &request, None, true))
                     }
                     None => Item::Ready(scan::ScanError::TopologyChanged.to_reply()),
                 },
@@ -431,13 +444,12 @@ fn plan_item(
             }
         }
         Ok(Plan::AllPrimaries(merge)) | Ok(Plan::AllNodes(merge)) => {
-            let primaries: Vec<Arc<Node>> = view.primaries().cloned().collect();
-            if primaries.is_empty() {
+            if view.primaries().next().is_none() {
                 return Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot"));
             }
-            let subs = primaries
-                .iter()
-                .map(|node| batch.add(node, &req.frame, None, read_only))
+            let subs = view
+                .primaries()
+                .map(|node| add(node, &req.frame, None, read_only))
                 .collect();
             Item::Fanout(merge, subs)
         }

@@ -41,7 +41,7 @@ impl Writer {
                 }),
             };
             let sent = std::mem::take(&mut group.sent);
-            replies.push(GroupReplies::new(group.node.addr().to_string(), sent, result));
+            replies.push(GroupReplies::new(group.node.clone(), sent, result));
         }
         let elapsed = batch.started.elapsed();
         for m in &batch.metrics {
@@ -126,7 +126,7 @@ impl Writer {
                 return Ok(frame.clone());
             }
         }
-        let addr = group.addr.clone();
+        let addr = group.node.addr().to_string();
         let request = group.request(sub);
         self.flush().await?;
         let resend = Resend {
