@@ -98,6 +98,16 @@ pub enum Item {
     Fanout(Merge, Vec<Sub>),
     /// By one node's SCAN step, its cursor re-encoded.
     Scan(Position, Sub),
+    /// INFO from every primary, merged (`cluster::info`), with strata's
+    /// `# Proxy` section when `proxy` is set.
+    Info {
+        /// One per primary, in shard order.
+        subs: Vec<Sub>,
+        /// The client's protocol (the reply is a verbatim string in RESP3).
+        proto: Protocol,
+        /// Append strata's own section.
+        proxy: bool,
+    },
     /// By a reply strata made (CROSSSLOT, an unserved slot, …).
     Ready(Bytes),
     /// The command runs but its reply is not written (CLIENT REPLY OFF/SKIP).

@@ -41,6 +41,7 @@
 //!   limit, then a clear error. Retries of one connection's replies are
 //!   issued in reply order, so commands on one slot stay in order.
 
+pub mod info;
 pub mod redirect;
 mod resp;
 mod router;

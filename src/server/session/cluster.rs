@@ -189,6 +189,51 @@ impl Session {
         }
     }
 
+    /// INFO in cluster mode: asked of every primary, merged by the writer.
+    pub(super) async fn route_info(&mut self, req: Request, timing: Timing, proxy: bool) -> Flow {
+        if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") {
+            let mut r = ReplyBuf::new(self.proto);
+            r.verbatim(self.shared.proxy_info().as_bytes());
+            return self.reply(r.freeze()).await;
+        }
+        let Some(cluster) = self.cluster.clone() else {
+            return Flow::Close;
+        };
+        if !self.flush_batch().await {
+            return Flow::Close;
+        }
+        let (client_id, proto) = (self.info.id, self.proto);
+        let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
+        let view = batch.view.clone();
+        let subs: Vec<_> = view
+            .primaries()
+            .map(|node| batch.add(node, &req.frame, None, true))
+            .collect();
+        let item = if subs.is_empty() {
+            Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot"))
+        } else {
+            Item::Info { subs, proto, proxy }
+        };
+        let item = match self.reply_mode {
+            ReplyMode::On => item,
+            ReplyMode::Off => Item::Silent(Box::new(item)),
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                Item::Silent(Box::new(item))
+            }
+        };
+        batch.items.push(item);
+        if let Some(m) = timing.metrics {
+            batch.metrics.push(m);
+        }
+        self.routed = Some(batch);
+        if self.flush_batch().await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
     /// Routes a request to the primary of `slot`.
     async fn route_to_slot(&mut self, frame: Bytes, slot: u16, timing: Timing) -> Flow {
         let Some(cluster) = self.cluster.clone() else {

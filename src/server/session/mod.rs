@@ -387,6 +387,10 @@ impl Session {
                 let text = format!("ERR command '{}' is not supported by strata", spec.name);
                 self.error(&text).await
             }
+            _ if spec.name == "info" && self.cluster.is_some() => {
+                let proxy = info_wants_proxy(&req.args);
+                self.route_info(req, timing, proxy).await
+            }
             _ if spec.name == "info" => {
                 let post = if info_wants_proxy(&req.args) {
                     Post::AppendProxyInfo(self.proto)

@@ -104,6 +104,33 @@ impl Writer {
                     scan::client_reply(&ctx.view.map, pos, &frame).unwrap_or_else(|e| e.to_reply())
                 }
             }
+            Item::Info { subs, proto, proxy } => {
+                let mut parts = Vec::with_capacity(subs.len());
+                for sub in &subs {
+                    let frame = self.final_reply(ctx, replies, sub).await?;
+                    let addr = replies
+                        .get(sub.group)
+                        .map(|g| g.node.addr().to_string())
+                        .unwrap_or_default();
+                    parts.push((addr, frame));
+                }
+                let views: Vec<(&str, &[u8])> =
+                    parts.iter().map(|(a, f)| (a.as_str(), &f[..])).collect();
+                match crate::backend::cluster::info::merge(&views) {
+                    Ok(mut text) => {
+                        if proxy {
+                            if !text.is_empty() {
+                                text.push_str("\r\n");
+                            }
+                            text.push_str(&self.shared.proxy_info());
+                        }
+                        let mut r = crate::protocol::ReplyBuf::new(proto);
+                        r.verbatim(text.as_bytes());
+                        r.freeze()
+                    }
+                    Err(error) => Bytes::from(error),
+                }
+            }
             Item::Silent(inner) => Box::pin(self.resolve(ctx, replies, *inner)).await?,
         })
     }
