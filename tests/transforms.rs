@@ -4,7 +4,8 @@
 //! rotation with `PROXY REWRAP`, plain (pre-rule) values, refusals, MULTI.
 //!
 //! Keys come from files in a temp dir per test (`file = …` key sources), so
-//! tests run in parallel without touching the process environment.
+//! tests run in parallel without touching the process environment; the
+//! environment and the envelope readers are in `support::transform_env`.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -14,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{cmd, Value};
-use strata::app::Running;
-use support::clients::{connect_rs, metric, metrics_text, show, RawConn};
-use support::RedisServer;
-
-/// The envelope's first bytes (src/transform/envelope.rs).
-const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
+use support::clients::{metric, show};
+use support::transform_env::{
+    assert_compression, assert_sealed, failures, flags, key_id, pairs, plain_values, rewrap_all,
+    secret, stored_values, text, TransformEnv, Walk, MAGIC, RULE_C, RULE_E, RULE_S, RULE_SCRIPT,
+    RULE_STRICT,
+};
 
 /// The rules every test uses:
 /// * `s:*` — lz4 (from 16 bytes) and AES-GCM: the common case;
@@ -27,108 +28,12 @@ const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
 /// * `e:*` — AES-GCM only;
 /// * `script:*` — AES-GCM, EVAL allowed;
 /// * `strict:*` — AES-GCM, plain values refused.
-const RULES: &str = r#"
-[[transform]]
-pattern = "s:*"
-compress = "lz4"
-min_size = 16
-encrypt = true
-[[transform]]
-pattern = "c:*"
-compress = "lz4"
-min_size = 16
-[[transform]]
-pattern = "e:*"
-encrypt = true
-[[transform]]
-pattern = "script:*"
-encrypt = true
-allow_scripts = true
-[[transform]]
-pattern = "strict:*"
-encrypt = true
-accept_plain = false
-"#;
+const RULES: [&str; 5] = [RULE_S, RULE_C, RULE_E, RULE_SCRIPT, RULE_STRICT];
 
-/// A redis-server, strata in front of it with [`RULES`], and the key files.
-struct TEnv {
-    redis: RedisServer,
-    running: Option<Running>,
-    dir: tempfile::TempDir,
-}
-
-impl TEnv {
-    /// Two keys on disk (k1, k2); `active` is the write key, `loaded` the
-    /// keys strata reads.
-    async fn start(active: &str, loaded: &[&str]) -> TEnv {
-        let dir = tempfile::tempdir().unwrap();
-        for (id, byte) in [("k1", 0x11u8), ("k2", 0x22u8)] {
-            use base64::Engine;
-            let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
-            std::fs::write(dir.path().join(id), format!("{text}\n")).unwrap();
-        }
-        let mut env = TEnv {
-            redis: RedisServer::start(),
-            running: None,
-            dir,
-        };
-        env.run(active, loaded).await;
-        env
-    }
-
-    async fn run(&mut self, active: &str, loaded: &[&str]) {
-        let mut text = format!(
-            "{RULES}\n[transform_keys]\nactive_key = \"{active}\"\n[transform_keys.keys]\n"
-        );
-        for id in loaded {
-            let path = self.dir.path().join(id);
-            text.push_str(&format!("{id} = {{ file = \"{}\" }}\n", path.display()));
-        }
-        let t = strata::transform::TransformConfig::parse(&text).unwrap();
-        let mut config = support::strata::test_config(&self.redis.addr());
-        config.transform = t.rules;
-        config.transform_keys = t.keys;
-        let running = support::strata::start_with(config).await;
-        support::strata::wait_ready(&running).await;
-        self.running = Some(running);
-    }
-
-    /// Stops strata and starts it again with other keys (the backend stays).
-    async fn restart(&mut self, active: &str, loaded: &[&str]) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await;
-        }
-        self.run(active, loaded).await;
-    }
-
-    fn addr(&self) -> String {
-        self.running.as_ref().unwrap().addr.to_string()
-    }
-
-    async fn con(&self) -> MultiplexedConnection {
-        connect_rs(&format!("redis://{}/", self.addr())).await
-    }
-
-    async fn con3(&self) -> MultiplexedConnection {
-        connect_rs(&format!("redis://{}/?protocol=resp3", self.addr())).await
-    }
-
-    /// Both protocols, with a key prefix per protocol.
-    async fn both(&self) -> [(MultiplexedConnection, &'static str); 2] {
-        [(self.con().await, "p2"), (self.con3().await, "p3")]
-    }
-
-    async fn backend(&self) -> MultiplexedConnection {
-        connect_rs(&self.redis.url()).await
-    }
-
-    async fn raw(&self) -> RawConn {
-        RawConn::connect(&self.addr()).await
-    }
-
-    async fn metrics(&self) -> String {
-        metrics_text(self.running.as_ref().unwrap().http_addr.unwrap()).await
-    }
+/// A redis-server and strata in front of it with [`RULES`]; keys k1 and k2
+/// on disk, `active` the write key, `loaded` the keys strata reads.
+async fn start(active: &str, loaded: &[&str]) -> TransformEnv {
+    TransformEnv::standalone(&RULES, active, loaded).await
 }
 
 async fn q<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, args: &[&[u8]]) -> T {
@@ -165,72 +70,6 @@ async fn raw_get(backend: &mut MultiplexedConnection, key: &str) -> Vec<u8> {
     v.unwrap_or_else(|| panic!("{key} missing on the backend"))
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A stored value is an envelope and does not show the plaintext.
-fn assert_sealed(stored: &[u8], plain: &str, what: &str) {
-    assert!(
-        stored.starts_with(&MAGIC),
-        "{what}: not an envelope: {}",
-        show(stored)
-    );
-    assert!(
-        !contains(stored, plain.as_bytes()),
-        "{what}: plaintext visible in {}",
-        show(stored)
-    );
-}
-
-/// The key id in an encrypted envelope's header.
-fn key_id(stored: &[u8]) -> Option<String> {
-    if !stored.starts_with(&MAGIC) || stored[5] & 0x02 == 0 {
-        return None;
-    }
-    let len = stored[7] as usize;
-    Some(String::from_utf8_lossy(&stored[8..8 + len]).into_owned())
-}
-
-fn flags(stored: &[u8]) -> u8 {
-    assert!(
-        stored.starts_with(&MAGIC),
-        "not an envelope: {}",
-        show(stored)
-    );
-    stored[5]
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Okay => "OK".into(),
-        Value::Nil => "(nil)".into(),
-        Value::Int(n) => n.to_string(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-/// Flat field/value pairs from a RESP2 array or a RESP3 map.
-fn pairs(v: &Value, resp3: bool) -> BTreeMap<String, String> {
-    match v {
-        Value::Map(m) => {
-            assert!(resp3, "a map in RESP2: {v:?}");
-            m.iter().map(|(k, v)| (text(k), text(v))).collect()
-        }
-        Value::Array(a) => {
-            assert!(!resp3, "a flat array in RESP3: {v:?}");
-            a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect()
-        }
-        other => panic!("not pairs: {other:?}"),
-    }
-}
-
-fn secret(n: usize) -> String {
-    format!("secret-value-{n}-do-not-show")
-}
-
 async fn wait_blocked(backend: &mut MultiplexedConnection, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -252,7 +91,7 @@ async fn wait_blocked(backend: &mut MultiplexedConnection, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strings_round_trip_and_are_sealed_on_the_backend() {
-    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let env = start("k1", &["k1", "k2"]).await;
     let mut b = env.backend().await;
     for (mut con, p) in env.both().await {
         let k = |name: &str| format!("s:{p}:{name}");
@@ -332,7 +171,7 @@ async fn strings_round_trip_and_are_sealed_on_the_backend() {
             secret(7).as_bytes()
         );
         assert_eq!(
-            flags(&raw_get(&mut b, &format!("c:{p}:m")).await),
+            flags(&raw_get(&mut b, &format!("c:{p}:m")).await, "MSET c:"),
             0x01,
             "MSET c:"
         );
@@ -396,7 +235,7 @@ async fn strings_round_trip_and_are_sealed_on_the_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashes_round_trip_in_resp2_and_resp3() {
-    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let env = start("k1", &["k1", "k2"]).await;
     let mut b = env.backend().await;
     for (mut con, p) in env.both().await {
         let resp3 = p == "p3";
@@ -482,7 +321,7 @@ async fn hashes_round_trip_in_resp2_and_resp3() {
         assert_eq!(got["big"], big);
         assert_eq!(got["small"], "x");
         let stored: HashMap<String, Vec<u8>> = w(&mut b, &format!("HGETALL {c}")).await;
-        assert_eq!(flags(&stored["big"]), 0x01, "compressed only");
+        assert_eq!(flags(&stored["big"], &c), 0x01, "compressed only");
         assert!(stored["big"].len() < big.len() / 2);
         assert_eq!(stored["small"], b"x");
     }
@@ -490,7 +329,7 @@ async fn hashes_round_trip_in_resp2_and_resp3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_round_trip_including_blocking_pops() {
-    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let env = start("k1", &["k1", "k2"]).await;
     let mut b = env.backend().await;
     for (mut con, p) in env.both().await {
         let l = format!("s:{p}:l");
@@ -598,7 +437,7 @@ async fn lists_round_trip_including_blocking_pops() {
         let v: Vec<String> = w(&mut con, &format!("LRANGE {c} 0 -1")).await;
         assert_eq!(v, vec![big(1), big(2), big(3)]);
         let stored: Vec<Vec<u8>> = w(&mut b, &format!("LRANGE {c} 0 -1")).await;
-        assert!(stored.iter().all(|s| flags(s) == 0x01));
+        assert!(stored.iter().all(|s| flags(s, &c) == 0x01));
         let e = err(&mut con, &format!("LINSERT {l} BEFORE x y")).await;
         assert!(
             e.contains(&format!(
@@ -614,7 +453,7 @@ async fn lists_round_trip_including_blocking_pops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_and_copied_values_are_rejected_naming_the_key() {
-    let env = TEnv::start("k1", &["k1", "k2"]).await;
+    let env = start("k1", &["k1", "k2"]).await;
     let mut con = env.con().await;
     let mut b = env.backend().await;
     for key in ["s:t", "e:t"] {
@@ -680,70 +519,15 @@ async fn tampered_and_copied_values_are_rejected_naming_the_key() {
     assert!(e.contains("'s:from-list'"), "{e}");
 
     let m = env.metrics().await;
-    let auth = metric(&m, "strata_transform_failures_total{kind=\"auth_failed\"}").unwrap();
+    let auth = failures(&m, "auth_failed");
     assert!(auth >= 4.0, "auth_failed {auth}");
-    let trunc = metric(&m, "strata_transform_failures_total{kind=\"truncated\"}").unwrap()
-        + metric(&m, "strata_transform_failures_total{kind=\"malformed\"}").unwrap();
+    let trunc = failures(&m, "truncated") + failures(&m, "malformed");
     assert!(trunc + auth >= 6.0, "{m}");
-}
-
-/// Reads every stored value of the pattern's keys on the backend, by key
-/// (strings, hash fields, list elements).
-async fn stored_values(b: &mut MultiplexedConnection, pattern: &str) -> BTreeMap<String, Vec<u8>> {
-    let keys: Vec<String> = w(b, &format!("KEYS {pattern}")).await;
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let ty: String = w(b, &format!("TYPE {k}")).await;
-        match ty.as_str() {
-            "string" => {
-                out.insert(k.clone(), raw_get(b, &k).await);
-            }
-            "hash" => {
-                let h: HashMap<String, Vec<u8>> = w(b, &format!("HGETALL {k}")).await;
-                for (f, v) in h {
-                    out.insert(format!("{k}/{f}"), v);
-                }
-            }
-            "list" => {
-                let l: Vec<Vec<u8>> = w(b, &format!("LRANGE {k} 0 -1")).await;
-                for (i, v) in l.into_iter().enumerate() {
-                    out.insert(format!("{k}/{i}"), v);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Runs `PROXY REWRAP` to the end from cursor `from`, resuming from each
-/// returned cursor on a fresh connection; returns (steps, scanned,
-/// rewrapped, skipped).
-async fn rewrap_all(env: &TEnv, pattern: &str, count: usize, from: &str) -> (usize, i64, i64, i64) {
-    let mut cursor = from.to_string();
-    let (mut steps, mut scanned, mut rewrapped, mut skipped) = (0, 0, 0, 0);
-    loop {
-        let mut con = env.con().await;
-        let (next, s, r, k): (String, i64, i64, i64) = w(
-            &mut con,
-            &format!("PROXY REWRAP {pattern} COUNT {count} RESUME {cursor}"),
-        )
-        .await;
-        steps += 1;
-        scanned += s;
-        rewrapped += r;
-        skipped += k;
-        cursor = next;
-        if cursor == "0" {
-            return (steps, scanned, rewrapped, skipped);
-        }
-        assert!(steps < 1000, "REWRAP does not finish");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_with_resumable_rewrap() {
-    let mut env = TEnv::start("k1", &["k1", "k2"]).await;
+    let mut env = start("k1", &["k1", "k2"]).await;
     let mut b = env.backend().await;
     {
         let mut con = env.con().await;
@@ -795,7 +579,13 @@ async fn key_rotation_with_resumable_rewrap() {
     assert!(s1 >= 5, "scanned {s1}");
     assert!(r1 >= 1, "rewrapped {r1}");
     assert_ne!(first, "0", "one step of 5 cannot cover 45 keys");
-    let (steps, scanned, rewrapped, skipped) = rewrap_all(&env, "s:r:*", 5, &first).await;
+    let Walk {
+        positions,
+        scanned,
+        rewrapped,
+        skipped,
+    } = rewrap_all(&env, "s:r:*", 5, &first).await;
+    let steps = positions.len();
     assert!(steps >= 2, "{steps} steps");
     assert!(scanned + s1 >= 45, "scanned {scanned} + {s1}");
     // 40 strings + hash + list + legacy (+ s:r:new already k2) - the bad one.
@@ -814,7 +604,7 @@ async fn key_rotation_with_resumable_rewrap() {
     let ttl: i64 = w(&mut b, "TTL s:r:3").await;
     assert!(ttl > 900, "REWRAP keeps the TTL: {ttl}");
     // Nothing left to do on a second pass; outside the pattern, nothing changed.
-    let (_, _, again, _) = rewrap_all(&env, "s:r:*", 100, "0").await;
+    let again = rewrap_all(&env, "s:r:*", 100, "0").await.rewrapped;
     assert_eq!(again, 0);
     assert_eq!(
         key_id(&raw_get(&mut b, "e:r:1").await).as_deref(),
@@ -855,7 +645,7 @@ async fn key_rotation_with_resumable_rewrap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_values_written_before_the_rule_are_returned_and_counted() {
-    let env = TEnv::start("k1", &["k1"]).await;
+    let env = start("k1", &["k1"]).await;
     let mut b = env.backend().await;
     let _: () = w(&mut b, "SET s:m:old legacy-string").await;
     let _: i64 = w(&mut b, "HSET s:m:h old legacy-field").await;
@@ -885,19 +675,14 @@ async fn plain_values_written_before_the_rule_are_returned_and_counted() {
         );
     }
     let m = env.metrics().await;
-    let plain = metric(&m, "strata_transform_plain_values_total").unwrap();
+    let plain = plain_values(&m);
     assert!(plain >= 8.0, "plain values counted: {plain}");
-    let refused = metric(
-        &m,
-        "strata_transform_failures_total{kind=\"plain_refused\"}",
-    )
-    .unwrap();
-    assert_eq!(refused, 2.0);
+    assert_eq!(failures(&m, "plain_refused"), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compression_and_encryption_on_one_rule() {
-    let env = TEnv::start("k1", &["k1"]).await;
+    let env = start("k1", &["k1"]).await;
     let mut con = env.con().await;
     let mut b = env.backend().await;
     let json: String = (0..60)
@@ -913,9 +698,9 @@ async fn compression_and_encryption_on_one_rule() {
     let s = raw_get(&mut b, "s:big").await;
     let c = raw_get(&mut b, "c:big").await;
     let e = raw_get(&mut b, "e:big").await;
-    assert_eq!(flags(&s), 0x03, "compressed and encrypted");
-    assert_eq!(flags(&c), 0x01, "compressed");
-    assert_eq!(flags(&e), 0x02, "encrypted");
+    assert_eq!(flags(&s, "s:big"), 0x03, "compressed and encrypted");
+    assert_eq!(flags(&c, "c:big"), 0x01, "compressed");
+    assert_eq!(flags(&e, "e:big"), 0x02, "encrypted");
     assert_sealed(&s, "user", "s:big");
     assert_sealed(&e, "user", "e:big");
     assert!(
@@ -932,20 +717,12 @@ async fn compression_and_encryption_on_one_rule() {
     assert_eq!(raw_get(&mut b, "c:small").await, b"tiny");
     let n: i64 = w(&mut con, "STRLEN s:big").await;
     assert_eq!(n, json.len() as i64);
-    let m = env.metrics().await;
-    let ratio = metric(&m, "strata_transform_compression_ratio").unwrap();
-    assert!(ratio > 1.2, "ratio {ratio}");
-    let before = metric(&m, "strata_transform_plain_bytes_total{op=\"seal\"}").unwrap();
-    let after = metric(&m, "strata_transform_stored_bytes_total{op=\"seal\"}").unwrap();
-    assert!(
-        before >= 3.0 * json.len() as f64 && after < before,
-        "{before} {after}"
-    );
+    assert_compression(&env.metrics().await, 3.0 * json.len() as f64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_commands_get_a_clear_error_and_sets_are_untouched() {
-    let env = TEnv::start("k1", &["k1"]).await;
+    let env = start("k1", &["k1"]).await;
     let mut raw = env.raw().await;
     let mut con = env.con().await;
     let _: () = w(&mut con, "SET s:str some-value").await;
@@ -1030,7 +807,7 @@ async fn refused_commands_get_a_clear_error_and_sets_are_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_exec_opens_each_queued_reply() {
-    let env = TEnv::start("k1", &["k1"]).await;
+    let env = start("k1", &["k1"]).await;
     let mut raw = env.raw().await;
     raw.expect("SET plain:tx plain-value", b"+OK\r\n").await;
     raw.expect("MULTI", b"+OK\r\n").await;
@@ -1111,7 +888,7 @@ async fn multi_exec_opens_each_queued_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_mix_of_transformed_and_plain_commands_stays_in_order() {
-    let env = TEnv::start("k1", &["k1"]).await;
+    let env = start("k1", &["k1"]).await;
     let mut raw = env.raw().await;
     // A value that does not open, in the middle of the pipeline: its reply
     // is an error in its place, and its neighbours are unaffected.

@@ -21,7 +21,7 @@ use strata::app::Running;
 use strata::command::slot::hash_slot;
 use strata::config::{Config, ReadFrom};
 
-use super::clients::{connect_rs, encode, RawConn};
+use super::clients::{connect_rs, encode, show, RawConn};
 use super::cluster::{Cluster, SlotsView};
 use super::sentinel::{info_field, query, Resp};
 
@@ -46,6 +46,14 @@ pub async fn start_with(config: Config) -> Running {
     let running = super::strata::start_with(config).await;
     super::strata::wait_ready(&running).await;
     running
+}
+
+/// Empty primaries ([`reset`]), strata in front of them reading from
+/// primaries, and where keys land: how most cluster tests begin.
+pub async fn fresh(c: &Cluster) -> (Running, Placement) {
+    blocking(|| reset(c));
+    let strata = start(c).await;
+    (strata, Placement::of(c))
 }
 
 /// A plain redis-rs connection to `addr` (strata or a node).
@@ -98,6 +106,41 @@ pub async fn raw(conn: &mut RawConn, words: &[&str]) -> Resp {
     Resp::parse(&conn.call(&args).await)
 }
 
+/// A command with binary arguments straight on node `addr`, on a fresh
+/// connection, that must succeed (bounded).
+pub async fn on_node<T: FromRedisValue>(addr: &str, args: &[&[u8]]) -> T {
+    let mut n = con(addr).await;
+    let mut c = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    let what = format!("{} on {addr}", show(&args.join(&b' ')));
+    match within(&what, c.query_async(&mut n)).await {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// The stored bytes of string `key`, read straight from its owner.
+pub async fn stored(place: &Placement, key: &str) -> Vec<u8> {
+    let v: Option<Vec<u8>> = on_node(place.owner(key), &[b"GET", key.as_bytes()]).await;
+    v.unwrap_or_else(|| panic!("{key} missing on {}", place.owner(key)))
+}
+
+/// A string reply, as [`Resp`] decodes simple and bulk strings.
+pub fn s(v: &str) -> Resp {
+    Resp::Str(v.to_string())
+}
+
+/// Sends `verb channel` (`SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`) on `conn`
+/// and asserts the confirmation: `[verb in lower case, channel, 1]`.
+pub async fn subscribe(conn: &mut RawConn, verb: &str, channel: &str) {
+    assert_eq!(
+        raw(conn, &[verb, channel]).await,
+        Resp::Array(vec![s(&verb.to_lowercase()), s(channel), Resp::Int(1)])
+    );
+}
+
 /// Clears every primary: keys, scripts, functions (directly, not through strata).
 pub fn reset(c: &Cluster) {
     for p in c.primaries() {
@@ -112,6 +155,28 @@ pub fn config_set_all(c: &Cluster, name: &str, value: &str) {
     for a in c.live_addrs() {
         c.must(&a, &["CONFIG", "SET", name, value]);
     }
+}
+
+/// Sets `cluster-replica-no-failover` of `replica` to `value`: with `yes`
+/// it does not take over from its failed primary.
+pub fn replica_no_failover(c: &Cluster, replica: &str, value: &str) {
+    c.must(
+        replica,
+        &["CONFIG", "SET", "cluster-replica-no-failover", value],
+    );
+}
+
+/// Restarts a stopped `node` and waits until the cluster is healthy.
+pub fn restart_healthy(c: &mut Cluster, node: &str) {
+    c.restart(node);
+    c.wait_healthy(Duration::from_secs(60));
+}
+
+/// Fails over (`CLUSTER FAILOVER`) to `replica` and waits until the
+/// cluster is healthy.
+pub fn failover_healthy(c: &Cluster, replica: &str) {
+    c.failover(replica, None);
+    c.wait_healthy(Duration::from_secs(60));
 }
 
 /// `calls` of `cmdstat_<command>` in `INFO commandstats` of `addr` (0 when

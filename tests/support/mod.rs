@@ -14,6 +14,7 @@ pub mod raw;
 pub mod redis_server;
 pub mod sentinel;
 pub mod strata;
+pub mod transform_env;
 
 pub use redis_server::RedisServer;
 
