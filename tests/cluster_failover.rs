@@ -19,14 +19,11 @@ use strata::command::slot::hash_slot;
 use support::clients::RawConn;
 use support::cluster::{self, try_slots_view, Cluster};
 use support::cluster_strata::{
-    blocking, con, config_set_all, raw, reset, rs, start, summarize, unreadable, within, Load,
-    Placement, WriterLog,
+    blocking, con, config_set_all, failover_healthy, fresh, raw, replica_no_failover, reset,
+    restart_healthy, rs, s, start, subscribe, summarize, unreadable, within, Load, Placement,
+    WriterLog,
 };
 use support::sentinel::{query, Resp};
-
-fn s(v: &str) -> Resp {
-    Resp::Str(v.to_string())
-}
 
 /// Waits until `replica` is a primary as every live node sees it.
 fn wait_promoted(c: &Cluster, replica: &str) {
@@ -123,10 +120,8 @@ async fn killed_primary_is_followed_once_its_replica_is_promoted() {
     assert_eq!(unreadable(&c, &after).await, Vec::<String>::new());
 
     blocking(|| {
-        c.restart(&victim);
-        c.wait_healthy(Duration::from_secs(60));
-        c.failover(&victim, None);
-        c.wait_healthy(Duration::from_secs(60));
+        restart_healthy(&mut c, &victim);
+        failover_healthy(&c, &victim);
         config_set_all(&c, "cluster-require-full-coverage", "yes");
     });
 }
@@ -140,10 +135,7 @@ async fn unreachable_primary_fails_only_its_slots_with_an_error_naming_it() {
     blocking(|| {
         reset(&c);
         config_set_all(&c, "cluster-require-full-coverage", "no");
-        c.must(
-            &replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "yes"],
-        );
+        replica_no_failover(&c, &replica, "yes");
     });
     let strata = start(&c).await;
     let keys = place.key_per_primary("down:");
@@ -205,10 +197,7 @@ async fn unreachable_primary_fails_only_its_slots_with_an_error_naming_it() {
     );
 
     // Back (empty: persistence is off), and served again without a restart of strata.
-    blocking(|| {
-        c.restart(&victim);
-        c.wait_healthy(Duration::from_secs(60));
-    });
+    blocking(|| restart_healthy(&mut c, &victim));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let r: redis::RedisResult<()> = within(
@@ -230,10 +219,7 @@ async fn unreachable_primary_fails_only_its_slots_with_an_error_naming_it() {
     }
     assert_eq!(c.must(&victim, &["GET", &down_key]), s("back"));
     blocking(|| {
-        c.must(
-            &replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "no"],
-        );
+        replica_no_failover(&c, &replica, "no");
         config_set_all(&c, "cluster-require-full-coverage", "yes");
     });
 }
@@ -246,10 +232,7 @@ async fn clusterdown_is_retried_then_reported_and_strata_recovers_with_the_clust
     let replica = c.replica_of(&victim);
     blocking(|| {
         reset(&c);
-        c.must(
-            &replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "yes"],
-        );
+        replica_no_failover(&c, &replica, "yes");
     });
     let strata = start(&c).await;
     let live = place.key_on(&place.primaries()[0], "cd:");
@@ -276,12 +259,8 @@ async fn clusterdown_is_retried_then_reported_and_strata_recovers_with_the_clust
     eprintln!("CLUSTERDOWN reported after {took:?} of retries");
     // The node comes back: the same connection is served again.
     blocking(|| {
-        c.restart(&victim);
-        c.wait_healthy(Duration::from_secs(60));
-        c.must(
-            &replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "no"],
-        );
+        restart_healthy(&mut c, &victim);
+        replica_no_failover(&c, &replica, "no");
     });
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -318,17 +297,12 @@ async fn spublish_until_received(sub: &mut RawConn, node: &str, ch: &str, payloa
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_failover_under_load_loses_no_acknowledged_write() {
     let c = cluster::shared_repaired().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let primary = place.primaries()[2].clone();
     let replica = c.replica_of(&primary);
     let ch = place.key_on(&primary, "gf-channel:");
     let mut sub = RawConn::connect(&strata.addr.to_string()).await;
-    assert_eq!(
-        raw(&mut sub, &["SSUBSCRIBE", &ch]).await,
-        Resp::Array(vec![s("ssubscribe"), s(&ch), Resp::Int(1)])
-    );
+    subscribe(&mut sub, "SSUBSCRIBE", &ch).await;
     let load = Load::start(strata.addr, &writers_per_primary(&place, "gf", 2), true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut took = Vec::new();
@@ -388,9 +362,7 @@ fn reshard_slowly(c: &Cluster, slot: u16, from: &str, to: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slot_migration_under_load_gives_clients_no_error_and_loses_nothing() {
     let c = cluster::shared_repaired().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let prims = place.primaries();
     let writers = writers_per_primary(&place, "mig", 2);
     // Keys there before the move, in every moving slot.
@@ -462,10 +434,7 @@ async fn subscriptions_survive_a_killed_node_and_a_moved_slot() {
     let strata = start(&c).await;
     let place = Placement::of(&c);
     let mut sub = RawConn::connect(&strata.addr.to_string()).await;
-    assert_eq!(
-        raw(&mut sub, &["SUBSCRIBE", "events"]).await,
-        Resp::Array(vec![s("subscribe"), s("events"), Resp::Int(1)])
-    );
+    subscribe(&mut sub, "SUBSCRIBE", "events").await;
     // The node strata subscribed on.
     let hosts: Vec<String> = c
         .addrs()
@@ -518,11 +487,9 @@ async fn subscriptions_survive_a_killed_node_and_a_moved_slot() {
         );
     }
     blocking(|| {
-        c.restart(&host);
-        c.wait_healthy(Duration::from_secs(60));
+        restart_healthy(&mut c, &host);
         if was_primary {
-            c.failover(&host, None);
-            c.wait_healthy(Duration::from_secs(60));
+            failover_healthy(&c, &host);
         }
     });
 
@@ -531,10 +498,7 @@ async fn subscriptions_survive_a_killed_node_and_a_moved_slot() {
     let ch = place.key_on(&prims[0], "moving-channel:");
     let slot = hash_slot(ch.as_bytes());
     let mut ssub = RawConn::connect(&strata.addr.to_string()).await;
-    assert_eq!(
-        raw(&mut ssub, &["SSUBSCRIBE", &ch]).await,
-        Resp::Array(vec![s("ssubscribe"), s(&ch), Resp::Int(1)])
-    );
+    subscribe(&mut ssub, "SSUBSCRIBE", &ch).await;
     spublish_until_received(&mut ssub, &prims[0], &ch, "before-move").await;
     for (to, payload) in [(&prims[1], "moved"), (&prims[0], "moved-back")] {
         blocking(|| c.migrate_slot(slot, to));

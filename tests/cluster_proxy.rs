@@ -20,23 +20,15 @@ use std::time::{Duration, Instant};
 use strata::command::slot::hash_slot;
 use support::clients::{redis_cli, RawConn};
 use support::cluster;
-use support::cluster_strata::{
-    blocked_clients, blocking, con, raw, reset, rs, rs_err, start, within, Placement,
-};
+use support::cluster_strata::{blocked_clients, blocking, con, fresh, raw, rs, rs_err, s, within};
 use support::sentinel::Resp;
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
-fn s(v: &str) -> Resp {
-    Resp::Str(v.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_key_commands_of_every_type_are_routed_by_slot() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let mut con = con(strata.addr).await;
     for p in place.primaries() {
         let t = place.tag_on(&p, "types");
@@ -124,9 +116,7 @@ async fn single_key_commands_of_every_type_are_routed_by_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multi_key_commands_are_split_per_slot_and_merged() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let mut con = con(strata.addr).await;
     let keys = place.key_per_primary("mk:");
     let [(pa, a), (pb, b), (pc, k3)] = &keys[..] else {
@@ -201,9 +191,7 @@ async fn multi_key_commands_are_split_per_slot_and_merged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_slot_only_commands_and_scripts_get_crossslot_across_slots() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let mut r = RawConn::connect(&strata.addr.to_string()).await;
     let keys = place.key_per_primary("ss:");
     let (a, b) = (&keys[0].1, &keys[1].1);
@@ -310,9 +298,7 @@ async fn mset_v(con: &mut redis::aio::MultiplexedConnection, keys: &BTreeSet<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyspace_and_server_commands_cover_every_primary() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let mut con = con(strata.addr).await;
     let none: Option<String> = rs(&mut con, &["RANDOMKEY"]).await;
     assert_eq!(none, None, "RANDOMKEY of an empty cluster");
@@ -387,8 +373,7 @@ async fn scan_all(r: &mut RawConn, extra: &[&str]) -> (Vec<String>, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scan_walks_every_primary_with_one_cursor_while_keys_are_added() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
+    let (strata, _) = fresh(&c).await;
     let mut con = con(strata.addr).await;
     let strings: BTreeSet<String> = (0..1500).map(|i| format!("sc:{i}")).collect();
     let hashes: BTreeSet<String> = (0..100).map(|i| format!("sch:{i}")).collect();
@@ -460,9 +445,7 @@ async fn scan_walks_every_primary_with_one_cursor_while_keys_are_added() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multi_exec_is_pinned_to_the_first_keys_node() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let prims = place.primaries();
     let t = place.tag_on(&prims[0], "tx");
     let (a1, a2) = (format!("{t}1"), format!("{t}2"));
@@ -523,9 +506,7 @@ async fn multi_exec_is_pinned_to_the_first_keys_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocking_pops_wait_on_the_keys_node_without_blocking_others() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let mut pusher = con(strata.addr).await;
     for (p, k) in place.key_per_primary("bl:") {
         let mut waiter = con(strata.addr).await;

@@ -20,20 +20,15 @@ use strata::config::ReadFrom;
 use support::clients::{encode, redis_cli, show, RawConn};
 use support::cluster;
 use support::cluster_strata::{
-    blocking, cmd_calls, con, config, raw, reset, rs, start, start_with, within, Placement, CALL,
+    blocking, cmd_calls, con, config, fresh, raw, reset, restart_healthy, rs, s, start, start_with,
+    subscribe, within, Placement, CALL,
 };
 use support::sentinel::Resp;
-
-fn s(v: &str) -> Resp {
-    Resp::Str(v.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moved_after_a_slot_moves_is_followed_transparently() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
-    let place = Placement::of(&c);
+    let (strata, place) = fresh(&c).await;
     let prims = place.primaries();
     let (from, to) = (prims[0].clone(), prims[1].clone());
     let t = place.tag_on(&from, "mv");
@@ -289,10 +284,7 @@ async fn replica_reads_go_to_replicas_and_fall_back_to_the_primary() {
     let served = blocking(|| cmd_calls(&p, "get")) - p0;
     assert!(served >= 20, "{p} served {served} of 20 reads");
     // Back up: reads return to the replica.
-    blocking(|| {
-        c.restart(&replica);
-        c.wait_healthy(Duration::from_secs(60));
-    });
+    blocking(|| restart_healthy(&mut c, &replica));
     let deadline = Instant::now() + Duration::from_secs(15);
     let before = blocking(|| cmd_calls(&replica, "get"));
     loop {
@@ -329,14 +321,8 @@ async fn pubsub_reaches_subscribers_from_any_node_and_shard_channels_follow_thei
     let mut con = con(strata.addr).await;
     let mut sub = RawConn::connect(&addr).await;
     let mut psub = RawConn::connect(&addr).await;
-    assert_eq!(
-        raw(&mut sub, &["SUBSCRIBE", "news"]).await,
-        Resp::Array(vec![s("subscribe"), s("news"), Resp::Int(1)])
-    );
-    assert_eq!(
-        raw(&mut psub, &["PSUBSCRIBE", "ne*"]).await,
-        Resp::Array(vec![s("psubscribe"), s("ne*"), Resp::Int(1)])
-    );
+    subscribe(&mut sub, "SUBSCRIBE", "news").await;
+    subscribe(&mut psub, "PSUBSCRIBE", "ne*").await;
     let _: i64 = rs(&mut con, &["PUBLISH", "news", "through-strata"]).await;
     assert_eq!(
         next(&mut sub).await,
@@ -367,10 +353,7 @@ async fn pubsub_reaches_subscribers_from_any_node_and_shard_channels_follow_thei
     // Shard channels: subscribed on the channel's slot owner.
     for (owner, ch) in place.key_per_primary("orders:") {
         let mut ssub = RawConn::connect(&addr).await;
-        assert_eq!(
-            raw(&mut ssub, &["SSUBSCRIBE", &ch]).await,
-            Resp::Array(vec![s("ssubscribe"), s(&ch), Resp::Int(1)])
-        );
+        subscribe(&mut ssub, "SSUBSCRIBE", &ch).await;
         let n: i64 = rs(&mut con, &["SPUBLISH", &ch, "sp-strata"]).await;
         assert_eq!(n, 1, "the subscription lives on {owner}");
         assert_eq!(
@@ -389,10 +372,8 @@ async fn pubsub_reaches_subscribers_from_any_node_and_shard_channels_follow_thei
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_commands_describe_strata_as_one_node_owning_every_slot() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let strata = start(&c).await;
+    let (strata, place) = fresh(&c).await;
     let port = strata.addr.port();
-    let place = Placement::of(&c);
     let mut r = RawConn::connect(&strata.addr.to_string()).await;
     let slots = raw(&mut r, &["CLUSTER", "SLOTS"]).await;
     let [range] = slots.items() else {

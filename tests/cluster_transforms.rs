@@ -7,150 +7,40 @@
 //! `tests/cluster_transforms_rotation.rs`.
 //!
 //! One cluster for the binary (`cluster::shared()`, held per test); every
-//! test starts its own strata with the rules below and a key file in a
-//! temp dir.
+//! test starts its own strata with the rules below and key files in a temp
+//! dir (`support::transform_env`).
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
-use strata::app::Running;
-use strata::config::ReadFrom;
-use support::clients::{connect_rs, metric, metrics_text, show, RawConn};
+use support::clients::{show, RawConn};
 use support::cluster::{self, Cluster};
 use support::cluster_strata::{
-    blocking, con as node, config, reset, rs, rs_err, start_with, within, Placement,
+    blocking, con as node, on_node, reset, rs, rs_err, stored, Placement,
+};
+use support::transform_env::{
+    assert_compression, assert_sealed, contains, failures, flags, json_doc, pairs, secret,
+    TransformEnv, MAGIC, RULE_C, RULE_E, RULE_S,
 };
 
-/// The envelope's first bytes (src/transform/envelope.rs).
-const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
-
 /// `s:*` compressed and encrypted, `c:*` compressed only, `e:*` encrypted only.
-const RULES: &str = r#"
-[[transform]]
-pattern = "s:*"
-compress = "lz4"
-min_size = 16
-encrypt = true
-[[transform]]
-pattern = "c:*"
-compress = "lz4"
-min_size = 16
-[[transform]]
-pattern = "e:*"
-encrypt = true
-"#;
+const RULES: [&str; 3] = [RULE_S, RULE_C, RULE_E];
 
-/// strata in cluster mode with [`RULES`] and key `k1` from a file.
-struct Env {
-    running: Running,
-    _dir: tempfile::TempDir,
-}
-
-impl Env {
-    async fn start(c: &Cluster) -> Env {
-        use base64::Engine;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k1");
-        let material = base64::engine::general_purpose::STANDARD.encode([0x11u8; 32]);
-        std::fs::write(&path, format!("{material}\n")).unwrap();
-        let text = format!(
-            "{RULES}\n[transform_keys]\nactive_key = \"k1\"\n[transform_keys.keys]\n\
-             k1 = {{ file = \"{}\" }}\n",
-            path.display()
-        );
-        let t = strata::transform::TransformConfig::parse(&text).unwrap();
-        let mut cfg = config(c, ReadFrom::Primary);
-        cfg.transform = t.rules;
-        cfg.transform_keys = t.keys;
-        Env {
-            running: start_with(cfg).await,
-            _dir: dir,
-        }
-    }
-
-    async fn con(&self) -> MultiplexedConnection {
-        node(self.running.addr).await
-    }
-
-    async fn con3(&self) -> MultiplexedConnection {
-        connect_rs(&format!("redis://{}/?protocol=resp3", self.running.addr)).await
-    }
-
-    async fn metrics(&self) -> String {
-        metrics_text(self.running.http_addr.unwrap()).await
-    }
-}
-
-fn secret(n: usize) -> String {
-    format!("secret-value-{n}-do-not-show")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The stored bytes of string `key`, read straight from its owner.
-async fn stored(place: &Placement, key: &str) -> Vec<u8> {
-    let mut n = node(place.owner(key)).await;
-    let v: Option<Vec<u8>> = rs(&mut n, &["GET", key]).await;
-    v.unwrap_or_else(|| panic!("{key} missing on {}", place.owner(key)))
-}
-
-fn assert_sealed(stored: &[u8], plain: &str, what: &str) {
-    assert!(
-        stored.starts_with(&MAGIC),
-        "{what}: not an envelope: {}",
-        show(stored)
-    );
-    assert!(
-        !contains(stored, plain.as_bytes()),
-        "{what}: plaintext visible: {}",
-        show(stored)
-    );
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-/// An envelope's flags byte (0x01 compressed, 0x02 encrypted, 0x04 origin).
-fn flags(stored: &[u8], what: &str) -> u8 {
-    assert!(
-        stored.starts_with(&MAGIC),
-        "{what}: not an envelope: {}",
-        show(stored)
-    );
-    stored[5]
-}
-
-/// Runs a command with binary arguments straight on node `addr`.
-async fn on_node<T: redis::FromRedisValue>(addr: &str, args: &[&[u8]]) -> T {
-    let mut n = node(addr).await;
-    let mut c = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    let what = format!("{} on {addr}", show(&args.join(&b' ')));
-    match within(&what, c.query_async(&mut n)).await {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
+/// Empty primaries, strata in cluster mode with [`RULES`] and key `k1`,
+/// and where keys land.
+async fn fresh(c: &Cluster) -> (TransformEnv, Placement) {
+    blocking(|| reset(c));
+    let env = TransformEnv::cluster(c, &RULES, "k1", &["k1"]).await;
+    (env, Placement::of(c))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn strings_round_trip_across_slots_and_are_sealed_on_their_owner() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let env = Env::start(&c).await;
-    let place = Placement::of(&c);
+    let (env, place) = fresh(&c).await;
     let mut con = env.con().await;
     let keys = place.key_per_primary("s:str:");
     for (i, (_, k)) in keys.iter().enumerate() {
@@ -231,7 +121,7 @@ async fn strings_round_trip_across_slots_and_are_sealed_on_their_owner() {
         "{e}"
     );
     // A transaction pinned to one node opens its queued replies.
-    let mut r = RawConn::connect(&env.running.addr.to_string()).await;
+    let mut r = RawConn::connect(&env.addr()).await;
     r.expect("MULTI", b"+OK\r\n").await;
     r.expect(&format!("SET {n1} tx-secret-value-1"), b"+QUEUED\r\n")
         .await;
@@ -245,11 +135,9 @@ async fn strings_round_trip_across_slots_and_are_sealed_on_their_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hashes_and_lists_round_trip_across_slots() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let env = Env::start(&c).await;
-    let place = Placement::of(&c);
-    for (mut con, resp3) in [(env.con().await, false), (env.con3().await, true)] {
-        let p = if resp3 { "p3" } else { "p2" };
+    let (env, place) = fresh(&c).await;
+    for (mut con, p) in env.both().await {
+        let resp3 = p == "p3";
         for (i, (owner, h)) in place
             .key_per_primary(&format!("s:h:{p}:"))
             .iter()
@@ -262,13 +150,7 @@ async fn hashes_and_lists_round_trip_across_slots() {
             .await;
             assert_eq!(n, 2);
             let all: Value = rs(&mut con, &["HGETALL", h]).await;
-            let got: BTreeMap<String, String> = match &all {
-                Value::Map(m) if resp3 => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
-                Value::Array(a) if !resp3 => {
-                    a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect()
-                }
-                other => panic!("HGETALL ({p}): {other:?}"),
-            };
+            let got = pairs(&all, resp3);
             let want: BTreeMap<String, String> = [("f1", secret(i)), ("f2", secret(i + 1))]
                 .into_iter()
                 .map(|(f, v)| (f.to_string(), v))
@@ -308,11 +190,9 @@ async fn hashes_and_lists_round_trip_across_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refusals_and_tampering_are_reported_on_every_node() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let env = Env::start(&c).await;
-    let place = Placement::of(&c);
+    let (env, place) = fresh(&c).await;
     let mut con = env.con().await;
-    let mut r = RawConn::connect(&env.running.addr.to_string()).await;
+    let mut r = RawConn::connect(&env.addr()).await;
     let keys = place.key_per_primary("s:t:");
     for (i, (owner, k)) in keys.iter().enumerate() {
         let _: () = rs(&mut con, &["SET", k, &secret(i)]).await;
@@ -370,15 +250,9 @@ async fn refusals_and_tampering_are_reported_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compression_and_encryption_on_one_rule_on_every_node() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let env = Env::start(&c).await;
-    let place = Placement::of(&c);
+    let (env, place) = fresh(&c).await;
     let mut con = env.con().await;
-    let json: String = (0..60)
-        .map(|i| format!(r#"{{"id":{i},"name":"user {i}","email":"user{i}@example.com","roles":["reader","writer"],"active":true}}"#))
-        .collect::<Vec<_>>()
-        .join(",");
-    let json = format!("[{json}]");
+    let json = json_doc();
     let mut all = Vec::new();
     for owner in place.primaries() {
         let s = place.key_on(&owner, "s:big:");
@@ -454,23 +328,13 @@ async fn compression_and_encryption_on_one_rule_on_every_node() {
     let small = place.key_on(&place.primaries()[1], "c:small:");
     let _: () = rs(&mut con, &["SET", &small, "tiny"]).await;
     assert_eq!(stored(&place, &small).await, b"tiny");
-    let m = env.metrics().await;
-    let ratio = metric(&m, "strata_transform_compression_ratio").unwrap();
-    assert!(ratio > 1.2, "ratio {ratio}");
-    let before = metric(&m, "strata_transform_plain_bytes_total{op=\"seal\"}").unwrap();
-    let after = metric(&m, "strata_transform_stored_bytes_total{op=\"seal\"}").unwrap();
-    assert!(
-        before >= 15.0 * json.len() as f64 && after < before,
-        "{before} {after}"
-    );
+    assert_compression(&env.metrics().await, 15.0 * json.len() as f64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copied_values_are_rejected_on_any_node_naming_the_key() {
     let c = cluster::shared().await;
-    blocking(|| reset(&c));
-    let env = Env::start(&c).await;
-    let place = Placement::of(&c);
+    let (env, place) = fresh(&c).await;
     let primaries = place.primaries();
     let n = primaries.len();
     let mut con = env.con().await;
@@ -558,6 +422,6 @@ async fn copied_values_are_rejected_on_any_node_naming_the_key() {
         );
     }
     let m = env.metrics().await;
-    let auth = metric(&m, "strata_transform_failures_total{kind=\"auth_failed\"}").unwrap();
+    let auth = failures(&m, "auth_failed");
     assert!(auth >= (n * 8) as f64, "auth_failed {auth}");
 }

@@ -8,265 +8,43 @@
 //!
 //! One cluster for the binary (`cluster::shared()`, held per test); every
 //! test starts its own strata with the rules below and key files in a temp
-//! dir, and restarts it (in process) with other keys loaded.
+//! dir (`support::transform_env`), and restarts it (in process) with other
+//! keys loaded.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
-use strata::app::Running;
-use strata::config::ReadFrom;
-use support::clients::{connect_rs, metric, metrics_text, show};
-use support::cluster::{self, Cluster};
+use support::cluster;
 use support::cluster_strata::{
-    blocking, con as node, config, reset, rs, rs_err, start_with, within, Placement,
+    blocking, con as node, on_node, reset, rs, rs_err, stored, Placement,
 };
-
-/// The envelope's first bytes (src/transform/envelope.rs).
-const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
+use support::transform_env::{
+    assert_plain_counted, assert_sealed, key_id, pairs, rewrap_all, secret, stored_values,
+    TransformEnv, Walk, RULE_E, RULE_S, RULE_STRICT,
+};
 
 /// `s:*` compressed and encrypted, `e:*` encrypted only, `strict:*`
 /// encrypted with plain values refused.
-const RULES: &str = r#"
-[[transform]]
-pattern = "s:*"
-compress = "lz4"
-min_size = 16
-encrypt = true
-[[transform]]
-pattern = "e:*"
-encrypt = true
-[[transform]]
-pattern = "strict:*"
-encrypt = true
-accept_plain = false
-"#;
+const RULES: [&str; 3] = [RULE_S, RULE_E, RULE_STRICT];
 
 /// Bits of a cluster cursor below the primary's index (src/backend/cluster/scan.rs).
 const NODE_CURSOR_BITS: u32 = 40;
 /// Mask of the primary's index once shifted down.
 const NODE_MASK: u64 = (1 << 10) - 1;
 
-/// strata in cluster mode with [`RULES`]; keys `k1` and `k2` on disk.
-struct Env {
-    running: Option<Running>,
-    dir: tempfile::TempDir,
+fn parse_cursor(c: &str) -> u64 {
+    c.parse().unwrap_or_else(|_| panic!("REWRAP cursor {c:?}"))
 }
 
-impl Env {
-    /// `active` is the write key, `loaded` the keys strata reads.
-    async fn start(c: &Cluster, active: &str, loaded: &[&str]) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        for (id, byte) in [("k1", 0x11u8), ("k2", 0x22u8)] {
-            use base64::Engine;
-            let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
-            std::fs::write(dir.path().join(id), format!("{text}\n")).unwrap();
-        }
-        let mut env = Env { running: None, dir };
-        env.run(c, active, loaded).await;
-        env
-    }
-
-    async fn run(&mut self, c: &Cluster, active: &str, loaded: &[&str]) {
-        let mut text = format!(
-            "{RULES}\n[transform_keys]\nactive_key = \"{active}\"\n[transform_keys.keys]\n"
-        );
-        for id in loaded {
-            let path = self.dir.path().join(id);
-            text.push_str(&format!("{id} = {{ file = \"{}\" }}\n", path.display()));
-        }
-        let t = strata::transform::TransformConfig::parse(&text).unwrap();
-        let mut cfg = config(c, ReadFrom::Primary);
-        cfg.transform = t.rules;
-        cfg.transform_keys = t.keys;
-        self.running = Some(start_with(cfg).await);
-    }
-
-    /// Stops strata and starts it again with other keys (the cluster stays).
-    async fn restart(&mut self, c: &Cluster, active: &str, loaded: &[&str]) {
-        if let Some(r) = self.running.take() {
-            within("strata shuts down", r.shutdown()).await;
-        }
-        self.run(c, active, loaded).await;
-    }
-
-    fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
-    }
-
-    async fn con(&self) -> MultiplexedConnection {
-        node(self.running().addr).await
-    }
-
-    async fn con3(&self) -> MultiplexedConnection {
-        connect_rs(&format!("redis://{}/?protocol=resp3", self.running().addr)).await
-    }
-
-    async fn metrics(&self) -> String {
-        metrics_text(self.running().http_addr.unwrap()).await
-    }
-}
-
-fn secret(n: usize) -> String {
-    format!("secret-value-{n}-do-not-show")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-/// Field/value pairs from a RESP2 flat array or a RESP3 map.
-fn pairs(v: &Value, resp3: bool) -> BTreeMap<String, String> {
-    match v {
-        Value::Map(m) if resp3 => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(a) if !resp3 => a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect(),
-        other => panic!("not pairs (resp3: {resp3}): {other:?}"),
-    }
-}
-
-/// Runs a command with binary arguments straight on node `addr`.
-async fn on_node<T: redis::FromRedisValue>(addr: &str, args: &[&[u8]]) -> T {
-    let mut n = node(addr).await;
-    let mut c = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    let what = format!("{} on {addr}", show(&args.join(&b' ')));
-    match within(&what, c.query_async(&mut n)).await {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// The stored bytes of string `key`, read straight from its owner.
-async fn stored(place: &Placement, key: &str) -> Vec<u8> {
-    let v: Option<Vec<u8>> = on_node(place.owner(key), &[b"GET", key.as_bytes()]).await;
-    v.unwrap_or_else(|| panic!("{key} missing on {}", place.owner(key)))
-}
-
-fn assert_sealed(stored: &[u8], plain: &str, what: &str) {
-    assert!(
-        stored.starts_with(&MAGIC),
-        "{what}: not an envelope: {}",
-        show(stored)
-    );
-    assert!(
-        !contains(stored, plain.as_bytes()),
-        "{what}: plaintext visible: {}",
-        show(stored)
-    );
-}
-
-/// The key id in an encrypted envelope's header (as `tests/transforms.rs`).
-fn key_id(stored: &[u8]) -> Option<String> {
-    if !stored.starts_with(&MAGIC) || stored[5] & 0x02 == 0 {
-        return None;
-    }
-    let len = stored[7] as usize;
-    Some(String::from_utf8_lossy(&stored[8..8 + len]).into_owned())
-}
-
-/// Every stored value of the keys matching `pattern` that node `addr`
-/// holds, by key (strings; hash fields as `key/field`; list elements as
-/// `key/index`), read straight from the node.
-async fn stored_values_on(addr: &str, pattern: &str) -> BTreeMap<String, Vec<u8>> {
-    let keys: Vec<String> = on_node(addr, &[b"KEYS", pattern.as_bytes()]).await;
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let ty: String = on_node(addr, &[b"TYPE", k.as_bytes()]).await;
-        match ty.as_str() {
-            "string" => {
-                let v: Vec<u8> = on_node(addr, &[b"GET", k.as_bytes()]).await;
-                out.insert(k, v);
-            }
-            "hash" => {
-                let h: HashMap<String, Vec<u8>> = on_node(addr, &[b"HGETALL", k.as_bytes()]).await;
-                for (f, v) in h {
-                    out.insert(format!("{k}/{f}"), v);
-                }
-            }
-            "list" => {
-                let l: Vec<Vec<u8>> = on_node(addr, &[b"LRANGE", k.as_bytes(), b"0", b"-1"]).await;
-                for (i, v) in l.into_iter().enumerate() {
-                    out.insert(format!("{k}/{i}"), v);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// What a walk of `PROXY REWRAP` to the end did.
-#[derive(Debug, Default)]
-struct Walk {
-    /// The cursor each step was given, the first `0`.
-    positions: Vec<u64>,
-    scanned: i64,
-    rewrapped: i64,
-    skipped: i64,
-}
-
-impl Walk {
-    /// The primary (index in slot order) each step worked on.
-    fn nodes(&self) -> Vec<usize> {
-        self.positions
-            .iter()
-            .map(|c| ((c >> NODE_CURSOR_BITS) & NODE_MASK) as usize)
-            .collect()
-    }
-}
-
-/// One `PROXY REWRAP` step on a fresh connection: (next cursor, scanned,
-/// rewrapped, skipped).
-async fn rewrap_step(env: &Env, pattern: &str, count: usize, cursor: u64) -> (u64, i64, i64, i64) {
-    let mut con = env.con().await;
-    let (next, s, r, k): (String, i64, i64, i64) = rs(
-        &mut con,
-        &[
-            "PROXY",
-            "REWRAP",
-            pattern,
-            "COUNT",
-            &count.to_string(),
-            "RESUME",
-            &cursor.to_string(),
-        ],
-    )
-    .await;
-    let next = next
-        .parse()
-        .unwrap_or_else(|_| panic!("REWRAP cursor {next:?}"));
-    (next, s, r, k)
-}
-
-/// Runs `PROXY REWRAP` from cursor `0` until the cursor is `0` again.
-async fn rewrap_all(env: &Env, pattern: &str, count: usize) -> Walk {
-    let mut walk = Walk::default();
-    let mut cursor = 0;
-    loop {
-        walk.positions.push(cursor);
-        let (next, s, r, k) = rewrap_step(env, pattern, count, cursor).await;
-        walk.scanned += s;
-        walk.rewrapped += r;
-        walk.skipped += k;
-        if next == 0 {
-            return walk;
-        }
-        assert!(walk.positions.len() < 1000, "REWRAP does not finish");
-        cursor = next;
-    }
+/// The primary (index in slot order) each step of `walk` worked on.
+fn walk_nodes(walk: &Walk) -> Vec<usize> {
+    walk.positions
+        .iter()
+        .map(|c| ((parse_cursor(c) >> NODE_CURSOR_BITS) & NODE_MASK) as usize)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -298,9 +76,9 @@ async fn plain_values_written_before_the_rule_are_returned_on_every_node() {
         let (o, k) = &stricts[i];
         let _: () = on_node(o, &[b"SET", k.as_bytes(), b"planted"]).await;
     }
-    let env = Env::start(&c, "k1", &["k1"]).await;
-    for (mut con, resp3) in [(env.con().await, false), (env.con3().await, true)] {
-        let p = if resp3 { "p3" } else { "p2" };
+    let env = TransformEnv::cluster(&c, &RULES, "k1", &["k1"]).await;
+    for (mut con, p) in env.both().await {
+        let resp3 = p == "p3";
         // Strings: the old value as stored, a new one sealed beside it.
         let mut news = Vec::new();
         for (i, (owner, old)) in olds.iter().enumerate() {
@@ -370,15 +148,7 @@ async fn plain_values_written_before_the_rule_are_returned_on_every_node() {
         }
     }
     // Per protocol, 3 plain values each by GET, MGET, HGETALL, HMGET, LRANGE.
-    let m = env.metrics().await;
-    let plain = metric(&m, "strata_transform_plain_values_total").unwrap();
-    assert!(plain >= 30.0, "plain values counted: {plain}");
-    let refused = metric(
-        &m,
-        "strata_transform_failures_total{kind=\"plain_refused\"}",
-    )
-    .unwrap();
-    assert_eq!(refused, 6.0);
+    assert_plain_counted(&env.metrics().await, 30.0, 6.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -389,7 +159,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
     let primaries = place.primaries();
     let n = primaries.len();
     assert!(n >= 3, "{primaries:?}");
-    let mut env = Env::start(&c, "k1", &["k1", "k2"]).await;
+    let mut env = TransformEnv::cluster(&c, &RULES, "k1", &["k1", "k2"]).await;
     // Per primary: 12 strings, a hash, a list, and a plain value written
     // before the rule (straight on the node); all under `s:r:*`.
     let mut strings: Vec<(String, String)> = Vec::new(); // (key, plaintext)
@@ -435,7 +205,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
     }
     let mut total = 0;
     for owner in &primaries {
-        let values = stored_values_on(owner, "s:r:*").await;
+        let values = stored_values(&mut node(owner).await, "s:r:*").await;
         // 12 strings, 2 hash fields, 3 list elements, 1 plain value.
         assert!(values.len() >= 18, "{owner}: {:?}", values.keys());
         for (k, v) in &values {
@@ -449,7 +219,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
     }
 
     // Rotate: k2 becomes the write key, k1 stays loaded for reads.
-    env.restart(&c, "k2", &["k1", "k2"]).await;
+    env.restart("k2", &["k1", "k2"]).await;
     {
         let mut con = env.con().await;
         for (k, v) in strings.iter().step_by(12) {
@@ -481,28 +251,19 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
         let (next, s, r, k): (String, i64, i64, i64) =
             rs(&mut con, &["PROXY", "REWRAP", "s:r:*", "COUNT", "5"]).await;
         assert!(s >= 5, "scanned {s}");
-        walk.positions.push(0);
-        walk.scanned += s;
-        walk.rewrapped += r;
-        walk.skipped += k;
-        let mut cursor: u64 = next.parse().unwrap();
-        assert_ne!(cursor, 0, "one step of 5 cannot cover {total} values");
-        while cursor != 0 {
+        let mut cursor = walk.add("0", (next, s, r, k));
+        assert_ne!(cursor, "0", "one step of 5 cannot cover {total} values");
+        while cursor != "0" {
             if walk.positions.len() == 3 {
-                env.restart(&c, "k2", &["k1", "k2"]).await;
+                env.restart("k2", &["k1", "k2"]).await;
             }
-            walk.positions.push(cursor);
-            let (next, s, r, k) = rewrap_step(&env, "s:r:*", 5, cursor).await;
-            walk.scanned += s;
-            walk.rewrapped += r;
-            walk.skipped += k;
-            cursor = next;
+            cursor = walk.step(&env, "s:r:*", 5, &cursor).await;
             assert!(walk.positions.len() < 1000, "REWRAP does not finish");
         }
     }
     // Primary after primary, in slot order, each in several steps (each
     // holds at least 15 keys).
-    let nodes = walk.nodes();
+    let nodes = walk_nodes(&walk);
     assert!(nodes.windows(2).all(|w| w[0] <= w[1]), "{nodes:?}");
     for (i, owner) in primaries.iter().enumerate() {
         let steps = nodes.iter().filter(|&&x| x == i).count();
@@ -523,7 +284,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
 
     // On every owner, straight from the node: every value now under k2.
     for owner in &primaries {
-        let values = stored_values_on(owner, "s:r:*").await;
+        let values = stored_values(&mut node(owner).await, "s:r:*").await;
         assert!(values.len() >= 18, "{owner}: {:?}", values.keys());
         for (k, v) in &values {
             let key = k.split('/').next().unwrap();
@@ -551,10 +312,10 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
         );
     }
     // A second walk finds nothing left to do but the tampered key.
-    let again = rewrap_all(&env, "s:r:*", 100).await;
+    let again = rewrap_all(&env, "s:r:*", 100, "0").await;
     assert_eq!(again.rewrapped, 0, "{again:?}");
     assert!(again.skipped >= 1, "{again:?}");
-    assert!(again.nodes().contains(&(n - 1)), "{again:?}");
+    assert!(walk_nodes(&again).contains(&(n - 1)), "{again:?}");
     // Reads through strata (k1 and k2 loaded) return the plaintext.
     let mut con = env.con().await;
     let readable: Vec<&(String, String)> = strings.iter().filter(|(k, _)| *k != tampered).collect();
@@ -564,7 +325,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
     let want: Vec<String> = readable.iter().map(|(_, v)| v.clone()).collect();
     assert_eq!(got, want);
     // Bad cursors and arguments.
-    let c1 = walk.positions[1];
+    let c1 = parse_cursor(&walk.positions[1]);
     let alien = (c1 & !(NODE_MASK << NODE_CURSOR_BITS)) | (NODE_MASK << NODE_CURSOR_BITS);
     let e = rs_err(
         &mut con,
@@ -579,7 +340,7 @@ async fn key_rotation_with_resumable_rewrap_walks_every_primary() {
     drop(con);
 
     // Retire k1: a strata with only k2 reads everything that was rewrapped.
-    env.restart(&c, "k2", &["k2"]).await;
+    env.restart("k2", &["k2"]).await;
     let mut con = env.con().await;
     let got: Vec<String> = rs(&mut con, &words).await;
     assert_eq!(got, want, "MGET with k2 alone");

@@ -17,9 +17,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{cmd, Value};
 use support::clients::{metric, show};
 use support::transform_env::{
-    assert_compression, assert_sealed, failures, flags, key_id, pairs, plain_values, rewrap_all,
-    secret, stored_values, text, TransformEnv, Walk, MAGIC, RULE_C, RULE_E, RULE_S, RULE_SCRIPT,
-    RULE_STRICT,
+    assert_compression, assert_plain_counted, assert_sealed, failures, flags, json_doc, key_id,
+    pairs, rewrap_all, secret, stored_values, text, TransformEnv, Walk, MAGIC, RULE_C, RULE_E,
+    RULE_S, RULE_SCRIPT, RULE_STRICT,
 };
 
 /// The rules every test uses:
@@ -674,10 +674,7 @@ async fn plain_values_written_before_the_rule_are_returned_and_counted() {
             "{e}"
         );
     }
-    let m = env.metrics().await;
-    let plain = plain_values(&m);
-    assert!(plain >= 8.0, "plain values counted: {plain}");
-    assert_eq!(failures(&m, "plain_refused"), 2.0);
+    assert_plain_counted(&env.metrics().await, 8.0, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,11 +682,7 @@ async fn compression_and_encryption_on_one_rule() {
     let env = start("k1", &["k1"]).await;
     let mut con = env.con().await;
     let mut b = env.backend().await;
-    let json: String = (0..60)
-        .map(|i| format!(r#"{{"id":{i},"name":"user {i}","email":"user{i}@example.com","roles":["reader","writer"],"active":true}}"#))
-        .collect::<Vec<_>>()
-        .join(",");
-    let json = format!("[{json}]");
+    let json = json_doc();
     for key in ["s:big", "c:big", "e:big"] {
         let _: () = q(&mut con, &[b"SET", key.as_bytes(), json.as_bytes()]).await;
         let got: String = q(&mut con, &[b"GET", key.as_bytes()]).await;
