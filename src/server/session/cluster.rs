@@ -63,6 +63,7 @@ impl Session {
         let item = plan_item(cluster, batch, req, spec, read_only);
         let item = match self.reply_mode {
             ReplyMode::On => item,
+            // Not `reply_mode_item`: `batch` borrows `self.routed`.
             ReplyMode::Off => Item::Silent(Box::new(item)),
             ReplyMode::Skip => {
                 self.reply_mode = ReplyMode::On;
@@ -196,6 +197,29 @@ impl Session {
             r.verbatim(self.shared.proxy_info().as_bytes());
             return self.reply(r.freeze()).await;
         }
+        let proto = self.proto;
+        self.route_alone(timing, |batch| {
+            let view = batch.view.clone();
+            let subs: Vec<_> = view
+                .primaries()
+                .map(|node| batch.add(node, &req.frame, None, true))
+                .collect();
+            if subs.is_empty() {
+                Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot"))
+            } else {
+                Item::Info { subs, proto, proxy }
+            }
+        })
+        .await
+    }
+
+    /// Sends one command's requests as a batch of their own (after what is
+    /// gathered): `build` adds them and returns the command's item.
+    async fn route_alone(
+        &mut self,
+        timing: Timing,
+        build: impl FnOnce(&mut RoutedBatch) -> Item,
+    ) -> Flow {
         let Some(cluster) = self.cluster.clone() else {
             return Flow::Close;
         };
@@ -204,24 +228,8 @@ impl Session {
         }
         let (client_id, proto) = (self.info.id, self.proto);
         let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
-        let view = batch.view.clone();
-        let subs: Vec<_> = view
-            .primaries()
-            .map(|node| batch.add(node, &req.frame, None, true))
-            .collect();
-        let item = if subs.is_empty() {
-            Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot"))
-        } else {
-            Item::Info { subs, proto, proxy }
-        };
-        let item = match self.reply_mode {
-            ReplyMode::On => item,
-            ReplyMode::Off => Item::Silent(Box::new(item)),
-            ReplyMode::Skip => {
-                self.reply_mode = ReplyMode::On;
-                Item::Silent(Box::new(item))
-            }
-        };
+        let item = build(&mut batch);
+        let item = self.reply_mode_item(item);
         batch.items.push(item);
         if let Some(m) = timing.metrics {
             batch.metrics.push(m);
@@ -234,28 +242,28 @@ impl Session {
         }
     }
 
+    /// CLIENT REPLY OFF/SKIP: the command runs, its reply is not written.
+    fn reply_mode_item(&mut self, item: Item) -> Item {
+        match self.reply_mode {
+            ReplyMode::On => item,
+            ReplyMode::Off => Item::Silent(Box::new(item)),
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                Item::Silent(Box::new(item))
+            }
+        }
+    }
+
     /// Routes a request to the primary of `slot`.
     async fn route_to_slot(&mut self, frame: Bytes, slot: u16, timing: Timing) -> Flow {
-        let Some(cluster) = self.cluster.clone() else {
-            return Flow::Close;
-        };
-        if !self.flush_batch().await {
-            return Flow::Close;
-        }
-        let (client_id, proto) = (self.info.id, self.proto);
-        let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
-        let view = batch.view.clone();
-        let item = match view.primary(slot) {
-            Some(node) => Item::One(batch.add(node, &frame, Some(slot), true)),
-            None => Item::Ready(slot_unserved(slot)),
-        };
-        batch.items.push(item);
-        self.routed = Some(batch);
-        if self.flush_batch().await {
-            Flow::Continue
-        } else {
-            Flow::Close
-        }
+        self.route_alone(timing, |batch| {
+            let view = batch.view.clone();
+            match view.primary(slot) {
+                Some(node) => Item::One(batch.add(node, &frame, Some(slot), true)),
+                None => Item::Ready(slot_unserved(slot)),
+            }
+        })
+        .await
     }
 
     /// Cluster mode: the node a command needing a dedicated connection
