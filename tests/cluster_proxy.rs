@@ -316,6 +316,20 @@ async fn keyspace_and_server_commands_cover_every_primary() {
     let _: () = rs(&mut con, &["SET", "other:1", "v"]).await;
     let n: i64 = rs(&mut con, &["DBSIZE"]).await;
     assert_eq!(n, 61, "DBSIZE sums the primaries");
+    // INFO sums the keyspace of every primary, as DBSIZE does.
+    let keyspace: String = rs(&mut con, &["INFO", "keyspace"]).await;
+    assert!(
+        keyspace.contains("db0:keys=61,"),
+        "INFO keyspace sums the primaries: {keyspace}"
+    );
+    let full: String = rs(&mut con, &["INFO"]).await;
+    for p in place.primaries() {
+        assert!(
+            full.contains(&format!("primary:{p},")),
+            "INFO lists {p}: {full}"
+        );
+    }
+    assert_eq!(full.matches("# Server").count(), 1, "{full}");
     let found: BTreeSet<String> = rs(&mut con, &["KEYS", "ks:*"]).await;
     assert_eq!(found, keys, "KEYS merges every primary");
     let found: Vec<String> = rs(&mut con, &["KEYS", "nothing:*"]).await;
