@@ -111,8 +111,10 @@ pub fn plan(spec: &CommandSpec, args: &[Bytes]) -> Result<Plan, CrossSlot> {
     }
     let Some(step) = unit_step(spec, keys.as_slice(), args.len()) else {
         // Not a plain run of keys (or key/value pairs) to the end of the
-        // arguments: splitting could drop or misplace arguments.
-        return Err(CrossSlot);
+        // arguments (an odd MSET): splitting could drop or misplace
+        // arguments. Sent whole, the node answers what Redis answers
+        // (wrong number of arguments).
+        return Ok(Plan::Slot(slot));
     };
     Ok(Plan::Split(split(spec.merge, args, keys.as_slice(), step)))
 }
@@ -440,11 +442,15 @@ mod tests {
             &["SUNIONSTORE", "d", "a", "b"],
             &["BLPOP", "a", "b", "0"],
             &["WATCH", "a", "b"],
-            // Odd MSET: not a clean run of pairs, so not split.
-            &["MSET", "a", "1", "b"],
         ] {
             assert_eq!(plan_of(words), Err(CrossSlot), "{words:?}");
         }
+        // Odd MSET: not a clean run of pairs, so not split; sent whole, the
+        // node answers Redis's own arity error.
+        assert_eq!(
+            plan_of(&["MSET", "a", "1", "b"]),
+            Ok(Plan::Slot(hash_slot(b"a")))
+        );
         assert_eq!(
             &CrossSlot.to_reply()[..],
             b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
