@@ -3,8 +3,8 @@
 //! stored, next to sealed ones, across slots), and key rotation with
 //! `PROXY REWRAP`, whose cursor walks every primary (see
 //! `src/admin/rewrap.rs`, `step_cluster`). The standalone equivalents are
-//! in `tests/transforms.rs`; the other cluster-mode transform tests in
-//! `tests/cluster_transforms.rs`.
+//! in `tests/transforms_rotation.rs`; the other cluster-mode transform tests
+//! in `tests/cluster_transforms.rs`.
 //!
 //! One cluster for the binary (`cluster::shared()`, held per test); every
 //! test starts its own strata with the rules below and key files in a temp

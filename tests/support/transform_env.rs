@@ -1,8 +1,9 @@
 //! What the value-transform test binaries (`tests/transforms.rs`,
-//! `tests/cluster_transforms.rs`, `tests/cluster_transforms_rotation.rs`)
-//! share: the `[[transform]]` rules they pick from, strata started with
-//! them and with keys from files in a temp dir (standalone in front of its
-//! own redis-server, or in cluster mode), readers of the stored envelope,
+//! `tests/transforms_rotation.rs`, `tests/cluster_transforms.rs`,
+//! `tests/cluster_transforms_rotation.rs`) share: the `[[transform]]` rules
+//! they pick from, strata started with them and with keys from files in a
+//! temp dir (standalone in front of its own redis-server, or in cluster
+//! mode), commands given as words, readers of the stored envelope,
 //! `PROXY REWRAP` walks and the transform metrics.
 //!
 //! Keys come from files (`file = …` key sources), so tests run in parallel
@@ -11,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use redis::aio::MultiplexedConnection;
-use redis::Value;
+use redis::{cmd, Value};
 use strata::app::Running;
 use strata::config::{Config, ReadFrom};
 use strata::transform::TransformConfig;
@@ -67,6 +68,21 @@ accept_plain = false
 /// The keys on disk in every environment: id and the byte their 32 bytes
 /// of material repeat.
 pub const KEY_FILES: [(&str, u8); 2] = [("k1", 0x11), ("k2", 0x22)];
+
+/// The rules of the standalone binaries (`tests/transforms.rs`,
+/// `tests/transforms_rotation.rs`), for every test:
+/// * `s:*` — lz4 (from 16 bytes) and AES-GCM: the common case;
+/// * `c:*` — lz4 only;
+/// * `e:*` — AES-GCM only;
+/// * `script:*` — AES-GCM, EVAL allowed;
+/// * `strict:*` — AES-GCM, plain values refused.
+pub const RULES: [&str; 5] = [RULE_S, RULE_C, RULE_E, RULE_SCRIPT, RULE_STRICT];
+
+/// A redis-server and strata in front of it with [`RULES`]; keys k1 and k2
+/// on disk, `active` the write key, `loaded` the keys strata reads.
+pub async fn start(active: &str, loaded: &[&str]) -> TransformEnv {
+    TransformEnv::standalone(&RULES, active, loaded).await
+}
 
 /// strata with some of the rules above and keys from files ([`KEY_FILES`]);
 /// standalone in front of a redis-server of its own, or in cluster mode.
@@ -256,6 +272,42 @@ pub fn pairs(v: &Value, resp3: bool) -> BTreeMap<String, String> {
         Value::Array(a) if !resp3 => a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect(),
         other => panic!("not pairs (resp3: {resp3}): {other:?}"),
     }
+}
+
+/// A command with binary arguments, with redis-rs, that must succeed.
+pub async fn q<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, args: &[&[u8]]) -> T {
+    let mut c = cmd(std::str::from_utf8(args[0]).unwrap());
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query_async(con).await {
+        Ok(v) => v,
+        Err(e) => panic!("{}: {e}", show(&args.join(&b' '))),
+    }
+}
+
+/// A command given as words.
+pub async fn w<T: redis::FromRedisValue>(con: &mut MultiplexedConnection, line: &str) -> T {
+    let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+    q(con, &words).await
+}
+
+/// The error text of a command that must fail.
+pub async fn err(con: &mut MultiplexedConnection, line: &str) -> String {
+    let mut c = cmd(line.split_whitespace().next().unwrap());
+    for a in line.split_whitespace().skip(1) {
+        c.arg(a);
+    }
+    match c.query_async::<Value>(con).await {
+        Ok(v) => panic!("{line}: expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The stored value of string `key`, read straight from `backend`.
+pub async fn raw_get(backend: &mut MultiplexedConnection, key: &str) -> Vec<u8> {
+    let v: Option<Vec<u8>> = w(backend, &format!("GET {key}")).await;
+    v.unwrap_or_else(|| panic!("{key} missing on the backend"))
 }
 
 /// Every stored value of the keys matching `pattern` that `con` (a
