@@ -22,7 +22,7 @@ use super::cluster::Cluster;
 use super::cluster_strata::{self, rs, within};
 use super::RedisServer;
 
-/// The envelope's first bytes (src/transform/envelope.rs).
+/// The envelope's first bytes (src/transform/envelope/header.rs).
 pub const MAGIC: [u8; 4] = [0x00, b'S', b'T', 0xA1];
 
 /// `s:*`: lz4 (from 16 bytes), then AES-GCM: the common case.
