@@ -93,6 +93,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     };
     tokio::spawn(export_backend_metrics(
         Arc::downgrade(&backend),
+        cluster.as_ref().map(Arc::downgrade),
         metrics.clone(),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -177,9 +178,13 @@ fn cluster_readiness(cluster: &ClusterRouter) -> Readiness {
 }
 
 /// Keeps `strata_backend_breaker_state` in step with every node of the
-/// topology (and drops the series of nodes that left it), until the router
-/// is gone.
-async fn export_backend_metrics(router: Weak<Router>, metrics: Arc<Metrics>) {
+/// topology, in cluster mode of the slot map (and drops the series of nodes
+/// that left it), until the router is gone.
+async fn export_backend_metrics(
+    router: Weak<Router>,
+    cluster: Option<Weak<ClusterRouter>>,
+    metrics: Arc<Metrics>,
+) {
     let mut exported: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,8 +194,16 @@ async fn export_backend_metrics(router: Weak<Router>, metrics: Arc<Metrics>) {
             return;
         };
         let topology = router.topology();
-        let mut now = Vec::with_capacity(1 + topology.replicas.len());
-        for node in std::iter::once(&topology.primary).chain(topology.replicas.iter()) {
+        let mut nodes: Vec<Arc<crate::backend::node::Node>> =
+            std::iter::once(topology.primary.clone())
+                .chain(topology.replicas.iter().cloned())
+                .collect();
+        // Cluster mode: every node of the slot map.
+        if let Some(cluster) = cluster.as_ref().and_then(Weak::upgrade) {
+            nodes = cluster.view().nodes().cloned().collect();
+        }
+        let mut now = Vec::with_capacity(nodes.len());
+        for node in &nodes {
             metrics.set_breaker_state(node.addr(), node.breaker().state() as i64);
             now.push(node.addr().to_string());
         }

@@ -71,6 +71,23 @@ async fn moved_after_a_slot_moves_is_followed_transparently() {
     assert_eq!(n, 2);
     assert_eq!(c.must(&from, &["EXISTS", &keys[2]]), Resp::Int(0));
     assert_eq!(c.primary_for_slot(slot), from);
+
+    // The redirects and map changes are counted, and every node of the map
+    // has its breaker series.
+    let http = strata.http_addr.expect("metrics enabled in tests");
+    let text = support::clients::metrics_text(http).await;
+    let moved = support::clients::metric(&text, "strata_cluster_retries_total{kind=\"moved\"}");
+    assert!(moved.is_some_and(|n| n >= 1.0), "{text}");
+    let changes = support::clients::metric(&text, "strata_cluster_topology_changes_total");
+    assert!(changes.is_some_and(|n| n >= 1.0), "{text}");
+    for node in c.addrs() {
+        let series = format!("strata_backend_breaker_state{{backend=\"{node}\"}}");
+        assert_eq!(
+            support::clients::metric(&text, &series),
+            Some(0.0),
+            "{node}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

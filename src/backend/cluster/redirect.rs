@@ -364,6 +364,14 @@ mod tests {
             hops.follow(1, "a:1"),
             Err(RedirectError::TooManyRedirects { hops: 5, .. })
         ));
+        // `backend.cluster.max_redirects` sets the cap.
+        let mut two = Hops::with_limit(2);
+        two.follow(1, "a:1").unwrap();
+        two.follow(1, "a:1").unwrap();
+        assert!(matches!(
+            two.follow(1, "a:1"),
+            Err(RedirectError::TooManyRedirects { hops: 2, .. })
+        ));
     }
 
     #[test]

@@ -421,7 +421,9 @@ impl ClusterRouter {
         let mut seeds: Vec<String> = current.map.primaries().map(str::to_string).collect();
         seeds.extend(current.map.nodes().map(|n| n.addr.clone()));
         seeds.extend(self.config.cluster.seeds.iter().cloned());
-        seeds.dedup();
+        // Each address once, first place kept (primaries are listed twice).
+        let mut seen = std::collections::HashSet::new();
+        seeds.retain(|a| seen.insert(a.clone()));
         match read_topology(&seeds, &self.settings).await {
             Ok(map) => {
                 self.healthy.store(map.is_complete(), Ordering::Relaxed);
