@@ -91,10 +91,18 @@ fn main() -> ExitCode {
     }
     init_logging(&config.telemetry.log_level, config.telemetry.log_json);
 
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        builder.worker_threads(config.server.worker_threads);
-    }
+    // One worker (the default): a current-thread runtime, which runs every
+    // task on this thread without the work-stealing scheduler's cross-thread
+    // bookkeeping. More than one: the multi-thread scheduler.
+    let mut builder = if config.server.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if config.server.worker_threads > 0 {
+            b.worker_threads(config.server.worker_threads);
+        }
+        b
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -152,12 +152,34 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     (cr + 1 < buf.len()).then_some(cr)
 }
 
-/// A length or integer header: at most 19 digits, so it cannot overflow.
+/// A length or integer header, as `str::parse::<i64>` reads it (an
+/// optional sign, then digits), without the UTF-8 check and the generic
+/// parser: this runs for every reply frame.
 fn parse_len(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
+    if s.len() > 20 {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let (negative, digits) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        value = if negative {
+            value.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            value.checked_mul(10)?.checked_add(digit)?
+        };
+    }
+    Some(value)
 }
 
 /// A buffer of encoded replies, in the client's protocol.
@@ -276,6 +298,44 @@ pub fn ok() -> Bytes {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The hand-written header parser reads exactly what `str::parse` does.
+    #[test]
+    fn parse_len_matches_str_parse() {
+        let cases: &[&[u8]] = &[
+            b"0",
+            b"7",
+            b"-1",
+            b"+5",
+            b"007",
+            b"-0",
+            b"",
+            b"-",
+            b"+",
+            b"12a",
+            b" 1",
+            b"1 ",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"99999999999999999999",
+            b"+0000000000000000001",
+            b"123456789012345678901",
+        ];
+        for case in cases {
+            let expected = std::str::from_utf8(case)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok());
+            let expected = if case.len() > 20 { None } else { expected };
+            assert_eq!(
+                parse_len(case),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
 
     #[test]
     fn frames() {

@@ -341,11 +341,23 @@ fn find_before_nul(needle: u8, haystack: &[u8]) -> Option<usize> {
     (haystack[at] == needle).then_some(at)
 }
 
+/// Bytes of a header line scanned byte by byte before switching to memchr.
+const SHORT_LINE: usize = 24;
+
 /// Position of the next `\r\n` at or after `from`. Like Redis, a header
 /// line ends at the first `\r` (found with strchr, so not past a NUL); the
 /// `\n` must follow it.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let cr = from + find_before_nul(b'\r', buf.get(from..)?)?;
+    let rest = buf.get(from..)?;
+    // Header lines are a few bytes ("$3", "*16"): a plain loop over the
+    // first ones finds their end sooner than memchr's vector setup. Longer
+    // lines (only in malformed input) go on with memchr.
+    let head = rest.len().min(SHORT_LINE);
+    let cr = match rest[..head].iter().position(|&b| b == b'\r' || b == 0) {
+        Some(at) if rest[at] == b'\r' => from + at,
+        Some(_) => return None,
+        None => from + head + find_before_nul(b'\r', &rest[head..])?,
+    };
     if cr + 1 < buf.len() {
         Some(cr)
     } else {

@@ -18,6 +18,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use crate::backend::cluster::redirect::{classify, Redirect};
 use crate::backend::cluster::scan::Position;
 use crate::backend::cluster::{ClusterView, Split};
 use crate::backend::mux::MuxReply;
@@ -221,7 +222,25 @@ impl GroupReplies {
             .map_or_else(Bytes::new, |r| self.sent.slice_ref(r))
     }
 
-    /// The next request's reply, or the group's error.
+    /// The next reply when it can go to the client as it is: the group's
+    /// replies arrived, the frame is whole, and it is not a redirect or a
+    /// retry. Otherwise `None`, and nothing is consumed: [`next_reply`]
+    /// then takes the reply the slow way.
+    ///
+    /// [`next_reply`]: GroupReplies::next_reply
+    pub fn next_plain(&mut self) -> Option<&[u8]> {
+        let frames = self.frames.as_ref().ok()?;
+        let rest = frames.get(self.pos..)?;
+        let len = frame_len(rest).ok()??;
+        let frame = rest.get(..len)?;
+        if classify(frame) != Redirect::Other {
+            return None;
+        }
+        self.pos += len;
+        Some(frame)
+    }
+
+    /// The next reply of the group, or the group's error.
     pub fn next_reply(&mut self) -> MuxReply {
         let frames = match &self.frames {
             Ok(f) => f,

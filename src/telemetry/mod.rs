@@ -20,6 +20,6 @@ pub mod metrics;
 
 pub use http::{serve, HttpState, Readiness};
 pub use metrics::{
-    BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache, ConnKind, ConnState,
-    ErrorKind, Metrics, RejectReason,
+    record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
+    ConnKind, ConnState, ErrorKind, Metrics, RejectReason,
 };

@@ -160,9 +160,7 @@ impl Writer {
                 } => {
                     let result = self.await_reply(&mut reply).await?;
                     let elapsed = started.elapsed();
-                    for m in &metrics {
-                        m.record(elapsed);
-                    }
+                    crate::telemetry::record_batch(&metrics, elapsed);
                     match result {
                         Ok(Ok(frames)) if plans.is_empty() => self.out.extend_from_slice(&frames),
                         Ok(Ok(frames)) => self.write_batch_with_plans(frames, count, &plans),

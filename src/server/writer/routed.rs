@@ -44,9 +44,7 @@ impl Writer {
             replies.push(GroupReplies::new(group.node.clone(), sent, result));
         }
         let elapsed = batch.started.elapsed();
-        for m in &batch.metrics {
-            m.record(elapsed);
-        }
+        crate::telemetry::record_batch(&batch.metrics, elapsed);
         let mut plans = batch.plans.into_iter().peekable();
         let ctx = Ctx {
             cluster: &cluster,
@@ -55,6 +53,21 @@ impl Writer {
             proto: batch.proto,
         };
         for (i, item) in batch.items.into_iter().enumerate() {
+            // The common case first: one node's reply, passed on as it is.
+            if let Item::One(sub) = &item {
+                if plans.peek().is_none_or(|(at, _)| *at != i) {
+                    let plain = replies
+                        .get_mut(sub.group)
+                        .and_then(GroupReplies::next_plain);
+                    if let Some(frame) = plain {
+                        self.out.extend_from_slice(frame);
+                        if self.out.len() >= super::FLUSH_BYTES {
+                            self.flush().await?;
+                        }
+                        continue;
+                    }
+                }
+            }
             let (frame, silent) = match item {
                 Item::Silent(inner) => (self.resolve(&ctx, &mut replies, *inner).await?, true),
                 other => (self.resolve(&ctx, &mut replies, other).await?, false),

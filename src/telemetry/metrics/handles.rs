@@ -5,38 +5,49 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::labels::ConnState;
+use super::latency::LatencyHistogram;
 use super::Metrics;
 
 /// Counter and latency histogram of one command. Cloning copies two `Arc`s.
 #[derive(Clone, Debug)]
 pub struct CommandMetrics {
     pub(super) calls: Counter,
-    pub(super) duration: Histogram,
+    pub(super) duration: LatencyHistogram,
 }
 
 impl CommandMetrics {
     /// Counts one call that took `elapsed`.
     ///
-    /// Cost: one atomic add for the counter plus the histogram's observe,
-    /// which in prometheus-client 0.25 takes a (parking_lot) mutex for a
-    /// search of 16 bounds. The ignored test `record_cost` prints it; on a
-    /// busy 2-core VM, release build, it gave (ranges over three runs):
-    /// this method 12-17 ns, [`CommandMetricsCache::record`] 40-75 ns,
-    /// [`Metrics::command`] + record 145-235 ns, `error` + `bytes_in` ~9 ns;
-    /// two threads recording the same command through their caches 75-95 ns
-    /// each, the shared cache lines being the cost. Small next to a proxied
-    /// round trip (tens of µs); if a profile ever says otherwise, shard per
-    /// worker thread rather than drop the histogram.
+    /// Cost: four relaxed atomic adds (the counter, and the histogram's
+    /// bucket, count and sum; see [`LatencyHistogram`]) after a search of
+    /// 15 integer bounds. The ignored test `record_cost` prints it.
     pub fn record(&self, elapsed: Duration) {
-        self.calls.inc();
-        self.duration.observe(elapsed.as_secs_f64());
+        self.record_n(elapsed, 1);
+    }
+
+    /// Counts `n` calls that each took `elapsed`, for the same cost as one.
+    pub fn record_n(&self, elapsed: Duration, n: u64) {
+        self.calls.inc_by(n);
+        self.duration.observe_n(elapsed, n);
+    }
+}
+
+/// Records `elapsed` for every command of a batch (one handle per command,
+/// in order): each run of the same command is recorded at once, since a
+/// pipeline is mostly runs of one command.
+pub fn record_batch(metrics: &[Arc<CommandMetrics>], elapsed: Duration) {
+    let mut rest = metrics;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().take_while(|m| Arc::ptr_eq(m, first)).count();
+        first.record_n(elapsed, run as u64);
+        rest = &rest[run..];
     }
 }
 

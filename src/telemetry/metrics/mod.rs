@@ -35,6 +35,7 @@
 
 mod handles;
 mod labels;
+mod latency;
 mod registry;
 mod transform;
 
@@ -42,6 +43,8 @@ mod transform;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
-pub use handles::{BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache};
+pub use handles::{
+    record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
+};
 pub use labels::{ConnKind, ConnState, ErrorKind, RejectReason};
 pub use registry::{Metrics, COMMAND_DURATION_BUCKETS};

@@ -7,7 +7,6 @@ use prometheus_client::encoding::{text, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -17,6 +16,7 @@ use super::labels::{
     BackendLabels, BuildLabels, CommandLabels, ConnKind, ConnState, ErrorKind, ErrorLabels,
     NodeLabels, RejectLabels, RejectReason,
 };
+use super::latency::LatencyHistogram;
 
 /// Upper bounds of the command latency buckets, in seconds: 50µs to 2.5s in a
 /// 1-2.5-5 progression (roughly ×2 per bucket).
@@ -33,11 +33,11 @@ pub const COMMAND_DURATION_BUCKETS: [f64; 15] = [
 
 /// The constructor the histogram family uses; a plain `fn` so the family type
 /// can be named in a struct field.
-fn command_histogram() -> Histogram {
-    Histogram::new(COMMAND_DURATION_BUCKETS)
+fn command_histogram() -> LatencyHistogram {
+    LatencyHistogram::default()
 }
 
-type CommandHistograms = Family<CommandLabels, Histogram, fn() -> Histogram>;
+type CommandHistograms = Family<CommandLabels, LatencyHistogram, fn() -> LatencyHistogram>;
 
 /// Seconds since [`Metrics::new`], computed when scraped so nothing has to
 /// tick it.
@@ -100,7 +100,7 @@ impl Metrics {
             commands.clone(),
         );
         let command_duration: CommandHistograms =
-            Family::new_with_constructor(command_histogram as fn() -> Histogram);
+            Family::new_with_constructor(command_histogram as fn() -> LatencyHistogram);
         registry.register_with_unit(
             "command_duration",
             "Time from a complete request frame to its reply being queued for the client",

@@ -121,6 +121,42 @@ fn command_counts_and_latency() {
     assert!(text.contains("# UNIT strata_command_duration_seconds seconds"));
 }
 
+/// A batch is recorded run by run, and every command in it is counted.
+#[test]
+fn record_batch_counts_every_command() {
+    use std::sync::Arc;
+
+    let metrics = Metrics::new();
+    let get = Arc::new(metrics.command("get"));
+    let set = Arc::new(metrics.command("set"));
+    let batch = [get.clone(), get.clone(), set.clone(), get.clone(), get];
+    record_batch(&batch, Duration::from_micros(70));
+    record_batch(&[], Duration::from_micros(70));
+
+    let text = metrics.encode();
+    for (series, value) in [
+        ("strata_commands_total{command=\"get\"}", 4),
+        ("strata_commands_total{command=\"set\"}", 1),
+        ("strata_command_duration_seconds_count{command=\"get\"}", 4),
+        (
+            "strata_command_duration_seconds_bucket{le=\"0.0001\",command=\"get\"}",
+            4,
+        ),
+        (
+            "strata_command_duration_seconds_bucket{le=\"0.00005\",command=\"get\"}",
+            0,
+        ),
+    ] {
+        assert_eq!(line(&text, series), format!("{series} {value}"));
+    }
+    let sum = line(
+        &text,
+        "strata_command_duration_seconds_sum{command=\"get\"}",
+    );
+    let sum: f64 = sum.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((sum - 4.0 * 70e-6).abs() < 1e-9, "{sum}");
+}
+
 #[test]
 fn cache_returns_the_shared_handles() {
     let metrics = Metrics::new();
