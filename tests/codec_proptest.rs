@@ -14,7 +14,7 @@ use redis_protocol::resp3::encode::complete::extend_encode;
 use redis_protocol::resp3::types::{BytesFrame, Resp3Frame, VerbatimStringFormat};
 use strata::protocol::reply::frame_len;
 use strata::protocol::request::split_args;
-use strata::protocol::{RequestParser, DEFAULT_MAX_BULK_LEN};
+use strata::protocol::{ArgList, RequestParser, DEFAULT_MAX_BULK_LEN};
 
 /// `cases` cases, without writing regression files into the source tree.
 fn config(cases: u32) -> ProptestConfig {
@@ -128,7 +128,13 @@ fn check_pipeline(commands: &[Command], picks: &[Index]) -> Result<(), TestCaseE
     prop_assert_eq!(left, 0, "bytes left over");
     prop_assert_eq!(parsed.len(), commands.len());
     for (i, (req, cmd)) in parsed.iter().zip(commands).enumerate() {
-        let args: Vec<Vec<u8>> = req.args.iter().map(|a| a.to_vec()).collect();
+        // Arguments read straight from the frame, before it is split.
+        let expected = cmd.args();
+        prop_assert_eq!(req.argc(), expected.len());
+        for (n, arg) in expected.iter().enumerate() {
+            prop_assert_eq!(req.arg(n), Some(&arg[..]), "arg {} of command {}", n, i);
+        }
+        let args: Vec<Vec<u8>> = req.args().iter().map(|a| a.to_vec()).collect();
         prop_assert_eq!(&args, &cmd.args(), "args of command {}", i);
         // Multibulk frames are forwarded as sent; inline ones are re-encoded.
         prop_assert_eq!(
@@ -142,7 +148,7 @@ fn check_pipeline(commands: &[Command], picks: &[Index]) -> Result<(), TestCaseE
         }
         // The args are slices of the frame, not copies (zero-copy data path).
         if let Command::Multibulk(_) = cmd {
-            for a in req.args.iter().filter(|a| !a.is_empty()) {
+            for a in req.args().iter().filter(|a| !a.is_empty()) {
                 let range =
                     req.frame.as_ptr() as usize..req.frame.as_ptr() as usize + req.frame.len();
                 prop_assert!(
@@ -179,7 +185,7 @@ proptest! {
         let every: Vec<usize> = (1..wire.len()).collect();
         let (parsed, left) = parse_in_chunks(&wire, &every).map_err(TestCaseError::fail)?;
         prop_assert_eq!(left, 0);
-        let args: Vec<Vec<Vec<u8>>> = parsed.iter().map(|r| r.args.iter().map(|a| a.to_vec()).collect()).collect();
+        let args: Vec<Vec<Vec<u8>>> = parsed.iter().map(|r| r.args().iter().map(|a| a.to_vec()).collect()).collect();
         let want: Vec<Vec<Vec<u8>>> = commands.iter().map(Command::args).collect();
         prop_assert_eq!(args, want);
     }
@@ -488,7 +494,7 @@ fn parse_everything(input: &[u8], max_bulk: usize) {
         match parser.parse(&mut buf) {
             Ok(Some(req)) => {
                 assert!(buf.len() < before, "a request consumed nothing");
-                assert!(!req.args.is_empty());
+                assert!(!req.args().is_empty());
             }
             Ok(None) | Err(_) => break,
         }
@@ -610,7 +616,7 @@ fn nul_bytes_child() {
     // NUL bytes inside bulk payloads are ordinary data.
     let mut buf = BytesMut::from(&b"*2\r\n$4\r\nECHO\r\n$3\r\na\0b\r\n"[..]);
     let req = parser.parse(&mut buf).unwrap().unwrap();
-    assert_eq!(&req.args[1][..], b"a\0b");
+    assert_eq!(&req.args()[1][..], b"a\0b");
 
     // And arbitrary bytes rich in NULs: no panic, no hang, no runaway memory.
     let mut runner = proptest::test_runner::TestRunner::new(config(1024));

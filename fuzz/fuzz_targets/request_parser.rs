@@ -40,8 +40,8 @@ fn parse_in_chunks(input: &[u8], chunk: usize, max_bulk: usize) {
                 Ok(Some(req)) => {
                     let used = before.len() - buf.len();
                     assert!(used > 0, "a request consumed nothing");
-                    assert!(!req.args.is_empty(), "a request without a command name");
-                    for arg in &req.args {
+                    assert!(!req.args().is_empty(), "a request without a command name");
+                    for arg in req.args() {
                         assert!(arg.len() <= max_bulk, "an argument over the bulk limit");
                     }
                     // What is left is exactly the tail of what was there.
@@ -53,7 +53,7 @@ fn parse_in_chunks(input: &[u8], chunk: usize, max_bulk: usize) {
                         // An inline request: re-encoded from its arguments.
                         assert_eq!(
                             &req.frame[..],
-                            &encode(&req.args)[..],
+                            &encode(req.args())[..],
                             "frame is neither the bytes sent nor their encoding"
                         );
                     }

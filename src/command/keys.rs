@@ -22,7 +22,7 @@
 //! the result is empty, as in Redis: no key, nothing to route by, and the
 //! backend answers with the error.
 
-use bytes::Bytes;
+use crate::protocol::ArgList;
 
 use super::{BeginSearch, CommandSpec, FindKeys};
 
@@ -150,10 +150,10 @@ impl<'a> IntoIterator for &'a KeyIndexes {
 /// The argument indexes of `args` (with `args[0]` the command name, and for a
 /// subcommand `args[1]` its name) that hold keys according to `spec`'s key
 /// specs. Never panics, whatever `args` holds.
-pub fn key_indexes(spec: &CommandSpec, args: &[Bytes]) -> KeyIndexes {
+pub fn key_indexes<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> KeyIndexes {
     let mut out = KeyIndexes::new();
     // Redis works in `int`; i64 leaves no room for overflow with any argc.
-    let argc = args.len() as i64;
+    let argc = args.argc() as i64;
     for key_spec in spec.key_specs {
         let first = match key_spec.begin {
             BeginSearch::Index(index) => to_i64(index),
@@ -197,8 +197,8 @@ pub fn key_indexes(spec: &CommandSpec, args: &[Bytes]) -> KeyIndexes {
             } => {
                 let Some(numkeys) = usize::try_from(first.saturating_add(to_i64(keynum_index)))
                     .ok()
-                    .and_then(|i| args.get(i))
-                    .and_then(|arg| parse_numkeys(arg))
+                    .and_then(|i| args.arg(i))
+                    .and_then(parse_numkeys)
                 else {
                     out.clear();
                     return out;
@@ -243,8 +243,8 @@ fn to_i64(n: usize) -> i64 {
 /// Like Redis, the search never looks at argument 0, and stops before its end
 /// index (the last argument going forward, argument 0 going backward): a
 /// keyword there would have no key after it anyway.
-fn find_keyword(args: &[Bytes], keyword: &str, start_from: i32) -> Option<i64> {
-    let argc = args.len() as i64;
+fn find_keyword<A: ArgList + ?Sized>(args: &A, keyword: &str, start_from: i32) -> Option<i64> {
+    let argc = args.argc() as i64;
     let start_from = i64::from(start_from);
     let (start, end) = if start_from > 0 {
         (start_from, argc - 1)
@@ -258,7 +258,10 @@ fn find_keyword(args: &[Bytes], keyword: &str, start_from: i32) -> Option<i64> {
             return None;
         }
         // `1 <= i < argc`, so the cast is lossless and the index in bounds.
-        if args[i as usize].eq_ignore_ascii_case(keyword.as_bytes()) {
+        if args
+            .arg(i as usize)
+            .is_some_and(|a| a.eq_ignore_ascii_case(keyword.as_bytes()))
+        {
             return Some(i + 1);
         }
         i += if forward { 1 } else { -1 };
@@ -298,6 +301,7 @@ fn parse_numkeys(arg: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::command::lookup;
+    use bytes::Bytes;
     use proptest::strategy::Strategy;
 
     fn args(line: &str) -> Vec<Bytes> {

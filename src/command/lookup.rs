@@ -10,7 +10,7 @@
 //! search over the names themselves, and a perfect hash over the same keys
 //! was no faster.
 
-use bytes::Bytes;
+use crate::protocol::ArgList;
 
 use super::table::{COMMAND_KEYS, SUBCOMMAND_KEYS};
 use super::{CommandSpec, COMMANDS};
@@ -84,15 +84,15 @@ pub fn lookup_name(name: &[u8]) -> Option<&'static CommandSpec> {
 /// the subcommand's spec (`client|setname`) is returned, otherwise the
 /// container's own (so the caller can still answer an arity or
 /// unknown-subcommand error as Redis would).
-pub fn lookup(args: &[Bytes]) -> Option<&'static CommandSpec> {
-    let i = find_top(args.first()?)?;
+pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
+    let i = find_top(args.arg(0)?)?;
     let spec = COMMANDS.get(i)?;
     if spec.subcommands.is_empty() {
         return Some(spec);
     }
     let sub = args
-        .get(1)
-        .and_then(|name| NameKey::from_request(name))
+        .arg(1)
+        .and_then(NameKey::from_request)
         .and_then(|key| SUBCOMMAND_KEYS.get(i)?.binary_search(&key).ok())
         .and_then(|j| spec.subcommands.get(j));
     Some(sub.unwrap_or(spec))
@@ -109,6 +109,7 @@ fn find_top(name: &[u8]) -> Option<usize> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn args(words: &[&str]) -> Vec<Bytes> {
         words

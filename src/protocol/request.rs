@@ -4,26 +4,195 @@
 //! calls again. A [`ParseError`] is fatal for the connection, as in Redis:
 //! the error is sent and the connection closed.
 
+use std::sync::OnceLock;
+
 use bytes::{Bytes, BytesMut};
 
 use super::INLINE_MAX;
 
 /// One client command: the raw RESP multibulk frame (forwarded unchanged to
-/// the backend) and its arguments (slices of that same frame).
+/// the backend) and its arguments.
+///
+/// The arguments are split out of the frame only when something asks for
+/// them all ([`Request::args`]). Most commands are forwarded after looking
+/// at their name and perhaps a key ([`ArgList::arg`], read straight from
+/// the frame), so they never pay for a `Vec` and a reference count per
+/// argument.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The command as a RESP array of bulk strings. For inline commands it
     /// is re-encoded, since backends are always spoken to in RESP.
     pub frame: Bytes,
-    /// Arguments; `args[0]` is the command name. Never empty.
-    pub args: Vec<Bytes>,
+    /// Number of arguments, the command name included. Never 0.
+    argc: usize,
+    /// The arguments as slices of `frame`, once asked for.
+    args: OnceLock<Vec<Bytes>>,
 }
 
 impl Request {
     /// Builds a request from arguments, encoding the RESP frame.
     pub fn from_args(args: Vec<Bytes>) -> Request {
-        let frame = encode_command(&args);
-        Request { frame, args }
+        Request::with_frame(encode_command(&args), args)
+    }
+
+    /// A request from arguments and their frame as already encoded (by
+    /// the caller's own encoder: the frame must be a multibulk of `args`).
+    pub fn with_frame(frame: Bytes, args: Vec<Bytes>) -> Request {
+        Request {
+            frame,
+            argc: args.len(),
+            args: OnceLock::from(args),
+        }
+    }
+
+    /// A request whose `frame` the parser has checked: a multibulk of
+    /// `argc` bulk strings.
+    fn parsed(frame: Bytes, argc: usize) -> Request {
+        Request {
+            frame,
+            argc,
+            args: OnceLock::new(),
+        }
+    }
+
+    /// Every argument, `args()[0]` being the command name (never empty).
+    pub fn args(&self) -> &[Bytes] {
+        self.args.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.argc);
+            let mut walk = BulkWalk::new(&self.frame);
+            while let Some(range) = walk.next_range() {
+                out.push(self.frame.slice(range));
+            }
+            out
+        })
+    }
+
+    /// Argument `i` without splitting the frame, for looking at a few
+    /// arguments of a short command. A long command is split once instead,
+    /// so reading all its arguments stays linear.
+    fn arg_in_frame(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.argc {
+            return None;
+        }
+        if let Some(args) = self.args.get() {
+            return args.get(i).map(|a| &a[..]);
+        }
+        if self.argc > WALK_MAX_ARGS {
+            return self.args().get(i).map(|a| &a[..]);
+        }
+        let mut walk = BulkWalk::new(&self.frame);
+        for _ in 0..i {
+            walk.next_range()?;
+        }
+        let range = walk.next_range()?;
+        self.frame.get(range)
+    }
+}
+
+/// Commands with more arguments than this are split into `Bytes` when one
+/// of their arguments is asked for, rather than walked from the start each
+/// time.
+const WALK_MAX_ARGS: usize = 8;
+
+/// Walks the bulk strings of a frame the parser accepted (or that
+/// [`encode_command`] wrote). It reads exactly as the parser does: a header
+/// line ends at its first `\r`, and the two bytes after a payload are
+/// skipped unread.
+struct BulkWalk<'a> {
+    frame: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BulkWalk<'a> {
+    fn new(frame: &'a [u8]) -> BulkWalk<'a> {
+        let pos = frame
+            .iter()
+            .position(|&b| b == b'\r')
+            .map_or(frame.len(), |cr| cr + 2);
+        BulkWalk { frame, pos }
+    }
+
+    /// The byte range of the next argument's payload.
+    fn next_range(&mut self) -> Option<std::ops::Range<usize>> {
+        let header = self.frame.get(self.pos..)?;
+        if header.first() != Some(&b'$') {
+            return None;
+        }
+        let cr = header.iter().position(|&b| b == b'\r')?;
+        let mut len = 0usize;
+        for &d in header.get(1..cr)? {
+            len = len
+                .checked_mul(10)?
+                .checked_add(usize::from(d.wrapping_sub(b'0')))?;
+        }
+        let start = self.pos + cr + 2;
+        let end = start.checked_add(len)?;
+        if end > self.frame.len() {
+            return None;
+        }
+        self.pos = end + 2;
+        Some(start..end)
+    }
+}
+
+/// Read access to a command's arguments, whether already split into
+/// `Bytes` or still inside a [`Request`]'s frame. The command table's
+/// lookup and key finding take this, so the data path can use them
+/// without splitting a request.
+pub trait ArgList {
+    /// Number of arguments, the command name included.
+    fn argc(&self) -> usize;
+    /// Argument `i` (0 is the command name).
+    fn arg(&self, i: usize) -> Option<&[u8]>;
+    /// Every argument as `Bytes`.
+    fn all(&self) -> &[Bytes];
+}
+
+impl ArgList for Request {
+    fn argc(&self) -> usize {
+        self.argc
+    }
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.arg_in_frame(i)
+    }
+    fn all(&self) -> &[Bytes] {
+        self.args()
+    }
+}
+
+impl ArgList for [Bytes] {
+    fn argc(&self) -> usize {
+        self.len()
+    }
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|a| &a[..])
+    }
+    fn all(&self) -> &[Bytes] {
+        self
+    }
+}
+
+impl ArgList for Vec<Bytes> {
+    fn argc(&self) -> usize {
+        self.len()
+    }
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|a| &a[..])
+    }
+    fn all(&self) -> &[Bytes] {
+        self
+    }
+}
+
+impl<const N: usize> ArgList for [Bytes; N] {
+    fn argc(&self) -> usize {
+        N
+    }
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|a| &a[..])
+    }
+    fn all(&self) -> &[Bytes] {
+        self
     }
 }
 
@@ -70,9 +239,6 @@ pub enum ParseError {
     #[error("ERR Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
 }
-
-/// Argument ranges kept on the stack while a command is parsed.
-const INLINE_ARGS: usize = 8;
 
 /// The largest multibulk count Redis accepts from an authenticated client (`INT_MAX`).
 const MAX_MULTIBULK: i64 = i32::MAX as i64;
@@ -143,14 +309,10 @@ impl RequestParser {
             return Ok(Parsed::Empty);
         }
         let count = count as usize;
-        // Find the extent and the argument ranges without consuming
-        // anything until the whole command is present. Ranges of short
-        // commands stay on the stack.
+        // Find the extent without consuming anything until the whole
+        // command is present; the arguments stay in the frame.
         let mut pos = header_end + 2;
-        let mut inline_ranges = [(0usize, 0usize); INLINE_ARGS];
-        let mut spilled: Vec<(usize, usize)> = Vec::new();
-        #[allow(clippy::needless_range_loop)] // `slot` also decides stack vs heap
-        for slot in 0..count {
+        for _ in 0..count {
             if pos >= buf.len() {
                 return Ok(Parsed::Incomplete);
             }
@@ -167,32 +329,15 @@ impl RequestParser {
             if len < 0 || len as u64 > self.max_bulk_len as u64 {
                 return Err(ParseError::InvalidBulkLength);
             }
-            let start = line_end + 2;
-            let end = start + len as usize;
+            let end = line_end + 2 + len as usize;
             if buf.len() < end + 2 {
                 return Ok(Parsed::Incomplete);
-            }
-            if count <= INLINE_ARGS {
-                inline_ranges[slot] = (start, end);
-            } else {
-                spilled.push((start, end));
             }
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
         }
         let frame = buf.split_to(pos).freeze();
-        let args: Vec<Bytes> = if spilled.is_empty() {
-            inline_ranges[..count]
-                .iter()
-                .map(|&(s, e)| frame.slice(s..e))
-                .collect()
-        } else {
-            spilled
-                .into_iter()
-                .map(|(s, e)| frame.slice(s..e))
-                .collect()
-        };
-        Ok(Parsed::Request(Request { frame, args }))
+        Ok(Parsed::Request(Request::parsed(frame, count)))
     }
 }
 
@@ -406,9 +551,51 @@ mod tests {
         let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
         while let Some(req) = parser.parse(&mut buf)? {
-            out.push(req.args.iter().map(|a| a.to_vec()).collect());
+            out.push(req.args().iter().map(|a| a.to_vec()).collect());
         }
         Ok(out)
+    }
+
+    /// Arguments read from the frame (short commands, before and after
+    /// splitting; long ones) are the ones the frame holds, payloads with
+    /// CR LF and the unchecked two bytes after a payload included.
+    #[test]
+    fn arguments_read_from_the_frame() {
+        let parser = RequestParser::new(crate::protocol::DEFAULT_MAX_BULK_LEN);
+        let long: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+        let mut commands: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"GET".to_vec(), b"k".to_vec()],
+            vec![b"SET".to_vec(), b"a\r\nb".to_vec(), Vec::new()],
+            vec![b"ECHO".to_vec(), vec![b'x'; 300]],
+        ];
+        commands.push(
+            std::iter::once(b"MGET".to_vec())
+                .chain(long.iter().map(|k| k.as_bytes().to_vec()))
+                .collect(),
+        );
+        for args in &commands {
+            let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+            let mut wire = BytesMut::from(&encode_command(&args)[..]);
+            let req = parser.parse(&mut wire).unwrap().unwrap();
+            assert_eq!(req.argc(), args.len());
+            for (i, arg) in args.iter().enumerate() {
+                assert_eq!(req.arg(i), Some(&arg[..]), "walked, arg {i}");
+            }
+            assert_eq!(req.arg(args.len()), None);
+            assert_eq!(req.args(), &args[..]);
+            for (i, arg) in args.iter().enumerate() {
+                assert_eq!(req.arg(i), Some(&arg[..]), "split, arg {i}");
+            }
+        }
+        // Redis skips the two bytes after a payload without looking at them.
+        let mut wire = BytesMut::from(&b"*2\r\n$3\r\nGETxx$1\r\nkZZ"[..]);
+        let req = parser.parse(&mut wire).unwrap().unwrap();
+        assert_eq!(req.arg(1), Some(&b"k"[..]));
+        assert_eq!(req.args()[0], Bytes::from_static(b"GET"));
+        // Inline commands are re-encoded with their arguments kept.
+        let mut wire = BytesMut::from(&b"set  k 'v w'\r\n"[..]);
+        let req = parser.parse(&mut wire).unwrap().unwrap();
+        assert_eq!(req.arg(2), Some(&b"v w"[..]));
     }
 
     #[test]

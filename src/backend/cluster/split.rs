@@ -19,6 +19,7 @@
 //! becomes the whole reply (the first in part order), as a client of a
 //! single Redis would see for the whole command.
 
+use crate::protocol::ArgList;
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -91,7 +92,7 @@ impl Part {
 
 /// Plans `args` (`args[0]` the command name) by `spec`, the command's
 /// table entry. Allocation-free for a single-key command.
-pub fn plan(spec: &CommandSpec, args: &[Bytes]) -> Result<Plan, CrossSlot> {
+pub fn plan<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, CrossSlot> {
     match spec.route {
         Route::AllPrimaries => return Ok(Plan::AllPrimaries(spec.merge)),
         Route::AllNodes => return Ok(Plan::AllNodes(spec.merge)),
@@ -102,21 +103,27 @@ pub fn plan(spec: &CommandSpec, args: &[Bytes]) -> Result<Plan, CrossSlot> {
     let Some(first) = keys.first() else {
         return Ok(Plan::Keyless);
     };
-    let slot = hash_slot(&args[first]);
-    if keys.iter().skip(1).all(|i| hash_slot(&args[i]) == slot) {
+    let slot_of = |i: usize| args.arg(i).map(hash_slot);
+    let slot = slot_of(first).unwrap_or(0);
+    if keys.iter().skip(1).all(|i| slot_of(i) == Some(slot)) {
         return Ok(Plan::Slot(slot));
     }
     if spec.route != Route::SplitBySlot || !keys.is_complete() {
         return Err(CrossSlot);
     }
-    let Some(step) = unit_step(spec, keys.as_slice(), args.len()) else {
+    let Some(step) = unit_step(spec, keys.as_slice(), args.argc()) else {
         // Not a plain run of keys (or key/value pairs) to the end of the
         // arguments (an odd MSET): splitting could drop or misplace
         // arguments. Sent whole, the node answers what Redis answers
         // (wrong number of arguments).
         return Ok(Plan::Slot(slot));
     };
-    Ok(Plan::Split(split(spec.merge, args, keys.as_slice(), step)))
+    Ok(Plan::Split(split(
+        spec.merge,
+        args.all(),
+        keys.as_slice(),
+        step,
+    )))
 }
 
 /// The number of arguments each key carries (1 for MGET, 2 for MSET) when

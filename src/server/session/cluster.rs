@@ -115,8 +115,8 @@ impl Session {
             return Some(self.cluster_command(req, spec).await);
         }
         match name {
-            "select" if spec.arity_ok(req.args.len()) => {
-                let db = crate::protocol::request::parse_int(&req.args[1]);
+            "select" if spec.arity_ok(req.args().len()) => {
+                let db = crate::protocol::request::parse_int(&req.args()[1]);
                 Some(match db {
                     Some(0) => self.reply(reply::ok()).await,
                     Some(_) => {
@@ -129,7 +129,7 @@ impl Session {
                     }
                 })
             }
-            "multi" if spec.arity_ok(req.args.len()) => {
+            "multi" if spec.arity_ok(req.args().len()) => {
                 self.unbound_multi = Some(Vec::new());
                 self.multi_plans.clear();
                 self.multi_refused = false;
@@ -146,7 +146,7 @@ impl Session {
     /// CLUSTER subcommands: strata is, to its clients, one node that owns
     /// every slot, at the address the client reached it at.
     async fn cluster_command(&mut self, req: &Request, spec: &'static CommandSpec) -> Flow {
-        if !spec.arity_ok(req.args.len()) {
+        if !spec.arity_ok(req.args().len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
         }
         let me = SingleNode::new(&self.info.laddr.ip().to_string(), self.info.laddr.port());
@@ -159,14 +159,14 @@ impl Session {
             "cluster|myid" => self.reply(me.cluster_myid(proto)).await,
             "cluster|info" => self.reply(me.cluster_info(proto, healthy)).await,
             "cluster|keyslot" => {
-                let slot = hash_slot(&req.args[2]);
+                let slot = hash_slot(&req.args()[2]);
                 let mut r = ReplyBuf::new(proto);
                 r.integer(i64::from(slot));
                 self.reply(r.freeze()).await
             }
             "cluster|countkeysinslot" | "cluster|getkeysinslot" => {
                 // Asked of the node that owns the slot.
-                let slot = crate::protocol::request::parse_int(&req.args[2])
+                let slot = crate::protocol::request::parse_int(&req.args()[2])
                     .and_then(|s| u16::try_from(s).ok())
                     .filter(|s| *s < crate::command::slot::SLOT_COUNT);
                 let Some(slot) = slot else {
@@ -192,7 +192,7 @@ impl Session {
 
     /// INFO in cluster mode: asked of every primary, merged by the writer.
     pub(super) async fn route_info(&mut self, req: Request, timing: Timing, proxy: bool) -> Flow {
-        if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") {
+        if req.args().len() == 2 && req.args()[1].eq_ignore_ascii_case(b"proxy") {
             let mut r = ReplyBuf::new(self.proto);
             r.verbatim(self.shared.proxy_info().as_bytes());
             return self.reply(r.freeze()).await;
@@ -337,7 +337,7 @@ impl Session {
     ) -> Flow {
         let Some(spec) = spec else {
             self.multi_refused = true;
-            return self.error(&unknown_command(&req.args)).await;
+            return self.error(&unknown_command(req.args())).await;
         };
         match spec.name {
             "discard" => {
@@ -356,7 +356,7 @@ impl Session {
             }
             _ => {}
         }
-        if !spec.arity_ok(req.args.len()) {
+        if !spec.arity_ok(req.args().len()) {
             self.multi_refused = true;
             return self.error(&local::wrong_arity(spec.name)).await;
         }
@@ -364,7 +364,7 @@ impl Session {
             return Flow::Close;
         };
         let view = cluster.view();
-        let target = match split::plan(spec, &req.args) {
+        let target = match split::plan(spec, &req) {
             Err(_) | Ok(Plan::Split(_)) => {
                 self.multi_refused = true;
                 return self.reply(crossslot()).await;
@@ -413,7 +413,7 @@ impl Session {
         let refused = self.multi_refused;
         self.suppress_reply = true;
         let multi = Request::from_args(vec![Bytes::from_static(b"MULTI")]);
-        let spec = command::lookup(&multi.args);
+        let spec = command::lookup(multi.args());
         let timing = Timing {
             started: Instant::now(),
             metrics: None,
@@ -449,7 +449,7 @@ fn plan_item(
         add_to(groups, bytes, node, request, slot, read_only)
     };
     let plan = match spec {
-        Some(spec) => split::plan(spec, &req.args),
+        Some(spec) => split::plan(spec, &req),
         None => Ok(Plan::Keyless),
     };
     match plan {
@@ -481,13 +481,13 @@ fn plan_item(
             Item::Split(Box::new(split), subs)
         }
         Ok(Plan::AllPrimaries(Merge::Scan)) => {
-            if spec.is_some_and(|s| !s.arity_ok(req.args.len())) {
+            if spec.is_some_and(|s| !s.arity_ok(req.args().len())) {
                 return Item::Ready(reply::error(&local::wrong_arity("scan")));
             }
-            match scan::decode(&view.map, &req.args[1]) {
+            match scan::decode(&view.map, &req.args()[1]) {
                 Ok(Some(pos)) => match view.primary_of_shard(pos.node) {
                     Some(node) => {
-                        let request = scan::node_request(&req.args, pos.cursor);
+                        let request = scan::node_request(req.args(), pos.cursor);
                         Item::Scan(pos, add(node, &request, None, true))
                     }
                     None => Item::Ready(scan::ScanError::TopologyChanged.to_reply()),

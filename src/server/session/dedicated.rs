@@ -12,7 +12,7 @@ impl Session {
         timing: Timing,
         plan: Option<ReplyPlan>,
     ) -> Flow {
-        if !spec.arity_ok(req.args.len()) {
+        if !spec.arity_ok(req.args().len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
         }
         // Trivial cases that hold no state need no connection.
@@ -20,7 +20,7 @@ impl Session {
             "exec" => return self.error("ERR EXEC without MULTI").await,
             "discard" => return self.error("ERR DISCARD without MULTI").await,
             "unwatch" => return self.reply(reply::ok()).await,
-            "xread" | "xreadgroup" if !has_block_option(&req.args) => {
+            "xread" | "xreadgroup" if !has_block_option(req.args()) => {
                 return self
                     .forward(req, Some(spec), Post::None, timing, true)
                     .await;
@@ -32,7 +32,7 @@ impl Session {
         }
         let mut target = None;
         if self.cluster.is_some() {
-            match self.dedicated_target(spec, &req.args) {
+            match self.dedicated_target(spec, req.args()) {
                 Ok((node, slot)) => {
                     target = Some(node);
                     self.pinned_slot = slot;
@@ -123,20 +123,20 @@ impl Session {
                 return self.error(&text).await;
             }
         }
-        if let Some(refused) = self.check_pinned(spec, &req.args) {
+        if let Some(refused) = self.check_pinned(spec, req.args()) {
             return self.reply(refused).await;
         }
         let mut post = Post::None;
         let mut frame = req.frame.clone();
         if let Some(spec) = spec.filter(|_| !self.state.in_multi) {
             match spec.name {
-                "info" if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") => {
+                "info" if req.args().len() == 2 && req.args()[1].eq_ignore_ascii_case(b"proxy") => {
                     let mut r = ReplyBuf::new(self.proto);
                     r.verbatim(self.shared.proxy_info().as_bytes());
                     return self.reply(r.freeze()).await;
                 }
-                "info" if info_wants_proxy(&req.args) => post = Post::AppendProxyInfo(self.proto),
-                "hello" => match local::parse_hello(&req.args) {
+                "info" if info_wants_proxy(req.args()) => post = Post::AppendProxyInfo(self.proto),
+                "hello" => match local::parse_hello(req.args()) {
                     Err(e) => return self.error(&e).await,
                     // Same protocol: nothing for the backend to do.
                     Ok(h) if h.proto.is_none_or(|p| p == self.proto) => {
@@ -158,7 +158,7 @@ impl Session {
                         if let Some(p) = h.proto {
                             self.set_proto(p);
                         }
-                        frame = crate::protocol::request::encode_command(&req.args[..2]);
+                        frame = crate::protocol::request::encode_command(&req.args()[..2]);
                         let version = self.backend_version();
                         post =
                             Post::Replace(local::hello_reply(self.proto, self.info.id, &version));
@@ -179,7 +179,7 @@ impl Session {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
-        let frames = self.state.apply(spec, &req.args);
+        let frames = self.state.apply(spec, req.args());
         if !self.shared.transforms.is_empty() {
             post = self.transform_post(spec, was_in_multi, plan, post);
         }

@@ -27,7 +27,7 @@ impl Session {
 
     /// Commands strata answers itself.
     pub(super) async fn local(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
-        let args = &req.args;
+        let args = req.args();
         if !spec.arity_ok(args.len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
         }
@@ -143,7 +143,7 @@ impl Session {
 
     /// SELECT: database 0 stays multiplexed; any other takes a dedicated connection.
     pub(super) async fn select(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
-        let Some(db) = crate::protocol::request::parse_int(&req.args[1]) else {
+        let Some(db) = crate::protocol::request::parse_int(&req.args()[1]) else {
             return self
                 .error("ERR value is not an integer or out of range")
                 .await;

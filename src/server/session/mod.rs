@@ -182,7 +182,7 @@ impl Session {
             loop {
                 match parser.parse(&mut buf) {
                     Ok(Some(req)) => {
-                        let spec = command::lookup(&req.args);
+                        let spec = command::lookup(&req);
                         last_command = Some(spec.map_or("unknown", |s| s.name));
                         if self.handle(req, spec, started).await == Flow::Close {
                             return;
@@ -330,7 +330,7 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
-        if spec.is_none() && crate::admin::is_proxy(&req.args) {
+        if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
         }
         // Value transforms: seal the values of the request, refuse what a
@@ -338,13 +338,10 @@ impl Session {
         // that carry no value pass without allocating.
         let mut plan = None;
         if !self.shared.transforms.is_empty() {
-            match self.shared.transforms.prepare(&req.args) {
+            match self.shared.transforms.prepare(req.args()) {
                 Ok(prepared) => {
                     if let Rewrite::Args(args) = prepared.rewrite {
-                        req = Request {
-                            frame: encode_request(&args),
-                            args,
-                        };
+                        req = Request::with_frame(encode_request(&args), args);
                     }
                     plan = prepared.plan;
                 }
@@ -388,16 +385,16 @@ impl Session {
                 self.error(&text).await
             }
             _ if spec.name == "info" && self.cluster.is_some() => {
-                let proxy = info_wants_proxy(&req.args);
+                let proxy = info_wants_proxy(req.args());
                 self.route_info(req, timing, proxy).await
             }
             _ if spec.name == "info" => {
-                let post = if info_wants_proxy(&req.args) {
+                let post = if info_wants_proxy(req.args()) {
                     Post::AppendProxyInfo(self.proto)
                 } else {
                     Post::None
                 };
-                if req.args.len() == 2 && req.args[1].eq_ignore_ascii_case(b"proxy") {
+                if req.args().len() == 2 && req.args()[1].eq_ignore_ascii_case(b"proxy") {
                     let mut r = ReplyBuf::new(self.proto);
                     r.verbatim(self.shared.proxy_info().as_bytes());
                     return self.reply(r.freeze()).await;
@@ -417,7 +414,7 @@ impl Session {
 
     /// `PROXY …`: strata's own administration commands.
     async fn proxy(&mut self, req: Request, timing: Timing) -> Flow {
-        let crate::admin::ProxyCommand::Rewrap(args) = match crate::admin::parse(&req.args) {
+        let crate::admin::ProxyCommand::Rewrap(args) = match crate::admin::parse(req.args()) {
             Ok(cmd) => cmd,
             Err(text) => return self.error(&text).await,
         };
