@@ -51,6 +51,7 @@ pub struct ServerConfig {
     /// shares its pod's cores with the application and Redis, and one
     /// thread avoids cross-thread wakeups (measured: ~25% less CPU per
     /// request than two threads on a 2-core machine; docs/PERFORMANCE.md).
+    /// With 1, `main` builds tokio's current-thread runtime.
     pub worker_threads: usize,
 }
 
