@@ -71,6 +71,7 @@ bench-deps:
 	command -v redis-sentinel  >/dev/null || missing="$$missing redis-sentinel"; \
 	command -v python3         >/dev/null || missing="$$missing python3"; \
 	command -v curl            >/dev/null || missing="$$missing curl"; \
+	command -v valgrind        >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -89,6 +90,7 @@ bench: release bench-deps
 	bash benches/sentinel_failover.sh
 	$(MAKE) bench-transforms
 	$(MAKE) bench-cluster
+	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
 bench-micro:
@@ -112,6 +114,14 @@ bench-sentinel: deps
 bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
+
+.PHONY: bench-instructions
+
+## Instructions strata runs per request (valgrind callgrind: exact and
+## repeatable on a noisy machine, user space only), standalone and cluster
+## mode, at -c 50 -P 16. Summary in target/bench/instructions-latest.txt.
+bench-instructions: release bench-deps
+	bash benches/instructions.sh
 
 .PHONY: bench-cluster
 

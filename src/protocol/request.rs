@@ -24,7 +24,10 @@ pub struct Request {
     /// is re-encoded, since backends are always spoken to in RESP.
     pub frame: Bytes,
     /// Number of arguments, the command name included. Never 0.
-    argc: usize,
+    argc: u32,
+    /// Where the first argument's `$` header starts in `frame` (after
+    /// `*N\r\n`), so reading an argument skips no line twice.
+    first_arg: u32,
     /// The arguments as slices of `frame`, once asked for.
     args: OnceLock<Vec<Bytes>>,
 }
@@ -39,27 +42,36 @@ impl Request {
     /// the caller's own encoder: the frame must be a multibulk of `args`).
     pub fn with_frame(frame: Bytes, args: Vec<Bytes>) -> Request {
         Request {
+            first_arg: BulkWalk::new(&frame).pos as u32,
             frame,
-            argc: args.len(),
+            argc: u32::try_from(args.len()).unwrap_or(u32::MAX),
             args: OnceLock::from(args),
         }
     }
 
     /// A request whose `frame` the parser has checked: a multibulk of
     /// `argc` bulk strings.
-    fn parsed(frame: Bytes, argc: usize) -> Request {
+    /// `argc` is at most `i32::MAX` (the parser's limit) and `first_arg`
+    /// a few bytes in.
+    fn parsed(frame: Bytes, argc: usize, first_arg: usize) -> Request {
         Request {
             frame,
-            argc,
+            argc: argc as u32,
+            first_arg: first_arg as u32,
             args: OnceLock::new(),
         }
+    }
+
+    /// Number of arguments, the command name included.
+    pub fn argc(&self) -> usize {
+        self.argc as usize
     }
 
     /// Every argument, `args()[0]` being the command name (never empty).
     pub fn args(&self) -> &[Bytes] {
         self.args.get_or_init(|| {
-            let mut out = Vec::with_capacity(self.argc);
-            let mut walk = BulkWalk::new(&self.frame);
+            let mut out = Vec::with_capacity(self.argc());
+            let mut walk = self.walk();
             while let Some(range) = walk.next_range() {
                 out.push(self.frame.slice(range));
             }
@@ -71,21 +83,28 @@ impl Request {
     /// arguments of a short command. A long command is split once instead,
     /// so reading all its arguments stays linear.
     fn arg_in_frame(&self, i: usize) -> Option<&[u8]> {
-        if i >= self.argc {
+        if i >= self.argc() {
             return None;
         }
         if let Some(args) = self.args.get() {
             return args.get(i).map(|a| &a[..]);
         }
-        if self.argc > WALK_MAX_ARGS {
+        if self.argc() > WALK_MAX_ARGS {
             return self.args().get(i).map(|a| &a[..]);
         }
-        let mut walk = BulkWalk::new(&self.frame);
+        let mut walk = self.walk();
         for _ in 0..i {
             walk.next_range()?;
         }
         let range = walk.next_range()?;
         self.frame.get(range)
+    }
+
+    fn walk(&self) -> BulkWalk<'_> {
+        BulkWalk {
+            frame: &self.frame,
+            pos: self.first_arg as usize,
+        }
     }
 }
 
@@ -150,7 +169,7 @@ pub trait ArgList {
 
 impl ArgList for Request {
     fn argc(&self) -> usize {
-        self.argc
+        self.argc as usize
     }
     fn arg(&self, i: usize) -> Option<&[u8]> {
         self.arg_in_frame(i)
@@ -337,7 +356,11 @@ impl RequestParser {
             pos = end + 2;
         }
         let frame = buf.split_to(pos).freeze();
-        Ok(Parsed::Request(Request::parsed(frame, count)))
+        Ok(Parsed::Request(Request::parsed(
+            frame,
+            count,
+            header_end + 2,
+        )))
     }
 }
 
