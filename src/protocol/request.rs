@@ -133,20 +133,26 @@ impl<'a> BulkWalk<'a> {
 
     /// The byte range of the next argument's payload.
     fn next_range(&mut self) -> Option<std::ops::Range<usize>> {
-        let header = self.frame.get(self.pos..)?;
-        if header.first() != Some(&b'$') {
+        let frame = self.frame;
+        if frame.get(self.pos) != Some(&b'$') {
             return None;
         }
-        let cr = header.iter().position(|&b| b == b'\r')?;
+        // One pass over the header: digits up to the `\r`.
+        let mut at = self.pos + 1;
         let mut len = 0usize;
-        for &d in header.get(1..cr)? {
+        loop {
+            let byte = *frame.get(at)?;
+            if byte == b'\r' {
+                break;
+            }
             len = len
                 .checked_mul(10)?
-                .checked_add(usize::from(d.wrapping_sub(b'0')))?;
+                .checked_add(usize::from(byte.wrapping_sub(b'0')))?;
+            at += 1;
         }
-        let start = self.pos + cr + 2;
+        let start = at + 2;
         let end = start.checked_add(len)?;
-        if end > self.frame.len() {
+        if end > frame.len() {
             return None;
         }
         self.pos = end + 2;

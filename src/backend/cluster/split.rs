@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::command::slot::hash_slot;
-use crate::command::{key_indexes, CommandSpec, FindKeys, Merge, Route};
+use crate::command::{key_indexes, BeginSearch, CommandSpec, FindKeys, KeySpec, Merge, Route};
 use crate::protocol::reply::is_error;
 
 use super::resp;
@@ -99,6 +99,19 @@ pub fn plan<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, C
         Route::Any | Route::Local | Route::Unsupported => return Ok(Plan::Keyless),
         Route::Key | Route::SplitBySlot | Route::Dedicated => {}
     }
+    // Most keyed commands (GET, SET, INCR, HGET…) have one key at a fixed
+    // index: its slot is the plan, without the general key finder.
+    if let Some(index) = single_key_index(spec) {
+        return match args.arg(index) {
+            Some(key) => Ok(Plan::Slot(hash_slot(key))),
+            None => Ok(Plan::Keyless), // too few arguments: the node answers the arity error
+        };
+    }
+    plan_by_key_specs(spec, args)
+}
+
+/// [`plan`] for a keyed command, by the general key finder.
+fn plan_by_key_specs<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, CrossSlot> {
     let keys = key_indexes(spec, args);
     let Some(first) = keys.first() else {
         return Ok(Plan::Keyless);
@@ -124,6 +137,21 @@ pub fn plan<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, C
         keys.as_slice(),
         step,
     )))
+}
+
+/// The index of a command's only key when its one key spec puts it at a
+/// fixed index (`begin` an index, `find` a range of one argument).
+fn single_key_index(spec: &CommandSpec) -> Option<usize> {
+    let [KeySpec {
+        begin: BeginSearch::Index(index),
+        find: FindKeys::Range {
+            last_key: 0, step, ..
+        },
+    }] = spec.key_specs
+    else {
+        return None;
+    };
+    (*index > 0 && *step > 0).then_some(*index)
 }
 
 /// The number of arguments each key carries (1 for MGET, 2 for MSET) when
@@ -383,6 +411,45 @@ mod tests {
             .iter()
             .map(|w| Bytes::copy_from_slice(w.as_bytes()))
             .collect()
+    }
+
+    /// The single-key shortcut plans every such command of the table as
+    /// the general key finder does, with too few, enough and extra
+    /// arguments, keys with and without hash tags.
+    #[test]
+    fn single_key_shortcut_matches_the_key_finder() {
+        let mut checked = 0;
+        let specs = crate::command::COMMANDS
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()));
+        for spec in specs {
+            if single_key_index(spec).is_none() {
+                continue;
+            }
+            checked += 1;
+            for argc in 1..7 {
+                for tagged in [false, true] {
+                    let words: Vec<String> = (0..argc)
+                        .map(|i| match (i, tagged) {
+                            (0, _) => spec.name.replace('|', " "),
+                            (_, true) => format!("{{tag}}arg{i}"),
+                            (_, false) => format!("arg{i}"),
+                        })
+                        .collect();
+                    let a: Vec<Bytes> = words
+                        .iter()
+                        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                        .collect();
+                    assert_eq!(
+                        plan(spec, &a),
+                        plan_by_key_specs(spec, &a),
+                        "{} with {argc} arguments",
+                        spec.name
+                    );
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} single-key commands");
     }
 
     fn plan_of(words: &[&str]) -> Result<Plan, CrossSlot> {
