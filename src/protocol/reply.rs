@@ -159,27 +159,11 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     if s.len() > 20 {
         return None;
     }
-    let (negative, digits) = match s.first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if digits.is_empty() {
-        return None;
+    match s.first()? {
+        b'-' => super::decimal(&s[1..], true),
+        b'+' => super::decimal(&s[1..], false),
+        _ => super::decimal(s, false),
     }
-    let mut value: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let digit = i64::from(d - b'0');
-        value = if negative {
-            value.checked_mul(10)?.checked_sub(digit)?
-        } else {
-            value.checked_mul(10)?.checked_add(digit)?
-        };
-    }
-    Some(value)
 }
 
 /// A buffer of encoded replies, in the client's protocol.

@@ -197,29 +197,25 @@ impl ArgList for [Bytes] {
     }
 }
 
-impl ArgList for Vec<Bytes> {
-    fn argc(&self) -> usize {
-        self.len()
-    }
-    fn arg(&self, i: usize) -> Option<&[u8]> {
-        self.get(i).map(|a| &a[..])
-    }
-    fn all(&self) -> &[Bytes] {
-        self
-    }
+/// Owned argument lists (a `Vec`, an array literal) read as the slice they
+/// hold.
+macro_rules! arg_list_as_slice {
+    ($($ty:ty $(, const $n:ident)?);*) => {$(
+        impl<$(const $n: usize)?> ArgList for $ty {
+            fn argc(&self) -> usize {
+                self[..].argc()
+            }
+            fn arg(&self, i: usize) -> Option<&[u8]> {
+                self[..].arg(i)
+            }
+            fn all(&self) -> &[Bytes] {
+                &self[..]
+            }
+        }
+    )*};
 }
 
-impl<const N: usize> ArgList for [Bytes; N] {
-    fn argc(&self) -> usize {
-        N
-    }
-    fn arg(&self, i: usize) -> Option<&[u8]> {
-        self.get(i).map(|a| &a[..])
-    }
-    fn all(&self) -> &[Bytes] {
-        self
-    }
-}
+arg_list_as_slice!(Vec<Bytes>; [Bytes; N], const N);
 
 /// Encodes arguments as a RESP array of bulk strings.
 pub fn encode_command(args: &[Bytes]) -> Bytes {
@@ -552,22 +548,10 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || digits[0] == b'0' {
+    if digits.first() == Some(&b'0') {
         return None;
     }
-    let mut value: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let digit = i64::from(d - b'0');
-        value = if negative {
-            value.checked_mul(10)?.checked_sub(digit)?
-        } else {
-            value.checked_mul(10)?.checked_add(digit)?
-        };
-    }
-    Some(value)
+    super::decimal(digits, negative)
 }
 
 #[cfg(test)]
