@@ -18,7 +18,8 @@
 #               all three, as in `make bench-cluster`.
 #
 # Environment: STRATA (binary, default target/release/strata), N (default
-# 100000), OUT (default target/bench/instructions-latest.txt).
+# 100000), OUT (default target/bench/instructions-latest.txt), KEEP (a
+# directory: the callgrind profiles are copied there, for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -142,6 +143,10 @@ measure() {
   # The dump written at exit holds what ran since the counters were zeroed.
   total=$(callgrind_annotate "$TMP/$mode.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
   [ -n "$total" ] || { echo "instructions: no callgrind totals for $mode" >&2; exit 1; }
+  if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    cp "$TMP/$mode.out" "$KEEP/callgrind-$mode.out"
+  fi
   echo "$mode $((total / (2 * N)))"
 }
 

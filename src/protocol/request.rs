@@ -315,13 +315,20 @@ impl RequestParser {
     }
 
     fn parse_multibulk(&self, buf: &mut BytesMut) -> Result<Parsed, ParseError> {
-        let Some(header_end) = find_crlf(buf, 0) else {
-            if buf.len() > INLINE_MAX {
-                return Err(ParseError::TooBigMultibulkCount);
+        let (count, header_end) = match quick_header(buf, 0) {
+            Some((count, cr)) => (count as i64, cr),
+            None => {
+                let Some(header_end) = find_crlf(buf, 0) else {
+                    if buf.len() > INLINE_MAX {
+                        return Err(ParseError::TooBigMultibulkCount);
+                    }
+                    return Ok(Parsed::Incomplete);
+                };
+                let count =
+                    parse_int(&buf[1..header_end]).ok_or(ParseError::InvalidMultibulkLength)?;
+                (count, header_end)
             }
-            return Ok(Parsed::Incomplete);
         };
-        let count = parse_int(&buf[1..header_end]).ok_or(ParseError::InvalidMultibulkLength)?;
         if count > MAX_MULTIBULK {
             return Err(ParseError::InvalidMultibulkLength);
         }
@@ -334,23 +341,22 @@ impl RequestParser {
         // command is present; the arguments stay in the frame.
         let mut pos = header_end + 2;
         for _ in 0..count {
-            if pos >= buf.len() {
-                return Ok(Parsed::Incomplete);
-            }
-            let Some(line_end) = find_crlf(buf, pos) else {
-                if buf.len() - pos > INLINE_MAX {
-                    return Err(ParseError::TooBigBulkCount);
-                }
-                return Ok(Parsed::Incomplete);
+            let fast = match buf.get(pos) {
+                None => return Ok(Parsed::Incomplete),
+                Some(b'$') => quick_header(buf, pos),
+                Some(_) => None,
             };
-            if buf[pos] != b'$' {
-                return Err(ParseError::ExpectedDollar(buf[pos] as char));
-            }
-            let len = parse_int(&buf[pos + 1..line_end]).ok_or(ParseError::InvalidBulkLength)?;
-            if len < 0 || len as u64 > self.max_bulk_len as u64 {
+            let (len, line_end) = match fast {
+                Some(header) => header,
+                None => match self.bulk_header(buf, pos)? {
+                    Some(header) => header,
+                    None => return Ok(Parsed::Incomplete),
+                },
+            };
+            if len > self.max_bulk_len {
                 return Err(ParseError::InvalidBulkLength);
             }
-            let end = line_end + 2 + len as usize;
+            let end = line_end + 2 + len;
             if buf.len() < end + 2 {
                 return Ok(Parsed::Incomplete);
             }
@@ -364,6 +370,64 @@ impl RequestParser {
             header_end + 2,
         )))
     }
+}
+
+impl RequestParser {
+    /// A bulk header at `pos` the general way, with Redis's errors:
+    /// `(length, index of its \r)`, or `None` when the line is not whole.
+    fn bulk_header(&self, buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ParseError> {
+        let Some(line_end) = find_crlf(buf, pos) else {
+            if buf.len() - pos > INLINE_MAX {
+                return Err(ParseError::TooBigBulkCount);
+            }
+            return Ok(None);
+        };
+        if buf[pos] != b'$' {
+            return Err(ParseError::ExpectedDollar(buf[pos] as char));
+        }
+        let len = parse_int(&buf[pos + 1..line_end]).ok_or(ParseError::InvalidBulkLength)?;
+        match usize::try_from(len) {
+            Ok(len) => Ok(Some((len, line_end))),
+            Err(_) => Err(ParseError::InvalidBulkLength),
+        }
+    }
+}
+
+/// Digits a header takes on the fast path: any length up to this fits in
+/// a `usize` without overflow checks.
+const QUICK_DIGITS: usize = 18;
+
+/// The common header, `*N\r\n` or `$N\r\n` with `N` a positive decimal
+/// of at most [`QUICK_DIGITS`] digits and no leading zero, read in one
+/// pass: `(N, index of the \r)`. The type byte at `pos` is not checked.
+/// `None` for anything else (a zero, a sign, a long or malformed line,
+/// too few bytes): the general path then decides, and for a header this
+/// returns `Some` for, the general path gives the same answer.
+#[inline]
+fn quick_header(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let first = buf.get(pos + 1)?.wrapping_sub(b'1');
+    if first > 8 {
+        return None;
+    }
+    let mut value = u64::from(first) + 1;
+    let mut at = pos + 2;
+    loop {
+        let byte = *buf.get(at)?;
+        if byte == b'\r' {
+            break;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 || at - pos > QUICK_DIGITS {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+        at += 1;
+    }
+    // As with `find_crlf`: the byte after the `\r` must have arrived.
+    if at + 1 >= buf.len() {
+        return None;
+    }
+    Some((usize::try_from(value).ok()?, at))
 }
 
 enum Parsed {
@@ -712,5 +776,65 @@ mod tests {
         assert_eq!(parse_int(b"+1"), None);
         assert_eq!(parse_int(b"99999999999999999999"), None);
         assert_eq!(parse_int(b"-0"), None);
+    }
+
+    /// The header the general path reads: `find_crlf`, then a strict
+    /// integer between the type byte and the `\r`.
+    fn general_header(buf: &[u8]) -> Option<(i64, usize)> {
+        let cr = find_crlf(buf, 0)?;
+        Some((parse_int(&buf[1..cr])?, cr))
+    }
+
+    fn quick_agrees(buf: &[u8]) {
+        if let Some((value, cr)) = quick_header(buf, 0) {
+            assert_eq!(
+                general_header(buf),
+                Some((value as i64, cr)),
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn quick_header_takes_only_what_the_general_path_reads_alike() {
+        let taken = [
+            &b"$3\r\n"[..],
+            b"*1\r\n",
+            b"$128\r\nxx",
+            b"$999999999999999999\r\n",
+        ];
+        for buf in taken {
+            assert!(quick_header(buf, 0).is_some(), "{buf:?}");
+            quick_agrees(buf);
+        }
+        // Left to the general path: zero, signs, leading zeros, 19 digits,
+        // no `\n` yet, NUL, spaces, an empty length.
+        let left = [
+            &b"$0\r\n"[..],
+            b"$-1\r\n",
+            b"$+1\r\n",
+            b"$01\r\n",
+            b"$1000000000000000000\r\n",
+            b"$12\r",
+            b"$1\x002\r\n",
+            b"$1 \r\n",
+            b"$\r\n",
+            b"$12",
+        ];
+        for buf in left {
+            assert_eq!(quick_header(buf, 0), None, "{buf:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quick_header_agrees_with_the_general_path(
+            body in proptest::collection::vec(proptest::sample::select(b"0123456789\r\n-+ \x00a".to_vec()), 0..24)
+        ) {
+            let mut buf = b"$".to_vec();
+            buf.extend_from_slice(&body);
+            quick_agrees(&buf);
+        }
     }
 }
