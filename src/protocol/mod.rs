@@ -14,7 +14,7 @@ pub mod reply;
 pub mod request;
 
 pub use reply::{Protocol, ReplyBuf};
-pub use request::{ArgList, ParseError, Request, RequestParser};
+pub use request::{ArgList, Found, ParseError, Request, RequestParser, Scan};
 
 /// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline command, and the
 /// longest `*`/`$` header line, that Redis accepts.

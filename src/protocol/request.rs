@@ -314,7 +314,33 @@ impl RequestParser {
             .map(|l| second + 2 + l + 2)
     }
 
+    /// What is at the front of `buf`, without consuming anything: a whole
+    /// multibulk request, found in place so the caller can take many out of
+    /// its buffer in one piece ([`Found::request`]); or an inline request,
+    /// which only [`parse`](RequestParser::parse) takes (it is re-encoded).
+    pub fn find(&self, buf: &[u8]) -> Result<Scan, ParseError> {
+        match buf.first() {
+            None => Ok(Scan::Incomplete),
+            Some(b'*') => self.multibulk_extent(buf),
+            Some(_) => Ok(Scan::Inline),
+        }
+    }
+
     fn parse_multibulk(&self, buf: &mut BytesMut) -> Result<Parsed, ParseError> {
+        Ok(match self.multibulk_extent(buf)? {
+            Scan::Request(found) => {
+                Parsed::Request(found.request(buf.split_to(found.len).freeze()))
+            }
+            Scan::Empty(len) => {
+                let _ = buf.split_to(len);
+                Parsed::Empty
+            }
+            Scan::Incomplete | Scan::Inline => Parsed::Incomplete,
+        })
+    }
+
+    /// The extent of the multibulk request at the front of `buf`.
+    fn multibulk_extent(&self, buf: &[u8]) -> Result<Scan, ParseError> {
         let (count, header_end) = match quick_header(buf, 0) {
             Some((count, cr)) => (count as i64, cr),
             None => {
@@ -322,7 +348,7 @@ impl RequestParser {
                     if buf.len() > INLINE_MAX {
                         return Err(ParseError::TooBigMultibulkCount);
                     }
-                    return Ok(Parsed::Incomplete);
+                    return Ok(Scan::Incomplete);
                 };
                 let count =
                     parse_int(&buf[1..header_end]).ok_or(ParseError::InvalidMultibulkLength)?;
@@ -333,16 +359,14 @@ impl RequestParser {
             return Err(ParseError::InvalidMultibulkLength);
         }
         if count <= 0 {
-            let _ = buf.split_to(header_end + 2);
-            return Ok(Parsed::Empty);
+            return Ok(Scan::Empty(header_end + 2));
         }
         let count = count as usize;
-        // Find the extent without consuming anything until the whole
-        // command is present; the arguments stay in the frame.
+        // The arguments stay in the frame; only their extent is read.
         let mut pos = header_end + 2;
         for _ in 0..count {
             let fast = match buf.get(pos) {
-                None => return Ok(Parsed::Incomplete),
+                None => return Ok(Scan::Incomplete),
                 Some(b'$') => quick_header(buf, pos),
                 Some(_) => None,
             };
@@ -350,7 +374,7 @@ impl RequestParser {
                 Some(header) => header,
                 None => match self.bulk_header(buf, pos)? {
                     Some(header) => header,
-                    None => return Ok(Parsed::Incomplete),
+                    None => return Ok(Scan::Incomplete),
                 },
             };
             if len > self.max_bulk_len {
@@ -358,17 +382,52 @@ impl RequestParser {
             }
             let end = line_end + 2 + len;
             if buf.len() < end + 2 {
-                return Ok(Parsed::Incomplete);
+                return Ok(Scan::Incomplete);
             }
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
         }
-        let frame = buf.split_to(pos).freeze();
-        Ok(Parsed::Request(Request::parsed(
-            frame,
-            count,
-            header_end + 2,
-        )))
+        Ok(Scan::Request(Found {
+            len: pos,
+            argc: count,
+            first_arg: header_end + 2,
+        }))
+    }
+}
+
+/// What [`RequestParser::find`] sees at the front of a buffer.
+#[derive(Debug)]
+pub enum Scan {
+    /// A whole multibulk request.
+    Request(Found),
+    /// An empty multibulk (`*0`, `*-1`) of this many bytes: Redis skips it.
+    Empty(usize),
+    /// Not a multibulk: an inline request, for [`RequestParser::parse`].
+    Inline,
+    /// More bytes are needed.
+    Incomplete,
+}
+
+/// A whole multibulk request found at the front of a buffer, not yet
+/// taken out of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    len: usize,
+    argc: usize,
+    first_arg: usize,
+}
+
+impl Found {
+    /// Its length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.len
+    }
+
+    /// The request, given its bytes: the [`byte_len`](Found::byte_len) bytes it was
+    /// found at, taken out of the caller's buffer.
+    pub fn request(self, frame: Bytes) -> Request {
+        debug_assert_eq!(frame.len(), self.len);
+        Request::parsed(frame, self.argc, self.first_arg)
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod dedicated;
+mod frames;
 mod local_commands;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use super::Shared;
 use crate::backend::dedicated::Dedicated;
 use crate::command::{self, CommandSpec, Flags, Route};
 use crate::protocol::reply::{self, ReplyBuf};
-use crate::protocol::{Protocol, Request};
+use crate::protocol::{Found, Protocol, Request, Scan};
 use crate::telemetry::{CommandMetrics, ErrorKind};
 use crate::transform::{encode_request, ReplyPlan, Rewrite};
 
@@ -85,6 +86,7 @@ pub async fn serve(
         metrics_cache: HashMap::default(),
         batch: None,
         read_len: 0,
+        chunk: Bytes::new(),
         multi_plans: Vec::new(),
         multi_refused: false,
         cluster: shared.cluster.clone(),
@@ -105,11 +107,13 @@ pub async fn serve(
 const BATCH_MAX_COMMANDS: usize = 128;
 /// Most bytes gathered into one backend batch.
 const BATCH_MAX_BYTES: usize = 64 * 1024;
+/// Most requests found in a read before they are handled (bounds the list).
+const FIND_MAX: usize = 256;
 
 /// Consecutive plain commands from one read, sent to the backend together:
 /// one channel message, one reply slot and one writer wakeup for all.
 struct Batch {
-    frames: BytesMut,
+    frames: frames::BatchFrames,
     count: usize,
     read_only: bool,
     started: Instant,
@@ -145,6 +149,9 @@ struct Session {
     batch: Option<Batch>,
     /// Bytes the current read brought, to size batch buffers.
     read_len: usize,
+    /// The current read's whole requests, taken out of the read buffer in
+    /// one piece; their frames are slices of it (see `frames.rs`).
+    chunk: Bytes,
     /// Inside MULTI, with transform rules: each queued command's reply
     /// plan, in order, for the EXEC reply.
     multi_plans: Vec<Option<ReplyPlan>>,
@@ -172,6 +179,7 @@ impl Session {
     async fn read_loop(&mut self, mut rd: OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
         let parser = self.shared.parser.clone();
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut found: Vec<(usize, Found)> = Vec::new();
         let idle = self.shared.server.client_idle_timeout_secs;
         loop {
             let mut last_command = None;
@@ -180,27 +188,62 @@ impl Session {
             // What this read brought: a batch never needs more room.
             self.read_len = buf.len();
             loop {
-                match parser.parse(&mut buf) {
-                    Ok(Some(req)) => {
-                        let spec = command::lookup(&req);
-                        last_command = Some(spec.map_or("unknown", |s| s.name));
-                        if self.handle(req, spec, started).await == Flow::Close {
-                            return;
+                // The whole multibulk requests are found in place, then taken
+                // out of the buffer in one piece (see `frames.rs`).
+                found.clear();
+                let mut at = 0;
+                let next = loop {
+                    match parser.find(&buf[at..]) {
+                        Ok(Scan::Request(f)) if found.len() < FIND_MAX => {
+                            found.push((at, f));
+                            at += f.byte_len();
                         }
+                        Ok(Scan::Empty(len)) => at += len,
+                        other => break other,
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // Redis: reply with the error, then close the connection.
-                        tracing::debug!(client = self.info.id, error = %e, "protocol error");
-                        self.shared.metrics.error(ErrorKind::Protocol);
-                        self.flush_dedicated().await;
-                        let _ = self
-                            .queue(Pending::Ready(reply::error(&e.to_string())))
-                            .await;
-                        let _ = self.queue(Pending::Close).await;
+                };
+                self.chunk = buf.split_to(at).freeze();
+                let chunk = self.chunk.clone();
+                for &(start, f) in &found {
+                    let req = f.request(chunk.slice(start..start + f.byte_len()));
+                    let spec = command::lookup(&req);
+                    last_command = Some(spec.map_or("unknown", |s| s.name));
+                    if self.handle(req, spec, started).await == Flow::Close {
                         return;
                     }
                 }
+                // Batches hold what they need of it; a large value is not
+                // kept alive here until the next read.
+                self.chunk = Bytes::new();
+                drop(chunk);
+                let error = match next {
+                    Ok(Scan::Incomplete) => break,
+                    // FIND_MAX reached: find the rest.
+                    Ok(Scan::Request(_) | Scan::Empty(_)) => continue,
+                    // An inline command (re-encoded, so not a slice): alone.
+                    Ok(Scan::Inline) => match parser.parse(&mut buf) {
+                        Ok(Some(req)) => {
+                            let spec = command::lookup(&req);
+                            last_command = Some(spec.map_or("unknown", |s| s.name));
+                            if self.handle(req, spec, started).await == Flow::Close {
+                                return;
+                            }
+                            continue;
+                        }
+                        Ok(None) => break,
+                        Err(e) => e,
+                    },
+                    Err(e) => e,
+                };
+                // Redis: reply with the error, then close the connection.
+                tracing::debug!(client = self.info.id, error = %error, "protocol error");
+                self.shared.metrics.error(ErrorKind::Protocol);
+                self.flush_dedicated().await;
+                let _ = self
+                    .queue(Pending::Ready(reply::error(&error.to_string())))
+                    .await;
+                let _ = self.queue(Pending::Close).await;
+                return;
             }
             if !self.flush_batch().await {
                 return;
@@ -542,21 +585,29 @@ impl Session {
             return Flow::Close;
         }
         let read_len = self.read_len;
-        let batch = self.batch.get_or_insert_with(|| Batch {
-            // Sized to what the read brought (the commands still to parse
-            // plus this one): one allocation of the right size, whether the
-            // client sent one command or a pipeline.
-            frames: BytesMut::with_capacity(read_len.min(BATCH_MAX_BYTES).max(req.frame.len())),
-            count: 0,
-            read_only,
-            started: timing.started,
-            metrics: Vec::new(),
-            plans: Vec::new(),
-        });
+        let batch_max = self.batch_max;
+        let batch = match &mut self.batch {
+            Some(batch) => {
+                batch.frames.push(&req.frame);
+                batch
+            }
+            // A copy, if one is needed, is sized to what the read brought.
+            None => self.batch.insert(Batch {
+                frames: frames::BatchFrames::first(
+                    &req.frame,
+                    &self.chunk,
+                    read_len.min(BATCH_MAX_BYTES),
+                ),
+                count: 0,
+                read_only,
+                started: timing.started,
+                metrics: Vec::with_capacity(batch_max.min(16)),
+                plans: Vec::new(),
+            }),
+        };
         if let Some(plan) = plan {
             batch.plans.push((batch.count, plan));
         }
-        batch.frames.extend_from_slice(&req.frame);
         batch.count += 1;
         if let Some(m) = timing.metrics {
             batch.metrics.push(m);
