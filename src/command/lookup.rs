@@ -3,12 +3,15 @@
 //! Clients send names in any case (`get`, `GET`, `Get`). The name is
 //! lower-cased into a 24-byte stack buffer and packed into three big-endian
 //! `u64`s ([`NameKey`]); the generated table keeps the same packing of every
-//! name in a sorted array beside [`COMMANDS`], so the binary search compares
-//! integers in one contiguous array instead of calling `memcmp` on strings
-//! scattered across 240 large `CommandSpec`s. Measured with
-//! `benches/command_lookup.rs`, that is several times faster than a binary
-//! search over the names themselves, and a perfect hash over the same keys
-//! was no faster.
+//! name in a sorted array beside [`COMMANDS`]. A top-level name is found
+//! through a small open-addressing index over that array (hash the three
+//! words, compare a key or two); subcommands, a handful per container, are
+//! binary-searched. Comparing integers in one contiguous array beats
+//! `memcmp` on strings scattered across 240 large `CommandSpec`s, and the
+//! index runs fewer instructions than a binary search over all 240
+//! (`make bench-instructions`, docs/PERFORMANCE.md).
+
+use std::sync::OnceLock;
 
 use crate::protocol::ArgList;
 
@@ -63,6 +66,15 @@ impl NameKey {
         Some(NameKey::from_buf(buf))
     }
 
+    /// Its slot in the command index: the three words mixed by a
+    /// multiplication, the top bits taken.
+    #[inline]
+    fn slot(&self) -> usize {
+        let [a, b, c] = self.0;
+        let mixed = (a ^ b.rotate_left(21) ^ c.rotate_left(42)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> (64 - INDEX_SLOTS.trailing_zeros())) as usize
+    }
+
     const fn from_buf(b: [u8; MAX_NAME + 1]) -> NameKey {
         NameKey([
             u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
@@ -102,7 +114,44 @@ pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
 #[inline]
 fn find_top(name: &[u8]) -> Option<usize> {
     let key = NameKey::from_request(name)?;
-    COMMAND_KEYS.binary_search(&key).ok()
+    let index = TOP_INDEX.get_or_init(build_top_index);
+    let mut slot = key.slot();
+    loop {
+        let i = usize::from(*index.get(slot)?);
+        if i == usize::from(EMPTY_SLOT) {
+            return None;
+        }
+        if COMMAND_KEYS.get(i) == Some(&key) {
+            return Some(i);
+        }
+        slot = (slot + 1) & (INDEX_SLOTS - 1);
+    }
+}
+
+/// Slots of the top-level command index: a power of two, about twice the
+/// number of commands, so most names are found at the first probe. A
+/// lookup runs on every request; hashing the packed name and comparing
+/// one or two keys executes about a third of the instructions of a
+/// binary search over all of them (`make bench-instructions`).
+const INDEX_SLOTS: usize = 512;
+/// A slot of the index that holds no command.
+const EMPTY_SLOT: u16 = u16::MAX;
+
+/// An open-addressing table (linear probing) from [`NameKey::slot`] to the
+/// command's index in [`COMMAND_KEYS`], built on first use.
+static TOP_INDEX: OnceLock<[u16; INDEX_SLOTS]> = OnceLock::new();
+
+fn build_top_index() -> [u16; INDEX_SLOTS] {
+    let mut index = [EMPTY_SLOT; INDEX_SLOTS];
+    for (i, key) in COMMAND_KEYS.iter().enumerate() {
+        let mut slot = key.slot();
+        while index[slot] != EMPTY_SLOT {
+            slot = (slot + 1) & (INDEX_SLOTS - 1);
+        }
+        // Fewer commands than slots (checked in the tests), so every index fits.
+        index[slot] = i as u16;
+    }
+    index
 }
 
 #[cfg(test)]
@@ -116,6 +165,38 @@ mod tests {
             .iter()
             .map(|w| Bytes::copy_from_slice(w.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn the_index_finds_every_command_in_a_few_probes() {
+        assert!(COMMAND_KEYS.len() < INDEX_SLOTS / 2);
+        for (i, cmd) in COMMANDS.iter().enumerate() {
+            assert_eq!(find_top(cmd.name.as_bytes()), Some(i), "{}", cmd.name);
+            assert_eq!(find_top(cmd.name.to_uppercase().as_bytes()), Some(i));
+        }
+        let index = TOP_INDEX.get_or_init(build_top_index);
+        let mut longest = 0;
+        for key in COMMAND_KEYS.iter() {
+            let mut slot = key.slot();
+            let mut probes = 1;
+            while COMMAND_KEYS[usize::from(index[slot])] != *key {
+                slot = (slot + 1) & (INDEX_SLOTS - 1);
+                probes += 1;
+            }
+            longest = longest.max(probes);
+        }
+        assert!(longest <= 8, "a name needs {longest} probes");
+        for unknown in [
+            "",
+            "gett",
+            "ge",
+            "foo",
+            "getex2",
+            "clientx",
+            "zzzzzzzzzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(find_top(unknown.as_bytes()), None, "{unknown}");
+        }
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub struct Request {
     argc: u32,
     /// Where the first argument's `$` header starts in `frame` (after
     /// `*N\r\n`), so reading an argument skips no line twice.
-    first_arg: u32,
+    first_arg: u16,
+    /// The command name's length, when the parser read it (its payload
+    /// then follows the canonical `$<len>\r\n` at `first_arg`), else
+    /// [`NAME_UNSEEN`]: the lookup reads the name without a walk.
+    name_len: u16,
     /// The arguments as slices of `frame`, once asked for.
     args: OnceLock<Vec<Bytes>>,
 }
@@ -42,9 +46,11 @@ impl Request {
     /// the caller's own encoder: the frame must be a multibulk of `args`).
     pub fn with_frame(frame: Bytes, args: Vec<Bytes>) -> Request {
         Request {
-            first_arg: BulkWalk::new(&frame).pos as u32,
+            // A multibulk header is at most "*2147483647\r\n".
+            first_arg: BulkWalk::new(&frame).pos.min(usize::from(u16::MAX)) as u16,
             frame,
             argc: u32::try_from(args.len()).unwrap_or(u32::MAX),
+            name_len: NAME_UNSEEN,
             args: OnceLock::from(args),
         }
     }
@@ -53,11 +59,12 @@ impl Request {
     /// `argc` bulk strings.
     /// `argc` is at most `i32::MAX` (the parser's limit) and `first_arg`
     /// a few bytes in.
-    fn parsed(frame: Bytes, argc: usize, first_arg: usize) -> Request {
+    fn parsed(frame: Bytes, argc: usize, first_arg: usize, name_len: u16) -> Request {
         Request {
             frame,
             argc: argc as u32,
-            first_arg: first_arg as u32,
+            first_arg: first_arg as u16,
+            name_len,
             args: OnceLock::new(),
         }
     }
@@ -89,6 +96,22 @@ impl Request {
         if let Some(args) = self.args.get() {
             return args.get(i).map(|a| &a[..]);
         }
+        if let Some(name) = self.name_range() {
+            if i == 0 {
+                return self.frame.get(name);
+            }
+            if self.argc() <= WALK_MAX_ARGS {
+                // Walk from the argument after the name.
+                let mut walk = BulkWalk {
+                    frame: &self.frame,
+                    pos: name.end + 2,
+                };
+                for _ in 1..i {
+                    walk.next_range()?;
+                }
+                return self.frame.get(walk.next_range()?);
+            }
+        }
         if self.argc() > WALK_MAX_ARGS {
             return self.args().get(i).map(|a| &a[..]);
         }
@@ -100,6 +123,25 @@ impl Request {
         self.frame.get(range)
     }
 
+    /// Where the command name lies in the frame, when the parser saw it.
+    fn name_range(&self) -> Option<std::ops::Range<usize>> {
+        if self.name_len == NAME_UNSEEN {
+            return None;
+        }
+        let len = usize::from(self.name_len);
+        // The parser accepts only canonical lengths (no sign, no leading
+        // zero), so the header is `$`, these digits, `\r\n`.
+        let digits = match len {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => 5,
+        };
+        let start = self.first_arg as usize + 1 + digits + 2;
+        Some(start..start + len)
+    }
+
     fn walk(&self) -> BulkWalk<'_> {
         BulkWalk {
             frame: &self.frame,
@@ -107,6 +149,10 @@ impl Request {
         }
     }
 }
+
+/// [`Request::name_len`] when the name's place is not known (a request
+/// built from arguments, or a name of 64 KiB or more).
+const NAME_UNSEEN: u16 = u16::MAX;
 
 /// Commands with more arguments than this are split into `Bytes` when one
 /// of their arguments is asked for, rather than walked from the start each
@@ -364,7 +410,8 @@ impl RequestParser {
         let count = count as usize;
         // The arguments stay in the frame; only their extent is read.
         let mut pos = header_end + 2;
-        for _ in 0..count {
+        let mut name_len = NAME_UNSEEN;
+        for i in 0..count {
             let fast = match buf.get(pos) {
                 None => return Ok(Scan::Incomplete),
                 Some(b'$') => quick_header(buf, pos),
@@ -384,6 +431,9 @@ impl RequestParser {
             if buf.len() < end + 2 {
                 return Ok(Scan::Incomplete);
             }
+            if i == 0 {
+                name_len = u16::try_from(len).unwrap_or(NAME_UNSEEN);
+            }
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
         }
@@ -391,6 +441,7 @@ impl RequestParser {
             len: pos,
             argc: count,
             first_arg: header_end + 2,
+            name_len,
         }))
     }
 }
@@ -415,6 +466,7 @@ pub struct Found {
     len: usize,
     argc: usize,
     first_arg: usize,
+    name_len: u16,
 }
 
 impl Found {
@@ -427,7 +479,7 @@ impl Found {
     /// found at, taken out of the caller's buffer.
     pub fn request(self, frame: Bytes) -> Request {
         debug_assert_eq!(frame.len(), self.len);
-        Request::parsed(frame, self.argc, self.first_arg)
+        Request::parsed(frame, self.argc, self.first_arg, self.name_len)
     }
 }
 
@@ -703,6 +755,14 @@ mod tests {
             vec![b"GET".to_vec(), b"k".to_vec()],
             vec![b"SET".to_vec(), b"a\r\nb".to_vec(), Vec::new()],
             vec![b"ECHO".to_vec(), vec![b'x'; 300]],
+            // Names whose length takes 1, 2, 4, 5 digits, an empty one,
+            // and one too long for the parser to note its place.
+            vec![b"X".to_vec(), b"k".to_vec()],
+            vec![b"CLIENTTWELV".to_vec(), b"k".to_vec(), b"v".to_vec()],
+            vec![vec![b'n'; 1000], b"k".to_vec()],
+            vec![vec![b'n'; 10_000], b"k".to_vec()],
+            vec![Vec::new(), b"k".to_vec()],
+            vec![vec![b'n'; 70_000], b"k".to_vec()],
         ];
         commands.push(
             std::iter::once(b"MGET".to_vec())
