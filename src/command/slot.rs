@@ -20,11 +20,11 @@ pub fn hash_slot(key: &[u8]) -> u16 {
 
 /// The part of `key` that is hashed: the non-empty hash tag, or the whole key.
 fn hash_tag(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else {
+    let Some(open) = memchr::memchr(b'{', key) else {
         return key;
     };
     let rest = &key[open + 1..];
-    match rest.iter().position(|&b| b == b'}') {
+    match memchr::memchr(b'}', rest) {
         // `{}`: an empty tag does not count; the whole key is hashed.
         Some(0) | None => key,
         Some(close) => &rest[..close],
