@@ -30,9 +30,6 @@ use crate::protocol::Protocol;
 use crate::telemetry::CommandMetrics;
 use crate::transform::ReplyPlan;
 
-/// Initial capacity of a node group's request buffer.
-const GROUP_BUFFER: usize = 2048;
-
 /// The commands of one read, grouped per node.
 #[derive(Debug)]
 pub struct RoutedBatch {
@@ -44,6 +41,10 @@ pub struct RoutedBatch {
     pub proto: Protocol,
     /// One per node that gets requests.
     pub groups: Vec<NodeGroup>,
+    /// Every request, with the index of its group, in the order added:
+    /// the groups' bytes are laid out from these once, when the batch is
+    /// sent ([`RoutedBatch::group_frames`]).
+    pub requests: Vec<(usize, Bytes)>,
     /// One per client command, in request order.
     pub items: Vec<Item>,
     /// Bytes of requests gathered, to bound the batch.
@@ -61,8 +62,8 @@ pub struct RoutedBatch {
 pub struct NodeGroup {
     /// The node.
     pub node: Arc<Node>,
-    /// Requests, back to back.
-    pub frames: BytesMut,
+    /// Bytes of its requests.
+    pub len: usize,
     /// How many.
     pub count: usize,
     /// The replies, once sent.
@@ -128,6 +129,7 @@ impl RoutedBatch {
             client_id,
             proto,
             groups: Vec::with_capacity(4),
+            requests: Vec::with_capacity(16),
             items: Vec::with_capacity(16),
             bytes: 0,
             started,
@@ -140,38 +142,70 @@ impl RoutedBatch {
     pub fn add(
         &mut self,
         node: &Arc<Node>,
-        request: &[u8],
+        request: &Bytes,
         slot: Option<u16>,
         read_only: bool,
     ) -> Sub {
-        add_to(
-            &mut self.groups,
-            &mut self.bytes,
-            node,
-            request,
-            slot,
-            read_only,
-        )
+        let to = GroupsOf {
+            groups: &mut self.groups,
+            requests: &mut self.requests,
+            bytes: &mut self.bytes,
+        };
+        add_to(to, node, request, slot, read_only)
+    }
+
+    /// Lays out every group's requests back to back in one buffer (one
+    /// allocation for the batch, not one per node) and returns each
+    /// group's bytes, in group order. The request list is emptied, so the
+    /// client's read is not held while the replies are awaited.
+    pub fn group_frames(&mut self) -> Vec<Bytes> {
+        let mut buf = BytesMut::with_capacity(self.bytes);
+        let mut out = Vec::with_capacity(self.groups.len());
+        for group in 0..self.groups.len() {
+            for (g, request) in &self.requests {
+                if *g == group {
+                    buf.extend_from_slice(request);
+                }
+            }
+            out.push(buf.split().freeze());
+        }
+        self.requests.clear();
+        out
     }
 }
 
-/// [`RoutedBatch::add`] on the batch's fields, so a caller can hold its
-/// view at the same time.
+/// The parts of a [`RoutedBatch`] that [`add_to`] appends to, so a caller
+/// can hold the batch's view at the same time.
+pub struct GroupsOf<'a> {
+    /// [`RoutedBatch::groups`].
+    pub groups: &'a mut Vec<NodeGroup>,
+    /// [`RoutedBatch::requests`].
+    pub requests: &'a mut Vec<(usize, Bytes)>,
+    /// [`RoutedBatch::bytes`].
+    pub bytes: &'a mut usize,
+}
+
+/// [`RoutedBatch::add`] on the batch's fields. The request is kept by
+/// reference (a slice of the client's read, or a split part) until the
+/// batch is sent.
 pub fn add_to(
-    groups: &mut Vec<NodeGroup>,
-    bytes: &mut usize,
+    to: GroupsOf<'_>,
     node: &Arc<Node>,
-    request: &[u8],
+    request: &Bytes,
     slot: Option<u16>,
     read_only: bool,
 ) -> Sub {
+    let GroupsOf {
+        groups,
+        requests,
+        bytes,
+    } = to;
     let group = match groups.iter().position(|g| Arc::ptr_eq(&g.node, node)) {
         Some(i) => i,
         None => {
             groups.push(NodeGroup {
                 node: node.clone(),
-                // Room for a pipelined read's share without regrowing.
-                frames: BytesMut::with_capacity(GROUP_BUFFER),
+                len: 0,
                 count: 0,
                 reply: None,
                 sent: Bytes::new(),
@@ -180,9 +214,10 @@ pub fn add_to(
         }
     };
     let g = &mut groups[group];
-    let start = g.frames.len();
-    g.frames.extend_from_slice(request);
+    let start = g.len;
+    g.len += request.len();
     g.count += 1;
+    requests.push((group, request.clone()));
     *bytes += request.len();
     Sub {
         group,

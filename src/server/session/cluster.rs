@@ -20,7 +20,7 @@ use crate::backend::cluster::{scan, slot_unserved, ClusterRouter, ClusterView};
 use crate::backend::node::Node;
 use crate::command::slot::hash_slot;
 use crate::command::Merge;
-use crate::server::routed::{add_to, Item, RoutedBatch};
+use crate::server::routed::{add_to, GroupsOf, Item, RoutedBatch};
 
 /// A command queued while a cluster transaction is not bound to a node.
 pub(super) struct Queued {
@@ -90,8 +90,8 @@ impl Session {
             return false;
         };
         permits.forget(); // given back by the writer when it takes the entry
-        for group in &mut batch.groups {
-            let frames = std::mem::take(&mut group.frames).freeze();
+        let frames = batch.group_frames();
+        for (group, frames) in batch.groups.iter_mut().zip(frames) {
             group.sent = frames.clone();
             group.reply = Some(
                 group
@@ -439,14 +439,20 @@ fn plan_item(
     let RoutedBatch {
         view,
         groups,
+        requests,
         bytes,
         client_id,
         ..
     } = batch;
     let view: &ClusterView = view;
     let client_id = *client_id;
-    let mut add = |node: &Arc<Node>, request: &[u8], slot: Option<u16>, read_only: bool| {
-        add_to(groups, bytes, node, request, slot, read_only)
+    let mut add = |node: &Arc<Node>, request: &Bytes, slot: Option<u16>, read_only: bool| {
+        let to = GroupsOf {
+            groups: &mut *groups,
+            requests: &mut *requests,
+            bytes: &mut *bytes,
+        };
+        add_to(to, node, request, slot, read_only)
     };
     let plan = match spec {
         Some(spec) => split::plan(spec, &req),
