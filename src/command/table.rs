@@ -7,7 +7,7 @@
 //!
 //! [`COMMANDS`] and each `subcommands` slice are sorted by name (byte order of
 //! the lower-case name); `COMMAND_KEYS` and `SUBCOMMAND_KEYS` hold the same names
-//! packed into integers, which is what [`super::lookup_name`] binary-searches.
+//! packed into integers, which is what [`super::lookup_name`] compares.
 
 use super::lookup::NameKey;
 use super::{BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, Merge, Route};
@@ -6331,7 +6331,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-/// The names of [`COMMANDS`] packed for the lookup's binary search, index for index.
+/// The names of [`COMMANDS`] packed for the lookup, index for index.
 pub(super) static COMMAND_KEYS: [NameKey; 240] = [
     NameKey::new("acl"),
     NameKey::new("append"),

@@ -373,7 +373,7 @@ def render(commands, version):
     out.append("//!")
     out.append("//! [`COMMANDS`] and each `subcommands` slice are sorted by name (byte order of")
     out.append("//! the lower-case name); `COMMAND_KEYS` and `SUBCOMMAND_KEYS` hold the same names")
-    out.append("//! packed into integers, which is what [`super::lookup_name`] binary-searches.")
+    out.append("//! packed into integers, which is what [`super::lookup_name`] compares.")
     out.append("")
     out.append("use super::lookup::NameKey;")
     out.append("use super::{BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, Merge, Route};")
@@ -393,7 +393,7 @@ def render(commands, version):
         out.append(rust_spec(cmd, 4))
     out.append("];")
     out.append("")
-    out.append("/// The names of [`COMMANDS`] packed for the lookup's binary search, index for index.")
+    out.append("/// The names of [`COMMANDS`] packed for the lookup, index for index.")
     out.append("pub(super) static COMMAND_KEYS: [NameKey; %d] = [" % len(commands))
     for cmd in commands:
         out.append('    NameKey::new("%s"),' % cmd["name"])
