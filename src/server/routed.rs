@@ -116,6 +116,60 @@ pub enum Item {
     Silent(Box<Item>),
 }
 
+/// Emptied batches, kept for the session's next reads: the writer gives
+/// each one back once its replies are written, and the session takes it
+/// for its next read, so a pipelined read in cluster mode does not
+/// allocate the batch and its vectors anew. One per client: the session
+/// and its writer are the only users, so the lock is never contended.
+#[derive(Debug, Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "the box is what travels to the writer (`Pending::Routed`); keeping it saves its allocation too"
+)]
+pub struct BatchPool(std::sync::Mutex<Vec<Box<RoutedBatch>>>);
+
+/// Emptied batches a pool keeps (a client has a few reads in flight).
+const POOL_MAX: usize = 4;
+
+impl BatchPool {
+    /// An empty batch over `view`: a kept one when there is one.
+    pub fn take(
+        &self,
+        view: Arc<ClusterView>,
+        client_id: u64,
+        proto: Protocol,
+        started: Instant,
+    ) -> Box<RoutedBatch> {
+        let kept = self.0.lock().ok().and_then(|mut kept| kept.pop());
+        match kept {
+            Some(mut batch) => {
+                batch.view = view;
+                batch.client_id = client_id;
+                batch.proto = proto;
+                batch.started = started;
+                batch
+            }
+            None => Box::new(RoutedBatch::new(view, client_id, proto, started)),
+        }
+    }
+
+    /// Keeps `batch`, emptied (its vectors keep their capacity), unless
+    /// enough are kept already.
+    pub fn give(&self, mut batch: Box<RoutedBatch>) {
+        batch.groups.clear();
+        batch.requests.clear();
+        batch.items.clear();
+        batch.metrics.clear();
+        batch.plans.clear();
+        batch.bytes = 0;
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() < POOL_MAX {
+                kept.push(batch);
+            }
+        }
+    }
+}
+
 impl RoutedBatch {
     /// An empty batch over `view`.
     pub fn new(
@@ -293,5 +347,47 @@ impl GroupReplies {
                 reason: "malformed or missing reply frame".into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_gives_back_emptied_batches_and_keeps_a_few() {
+        let pool = BatchPool::default();
+        let view = Arc::new(ClusterView::empty());
+        let started = Instant::now();
+        let mut batch = pool.take(view.clone(), 1, Protocol::Resp2, started);
+        batch
+            .items
+            .push(Item::Ready(Bytes::from_static(b"+OK\r\n")));
+        batch
+            .requests
+            .push((0, Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")));
+        batch.bytes = 14;
+        let items_at = batch.items.as_ptr();
+        pool.give(batch);
+
+        // The same batch, emptied, its vectors' room kept, for the new client state.
+        let again = pool.take(view.clone(), 2, Protocol::Resp3, started);
+        assert_eq!(again.items.as_ptr(), items_at);
+        assert!(again.items.is_empty() && again.requests.is_empty() && again.groups.is_empty());
+        assert!(again.metrics.is_empty() && again.plans.is_empty());
+        assert_eq!(
+            (again.bytes, again.client_id, again.proto),
+            (0, 2, Protocol::Resp3)
+        );
+
+        // No more than POOL_MAX are kept.
+        let taken: Vec<_> = (0..POOL_MAX + 2)
+            .map(|_| pool.take(view.clone(), 1, Protocol::Resp2, started))
+            .collect();
+        for batch in taken {
+            pool.give(batch);
+        }
+        pool.give(again);
+        assert_eq!(pool.0.lock().map(|kept| kept.len()).unwrap_or(0), POOL_MAX);
     }
 }

@@ -473,6 +473,18 @@ impl ClusterRouter {
     }
 }
 
+#[cfg(test)]
+impl ClusterView {
+    /// A view with no shards, for tests that only need one to exist.
+    pub(crate) fn empty() -> ClusterView {
+        ClusterView {
+            map: SlotMap::from_ranges(Vec::new()).unwrap_or_else(|e| panic!("{e}")),
+            shards: Vec::new(),
+            nodes: HashMap::new(),
+        }
+    }
+}
+
 /// Builds a view for `map`, reusing the nodes of `previous` by address.
 fn build_view(
     map: SlotMap,

@@ -57,9 +57,10 @@ impl Session {
         let Some(cluster) = self.cluster.as_deref() else {
             return Flow::Close;
         };
-        let batch = self.routed.get_or_insert_with(|| {
-            RoutedBatch::new(cluster.view(), client_id, proto, timing.started)
-        });
+        let pool = &self.batch_pool;
+        let batch = self
+            .routed
+            .get_or_insert_with(|| pool.take(cluster.view(), client_id, proto, timing.started));
         let item = plan_item(cluster, batch, req, spec, read_only);
         let item = match self.reply_mode {
             ReplyMode::On => item,
@@ -100,7 +101,7 @@ impl Session {
                     .await,
             );
         }
-        self.tx.send(Pending::Routed(Box::new(batch))).await.is_ok()
+        self.tx.send(Pending::Routed(batch)).await.is_ok()
     }
 
     /// Cluster mode: commands strata answers differently from a single
@@ -227,7 +228,9 @@ impl Session {
             return Flow::Close;
         }
         let (client_id, proto) = (self.info.id, self.proto);
-        let mut batch = RoutedBatch::new(cluster.view(), client_id, proto, timing.started);
+        let mut batch = self
+            .batch_pool
+            .take(cluster.view(), client_id, proto, timing.started);
         let item = build(&mut batch);
         let item = self.reply_mode_item(item);
         batch.items.push(item);

@@ -66,12 +66,14 @@ pub async fn serve(
     // entries, so at most `max_inflight_per_client` commands wait per client.
     let inflight = Arc::new(tokio::sync::Semaphore::new(max_inflight));
     let (swap_tx, swaps) = mpsc::unbounded_channel();
+    let batch_pool = Arc::new(super::routed::BatchPool::default());
     let writer = tokio::spawn(super::writer::run(
         wr,
         rx,
         inflight.clone(),
         shared.clone(),
         swap_tx,
+        batch_pool.clone(),
     ));
     let mut session = Session {
         shared: shared.clone(),
@@ -91,6 +93,7 @@ pub async fn serve(
         multi_refused: false,
         cluster: shared.cluster.clone(),
         routed: None,
+        batch_pool,
         pinned_slot: None,
         unbound_multi: None,
         suppress_reply: false,
@@ -161,7 +164,9 @@ struct Session {
     /// Cluster mode's router (`None` in other modes).
     cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
     /// Cluster mode: commands routed by slot, not yet sent.
-    routed: Option<super::routed::RoutedBatch>,
+    routed: Option<Box<super::routed::RoutedBatch>>,
+    /// Emptied cluster batches, shared with the writer that gives them back.
+    batch_pool: Arc<super::routed::BatchPool>,
     /// Cluster mode, on a dedicated connection: the slot its keys must be in.
     pinned_slot: Option<u16>,
     /// Cluster mode: inside MULTI, before a key says which node runs it;

@@ -45,6 +45,7 @@ pub async fn run(
     inflight: Arc<tokio::sync::Semaphore>,
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
+    batch_pool: Arc<crate::server::routed::BatchPool>,
 ) {
     let mut w = Writer {
         wr,
@@ -53,6 +54,7 @@ pub async fn run(
         out: BytesMut::with_capacity(16 * 1024),
         shared,
         swap: Some(swap),
+        batch_pool,
     };
     let _ = w.mux_loop().await;
     let _ = w.wr.shutdown().await;
@@ -68,6 +70,8 @@ struct Writer {
     /// Hands the session the write half of a connection the writer took
     /// to keep a subscriber's subscriptions (`resubscribe.rs`).
     swap: Option<mpsc::UnboundedSender<DedicatedSwap>>,
+    /// Where written cluster batches go back to the session (`routed.rs`).
+    batch_pool: Arc<crate::server::routed::BatchPool>,
 }
 
 impl Writer {
@@ -181,7 +185,7 @@ impl Writer {
                         }
                     }
                 }
-                Pending::Routed(batch) => self.write_routed(*batch).await?,
+                Pending::Routed(batch) => self.write_routed(batch).await?,
                 Pending::EnterDedicated(rd) => self.dedicated_loop(rd).await?,
                 Pending::Close => {
                     self.flush().await?;

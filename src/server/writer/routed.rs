@@ -21,7 +21,7 @@ struct Ctx<'a> {
 
 impl Writer {
     /// Writes one reply per item of `batch`, in order.
-    pub(super) async fn write_routed(&mut self, mut batch: RoutedBatch) -> Result<(), Stop> {
+    pub(super) async fn write_routed(&mut self, mut batch: Box<RoutedBatch>) -> Result<(), Stop> {
         let Some(cluster) = self.shared.cluster.clone() else {
             return Ok(()); // never built outside cluster mode
         };
@@ -45,14 +45,15 @@ impl Writer {
         }
         let elapsed = batch.started.elapsed();
         crate::telemetry::record_batch(&batch.metrics, elapsed);
-        let mut plans = batch.plans.into_iter().peekable();
+        let b = &mut *batch;
+        let mut plans = b.plans.drain(..).peekable();
         let ctx = Ctx {
             cluster: &cluster,
-            view: &batch.view,
-            client_id: batch.client_id,
-            proto: batch.proto,
+            view: &b.view,
+            client_id: b.client_id,
+            proto: b.proto,
         };
-        for (i, item) in batch.items.into_iter().enumerate() {
+        for (i, item) in b.items.drain(..).enumerate() {
             // The common case first: one node's reply, passed on as it is.
             if let Item::One(sub) = &item {
                 if plans.peek().is_none_or(|(at, _)| *at != i) {
@@ -83,6 +84,8 @@ impl Writer {
                 self.flush().await?;
             }
         }
+        drop(plans);
+        self.batch_pool.give(batch);
         Ok(())
     }
 
