@@ -131,6 +131,9 @@ pub struct BatchPool(std::sync::Mutex<Vec<Box<RoutedBatch>>>);
 /// Emptied batches a pool keeps (a client has a few reads in flight).
 const POOL_MAX: usize = 4;
 
+/// The view a kept batch holds until it is taken again.
+static NO_VIEW: std::sync::OnceLock<Arc<ClusterView>> = std::sync::OnceLock::new();
+
 impl BatchPool {
     /// An empty batch over `view`: a kept one when there is one.
     pub fn take(
@@ -154,8 +157,12 @@ impl BatchPool {
     }
 
     /// Keeps `batch`, emptied (its vectors keep their capacity), unless
-    /// enough are kept already.
+    /// enough are kept already. It lets go of its view, so an idle
+    /// client's pool does not keep an old topology and its nodes alive.
     pub fn give(&self, mut batch: Box<RoutedBatch>) {
+        batch.view = NO_VIEW
+            .get_or_init(|| Arc::new(ClusterView::empty()))
+            .clone();
         batch.groups.clear();
         batch.requests.clear();
         batch.items.clear();
@@ -373,6 +380,7 @@ mod tests {
         // The same batch, emptied, its vectors' room kept, for the new client state.
         let again = pool.take(view.clone(), 2, Protocol::Resp3, started);
         assert_eq!(again.items.as_ptr(), items_at);
+        assert!(Arc::ptr_eq(&again.view, &view));
         assert!(again.items.is_empty() && again.requests.is_empty() && again.groups.is_empty());
         assert!(again.metrics.is_empty() && again.plans.is_empty());
         assert_eq!(
@@ -389,5 +397,7 @@ mod tests {
         }
         pool.give(again);
         assert_eq!(pool.0.lock().map(|kept| kept.len()).unwrap_or(0), POOL_MAX);
+        // Kept batches do not hold the views they were used with.
+        assert_eq!(Arc::strong_count(&view), 1);
     }
 }

@@ -473,9 +473,9 @@ impl ClusterRouter {
     }
 }
 
-#[cfg(test)]
 impl ClusterView {
-    /// A view with no shards, for tests that only need one to exist.
+    /// A view with no shards: what an idle pooled batch points at
+    /// (`server/routed.rs`), and for tests that only need a view.
     pub(crate) fn empty() -> ClusterView {
         ClusterView {
             map: SlotMap::from_ranges(Vec::new()).unwrap_or_else(|e| panic!("{e}")),
