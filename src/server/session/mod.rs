@@ -32,7 +32,7 @@ use super::Shared;
 use crate::backend::dedicated::Dedicated;
 use crate::command::{self, CommandSpec, Flags, Route};
 use crate::protocol::reply::{self, ReplyBuf};
-use crate::protocol::{Found, Protocol, Request, Scan};
+use crate::protocol::{ArgList, Found, Protocol, Request, Scan};
 use crate::telemetry::{CommandMetrics, ErrorKind};
 use crate::transform::{encode_request, ReplyPlan, Rewrite};
 
@@ -383,9 +383,12 @@ impl Session {
         }
         // Value transforms: seal the values of the request, refuse what a
         // rule forbids, and keep the plan for opening the reply. Commands
-        // that carry no value pass without allocating.
+        // transforms never look at keep their arguments in the frame.
         let mut plan = None;
-        if !self.shared.transforms.is_empty() {
+        if req
+            .arg(0)
+            .is_some_and(|name| self.shared.transforms.concerns(name))
+        {
             match self.shared.transforms.prepare(req.args()) {
                 Ok(prepared) => {
                     if let Rewrite::Args(args) = prepared.rewrite {

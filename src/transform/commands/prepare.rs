@@ -12,6 +12,13 @@ use crate::transform::rules::Rule;
 use crate::transform::Transforms;
 
 impl Transforms {
+    /// True when rules exist and the command `name` (as the client sent
+    /// it) is one transforms look at; only then does a request need
+    /// [`Transforms::prepare`] and its arguments split out of the frame.
+    pub fn concerns(&self, name: &[u8]) -> bool {
+        !self.rules.is_empty() && lookup(name).is_some()
+    }
+
     /// Looks at one request (`args[0]` is the command name, as the client
     /// sent it): the arguments to send and how to decode the reply, or the
     /// error to answer instead (`ERR STRLEN not supported on transformed key

@@ -401,3 +401,24 @@ fn encode() {
         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
     );
 }
+
+#[test]
+fn only_commands_transforms_look_at_need_their_arguments_split() {
+    assert!(!Transforms::disabled().concerns(b"GET"));
+    let t = transforms();
+    for name in [
+        "GET", "get", "SeT", "APPEND", "HGETALL", "EVAL", "LPUSH", "STRLEN",
+    ] {
+        assert!(t.concerns(name.as_bytes()), "{name}");
+    }
+    // What `concerns` lets pass is passed by `prepare` too, even on a
+    // matching key.
+    for name in ["PING", "DEL", "SADD", "EXPIRE", "TTL", "nosuchcommand"] {
+        assert!(!t.concerns(name.as_bytes()), "{name}");
+        assert_eq!(
+            prep(&t, &[name, "session:1", "v"]).unwrap(),
+            Prepared::PASS,
+            "{name}"
+        );
+    }
+}
