@@ -10,32 +10,41 @@ use std::time::{Duration, Instant};
 use redis::cmd;
 use support::clients::{show, Env};
 
-/// Waits until the backend reports at least `n` blocked clients.
-async fn wait_blocked(env: &Env, n: usize) {
+/// The backend's `blocked_clients`.
+async fn blocked(env: &Env) -> usize {
     let mut con = env.backend_con().await;
+    let info: String = cmd("INFO")
+        .arg("clients")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the backend's blocked-client count satisfies `ok`.
+async fn wait_blocked_until(env: &Env, what: &str, ok: impl Fn(usize) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info: String = cmd("INFO")
-            .arg("clients")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        let blocked: usize = info
-            .lines()
-            .find_map(|l| l.strip_prefix("blocked_clients:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        if blocked >= n {
+        let n = blocked(env).await;
+        if ok(n) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "only {blocked} of {n} clients blocked"
+            "{n} clients blocked; wanted {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the backend reports at least `n` blocked clients.
+async fn wait_blocked(env: &Env, n: usize) {
+    wait_blocked_until(env, &format!("at least {n}"), |b| b >= n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,4 +346,48 @@ async fn blocked_commands_are_woken_by_other_clients() {
         waiter.await.unwrap(),
         ("rs".to_string(), "item".to_string())
     );
+}
+
+/// A client that leaves while blocked (it hangs up, or CLIENT KILL closes
+/// it) takes its blocked backend connection with it: Redis unblocks it, and
+/// an element pushed afterwards stays in the list instead of being popped
+/// for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_client_that_leaves_pops_nothing() {
+    let env = Env::start().await;
+    let mut direct = env.raw_backend().await;
+
+    // Hangs up.
+    let mut gone = env.raw().await;
+    gone.send(&support::clients::encode_line("BLPOP left-behind 0"))
+        .await;
+    wait_blocked(&env, 1).await;
+    drop(gone);
+    wait_blocked_until(&env, "0 after the client hung up", |b| b == 0).await;
+    direct.expect("RPUSH left-behind a", b":1\r\n").await;
+    direct.expect("LLEN left-behind", b":1\r\n").await;
+
+    // Killed.
+    let mut killed = env.raw().await;
+    let id = killed.cmd("CLIENT ID").await;
+    let id = String::from_utf8(id).unwrap();
+    let id = id.trim_start_matches(':').trim();
+    killed
+        .send(&support::clients::encode_line("BLPOP left-behind-2 0"))
+        .await;
+    wait_blocked(&env, 1).await;
+    let mut admin = env.raw().await;
+    admin
+        .expect(&format!("CLIENT KILL ID {id}"), b":1\r\n")
+        .await;
+    killed.expect_closed().await;
+    wait_blocked_until(&env, "0 after CLIENT KILL", |b| b == 0).await;
+    direct.expect("RPUSH left-behind-2 a", b":1\r\n").await;
+    direct.expect("LLEN left-behind-2", b":1\r\n").await;
+
+    // strata still serves blocking commands afterwards.
+    direct.expect("RPUSH ready x", b":1\r\n").await;
+    admin
+        .expect("BLPOP ready 0", b"*2\r\n$5\r\nready\r\n$1\r\nx\r\n")
+        .await;
 }

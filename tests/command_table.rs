@@ -341,7 +341,8 @@ fn routing_policy_invariants() {
     };
     assert_eq!(client("setname"), Route::Local);
     assert_eq!(client("tracking"), Route::Dedicated);
-    assert_eq!(client("kill"), Route::Unsupported);
+    assert_eq!(client("kill"), Route::Local);
+    assert_eq!(client("unblock"), Route::Unsupported);
     assert_eq!(client("pause"), Route::Any);
 }
 

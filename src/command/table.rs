@@ -292,6 +292,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         name: "client|kill",
         arity: -3,
         flags: Flags::ADMIN
+            .union(Flags::CONNECTION_STATE)
             .union(Flags::NOSCRIPT)
             .union(Flags::LOADING)
             .union(Flags::STALE),
@@ -299,7 +300,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
         key_specs: &[],
-        route: Route::Unsupported,
+        route: Route::Local,
         merge: Merge::One,
         subcommands: &[],
     },

@@ -1,7 +1,8 @@
-//! The registry of connected clients, for CLIENT LIST/INFO/ID and INFO.
+//! The registry of connected clients, for CLIENT LIST/INFO/ID/KILL and INFO.
 //!
-//! The registry lock is taken on connect, disconnect and CLIENT LIST only;
-//! the per-command path touches just the client's own atomics.
+//! The registry lock is taken on connect, disconnect, CLIENT LIST and
+//! CLIENT KILL only; the per-command path touches just the client's own
+//! atomics.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +11,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::watch;
+
+/// How a client's connection is ending, for the two tasks that serve it.
+///
+/// The reader sees the client leave; the writer may be waiting on a
+/// blocking command's dedicated connection and must learn it too, or that
+/// connection stays blocked in Redis (and would pop an element nobody
+/// reads) until the command's own timeout, which may be never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Connected.
+    Present,
+    /// The client closed its side, or its socket failed. Redis drops such
+    /// a client at once; strata still writes replies that are coming, but
+    /// gives up a blocking command's wait.
+    HungUp,
+    /// CLIENT KILL: the connection is closed now and nothing more is written.
+    Killed,
+}
+
+/// What `CLIENT KILL`'s filters select (every filter given must match).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KillFilter {
+    /// `ADDR ip:port` (or the old form's only argument).
+    pub addr: Option<String>,
+    /// `LADDR ip:port`.
+    pub laddr: Option<String>,
+    /// `ID n`.
+    pub id: Option<u64>,
+    /// `TYPE`: `Some(true)` pubsub, `Some(false)` normal; `None` any.
+    /// master/replica select nobody (strata's clients are never replicas),
+    /// so they are [`KillFilter::nobody`].
+    pub pubsub: Option<bool>,
+    /// `TYPE master|replica|slave`.
+    pub nobody: bool,
+    /// `SKIPME yes` (the default in the filter form): the caller is spared.
+    pub skip_me: bool,
+}
 
 /// What CLIENT LIST shows about one client.
 #[derive(Debug)]
@@ -30,9 +69,51 @@ pub struct ClientInfo {
     shard_subscriptions: AtomicUsize,
     in_multi: AtomicU8,
     last_command: Mutex<&'static str>,
+    departure: watch::Sender<Departure>,
 }
 
 impl ClientInfo {
+    /// Follows how the connection is ending (see [`Departure`]).
+    pub fn departure(&self) -> watch::Receiver<Departure> {
+        self.departure.subscribe()
+    }
+
+    /// The client closed its side of the connection (or it failed).
+    pub fn hang_up(&self) {
+        self.departure.send_if_modified(|d| {
+            let changed = *d == Departure::Present;
+            if changed {
+                *d = Departure::HungUp;
+            }
+            changed
+        });
+    }
+
+    /// CLIENT KILL: the tasks serving this client stop at once.
+    pub fn kill(&self) {
+        self.departure.send_replace(Departure::Killed);
+    }
+
+    /// True while subscribed to anything (CLIENT LIST's `flags=P`, and
+    /// Redis's `pubsub` client type).
+    pub fn is_pubsub(&self) -> bool {
+        self.subscriptions.load(Ordering::Relaxed)
+            + self.pattern_subscriptions.load(Ordering::Relaxed)
+            + self.shard_subscriptions.load(Ordering::Relaxed)
+            > 0
+    }
+
+    /// True when every filter of `f` matches this client.
+    fn matches(&self, f: &KillFilter) -> bool {
+        !f.nobody
+            && f.id.is_none_or(|id| id == self.id)
+            && f.addr.as_deref().is_none_or(|a| a == self.addr.to_string())
+            && f.laddr
+                .as_deref()
+                .is_none_or(|a| a == self.laddr.to_string())
+            && f.pubsub.is_none_or(|p| p == self.is_pubsub())
+    }
+
     /// The name set by CLIENT SETNAME or HELLO SETNAME.
     pub fn name(&self) -> Option<Bytes> {
         self.name.lock().ok().and_then(|n| n.clone())
@@ -84,7 +165,7 @@ impl ClientInfo {
         let sub = self.subscriptions.load(Ordering::Relaxed);
         let psub = self.pattern_subscriptions.load(Ordering::Relaxed);
         let ssub = self.shard_subscriptions.load(Ordering::Relaxed);
-        let flags = if sub + psub + ssub > 0 {
+        let flags = if self.is_pubsub() {
             "P"
         } else if self.in_multi.load(Ordering::Relaxed) == 1 {
             "x"
@@ -150,6 +231,7 @@ impl ClientRegistry {
             shard_subscriptions: AtomicUsize::new(0),
             in_multi: AtomicU8::new(0),
             last_command: Mutex::new("NULL"),
+            departure: watch::Sender::new(Departure::Present),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());
@@ -177,6 +259,27 @@ impl ClientRegistry {
     /// The clock CLIENT LIST's idle times are measured against.
     pub fn epoch(&self) -> Instant {
         self.epoch
+    }
+
+    /// CLIENT KILL: kills every other client `filter` selects. Returns how
+    /// many matched, counting the caller when it matched (it is then to
+    /// close itself once its reply is written, as Redis does) and whether
+    /// it did.
+    pub fn kill(&self, filter: &KillFilter, me: u64) -> (usize, bool) {
+        let mut count = 0;
+        let mut kill_me = false;
+        for c in self.snapshot() {
+            if !c.matches(filter) || (filter.skip_me && c.id == me) {
+                continue;
+            }
+            count += 1;
+            if c.id == me {
+                kill_me = true;
+            } else {
+                c.kill();
+            }
+        }
+        (count, kill_me)
     }
 
     /// A snapshot of the clients, by id.

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::clients::{ClientInfo, ClientRegistry};
+use super::clients::{ClientInfo, ClientRegistry, KillFilter};
 use crate::protocol::reply::ReplyBuf;
 use crate::protocol::Protocol;
 
@@ -182,6 +182,68 @@ pub fn client_list(proto: Protocol, args: &[Bytes], registry: &ClientRegistry) -
         text.push('\n');
     }
     r.verbatim(text.as_bytes());
+    r.freeze()
+}
+
+/// CLIENT KILL's arguments, as Redis 7.0 reads them: the old form
+/// `CLIENT KILL ip:port` (which may name the caller), or filters
+/// `ID`, `TYPE`, `USER`, `ADDR`, `LADDR`, `SKIPME` in pairs. The second
+/// value says which form it was (the old one answers `+OK`).
+pub fn parse_client_kill(args: &[Bytes]) -> Result<(KillFilter, bool), String> {
+    let syntax = || "ERR syntax error".to_string();
+    if args.len() == 3 {
+        let filter = KillFilter {
+            addr: Some(String::from_utf8_lossy(&args[2]).into_owned()),
+            ..KillFilter::default()
+        };
+        return Ok((filter, true));
+    }
+    if args.len() < 3 || args.len() % 2 != 0 {
+        return Err(syntax());
+    }
+    let mut f = KillFilter {
+        skip_me: true,
+        ..KillFilter::default()
+    };
+    for pair in args[2..].chunks_exact(2) {
+        let (option, value) = (pair[0].to_ascii_lowercase(), &pair[1]);
+        let text = || String::from_utf8_lossy(value).into_owned();
+        match option.as_slice() {
+            b"id" => match crate::protocol::request::parse_int(value) {
+                Some(id) if id > 0 => f.id = Some(id as u64),
+                _ => return Err("ERR client-id should be greater than 0".to_string()),
+            },
+            b"type" => match value.to_ascii_lowercase().as_slice() {
+                b"normal" => f.pubsub = Some(false),
+                b"pubsub" => f.pubsub = Some(true),
+                b"master" | b"replica" | b"slave" => f.nobody = true,
+                _ => return Err(format!("ERR Unknown client type '{}'", text())),
+            },
+            // strata's clients are all the default user (see `auth`).
+            b"user" if value.as_ref() == b"default" => {}
+            b"user" => return Err(format!("ERR No such user '{}'", text())),
+            b"addr" => f.addr = Some(text()),
+            b"laddr" => f.laddr = Some(text()),
+            b"skipme" => match value.to_ascii_lowercase().as_slice() {
+                b"yes" => f.skip_me = true,
+                b"no" => f.skip_me = false,
+                _ => return Err(syntax()),
+            },
+            _ => return Err(syntax()),
+        }
+    }
+    Ok((f, false))
+}
+
+/// CLIENT KILL's reply: the old form says `+OK` or that no client had
+/// that address; the filter form counts the clients killed.
+pub fn client_kill_reply(proto: Protocol, old_form: bool, killed: usize) -> Bytes {
+    let mut r = ReplyBuf::new(proto);
+    match (old_form, killed) {
+        (true, 0) => r.error("ERR No such client"),
+        (true, _) => r.simple("OK"),
+        (false, n) => r.integer(n as i64),
+    };
     r.freeze()
 }
 

@@ -127,6 +127,21 @@ impl Session {
                     _ => self.error("ERR syntax error").await,
                 }
             }
+            "client|kill" => match local::parse_client_kill(args) {
+                Err(e) => self.error(&e).await,
+                Ok((filter, old_form)) => {
+                    let (killed, me) = self.shared.clients.kill(&filter, self.info.id);
+                    let flow = self
+                        .reply(local::client_kill_reply(proto, old_form, killed))
+                        .await;
+                    // Killed itself: closed once the reply is written, as in Redis.
+                    if me {
+                        Flow::Close
+                    } else {
+                        flow
+                    }
+                }
+            },
             "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
             // Connection-state commands the table routes locally but that
             // only make sense on a dedicated connection.

@@ -24,7 +24,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::clients::ClientInfo;
+use super::clients::{ClientInfo, Departure};
 use super::conn_state::ConnState;
 use super::local;
 use super::pending::{DedicatedReader, DedicatedReturn, Expect, Pending, Post, Timing};
@@ -67,13 +67,14 @@ pub async fn serve(
     let inflight = Arc::new(tokio::sync::Semaphore::new(max_inflight));
     let (swap_tx, swaps) = mpsc::unbounded_channel();
     let batch_pool = Arc::new(super::routed::BatchPool::default());
-    let writer = tokio::spawn(super::writer::run(
+    let mut writer = tokio::spawn(super::writer::run(
         wr,
         rx,
         inflight.clone(),
         shared.clone(),
         swap_tx,
         batch_pool.clone(),
+        info.departure(),
     ));
     let mut session = Session {
         shared: shared.clone(),
@@ -99,11 +100,35 @@ pub async fn serve(
         suppress_reply: false,
         swaps,
     };
-    session.read_loop(rd, shutdown).await;
+    // CLIENT KILL from another client stops the reader wherever it waits
+    // (for permits, for the backend) and the writer with what it holds.
+    let mut departure = info.departure();
+    tokio::select! {
+        () = session.read_loop(rd, shutdown) => {}
+        () = killed(&mut departure) => {}
+    }
     // Dropping the queue's sender lets the writer finish what is queued.
     drop(session);
-    let _ = writer.await;
+    tokio::select! {
+        _ = &mut writer => {}
+        () = killed(&mut departure) => {
+            writer.abort();
+            let _ = writer.await;
+        }
+    }
     shared.clients.unregister(info.id);
+}
+
+/// Resolves once the client is killed (CLIENT KILL).
+async fn killed(departure: &mut watch::Receiver<Departure>) {
+    if departure
+        .wait_for(|d| *d == Departure::Killed)
+        .await
+        .is_err()
+    {
+        // The registry entry outlives the session; never here in practice.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Most commands gathered into one backend batch.
@@ -274,7 +299,10 @@ impl Session {
                 }
             };
             match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    self.info.hang_up();
+                    return;
+                }
                 Ok(n) => self.shared.metrics.bytes_in(n as u64),
             }
         }

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
 use tokio::sync::oneshot::error::TryRecvError;
+use tokio::sync::{mpsc, watch};
 
+use super::clients::Departure;
 use super::pending::{DedicatedReader, Expect, Pending, Post};
 use super::Shared;
 use crate::backend::mux::retired_reason;
@@ -46,6 +47,7 @@ pub async fn run(
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
     batch_pool: Arc<crate::server::routed::BatchPool>,
+    departure: watch::Receiver<Departure>,
 ) {
     let mut w = Writer {
         wr,
@@ -55,6 +57,7 @@ pub async fn run(
         shared,
         swap: Some(swap),
         batch_pool,
+        departure,
     };
     let _ = w.mux_loop().await;
     let _ = w.wr.shutdown().await;
@@ -72,6 +75,8 @@ struct Writer {
     swap: Option<mpsc::UnboundedSender<DedicatedSwap>>,
     /// Where written cluster batches go back to the session (`routed.rs`).
     batch_pool: Arc<crate::server::routed::BatchPool>,
+    /// Whether the client is still there (see [`Departure`]).
+    departure: watch::Receiver<Departure>,
 }
 
 impl Writer {
@@ -368,6 +373,13 @@ impl Writer {
                     self.flush().await?;
                 }
                 tokio::select! {
+                    // A blocking command (no deadline) whose client left:
+                    // stop, and the connection, still blocked in Redis, is
+                    // closed (not pooled), so Redis unblocks it without
+                    // popping an element for nobody.
+                    () = hung_up(&mut self.departure), if deadline.is_none() => {
+                        return Err(Stop::ClientGone);
+                    }
                     r = rd.rd.read_buf(&mut rd.buf) => match r {
                         Ok(0) | Err(_) => return self.dedicated_failed(&addr, &mut due, "backend closed the connection").await,
                         Ok(_) => {}
@@ -495,6 +507,17 @@ fn is_out_of_band(frame: &[u8], monitor: bool, subscribed: bool) -> bool {
         }
         Some(b'+') if monitor => frame.get(1).is_some_and(|c| c.is_ascii_digit()),
         _ => false,
+    }
+}
+
+/// Resolves once the client has closed its side (or was killed).
+async fn hung_up(departure: &mut watch::Receiver<Departure>) {
+    if departure
+        .wait_for(|d| *d != Departure::Present)
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
     }
 }
 
