@@ -391,3 +391,44 @@ async fn blocked_client_that_leaves_pops_nothing() {
         .expect("BLPOP ready 0", b"*2\r\n$5\r\nready\r\n$1\r\nx\r\n")
         .await;
 }
+
+/// CLIENT UNBLOCK with strata's client id unblocks that client's BLPOP, as
+/// a timeout (a null reply) or an error, and the client goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_unblock_ends_a_blocking_wait() {
+    let env = Env::start().await;
+    let mut blocked_client = env.raw().await;
+    let id = String::from_utf8(blocked_client.cmd("CLIENT ID").await).unwrap();
+    let id = id.trim_start_matches(':').trim().to_string();
+    let mut admin = env.raw().await;
+    admin
+        .expect(&format!("CLIENT UNBLOCK {id}"), b":0\r\n")
+        .await;
+
+    blocked_client
+        .send(&support::clients::encode_line("BLPOP never-pushed 0"))
+        .await;
+    wait_blocked(&env, 1).await;
+    admin
+        .expect(&format!("CLIENT UNBLOCK {id}"), b":1\r\n")
+        .await;
+    assert_eq!(show(&blocked_client.read_frame().await), "*-1\\r\\n");
+    blocked_client.expect("PING", b"+PONG\r\n").await;
+
+    blocked_client
+        .send(&support::clients::encode_line("BRPOP never-pushed 0"))
+        .await;
+    wait_blocked(&env, 1).await;
+    admin
+        .expect(&format!("CLIENT UNBLOCK {id} ERROR"), b":1\r\n")
+        .await;
+    assert_eq!(
+        show(&blocked_client.read_frame().await),
+        "-UNBLOCKED client unblocked via CLIENT UNBLOCK\\r\\n"
+    );
+    wait_blocked_until(&env, "0 after CLIENT UNBLOCK", |b| b == 0).await;
+    admin
+        .expect(&format!("CLIENT UNBLOCK {id}"), b":0\r\n")
+        .await;
+    blocked_client.expect("PING", b"+PONG\r\n").await;
+}

@@ -1,6 +1,7 @@
-//! CLIENT KILL through strata: it acts on strata's own clients (the ones
-//! CLIENT LIST shows), with Redis 7.0's syntax, replies and error texts,
-//! and a killed client's backend state goes with it.
+//! CLIENT KILL and CLIENT UNBLOCK through strata: they act on strata's own
+//! clients (the ones CLIENT LIST shows), with Redis 7.0's syntax, replies
+//! and error texts, and a killed client's backend state goes with it.
+//! (Unblocking a blocked client is in `clients_blocking.rs`.)
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -28,7 +29,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_kill_errors_match_redis() {
+async fn client_kill_and_unblock_errors_match_redis() {
     let env = Env::start().await;
     let reference = RedisServer::start();
     let mut s = env.raw().await;
@@ -49,6 +50,13 @@ async fn client_kill_errors_match_redis() {
         "CLIENT KILL TYPE master",
         "CLIENT KILL TYPE replica",
         "CLIENT KILL ID 999999 USER default SKIPME no",
+        "CLIENT UNBLOCK",
+        "CLIENT UNBLOCK abc",
+        "CLIENT UNBLOCK 1 maybe",
+        "CLIENT UNBLOCK abc maybe",
+        "CLIENT UNBLOCK 1 TIMEOUT extra",
+        "CLIENT UNBLOCK 999999",
+        "CLIENT UNBLOCK -1 ERROR",
     ] {
         let got = s.cmd(line).await;
         let want = r.cmd(line).await;

@@ -555,4 +555,36 @@ async fn blocking_pops_wait_on_the_keys_node_without_blocking_others() {
     );
     let e = rs_err(&mut waiter, &["BLPOP", "bl:x", "not-a-timeout"]).await;
     assert!(e.contains("timeout is not a float"), "{e}");
+
+    // CLIENT UNBLOCK reaches the node the client is blocked on; a blocked
+    // client that hangs up frees its node and pops nothing.
+    let wait_blocked = async |p: &str, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while blocking(|| blocked_clients(p)) != n {
+            assert!(Instant::now() < deadline, "{p} never had {n} blocked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let mut admin = RawConn::connect(&strata.addr.to_string()).await;
+    for (p, k) in place.key_per_primary("ub:") {
+        let mut blocked = RawConn::connect(&strata.addr.to_string()).await;
+        let id = String::from_utf8(blocked.cmd("CLIENT ID").await).unwrap();
+        let id = id.trim_start_matches(':').trim().to_string();
+        blocked
+            .send(&support::clients::encode_line(&format!("BLPOP {k} 0")))
+            .await;
+        wait_blocked(&p, 1).await;
+        admin
+            .expect(&format!("CLIENT UNBLOCK {id}"), b":1\r\n")
+            .await;
+        assert_eq!(blocked.read_frame().await, b"*-1\r\n");
+        blocked
+            .send(&support::clients::encode_line(&format!("BLPOP {k} 0")))
+            .await;
+        wait_blocked(&p, 1).await;
+        drop(blocked);
+        wait_blocked(&p, 0).await;
+        admin.expect(&format!("RPUSH {k} kept"), b":1\r\n").await;
+        admin.expect(&format!("LLEN {k}"), b":1\r\n").await;
+    }
 }

@@ -342,7 +342,7 @@ fn routing_policy_invariants() {
     assert_eq!(client("setname"), Route::Local);
     assert_eq!(client("tracking"), Route::Dedicated);
     assert_eq!(client("kill"), Route::Local);
-    assert_eq!(client("unblock"), Route::Unsupported);
+    assert_eq!(client("unblock"), Route::Local);
     assert_eq!(client("pause"), Route::Any);
 }
 

@@ -24,6 +24,9 @@ pub struct DedicatedConn {
     pub stream: Option<TcpStream>,
     /// Bytes read but not yet framed.
     pub buf: BytesMut,
+    /// The backend's CLIENT ID for this connection (for CLIENT UNBLOCK);
+    /// `None` if the backend would not say.
+    pub backend_id: Option<i64>,
 }
 
 /// The bb8 manager: connects (and authenticates), and PINGs on demand.
@@ -45,10 +48,22 @@ impl bb8::ManageConnection for DedicatedManager {
     type Error = std::io::Error;
 
     async fn connect(&self) -> Result<DedicatedConn, std::io::Error> {
-        let stream = super::connect_authenticated(&self.addr, &self.settings).await?;
+        let mut stream = super::connect_authenticated(&self.addr, &self.settings).await?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        // An ACL that forbids CLIENT ID only costs CLIENT UNBLOCK.
+        let backend_id = handshake::call(
+            &mut stream,
+            &mut buf,
+            &[b"CLIENT", b"ID"],
+            self.settings.request_timeout,
+        )
+        .await
+        .ok()
+        .and_then(|reply| crate::protocol::reply::integer_payload(&reply));
         Ok(DedicatedConn {
             stream: Some(stream),
-            buf: BytesMut::with_capacity(16 * 1024),
+            buf,
+            backend_id,
         })
     }
 
@@ -105,7 +120,7 @@ pub fn looks_alive(conn: &DedicatedConn) -> bool {
 /// connection that does not answer RESET cleanly is dropped as broken.
 pub fn release(mut conn: Dedicated, timeout: Duration) {
     tokio::spawn(async move {
-        let DedicatedConn { stream, buf } = &mut *conn;
+        let DedicatedConn { stream, buf, .. } = &mut *conn;
         let ok = match stream.as_mut() {
             Some(stream) => handshake::call(stream, buf, &[b"RESET"], timeout)
                 .await

@@ -189,7 +189,7 @@ impl Node {
                 .map_err(|e| unavailable(e.to_string()))?;
         }
         if proto == Protocol::Resp3 {
-            let DedicatedConn { stream, buf } = &mut *conn;
+            let DedicatedConn { stream, buf, .. } = &mut *conn;
             let stream = stream
                 .as_mut()
                 .ok_or_else(|| unavailable("connection broken".into()))?;

@@ -209,18 +209,16 @@ impl Router {
         }
     }
 
-    /// Borrows a dedicated connection to the primary, with the signal that
-    /// fires if that primary is retired while the client holds it.
-    pub async fn dedicated(
-        &self,
-        proto: Protocol,
-    ) -> Result<(Dedicated, watch::Receiver<Option<String>>), BackendError> {
+    /// Borrows a dedicated connection to the primary, and says which node
+    /// that is (its `retired` signal fires if a failover retires it while
+    /// the client holds the connection).
+    pub async fn dedicated(&self, proto: Protocol) -> Result<(Dedicated, Arc<Node>), BackendError> {
         if self.held.load(Ordering::Relaxed) {
             self.wait_hold().await;
         }
         let primary = self.primary();
         let conn = primary.dedicated(proto).await?;
-        Ok((conn, primary.retired()))
+        Ok((conn, primary))
     }
 
     /// Gives a dedicated connection back (RESET first, in the background).

@@ -415,6 +415,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         name: "client|unblock",
         arity: -3,
         flags: Flags::ADMIN
+            .union(Flags::CONNECTION_STATE)
             .union(Flags::NOSCRIPT)
             .union(Flags::LOADING)
             .union(Flags::STALE),
@@ -422,7 +423,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
         key_specs: &[],
-        route: Route::Unsupported,
+        route: Route::Local,
         merge: Merge::One,
         subcommands: &[],
     },

@@ -13,6 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::backend::node::Node;
+
 /// How a client's connection is ending, for the two tasks that serve it.
 ///
 /// The reader sees the client leave; the writer may be waiting on a
@@ -70,6 +72,9 @@ pub struct ClientInfo {
     in_multi: AtomicU8,
     last_command: Mutex<&'static str>,
     departure: watch::Sender<Departure>,
+    /// The node and backend connection id of the dedicated connection the
+    /// client holds, for CLIENT UNBLOCK.
+    dedicated_on: Mutex<Option<(Arc<Node>, i64)>>,
 }
 
 impl ClientInfo {
@@ -92,6 +97,21 @@ impl ClientInfo {
     /// CLIENT KILL: the tasks serving this client stop at once.
     pub fn kill(&self) {
         self.departure.send_replace(Departure::Killed);
+    }
+
+    /// Records the dedicated connection the client holds (`None`: it gave
+    /// it back). Cleared before the connection returns to the pool, so a
+    /// CLIENT UNBLOCK can never reach the connection's next borrower.
+    pub fn set_dedicated_on(&self, on: Option<(Arc<Node>, i64)>) {
+        if let Ok(mut slot) = self.dedicated_on.lock() {
+            *slot = on;
+        }
+    }
+
+    /// The dedicated connection the client holds: its node and the
+    /// backend's id for it.
+    pub fn dedicated_on(&self) -> Option<(Arc<Node>, i64)> {
+        self.dedicated_on.lock().ok().and_then(|d| d.clone())
     }
 
     /// True while subscribed to anything (CLIENT LIST's `flags=P`, and
@@ -232,6 +252,7 @@ impl ClientRegistry {
             in_multi: AtomicU8::new(0),
             last_command: Mutex::new("NULL"),
             departure: watch::Sender::new(Departure::Present),
+            dedicated_on: Mutex::new(None),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());
@@ -280,6 +301,11 @@ impl ClientRegistry {
             }
         }
         (count, kill_me)
+    }
+
+    /// The client with this id, if connected.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.clients.lock().ok().and_then(|m| m.get(&id).cloned())
     }
 
     /// A snapshot of the clients, by id.

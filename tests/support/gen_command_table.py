@@ -42,7 +42,7 @@ CONNECTION_STATE = {
     "readonly", "readwrite", "asking",
     "client|setname", "client|getname", "client|id", "client|info",
     "client|list", "client|reply", "client|setinfo", "client|no-evict",
-    "client|kill",
+    "client|kill", "client|unblock",
     # need a dedicated backend connection
     "multi", "exec", "discard", "watch", "unwatch", "monitor",
     "subscribe", "psubscribe", "ssubscribe",
@@ -77,6 +77,7 @@ ROUTE_RULES = {
     "client|no-evict": ("Local", "One"),
     # strata's own clients, the ones CLIENT LIST shows.
     "client|kill": ("Local", "One"),
+    "client|unblock": ("Local", "One"),
     # -- Dedicated: the session needs a backend connection of its own
     #    (transactions, pub/sub, tracking, WAIT). Blocking commands are added
     #    by rule 1; for XREAD/XREADGROUP the session decides by looking for BLOCK.
@@ -103,7 +104,6 @@ ROUTE_RULES = {
     "sync": ("Unsupported", "One"),
     "psync": ("Unsupported", "One"),
     "replconf": ("Unsupported", "One"),
-    "client|unblock": ("Unsupported", "One"),
     # -- SplitBySlot: split by key slot, one request per owner, replies merged.
     "mget": ("SplitBySlot", "KeyOrder"),
     "mset": ("SplitBySlot", "AllOk"),

@@ -54,21 +54,16 @@ impl Session {
         &mut self,
         target: Option<Arc<crate::backend::node::Node>>,
     ) -> Result<(), crate::backend::BackendError> {
-        let (mut conn, retired, addr) = match target {
-            Some(node) => (
-                node.dedicated(self.proto).await?,
-                node.retired(),
-                node.addr().to_string(),
-            ),
-            None => {
-                let (conn, retired) = self.shared.backend.dedicated(self.proto).await?;
-                (
-                    conn,
-                    retired,
-                    self.shared.backend.primary().addr().to_string(),
-                )
-            }
+        let (mut conn, node) = match target {
+            Some(node) => (node.dedicated(self.proto).await?, node),
+            None => self.shared.backend.dedicated(self.proto).await?,
         };
+        let (retired, addr) = (node.retired(), node.addr().to_string());
+        // For CLIENT UNBLOCK from another client; cleared by the writer
+        // before the connection goes back to the pool.
+        if let Some(backend_id) = conn.backend_id {
+            self.info.set_dedicated_on(Some((node, backend_id)));
+        }
         let Some(stream) = conn.stream.take() else {
             return Err(crate::backend::BackendError::Unavailable {
                 addr,

@@ -142,6 +142,7 @@ impl Session {
                     }
                 }
             },
+            "client|unblock" => self.client_unblock(args).await,
             "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
             // Connection-state commands the table routes locally but that
             // only make sense on a dedicated connection.
@@ -153,6 +154,70 @@ impl Session {
                 self.forward(req, Some(spec), Post::None, timing, false)
                     .await
             }
+        }
+    }
+
+    /// CLIENT UNBLOCK id [TIMEOUT|ERROR], for strata's client ids: the
+    /// client's dedicated connection is unblocked on its node by the
+    /// backend's own CLIENT UNBLOCK, whose reply (1 if it was blocked) this
+    /// client gets. A client holding no dedicated connection is not blocked: 0.
+    async fn client_unblock(&mut self, args: &[Bytes]) -> Flow {
+        if args.len() > 4 {
+            let text = format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&args[1])
+            );
+            return self.error(&text).await;
+        }
+        let mode: &'static [u8] = match args.get(3).map(|m| m.to_ascii_lowercase()) {
+            None => b"TIMEOUT",
+            Some(m) if m == b"timeout" => b"TIMEOUT",
+            Some(m) if m == b"error" => b"ERROR",
+            Some(_) => {
+                return self
+                    .error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+                    .await
+            }
+        };
+        let Some(id) = crate::protocol::request::parse_int(&args[2]) else {
+            return self
+                .error("ERR value is not an integer or out of range")
+                .await;
+        };
+        let target = u64::try_from(id)
+            .ok()
+            .and_then(|id| self.shared.clients.get(id))
+            .and_then(|client| client.dedicated_on());
+        let Some((node, backend_id)) = target else {
+            let mut r = ReplyBuf::new(self.proto);
+            r.integer(0);
+            return self.reply(r.freeze()).await;
+        };
+        if !self.flush_batch().await {
+            return Flow::Close;
+        }
+        let frame = crate::protocol::request::encode_command(&[
+            Bytes::from_static(b"CLIENT"),
+            Bytes::from_static(b"UNBLOCK"),
+            Bytes::from(backend_id.to_string()),
+            Bytes::from_static(mode),
+        ]);
+        let reply = node.send(self.info.id, self.proto, frame, 1).await;
+        let timing = Timing {
+            started: Instant::now(),
+            metrics: None,
+        };
+        if self
+            .queue(Pending::Backend {
+                reply,
+                post: Post::None,
+                timing,
+            })
+            .await
+        {
+            Flow::Continue
+        } else {
+            Flow::Close
         }
     }
 

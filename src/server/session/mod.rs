@@ -74,7 +74,7 @@ pub async fn serve(
         shared.clone(),
         swap_tx,
         batch_pool.clone(),
-        info.departure(),
+        info.clone(),
     ));
     let mut session = Session {
         shared: shared.clone(),

@@ -20,7 +20,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
-use super::clients::Departure;
+use super::clients::{ClientInfo, Departure};
 use super::pending::{DedicatedReader, Expect, Pending, Post};
 use super::Shared;
 use crate::backend::mux::retired_reason;
@@ -47,7 +47,7 @@ pub async fn run(
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
     batch_pool: Arc<crate::server::routed::BatchPool>,
-    departure: watch::Receiver<Departure>,
+    info: Arc<ClientInfo>,
 ) {
     let mut w = Writer {
         wr,
@@ -57,7 +57,8 @@ pub async fn run(
         shared,
         swap: Some(swap),
         batch_pool,
-        departure,
+        departure: info.departure(),
+        info,
     };
     let _ = w.mux_loop().await;
     let _ = w.wr.shutdown().await;
@@ -77,6 +78,9 @@ struct Writer {
     batch_pool: Arc<crate::server::routed::BatchPool>,
     /// Whether the client is still there (see [`Departure`]).
     departure: watch::Receiver<Departure>,
+    /// The client, whose dedicated connection is forgotten (for CLIENT
+    /// UNBLOCK) before it goes back to the pool.
+    info: Arc<ClientInfo>,
 }
 
 impl Writer {
@@ -403,6 +407,7 @@ impl Writer {
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                     Some(Pending::LeaveDedicated(ret)) => {
                         let super::pending::DedicatedReturn { wr, mut conn } = *ret;
+                        self.info.set_dedicated_on(None);
                         match rd.rd.reunite(wr) {
                             Ok(stream) => {
                                 conn.stream = Some(stream);
@@ -462,6 +467,7 @@ impl Writer {
         due: &mut std::collections::VecDeque<Expect>,
         why: &str,
     ) -> Result<(), Stop> {
+        self.info.set_dedicated_on(None);
         self.shared.metrics.error(ErrorKind::BackendClosed);
         let text = format!("ERR backend connection lost: {addr} ({why})");
         for e in due.drain(..) {
