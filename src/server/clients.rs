@@ -108,6 +108,17 @@ impl ClientInfo {
         }
     }
 
+    /// Forgets the dedicated connection with this backend id, if it is the
+    /// one recorded: the client may already hold a newer one (it borrowed
+    /// again before the writer gave the old one back).
+    pub fn forget_dedicated_on(&self, backend_id: Option<i64>) {
+        if let Ok(mut slot) = self.dedicated_on.lock() {
+            if slot.as_ref().map(|(_, id)| *id) == backend_id {
+                *slot = None;
+            }
+        }
+    }
+
     /// The dedicated connection the client holds: its node and the
     /// backend's id for it.
     pub fn dedicated_on(&self) -> Option<(Arc<Node>, i64)> {
@@ -314,5 +325,79 @@ impl ClientRegistry {
             .lock()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+    use crate::telemetry::Metrics;
+
+    fn registry_with_one() -> (ClientRegistry, Arc<ClientInfo>) {
+        let registry = ClientRegistry::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let laddr: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+        let info = registry.register(addr, laddr);
+        (registry, info)
+    }
+
+    /// The writer gives a connection back after the client borrowed a
+    /// newer one: the newer one stays recorded for CLIENT UNBLOCK.
+    #[tokio::test]
+    async fn forgetting_a_returned_connection_keeps_a_newer_one() {
+        let (_registry, info) = registry_with_one();
+        let node = Node::start(
+            "127.0.0.1:1",
+            &BackendConfig::default(),
+            &Arc::new(Metrics::new()),
+        );
+        let id_of = |info: &ClientInfo| info.dedicated_on().map(|(_, id)| id);
+        info.set_dedicated_on(Some((node.clone(), 7)));
+        info.forget_dedicated_on(Some(5));
+        assert_eq!(id_of(&info), Some(7));
+        info.forget_dedicated_on(Some(7));
+        assert_eq!(id_of(&info), None);
+        info.set_dedicated_on(Some((node.clone(), 7)));
+        info.set_dedicated_on(Some((node, 8)));
+        info.forget_dedicated_on(Some(7));
+        assert_eq!(id_of(&info), Some(8));
+        info.forget_dedicated_on(None);
+        assert_eq!(id_of(&info), Some(8));
+    }
+
+    #[test]
+    fn kill_filters_select_and_skip_the_caller() {
+        let (registry, me) = registry_with_one();
+        let other = registry.register(
+            "127.0.0.1:5001".parse().unwrap(),
+            "127.0.0.1:6379".parse().unwrap(),
+        );
+        let mut gone = other.departure();
+        // By default the caller is spared.
+        let all = KillFilter {
+            skip_me: true,
+            ..KillFilter::default()
+        };
+        assert_eq!(registry.kill(&all, me.id), (1, false));
+        assert_eq!(*gone.borrow_and_update(), Departure::Killed);
+        assert_eq!(*me.departure().borrow(), Departure::Present);
+        // Without SKIPME the caller matches too; it is not killed here but
+        // told to close itself after its reply.
+        let by_addr = KillFilter {
+            addr: Some("127.0.0.1:5000".into()),
+            ..KillFilter::default()
+        };
+        assert_eq!(registry.kill(&by_addr, me.id), (1, true));
+        assert_eq!(*me.departure().borrow(), Departure::Present);
+        let replicas = KillFilter {
+            nobody: true,
+            ..KillFilter::default()
+        };
+        assert_eq!(registry.kill(&replicas, me.id), (0, false));
+        // A hang-up does not turn a kill back.
+        other.hang_up();
+        assert_eq!(*other.departure().borrow(), Departure::Killed);
     }
 }

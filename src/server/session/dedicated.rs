@@ -59,17 +59,17 @@ impl Session {
             None => self.shared.backend.dedicated(self.proto).await?,
         };
         let (retired, addr) = (node.retired(), node.addr().to_string());
-        // For CLIENT UNBLOCK from another client; cleared by the writer
-        // before the connection goes back to the pool.
-        if let Some(backend_id) = conn.backend_id {
-            self.info.set_dedicated_on(Some((node, backend_id)));
-        }
         let Some(stream) = conn.stream.take() else {
             return Err(crate::backend::BackendError::Unavailable {
                 addr,
                 reason: "connection broken".into(),
             });
         };
+        // For CLIENT UNBLOCK from another client; cleared by the writer
+        // before the connection goes back to the pool.
+        if let Some(backend_id) = conn.backend_id {
+            self.info.set_dedicated_on(Some((node, backend_id)));
+        }
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
         if !self

@@ -407,7 +407,7 @@ impl Writer {
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                     Some(Pending::LeaveDedicated(ret)) => {
                         let super::pending::DedicatedReturn { wr, mut conn } = *ret;
-                        self.info.set_dedicated_on(None);
+                        self.info.forget_dedicated_on(conn.backend_id);
                         match rd.rd.reunite(wr) {
                             Ok(stream) => {
                                 conn.stream = Some(stream);
