@@ -330,6 +330,33 @@ async fn keyspace_and_server_commands_cover_every_primary() {
         );
     }
     assert_eq!(full.matches("# Server").count(), 1, "{full}");
+    // Sizes and counters add up over the primaries: the whole cluster's
+    // memory is more than the largest primary's.
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let largest = place
+        .primaries()
+        .iter()
+        .map(|p| match c.must(p, &["INFO", "memory"]) {
+            Resp::Str(text) => field(&text, "used_memory"),
+            other => panic!("INFO memory on {p}: {other:?}"),
+        })
+        .max()
+        .unwrap();
+    let summed = field(
+        &rs::<String>(&mut con, &["INFO", "memory"]).await,
+        "used_memory",
+    );
+    assert!(
+        summed > largest,
+        "used_memory {summed} vs largest primary {largest}"
+    );
     let found: BTreeSet<String> = rs(&mut con, &["KEYS", "ks:*"]).await;
     assert_eq!(found, keys, "KEYS merges every primary");
     let found: Vec<String> = rs(&mut con, &["KEYS", "nothing:*"]).await;
