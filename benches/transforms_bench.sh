@@ -25,7 +25,9 @@
 #
 # Environment:
 #   REPEATS   runs per instance, size and value kind (default 3)
-#   N         requests per SET and per GET run at -c $CLIENTS (default 40000)
+#   N         requests per SET and per GET run at -c $CLIENTS (default 100000:
+#             a run of a second or two is long enough that a burst of other
+#             load on the machine does not decide it)
 #   N_C1      requests per run of the one-client latency run (default 5000; 0 skips)
 #   N_P16     requests per run at -P 16, pipelined (default 200000; 0 skips)
 #   CLIENTS   redis-benchmark -c (default 50)
@@ -40,7 +42,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 REPEATS=${REPEATS:-3}
-N=${N:-40000}
+N=${N:-100000}
 N_C1=${N_C1:-5000}
 N_P16=${N_P16:-200000}
 CLIENTS=${CLIENTS:-50}

@@ -166,9 +166,8 @@ pub fn client_list(proto: Protocol, args: &[Bytes], registry: &ClientRegistry) -
                 continue;
             }
         }
-        let line = c.line(epoch);
         if let Some(t) = &type_filter {
-            let pubsub = line.contains(" flags=P ");
+            let pubsub = c.is_pubsub();
             let keep = match t.as_slice() {
                 b"pubsub" => pubsub,
                 b"normal" => !pubsub,
@@ -178,7 +177,7 @@ pub fn client_list(proto: Protocol, args: &[Bytes], registry: &ClientRegistry) -
                 continue;
             }
         }
-        text.push_str(&line);
+        text.push_str(&c.line(epoch));
         text.push('\n');
     }
     r.verbatim(text.as_bytes());
