@@ -99,9 +99,23 @@ async fn client_kill_by_id_addr_type_and_self() {
     // By TYPE pubsub: the subscriber goes, with its backend subscription;
     // a normal client stays.
     let mut subscriber = env.raw().await;
+    // Before it subscribes: a subscribed RESP2 client may not ask.
+    let sub_id = field(&subscriber.cmd("CLIENT INFO").await, "id");
     subscriber.cmd("SUBSCRIBE killed-channel").await;
     let mut normal = env.raw().await;
     normal.expect("SET k v", b"+OK\r\n").await;
+    let listed = |list: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(list)
+            .lines()
+            .filter(|l| l.contains("id="))
+            .map(|l| field(l.as_bytes(), "id"))
+            .collect()
+    };
+    assert_eq!(
+        listed(&admin.cmd("CLIENT LIST TYPE pubsub").await),
+        vec![sub_id.clone()]
+    );
+    assert!(!listed(&admin.cmd("CLIENT LIST TYPE normal").await).contains(&sub_id));
     admin.expect("CLIENT KILL TYPE pubsub", b":1\r\n").await;
     subscriber.expect_closed().await;
     normal.expect("GET k", b"$1\r\nv\r\n").await;

@@ -79,6 +79,24 @@ async fn subscribe_publish_unsubscribe_resp2() {
         "{}",
         show(&refused)
     );
+    // So are the commands strata answers itself elsewhere.
+    for line in [
+        "CLIENT INFO",
+        "CLIENT ID",
+        "CLIENT SETNAME x",
+        "CLIENT REPLY ON",
+        "AUTH a b",
+        "READONLY",
+        "ECHO hi",
+        "SELECT 1",
+        "HELLO 3",
+    ] {
+        assert_eq!(
+            show(&sub.cmd(line).await),
+            show(&r.cmd(line).await),
+            "{line}"
+        );
+    }
     // A message for a key named like a channel is not confused with a reply.
     publisher.expect("PUBLISH ch1 again", b":1\r\n").await;
     read_exact(&mut sub, &message("*", "message", "ch1", "again")).await;
@@ -322,6 +340,31 @@ async fn pipelined_commands_on_a_dedicated_connection() {
     ] {
         read_exact(&mut c, want).await;
     }
+}
+
+/// Commands pipelined ahead of QUIT on a dedicated connection reach Redis
+/// and are answered before the connection closes, as in Redis.
+// Regression guard; before this change: they stayed in the session's
+// buffer for the dedicated connection, and the client got only
+// "-ERR backend connection lost" (a write after SELECT 1 was lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_pipelined_before_quit_on_a_dedicated_connection_run() {
+    let env = Env::start().await;
+    let mut c = env.raw().await;
+    c.send(b"SUBSCRIBE q1\r\nQUIT\r\n").await;
+    read_exact(&mut c, &confirm("*", "subscribe", "q1", 1)).await;
+    read_exact(&mut c, b"+OK\r\n").await;
+    c.expect_closed().await;
+
+    let mut c = env.raw().await;
+    c.send(b"SELECT 1\r\nSET before-quit v\r\nQUIT\r\n").await;
+    for want in [&b"+OK\r\n"[..], b"+OK\r\n", b"+OK\r\n"] {
+        read_exact(&mut c, want).await;
+    }
+    c.expect_closed().await;
+    let mut direct = env.raw_backend().await;
+    direct.expect("SELECT 1", b"+OK\r\n").await;
+    direct.expect("GET before-quit", b"$1\r\nv\r\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,9 @@ impl Session {
         plan: Option<ReplyPlan>,
     ) -> Flow {
         if let Some(spec) = spec {
+            if let Some(refused) = self.refused_while_subscribed(spec, req.args().len()) {
+                return self.error(&refused).await;
+            }
             if !self.state.in_multi && spec.route == Route::Local {
                 match spec.name {
                     // These change or read strata's own session, or must not
@@ -214,6 +217,28 @@ impl Session {
             return self.leave_dedicated().await;
         }
         Flow::Continue
+    }
+
+    /// A RESP2 client that is subscribed may only (un)subscribe, PING,
+    /// QUIT and RESET, as Redis says. strata answers the rest itself, the
+    /// commands it would otherwise answer locally (CLIENT …, AUTH, …)
+    /// included, and the state it predicts for the connection is not
+    /// touched by a command Redis would refuse.
+    fn refused_while_subscribed(&self, spec: &CommandSpec, argc: usize) -> Option<String> {
+        if self.proto != Protocol::Resp2
+            || self.state.in_multi
+            || !self.state.subscribed()
+            || !spec.arity_ok(argc)
+        {
+            return None;
+        }
+        match spec.name {
+            "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+            | "sunsubscribe" | "ping" | "quit" | "reset" => None,
+            name => Some(format!(
+                "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            )),
+        }
     }
 
     /// On a dedicated connection: how the reply of a command about to be

@@ -239,6 +239,7 @@ impl Session {
                     let spec = command::lookup(&req);
                     last_command = Some(spec.map_or("unknown", |s| s.name));
                     if self.handle(req, spec, started).await == Flow::Close {
+                        self.flush_dedicated().await;
                         return;
                     }
                 }
@@ -256,6 +257,7 @@ impl Session {
                             let spec = command::lookup(&req);
                             last_command = Some(spec.map_or("unknown", |s| s.name));
                             if self.handle(req, spec, started).await == Flow::Close {
+                                self.flush_dedicated().await;
                                 return;
                             }
                             continue;
