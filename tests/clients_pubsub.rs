@@ -180,6 +180,36 @@ async fn ssubscribe_spublish() {
     sub.expect("GET s", b"$1\r\n1\r\n").await;
     publisher.expect("SPUBLISH sch gone", b":0\r\n").await;
     sub.expect_silence(Duration::from_millis(100)).await;
+    // SUNSUBSCRIBE pipelined right behind SSUBSCRIBE: its confirmation is
+    // the answer to the client's command, not a slot move.
+    // Regression guard; before this change: with its entry still queued,
+    // the writer took it for Redis's unasked sunsubscribe, resubscribed,
+    // and the client never got the confirmation or the PING after it.
+    sub.send(b"SSUBSCRIBE s1\r\nSUNSUBSCRIBE\r\nPING\r\n").await;
+    read_exact(&mut sub, &confirm("*", "ssubscribe", "s1", 1)).await;
+    read_exact(&mut sub, &confirm("*", "sunsubscribe", "s1", 0)).await;
+    read_exact(&mut sub, b"+PONG\r\n").await;
+}
+
+/// A subscription or tracking inside MULTI is refused (Redis's text for a
+/// command not allowed in a transaction) and EXEC aborts: strata could not
+/// tell whether EXEC made the subscription, and would lose it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_inside_multi_is_refused_and_aborts_exec() {
+    let env = Env::start().await;
+    let mut c = env.raw().await;
+    c.send(b"MULTI\r\nSET in-multi 1\r\nSUBSCRIBE a\r\nEXEC\r\nPING\r\nGET in-multi\r\n")
+        .await;
+    for want in [
+        &b"+OK\r\n"[..],
+        b"+QUEUED\r\n",
+        b"-ERR Command not allowed inside a transaction\r\n",
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+        b"+PONG\r\n",
+        b"$-1\r\n",
+    ] {
+        read_exact(&mut c, want).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

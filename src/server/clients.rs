@@ -75,6 +75,10 @@ pub struct ClientInfo {
     /// The node and backend connection id of the dedicated connection the
     /// client holds, for CLIENT UNBLOCK.
     dedicated_on: Mutex<Option<(Arc<Node>, i64)>>,
+    /// SUNSUBSCRIBE confirmations the client asked for and the writer has
+    /// not yet seen: tells them from the ones Redis sends unasked when a
+    /// shard channel's slot moves.
+    shard_unsubscribes_due: AtomicUsize,
 }
 
 impl ClientInfo {
@@ -123,6 +127,25 @@ impl ClientInfo {
     /// backend's id for it.
     pub fn dedicated_on(&self) -> Option<(Arc<Node>, i64)> {
         self.dedicated_on.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// The session is about to send a SUNSUBSCRIBE that Redis confirms
+    /// with `frames` frames.
+    pub fn expect_shard_unsubscribes(&self, frames: usize) {
+        self.shard_unsubscribes_due
+            .fetch_add(frames, Ordering::Relaxed);
+    }
+
+    /// The writer matched one SUNSUBSCRIBE confirmation to its command.
+    pub fn shard_unsubscribe_answered(&self) {
+        let _ =
+            self.shard_unsubscribes_due
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// SUNSUBSCRIBE confirmations asked for and not yet seen.
+    pub fn shard_unsubscribes_due(&self) -> usize {
+        self.shard_unsubscribes_due.load(Ordering::Relaxed)
     }
 
     /// True while subscribed to anything (CLIENT LIST's `flags=P`, and
@@ -264,6 +287,7 @@ impl ClientRegistry {
             last_command: Mutex::new("NULL"),
             departure: watch::Sender::new(Departure::Present),
             dedicated_on: Mutex::new(None),
+            shard_unsubscribes_due: AtomicUsize::new(0),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());

@@ -363,6 +363,9 @@ impl Session {
             self.multi_refused = true;
             return self.error(&local::wrong_arity(spec.name)).await;
         }
+        if let Some(refused) = self.refused_in_multi(Some(spec)) {
+            return self.error(refused).await;
+        }
         let Some(cluster) = self.cluster.clone() else {
             return Flow::Close;
         };

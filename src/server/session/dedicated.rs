@@ -177,7 +177,15 @@ impl Session {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
+        if was_in_multi {
+            if let Some(refused) = self.refused_in_multi(spec) {
+                return self.error(refused).await;
+            }
+        }
         let frames = self.state.apply(spec, req.args());
+        if !was_in_multi && spec.is_some_and(|s| s.name == "sunsubscribe") {
+            self.info.expect_shard_unsubscribes(frames);
+        }
         if !self.shared.transforms.is_empty() {
             post = self.transform_post(spec, was_in_multi, plan, post);
         }
@@ -238,6 +246,26 @@ impl Session {
             name => Some(format!(
                 "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
             )),
+        }
+    }
+
+    /// Inside MULTI, commands whose effect on the connection strata could
+    /// only guess after EXEC (a subscription, tracking: EXEC may run them
+    /// or not) are refused with Redis's own text for commands not allowed
+    /// in a transaction, and the transaction is aborted at EXEC, as Redis
+    /// does after a queueing error. Otherwise a subscription made by EXEC
+    /// would be lost when strata hands the connection back.
+    pub(super) fn refused_in_multi(
+        &mut self,
+        spec: Option<&'static CommandSpec>,
+    ) -> Option<&'static str> {
+        match spec?.name {
+            "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+            | "sunsubscribe" | "client|tracking" => {
+                self.multi_refused = true;
+                Some("ERR Command not allowed inside a transaction")
+            }
+            _ => None,
         }
     }
 

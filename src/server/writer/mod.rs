@@ -311,8 +311,11 @@ impl Writer {
                     self.out.extend_from_slice(&frame);
                     continue;
                 }
-                if due.is_empty() && is_slot_moved(&frame) {
-                    // The shard channels' slot moved: follow it.
+                let shard_unsubscribe = is_slot_moved(&frame);
+                if shard_unsubscribe && due.is_empty() && self.info.shard_unsubscribes_due() == 0 {
+                    // Not the answer to a SUNSUBSCRIBE of the client's (its
+                    // entry may still be in the queue): the shard channels'
+                    // slot moved. Follow it.
                     if self.resubscribe(&mut rd, &subs).await {
                         addr = rd.addr.clone();
                         retired = rd.retired.clone();
@@ -347,6 +350,9 @@ impl Writer {
                 let Some(front) = due.front_mut() else {
                     continue;
                 };
+                if shard_unsubscribe {
+                    self.info.shard_unsubscribe_answered();
+                }
                 subs.observe(&frame);
                 if front.frames == 1 && front.post != Post::None {
                     let post = std::mem::replace(&mut front.post, Post::None);
