@@ -488,11 +488,17 @@ impl Writer {
 
 /// An unsolicited `sunsubscribe`: Redis Cluster drops a client's shard
 /// channels when their slot moves to another node.
+/// A `sunsubscribe` confirmation (asked for, or sent unasked by Redis when
+/// a shard channel's slot moved). Runs on every reply frame of a dedicated
+/// connection, so a prefix check rules out the rest without parsing.
 fn is_slot_moved(frame: &[u8]) -> bool {
-    matches!(
-        resubscribe::confirmation(frame),
-        Some((b"sunsubscribe", _, _))
-    )
+    let kind = frame.get(2..).unwrap_or_default();
+    matches!(frame.first(), Some(b'*' | b'>'))
+        && kind.starts_with(b"\r\n$12\r\nsunsubscribe\r\n")
+        && matches!(
+            resubscribe::confirmation(frame),
+            Some((b"sunsubscribe", _, _))
+        )
 }
 
 /// True for frames that answer no command: pub/sub messages, tracking
@@ -543,6 +549,25 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sunsubscribe_confirmations_are_recognised() {
+        assert!(is_slot_moved(
+            b"*3\r\n$12\r\nsunsubscribe\r\n$2\r\ns1\r\n:0\r\n"
+        ));
+        assert!(is_slot_moved(
+            b">3\r\n$12\r\nsunsubscribe\r\n$2\r\ns1\r\n:0\r\n"
+        ));
+        assert!(!is_slot_moved(
+            b"*3\r\n$11\r\nunsubscribe\r\n$2\r\ns1\r\n:0\r\n"
+        ));
+        assert!(!is_slot_moved(
+            b"*3\r\n$10\r\nssubscribe\r\n$2\r\ns1\r\n:1\r\n"
+        ));
+        assert!(!is_slot_moved(b"$12\r\nsunsubscribe\r\n"));
+        assert!(!is_slot_moved(b"+OK\r\n"));
+        assert!(!is_slot_moved(b""));
+    }
 
     #[test]
     fn out_of_band_frames() {
