@@ -52,6 +52,12 @@ pub enum Pending {
     /// The client left every server-side state: give the connection back
     /// once every reply due on it has been written.
     LeaveDedicated(Box<DedicatedReturn>),
+    /// Fired once every reply queued before it has come back, so every
+    /// command before it has run. The session waits for it before it
+    /// sends on another backend connection than the one it used last
+    /// (multiplexed ↔ dedicated): Redis orders commands per connection
+    /// only, and the client's pipeline must run in its order.
+    Barrier(oneshot::Sender<()>),
     /// Write everything before this, then close the connection.
     Close,
 }

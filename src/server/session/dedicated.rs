@@ -72,6 +72,10 @@ impl Session {
         }
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
+        // Commands already sent on the multiplexed connection run first.
+        if !self.set_barrier().await {
+            return Ok(()); // the writer is gone; the next queue() ends the session
+        }
         if !self
             .queue(Pending::EnterDedicated(DedicatedReader {
                 rd,
@@ -314,6 +318,9 @@ impl Session {
     /// Writes the commands buffered for the dedicated connection. False
     /// when that connection failed (the writer reports it to the client).
     pub(super) async fn flush_dedicated(&mut self) -> bool {
+        if self.dedicated.as_ref().is_some_and(|d| !d.out.is_empty()) {
+            self.await_barrier().await;
+        }
         let Some(d) = self.dedicated.as_mut() else {
             return true;
         };
@@ -354,7 +361,9 @@ impl Session {
             wr: d.wr,
             conn: d.conn,
         };
-        if self.queue(Pending::LeaveDedicated(Box::new(ret))).await {
+        // Commands sent next on the multiplexed connection wait until the
+        // dedicated connection has answered everything sent on it.
+        if self.queue(Pending::LeaveDedicated(Box::new(ret))).await && self.set_barrier().await {
             Flow::Continue
         } else {
             Flow::Close

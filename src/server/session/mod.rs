@@ -99,6 +99,7 @@ pub async fn serve(
         unbound_multi: None,
         suppress_reply: false,
         swaps,
+        barrier: None,
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -203,6 +204,10 @@ struct Session {
     /// New dedicated write halves from the writer, after it moved the
     /// client's subscriptions to another connection.
     swaps: mpsc::UnboundedReceiver<super::writer::DedicatedSwap>,
+    /// Fires once everything queued before the last switch between the
+    /// multiplexed and a dedicated connection has been answered; the next
+    /// command sent waits for it (see `Pending::Barrier`).
+    barrier: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Session {
@@ -328,8 +333,29 @@ impl Session {
         self.tx.send(p).await.is_ok()
     }
 
+    /// Queues a barrier: what is sent next waits until every reply queued
+    /// so far has come back (the client switches backend connections).
+    async fn set_barrier(&mut self) -> bool {
+        let (done, barrier) = tokio::sync::oneshot::channel();
+        // Queued first: `queue` may flush a batch, which must not wait for
+        // this barrier.
+        let queued = self.queue(Pending::Barrier(done)).await;
+        self.barrier = Some(barrier);
+        queued
+    }
+
+    /// Waits for the last barrier, if one is pending.
+    async fn await_barrier(&mut self) {
+        if let Some(barrier) = self.barrier.take() {
+            let _ = barrier.await;
+        }
+    }
+
     /// Sends the gathered batch to the backend and queues its replies.
     async fn flush_batch(&mut self) -> bool {
+        if self.batch.is_some() || self.routed.is_some() {
+            self.await_barrier().await;
+        }
         if self.routed.is_some() {
             return self.flush_routed().await;
         }
@@ -578,6 +604,7 @@ impl Session {
         if !self.flush_batch().await {
             return Flow::Close;
         }
+        self.await_barrier().await;
         let reply = self
             .shared
             .backend

@@ -196,6 +196,7 @@ impl Writer {
                 }
                 Pending::Routed(batch) => self.write_routed(batch).await?,
                 Pending::EnterDedicated(rd) => self.dedicated_loop(rd).await?,
+                Pending::Barrier(done) => drop(done.send(())),
                 Pending::Close => {
                     self.flush().await?;
                     return Ok(Stop::Done);
@@ -336,6 +337,7 @@ impl Writer {
                     match self.rx.recv().await.map(|p| self.taken(p)) {
                         Some(Pending::Expect(e)) => due.push_back(e),
                         Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
+                        Some(Pending::Barrier(done)) => drop(done.send(())),
                         Some(Pending::Close) | None => {
                             self.flush().await?;
                             return Err(Stop::Done);
@@ -411,6 +413,7 @@ impl Writer {
                     None => return Err(Stop::Done),
                     Some(Pending::Expect(e)) => due.push_back(e),
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
+                    Some(Pending::Barrier(done)) => drop(done.send(())),
                     Some(Pending::LeaveDedicated(ret)) => {
                         let super::pending::DedicatedReturn { wr, mut conn } = *ret;
                         self.info.forget_dedicated_on(conn.backend_id);
