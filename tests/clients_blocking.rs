@@ -443,38 +443,38 @@ async fn client_unblock_ends_a_blocking_wait() {
 async fn pipelines_across_dedicated_and_shared_connections_keep_their_order() {
     let env = Env::start().await;
     let mut c = env.raw().await;
-    for round in 0..10 {
+    for _round in 0..10 {
         c.expect("DEL l l2 src dst n", b":0\r\n").await;
         c.expect("RPUSH l a b", b":2\r\n").await;
-        c.send(b"LMOVE l l2 LEFT RIGHT\r\nLMPOP 2 l l2 LEFT COUNT 5\r\nBLPOP l l2 1\r\n")
-            .await;
-        for want in [
-            &b"$1\r\na\r\n"[..],
-            b"*2\r\n$1\r\nl\r\n*1\r\n$1\r\nb\r\n",
-            b"*2\r\n$2\r\nl2\r\n$1\r\na\r\n",
-        ] {
-            assert_eq!(show(&c.read_frame().await), show(want), "round {round}");
-        }
+        c.pipeline(
+            b"LMOVE l l2 LEFT RIGHT\r\nLMPOP 2 l l2 LEFT COUNT 5\r\nBLPOP l l2 1\r\n",
+            &[
+                b"$1\r\na\r\n",
+                b"*2\r\n$1\r\nl\r\n*1\r\n$1\r\nb\r\n",
+                b"*2\r\n$2\r\nl2\r\n$1\r\na\r\n",
+            ],
+        )
+        .await;
         c.expect("RPUSH src z", b":1\r\n").await;
-        c.send(b"BLMOVE src dst RIGHT LEFT 1\r\nLRANGE dst 0 -1\r\nLLEN src\r\n")
-            .await;
-        for want in [&b"$1\r\nz\r\n"[..], b"*1\r\n$1\r\nz\r\n", b":0\r\n"] {
-            assert_eq!(show(&c.read_frame().await), show(want), "round {round}");
-        }
-        c.send(b"INCR n\r\nBLPOP none 0.01\r\nINCR n\r\nMULTI\r\nINCR n\r\nEXEC\r\nINCR n\r\nGET n\r\n")
-            .await;
-        for want in [
-            &b":1\r\n"[..],
-            b"*-1\r\n",
-            b":2\r\n",
-            b"+OK\r\n",
-            b"+QUEUED\r\n",
-            b"*1\r\n:3\r\n",
-            b":4\r\n",
-            b"$1\r\n4\r\n",
-        ] {
-            assert_eq!(show(&c.read_frame().await), show(want), "round {round}");
-        }
+        c.pipeline(
+            b"BLMOVE src dst RIGHT LEFT 1\r\nLRANGE dst 0 -1\r\nLLEN src\r\n",
+            &[b"$1\r\nz\r\n", b"*1\r\n$1\r\nz\r\n", b":0\r\n"],
+        )
+        .await;
+        c.pipeline(
+            b"INCR n\r\nBLPOP none 0.01\r\nINCR n\r\nMULTI\r\nINCR n\r\nEXEC\r\nINCR n\r\nGET n\r\n",
+            &[
+                b":1\r\n",
+                b"*-1\r\n",
+                b":2\r\n",
+                b"+OK\r\n",
+                b"+QUEUED\r\n",
+                b"*1\r\n:3\r\n",
+                b":4\r\n",
+                b"$1\r\n4\r\n",
+            ],
+        )
+        .await;
         c.expect("DEL l l2 src dst n", b":2\r\n").await;
     }
 }

@@ -198,18 +198,18 @@ async fn ssubscribe_spublish() {
 async fn subscribing_inside_multi_is_refused_and_aborts_exec() {
     let env = Env::start().await;
     let mut c = env.raw().await;
-    c.send(b"MULTI\r\nSET in-multi 1\r\nSUBSCRIBE a\r\nEXEC\r\nPING\r\nGET in-multi\r\n")
-        .await;
-    for want in [
-        &b"+OK\r\n"[..],
-        b"+QUEUED\r\n",
-        b"-ERR Command not allowed inside a transaction\r\n",
-        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
-        b"+PONG\r\n",
-        b"$-1\r\n",
-    ] {
-        read_exact(&mut c, want).await;
-    }
+    c.pipeline(
+        b"MULTI\r\nSET in-multi 1\r\nSUBSCRIBE a\r\nEXEC\r\nPING\r\nGET in-multi\r\n",
+        &[
+            b"+OK\r\n",
+            b"+QUEUED\r\n",
+            b"-ERR Command not allowed inside a transaction\r\n",
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+            b"+PONG\r\n",
+            b"$-1\r\n",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,17 +359,17 @@ async fn pipelined_commands_on_a_dedicated_connection() {
     read_exact(&mut c, &confirm("*", "unsubscribe", "a", 1)).await;
     read_exact(&mut c, &confirm("*", "punsubscribe", "b*", 0)).await;
     read_exact(&mut c, b"+OK\r\n").await;
-    c.send(b"SELECT 2\r\nSET k 2\r\nGET k\r\nSELECT 0\r\nGET k\r\n")
-        .await;
-    for want in [
-        &b"+OK\r\n"[..],
-        b"+OK\r\n",
-        b"$1\r\n2\r\n",
-        b"+OK\r\n",
-        b"$1\r\n1\r\n",
-    ] {
-        read_exact(&mut c, want).await;
-    }
+    c.pipeline(
+        b"SELECT 2\r\nSET k 2\r\nGET k\r\nSELECT 0\r\nGET k\r\n",
+        &[
+            b"+OK\r\n",
+            b"+OK\r\n",
+            b"$1\r\n2\r\n",
+            b"+OK\r\n",
+            b"$1\r\n1\r\n",
+        ],
+    )
+    .await;
 }
 
 /// Commands pipelined ahead of QUIT on a dedicated connection reach Redis
@@ -387,10 +387,11 @@ async fn commands_pipelined_before_quit_on_a_dedicated_connection_run() {
     c.expect_closed().await;
 
     let mut c = env.raw().await;
-    c.send(b"SELECT 1\r\nSET before-quit v\r\nQUIT\r\n").await;
-    for want in [&b"+OK\r\n"[..], b"+OK\r\n", b"+OK\r\n"] {
-        read_exact(&mut c, want).await;
-    }
+    c.pipeline(
+        b"SELECT 1\r\nSET before-quit v\r\nQUIT\r\n",
+        &[b"+OK\r\n", b"+OK\r\n", b"+OK\r\n"],
+    )
+    .await;
     c.expect_closed().await;
     let mut direct = env.raw_backend().await;
     direct.expect("SELECT 1", b"+OK\r\n").await;

@@ -207,6 +207,16 @@ impl RawConn {
         self.read_frame().await
     }
 
+    /// Sends `bytes` (a pipeline) in one write and asserts that the replies
+    /// are exactly `replies`, in order.
+    pub async fn pipeline(&mut self, bytes: &[u8], replies: &[&[u8]]) {
+        self.send(bytes).await;
+        for (i, want) in replies.iter().enumerate() {
+            let got = self.read_frame().await;
+            assert_eq!(show(&got), show(want), "reply {i} to {}", show(bytes));
+        }
+    }
+
     /// Sends a command and asserts its reply is exactly `expected`.
     pub async fn expect(&mut self, line: &str, expected: &[u8]) {
         let got = self.cmd(line).await;

@@ -193,9 +193,12 @@ impl Session {
             r.integer(0);
             return self.reply(r.freeze()).await;
         };
+        // Sent on the caller's multiplexed connection: after what the
+        // caller sent before it, as any command.
         if !self.flush_batch().await {
             return Flow::Close;
         }
+        self.await_barrier().await;
         let frame = crate::protocol::request::encode_command(&[
             Bytes::from_static(b"CLIENT"),
             Bytes::from_static(b"UNBLOCK"),
