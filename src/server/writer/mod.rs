@@ -83,6 +83,26 @@ struct Writer {
     info: Arc<ClientInfo>,
 }
 
+/// A reply slot dropped without an answer: the backend connection it
+/// waited on was lost.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Unanswered;
+
+/// A reply slot's outcome if it has one yet: its reply, or [`Unanswered`]
+/// when it was dropped unanswered (a retired node's queue) before the
+/// writer came to it. `None`: still pending. After a `Some`, the receiver
+/// is spent and must not be awaited (tokio panics: "called after
+/// complete").
+fn reply_if_ready(
+    reply: &mut tokio::sync::oneshot::Receiver<crate::backend::mux::MuxReply>,
+) -> Option<Result<crate::backend::mux::MuxReply, Unanswered>> {
+    match reply.try_recv() {
+        Ok(r) => Some(Ok(r)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Closed) => Some(Err(Unanswered)),
+    }
+}
+
 impl Writer {
     async fn flush(&mut self) -> Result<(), Stop> {
         if self.out.is_empty() {
@@ -127,16 +147,12 @@ impl Writer {
     async fn await_reply(
         &mut self,
         reply: &mut tokio::sync::oneshot::Receiver<crate::backend::mux::MuxReply>,
-    ) -> Result<Result<crate::backend::mux::MuxReply, tokio::sync::oneshot::error::RecvError>, Stop>
-    {
-        match reply.try_recv() {
-            Ok(r) => Ok(Ok(r)),
-            Err(TryRecvError::Empty) => {
-                self.flush().await?;
-                Ok(reply.await)
-            }
-            Err(TryRecvError::Closed) => Ok(reply.await),
+    ) -> Result<Result<crate::backend::mux::MuxReply, Unanswered>, Stop> {
+        if let Some(ready) = reply_if_ready(reply) {
+            return Ok(ready);
         }
+        self.flush().await?;
+        Ok(reply.await.map_err(|_| Unanswered))
     }
 
     async fn mux_loop(&mut self) -> Result<Stop, Stop> {
@@ -552,6 +568,25 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot dropped unanswered before the writer reached it is an
+    /// error reply, not a second wait on a spent receiver (which panicked
+    /// the writer and closed the client's connection).
+    #[test]
+    fn a_slot_dropped_unanswered_is_ready_as_unanswered() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<crate::backend::mux::MuxReply>();
+        assert!(reply_if_ready(&mut rx).is_none());
+        drop(tx);
+        assert_eq!(
+            reply_if_ready(&mut rx).map(|r| r.err()),
+            Some(Some(Unanswered))
+        );
+
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<crate::backend::mux::MuxReply>();
+        assert!(tx.send(Ok(Bytes::from_static(b"+OK\r\n"))).is_ok());
+        let ready = reply_if_ready(&mut rx).map(|r| r.ok().and_then(Result::ok));
+        assert_eq!(ready, Some(Some(Bytes::from_static(b"+OK\r\n"))));
+    }
 
     #[test]
     fn sunsubscribe_confirmations_are_recognised() {
