@@ -392,6 +392,39 @@ async fn blocked_client_that_leaves_pops_nothing() {
         .await;
 }
 
+/// A client that pipelines more commands behind a blocking one and then
+/// hangs up is noticed while the blocking command waits (strata goes on
+/// reading it): the wait ends, and an element pushed afterwards stays in
+/// the list, as with Redis. The commands behind the blocking one never
+/// run, as with Redis, which frees a blocked client that hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_client_with_commands_behind_it_that_leaves_pops_nothing() {
+    let env = Env::start().await;
+    let mut direct = env.raw_backend().await;
+    for (n, behind) in ["PING", "SET ran-behind 1", "BLPOP other 0"]
+        .into_iter()
+        .enumerate()
+    {
+        let list = format!("left-behind-pipelined-{n}");
+        let mut gone = env.raw().await;
+        let mut pipeline = support::clients::encode_line(&format!("BLPOP {list} 0"));
+        pipeline.extend(support::clients::encode_line(behind));
+        gone.send(&pipeline).await;
+        wait_blocked(&env, 1).await;
+        drop(gone);
+        wait_blocked_until(&env, "0 after the client hung up", |b| b == 0).await;
+        direct.expect(&format!("RPUSH {list} a"), b":1\r\n").await;
+        direct.expect(&format!("LLEN {list}"), b":1\r\n").await;
+        direct.expect("EXISTS ran-behind", b":0\r\n").await;
+    }
+    // strata still serves blocking commands afterwards.
+    let mut client = env.raw().await;
+    direct.expect("RPUSH ready x", b":1\r\n").await;
+    client
+        .expect("BLPOP ready 0", b"*2\r\n$5\r\nready\r\n$1\r\nx\r\n")
+        .await;
+}
+
 /// CLIENT UNBLOCK with strata's client id unblocks that client's BLPOP, as
 /// a timeout (a null reply) or an error, and the client goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

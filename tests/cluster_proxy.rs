@@ -584,7 +584,8 @@ async fn blocking_pops_wait_on_the_keys_node_without_blocking_others() {
     assert!(e.contains("timeout is not a float"), "{e}");
 
     // CLIENT UNBLOCK reaches the node the client is blocked on; a blocked
-    // client that hangs up frees its node and pops nothing.
+    // client that hangs up frees its node and pops nothing, also when it
+    // pipelined a command behind the blocking one (that command never runs).
     let wait_blocked = async |p: &str, n: u64| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while blocking(|| blocked_clients(p)) != n {
@@ -605,13 +606,14 @@ async fn blocking_pops_wait_on_the_keys_node_without_blocking_others() {
             .expect(&format!("CLIENT UNBLOCK {id}"), b":1\r\n")
             .await;
         assert_eq!(blocked.read_frame().await, b"*-1\r\n");
-        blocked
-            .send(&support::clients::encode_line(&format!("BLPOP {k} 0")))
-            .await;
+        let mut pipeline = support::clients::encode_line(&format!("BLPOP {k} 0"));
+        pipeline.extend(support::clients::encode_line(&format!("SET {k}:behind 1")));
+        blocked.send(&pipeline).await;
         wait_blocked(&p, 1).await;
         drop(blocked);
         wait_blocked(&p, 0).await;
         admin.expect(&format!("RPUSH {k} kept"), b":1\r\n").await;
         admin.expect(&format!("LLEN {k}"), b":1\r\n").await;
+        admin.expect(&format!("EXISTS {k}:behind"), b":0\r\n").await;
     }
 }

@@ -318,8 +318,9 @@ impl Session {
     /// Writes the commands buffered for the dedicated connection. False
     /// when that connection failed (the writer reports it to the client).
     pub(super) async fn flush_dedicated(&mut self) -> bool {
-        if self.dedicated.as_ref().is_some_and(|d| !d.out.is_empty()) {
-            self.await_barrier().await;
+        if self.dedicated.as_ref().is_some_and(|d| !d.out.is_empty()) && !self.await_barrier().await
+        {
+            return false;
         }
         let Some(d) = self.dedicated.as_mut() else {
             return true;

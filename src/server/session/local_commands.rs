@@ -195,10 +195,9 @@ impl Session {
         };
         // Sent on the caller's multiplexed connection: after what the
         // caller sent before it, as any command.
-        if !self.flush_batch().await {
+        if !self.flush_batch().await || !self.await_barrier().await {
             return Flow::Close;
         }
-        self.await_barrier().await;
         let frame = crate::protocol::request::encode_command(&[
             Bytes::from_static(b"CLIENT"),
             Bytes::from_static(b"UNBLOCK"),

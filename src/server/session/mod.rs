@@ -11,6 +11,7 @@
 mod cluster;
 mod dedicated;
 mod frames;
+mod input;
 mod local_commands;
 
 use std::collections::HashMap;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -100,12 +101,13 @@ pub async fn serve(
         suppress_reply: false,
         swaps,
         barrier: None,
+        input: input::ClientInput::new(rd),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
     let mut departure = info.departure();
     tokio::select! {
-        () = session.read_loop(rd, shutdown) => {}
+        () = session.read_loop(shutdown) => {}
         () = killed(&mut departure) => {}
     }
     // Dropping the queue's sender lets the writer finish what is queued.
@@ -208,12 +210,13 @@ struct Session {
     /// multiplexed and a dedicated connection has been answered; the next
     /// command sent waits for it (see `Pending::Barrier`).
     barrier: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The client's socket and what was read from it, not yet parsed.
+    input: input::ClientInput,
 }
 
 impl Session {
-    async fn read_loop(&mut self, mut rd: OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
+    async fn read_loop(&mut self, mut shutdown: watch::Receiver<bool>) {
         let parser = self.shared.parser.clone();
-        let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut found: Vec<(usize, Found)> = Vec::new();
         let idle = self.shared.server.client_idle_timeout_secs;
         loop {
@@ -221,14 +224,14 @@ impl Session {
             // One clock read per read batch: its commands arrived together.
             let started = Instant::now();
             // What this read brought: a batch never needs more room.
-            self.read_len = buf.len();
+            self.read_len = self.input.buf.len();
             loop {
                 // The whole multibulk requests are found in place, then taken
                 // out of the buffer in one piece (see `frames.rs`).
                 found.clear();
                 let mut at = 0;
                 let next = loop {
-                    match parser.find(&buf[at..]) {
+                    match parser.find(&self.input.buf[at..]) {
                         Ok(Scan::Request(f)) if found.len() < FIND_MAX => {
                             found.push((at, f));
                             at += f.byte_len();
@@ -237,7 +240,7 @@ impl Session {
                         other => break other,
                     }
                 };
-                self.chunk = buf.split_to(at).freeze();
+                self.chunk = self.input.buf.split_to(at).freeze();
                 let chunk = self.chunk.clone();
                 for &(start, f) in &found {
                     let req = f.request(chunk.slice(start..start + f.byte_len()));
@@ -257,7 +260,7 @@ impl Session {
                     // FIND_MAX reached: find the rest.
                     Ok(Scan::Request(_) | Scan::Empty(_)) => continue,
                     // An inline command (re-encoded, so not a slice): alone.
-                    Ok(Scan::Inline) => match parser.parse(&mut buf) {
+                    Ok(Scan::Inline) => match parser.parse(&mut self.input.buf) {
                         Ok(Some(req)) => {
                             let spec = command::lookup(&req);
                             last_command = Some(spec.map_or("unknown", |s| s.name));
@@ -292,12 +295,19 @@ impl Session {
             if !self.flush_dedicated().await {
                 return;
             }
-            match parser.size_hint(&buf) {
+            if std::mem::take(&mut self.input.unparsed) {
+                continue; // read while waiting for a barrier: parse it first
+            }
+            if self.input.eof {
+                return; // seen while waiting; the client is already marked gone
+            }
+            let buf = &mut self.input.buf;
+            match parser.size_hint(buf) {
                 Some(total) if total > buf.len() => buf.reserve(total - buf.len()),
                 _ => buf.reserve(16 * 1024),
             }
             let read = tokio::select! {
-                r = rd.read_buf(&mut buf) => r,
+                r = self.input.read() => r,
                 _ = shutdown.changed() => return,
                 _ = self.tx.closed() => return,
                 _ = idle_timer(idle) => {
@@ -344,17 +354,28 @@ impl Session {
         queued
     }
 
-    /// Waits for the last barrier, if one is pending.
-    async fn await_barrier(&mut self) {
-        if let Some(barrier) = self.barrier.take() {
-            let _ = barrier.await;
+    /// Waits for the last barrier, if one is pending. False when the
+    /// writer is gone instead (the client left while a blocking command
+    /// waited): nothing queued behind the barrier may be sent, as Redis
+    /// runs nothing more for a blocked client that hangs up.
+    ///
+    /// Meanwhile the client's socket is still read, so a client that hangs
+    /// up behind a blocking command is noticed (see `input.rs`).
+    async fn await_barrier(&mut self) -> bool {
+        match self.barrier.take() {
+            Some(barrier) => self
+                .input
+                .read_until(barrier, &self.info, &self.shared.metrics)
+                .await
+                .is_ok(),
+            None => true,
         }
     }
 
     /// Sends the gathered batch to the backend and queues its replies.
     async fn flush_batch(&mut self) -> bool {
-        if self.batch.is_some() || self.routed.is_some() {
-            self.await_barrier().await;
+        if (self.batch.is_some() || self.routed.is_some()) && !self.await_barrier().await {
+            return false;
         }
         if self.routed.is_some() {
             return self.flush_routed().await;
@@ -601,10 +622,9 @@ impl Session {
             }
             other => other,
         };
-        if !self.flush_batch().await {
+        if !self.flush_batch().await || !self.await_barrier().await {
             return Flow::Close;
         }
-        self.await_barrier().await;
         let reply = self
             .shared
             .backend
