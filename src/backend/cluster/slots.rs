@@ -332,6 +332,17 @@ impl SlotMap {
         self.shards.iter().position(|s| s.primary.addr == addr)
     }
 
+    /// Shards whose primary the queried node reports as failed. During a
+    /// failover, a node that has not yet heard of the replica's promotion
+    /// still names the dead primary, flagged failed: such a view is stale
+    /// next to one from a node that has (see `topology::read_topology`).
+    pub fn failed_primaries(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| s.primary.health == Health::Failed)
+            .count()
+    }
+
     /// How many slots no shard serves (0 for a healthy cluster).
     pub fn unassigned(&self) -> usize {
         self.owner.iter().filter(|&&c| c == UNASSIGNED).count()
@@ -642,6 +653,42 @@ mod tests {
             );
             assert_eq!(map.shards().len(), 3);
             assert!(map.is_complete());
+        }
+    }
+
+    #[test]
+    fn failed_primaries_are_counted_failed_replicas_are_not() {
+        let node = |addr: &str, health| Node {
+            addr: addr.to_string(),
+            id: None,
+            health,
+        };
+        // A node that has not yet heard of a failover: the dead primary,
+        // flagged failed, still owns its slots.
+        let stale = SlotMap::from_ranges(vec![
+            (
+                0,
+                8191,
+                Shard {
+                    primary: node("127.0.0.1:7201", Health::Failed),
+                    replicas: vec![node("127.0.0.1:7204", Health::Online)],
+                },
+            ),
+            (
+                8192,
+                16383,
+                Shard {
+                    primary: node("127.0.0.1:7202", Health::Online),
+                    replicas: Vec::new(),
+                },
+            ),
+        ])
+        .unwrap();
+        assert!(stale.is_complete());
+        assert_eq!(stale.failed_primaries(), 1);
+        for reply in [SHARDS2, SHARDS2_FAILED, SHARDS3_FAILED] {
+            let map = SlotMap::from_cluster_shards(reply, "127.0.0.1").unwrap();
+            assert_eq!(map.failed_primaries(), 0);
         }
     }
 

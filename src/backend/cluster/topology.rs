@@ -20,11 +20,12 @@ use super::slots::{host_of, join_addr, SlotMap, TopologyError};
 
 /// Reads the topology from `seeds` (`host:port`), trying each in order.
 ///
-/// The first node whose answer covers every slot wins. When none does
-/// (a cluster that is still forming, or slots that lost their primary),
-/// the map covering the most slots is returned, so the slots that are
-/// served keep working; the caller can see `SlotMap::is_complete`. An
-/// error names every seed and why it failed.
+/// The first node whose answer covers every slot with primaries it
+/// reports healthy wins. When none does (a cluster that is still forming,
+/// slots that lost their primary, a failover in progress), the least stale
+/// map is returned (see [`staleness`]), so the slots that are served keep
+/// working; the caller can see `SlotMap::is_complete`. An error names
+/// every seed and why it failed.
 pub async fn read_topology(
     seeds: &[String],
     settings: &ConnSettings,
@@ -33,16 +34,17 @@ pub async fn read_topology(
     let mut failures = Vec::new();
     for seed in seeds {
         match read_from(seed, settings).await {
-            Ok(map) if map.is_complete() => return Ok(map),
+            Ok(map) if staleness(&map) == (0, 0) => return Ok(map),
             Ok(map) if map.shards().is_empty() => {
                 failures.push(format!("{seed}: serves no slot"));
             }
             Ok(map) => {
-                failures.push(format!("{seed}: {} slots unserved", map.unassigned()));
-                if best
-                    .as_ref()
-                    .is_none_or(|b| map.unassigned() < b.unassigned())
-                {
+                failures.push(format!(
+                    "{seed}: {} slots unserved, {} failed primaries",
+                    map.unassigned(),
+                    map.failed_primaries()
+                ));
+                if best.as_ref().is_none_or(|b| staleness(&map) < staleness(b)) {
                     best = Some(map);
                 }
             }
@@ -54,6 +56,17 @@ pub async fn read_topology(
         None if seeds.is_empty() => Err(TopologyError::NoSeed("no seed nodes configured".into())),
         None => Err(TopologyError::NoSeed(failures.join("; "))),
     }
+}
+
+/// How far a node's view is from a healthy, current one: slots nobody
+/// serves first, then primaries reported failed. The first view at
+/// `(0, 0)` is taken; otherwise the other nodes are asked too and the
+/// least stale view wins. Under load, a node can lag a failover by a
+/// second: taking its view (the dead primary, flagged failed, still
+/// owning the slots) after the promoted replica was already serving
+/// would send those slots back to the dead node.
+fn staleness(map: &SlotMap) -> (usize, usize) {
+    (map.unassigned(), map.failed_primaries())
 }
 
 /// Reads the topology from one node: `CLUSTER SHARDS`, or `CLUSTER SLOTS`
