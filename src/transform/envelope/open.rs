@@ -2,8 +2,8 @@
 //! its [`Form`]), header checks, decryption, origin checks for list
 //! elements, and decompression bounded before allocating.
 
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Nonce, Tag};
 use bytes::Bytes;
 
 use super::error::{show, TransformError};
@@ -201,12 +201,9 @@ pub(crate) fn open_with(
     let mut plaintext = ciphertext.to_vec();
     let header = stored.get(..header_len).ok_or_else(truncated)?;
     with_aad(header, loc, |aad| {
-        cipher.decrypt_in_place_detached(
-            GenericArray::from_slice(nonce),
-            aad,
-            &mut plaintext,
-            GenericArray::from_slice(tag),
-        )
+        let nonce = Nonce::try_from(nonce).map_err(|_| aes_gcm::Error)?;
+        let tag = Tag::try_from(tag).map_err(|_| aes_gcm::Error)?;
+        cipher.decrypt_inout_detached(&nonce, aad, plaintext.as_mut_slice().into(), &tag)
     })
     .map_err(|_| TransformError::AuthFailed(loc.subject()))?;
     // The origin is authenticated now; decide whether it may live here.

@@ -1,10 +1,7 @@
 //! Sealing: compression, encryption with a fresh random nonce, and escaping
 //! values that would otherwise read back as envelopes.
 
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::OsRng;
-use aes_gcm::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use bytes::Bytes;
 
 use super::error::TransformError;
@@ -113,7 +110,7 @@ pub(crate) fn seal_with(
     }
     let (header, plaintext) = out.split_at_mut(body);
     let tag = with_aad(header, loc, |aad| {
-        cipher.encrypt_in_place_detached(GenericArray::from_slice(&nonce), aad, plaintext)
+        cipher.encrypt_inout_detached(&nonce.into(), aad, plaintext.into())
     })
     .map_err(|_| seal_error("value too large to encrypt"))?;
     out.extend_from_slice(&tag);
@@ -146,7 +143,7 @@ fn random_nonce() -> Option<[u8; NONCE_LEN]> {
     let from_pool = POOL.try_with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
         if pool.used + NONCE_LEN > pool.buf.len() {
-            OsRng.try_fill_bytes(&mut pool.buf).ok()?;
+            getrandom::fill(&mut pool.buf).ok()?;
             pool.used = 0;
         }
         let start = pool.used;
@@ -160,7 +157,7 @@ fn random_nonce() -> Option<[u8; NONCE_LEN]> {
         // Thread teardown, or the OS refused a whole block: ask for one nonce.
         _ => {
             let mut nonce = [0u8; NONCE_LEN];
-            OsRng.try_fill_bytes(&mut nonce).ok()?;
+            getrandom::fill(&mut nonce).ok()?;
             Some(nonce)
         }
     }

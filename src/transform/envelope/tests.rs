@@ -314,3 +314,45 @@ fn show_escapes() {
     assert_eq!(show(b"a'b\\c\r\n\xff"), "a\\x27b\\x5cc\\x0d\\x0a\\xff");
     assert_eq!(show(&[b'a'; 200]).len(), 131);
 }
+
+/// The AEAD is standard AES-256-GCM whatever the crate version: test case
+/// 16 of McGrew & Viega's GCM specification (256-bit key, 96-bit nonce,
+/// additional data), sealed and opened the way `seal`/`open` call the
+/// crate. Values stored by an older strata stay readable after an
+/// `aes-gcm` upgrade only if this holds.
+#[test]
+fn aes_256_gcm_known_answer() {
+    use aes_gcm::aead::AeadInOut;
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let key = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
+    let plaintext = hex(
+        "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+         1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+    );
+    let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+    let nonce = Nonce::try_from(&hex("cafebabefacedbaddecaf888")[..]).unwrap();
+    let ciphertext = hex(
+        "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+         8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+    );
+    let tag = hex("76fc6ece0f4e1768cddf8853bb2d551b");
+
+    let cipher = Aes256Gcm::new_from_slice(&key).unwrap();
+    let mut buf = plaintext.clone();
+    let sealed_tag = cipher
+        .encrypt_inout_detached(&nonce, &aad, buf.as_mut_slice().into())
+        .unwrap();
+    assert_eq!(buf, ciphertext);
+    assert_eq!(sealed_tag.as_slice(), &tag[..]);
+    let tag = Tag::try_from(&tag[..]).unwrap();
+    cipher
+        .decrypt_inout_detached(&nonce, &aad, buf.as_mut_slice().into(), &tag)
+        .unwrap();
+    assert_eq!(buf, plaintext);
+}
