@@ -11,7 +11,7 @@ pub mod slot;
 mod table;
 
 pub use keys::{key_indexes, KeyIndexes};
-pub use lookup::{lookup, lookup_name};
+pub use lookup::{lookup, lookup_name, LookupCache};
 pub use table::COMMANDS;
 
 /// Command flags, a small bitset. Only the flags strata acts on are kept.

@@ -102,6 +102,7 @@ pub async fn serve(
         swaps,
         barrier: None,
         input: input::ClientInput::new(rd),
+        lookup_cache: command::LookupCache::default(),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -212,6 +213,8 @@ struct Session {
     barrier: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The client's socket and what was read from it, not yet parsed.
     input: input::ClientInput,
+    /// The last command looked up (see [`command::LookupCache`]).
+    lookup_cache: command::LookupCache,
 }
 
 impl Session {
@@ -244,7 +247,7 @@ impl Session {
                 let chunk = self.chunk.clone();
                 for &(start, f) in &found {
                     let req = f.request(chunk.slice(start..start + f.byte_len()));
-                    let spec = command::lookup(&req);
+                    let spec = self.lookup_cache.lookup(&req);
                     last_command = Some(spec.map_or("unknown", |s| s.name));
                     if self.handle(req, spec, started).await == Flow::Close {
                         self.flush_dedicated().await;
@@ -262,7 +265,7 @@ impl Session {
                     // An inline command (re-encoded, so not a slice): alone.
                     Ok(Scan::Inline) => match parser.parse(&mut self.input.buf) {
                         Ok(Some(req)) => {
-                            let spec = command::lookup(&req);
+                            let spec = self.lookup_cache.lookup(&req);
                             last_command = Some(spec.map_or("unknown", |s| s.name));
                             if self.handle(req, spec, started).await == Flow::Close {
                                 self.flush_dedicated().await;
