@@ -354,6 +354,16 @@ fn wait_refused(addr: &str, signalled: Instant) -> Instant {
     loop {
         match TcpStream::connect(addr) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Instant::now(),
+            // A connection still in the accept backlog when the listener
+            // closes is reset: the listener is going, poll again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Err(e) => panic!("connect after SIGTERM: unexpected {e}"),
             Ok(_) => {
                 assert!(
