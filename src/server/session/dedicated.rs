@@ -27,9 +27,6 @@ impl Session {
             }
             _ => {}
         }
-        if self.reply_mode != ReplyMode::On {
-            return self.error("ERR CLIENT REPLY OFF/SKIP cannot be combined with commands that need a dedicated connection in strata").await;
-        }
         let mut target = None;
         if self.cluster.is_some() {
             match self.dedicated_target(spec, req.args()) {
@@ -200,6 +197,9 @@ impl Session {
             self.state.shard_channels.len(),
             self.state.in_multi,
         );
+        if self.silenced(spec) {
+            post = Post::Drop;
+        }
         let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
             && !self.state.in_multi;
         let deadline = (!blocking)
@@ -229,6 +229,34 @@ impl Session {
             return self.leave_dedicated().await;
         }
         Flow::Continue
+    }
+
+    /// CLIENT REPLY OFF/SKIP for a command forwarded on the dedicated
+    /// connection: true when its reply is to be dropped (SKIP is used up).
+    /// Redis still sends what it *pushes* (`CLIENT_PUSHING` in
+    /// networking.c `prepareClientToWrite`): the (un)subscribe
+    /// confirmations, in RESP2 and RESP3, like the messages, which pass
+    /// out of band anyway. RESET answers `+RESET` after turning replies on.
+    fn silenced(&mut self, spec: Option<&'static CommandSpec>) -> bool {
+        if self.reply_mode == ReplyMode::On {
+            return false;
+        }
+        let name = spec.map_or("", |s| s.name);
+        if name == "reset" {
+            return false;
+        }
+        if self.reply_mode == ReplyMode::Skip {
+            self.reply_mode = ReplyMode::On;
+        }
+        !matches!(
+            name,
+            "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
+        )
     }
 
     /// A RESP2 client that is subscribed may only (un)subscribe, PING,
