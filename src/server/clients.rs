@@ -79,6 +79,8 @@ pub struct ClientInfo {
     /// not yet seen: tells them from the ones Redis sends unasked when a
     /// shard channel's slot moves.
     shard_unsubscribes_due: AtomicUsize,
+    /// CLIENT TRACKING's redirects: to this client, and from it.
+    pub tracking: super::tracking::ClientTracking,
 }
 
 impl ClientInfo {
@@ -199,6 +201,11 @@ impl ClientInfo {
         self.resp.store(version, Ordering::Relaxed);
     }
 
+    /// The protocol version (2 or 3).
+    pub fn resp(&self) -> u8 {
+        self.resp.load(Ordering::Relaxed)
+    }
+
     /// Records subscription counts and MULTI state.
     pub fn set_pubsub(&self, channels: usize, patterns: usize, shard: usize, in_multi: bool) {
         self.subscriptions.store(channels, Ordering::Relaxed);
@@ -288,6 +295,7 @@ impl ClientRegistry {
             departure: watch::Sender::new(Departure::Present),
             dedicated_on: Mutex::new(None),
             shard_unsubscribes_due: AtomicUsize::new(0),
+            tracking: Default::default(),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());

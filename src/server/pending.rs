@@ -96,6 +96,9 @@ pub enum Post {
     /// EXEC: open the values in each queued command's reply element; one
     /// entry per queued command, in order.
     TransformExec(Vec<Option<ReplyPlan>>),
+    /// CLIENT TRACKING, GETREDIR, TRACKINGINFO: the redirect changes once
+    /// Redis accepts it, and the listener's id reads as strata's target id.
+    Tracking(crate::server::tracking::Hook),
     /// Write nothing: the client was already answered (cluster mode's
     /// MULTI, replayed on the node the transaction binds to).
     Drop,

@@ -2,6 +2,7 @@
 //! client holds server-side state, and leaving it.
 
 use super::*;
+use crate::server::tracking;
 
 impl Session {
     /// A command that needs a dedicated connection, from multiplexed mode.
@@ -135,6 +136,28 @@ impl Session {
                     return self.reply(r.freeze()).await;
                 }
                 "info" if info_wants_proxy(req.args()) => post = Post::AppendProxyInfo(self.proto),
+                "client|tracking" if spec.arity_ok(req.args().len()) => {
+                    match tracking::prepare(&self.shared, &self.info, req.args()).await {
+                        Ok(prepared) => {
+                            if let Some(rewritten) = prepared.frame {
+                                frame = rewritten;
+                            }
+                            post = Post::Tracking(prepared.hook);
+                        }
+                        Err(refused) => {
+                            if self.reply(refused).await == Flow::Close {
+                                return Flow::Close;
+                            }
+                            if self.state.is_clean() {
+                                return self.leave_dedicated().await;
+                            }
+                            return Flow::Continue;
+                        }
+                    }
+                }
+                "client|getredir" | "client|trackinginfo" => {
+                    post = Post::Tracking(tracking::Hook::translate());
+                }
                 "hello" => match local::parse_hello(req.args()) {
                     Err(e) => return self.error(&e).await,
                     // Same protocol: nothing for the backend to do.
@@ -198,7 +221,14 @@ impl Session {
             self.state.in_multi,
         );
         if self.silenced(spec) {
-            post = Post::Drop;
+            post = match post {
+                // Silenced, the redirect still changes.
+                Post::Tracking(mut hook) => {
+                    hook.silent = true;
+                    Post::Tracking(hook)
+                }
+                _ => Post::Drop,
+            };
         }
         let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
             && !self.state.in_multi;

@@ -23,6 +23,8 @@ impl Session {
         self.reply_mode = ReplyMode::On;
         self.info.set_name(None);
         self.info.set_db(0);
+        // RESET turns tracking off: the redirect's listener closes.
+        self.info.tracking.clear();
     }
 
     /// Commands strata answers itself.

@@ -120,6 +120,8 @@ pub async fn serve(
             let _ = writer.await;
         }
     }
+    // A redirect's listener closes with its tracking client.
+    info.tracking.clear();
     shared.clients.unregister(info.id);
 }
 

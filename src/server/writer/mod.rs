@@ -58,6 +58,7 @@ pub async fn run(
         swap: Some(swap),
         batch_pool,
         departure: info.departure(),
+        inbox: info.tracking.open_inbox(),
         info,
     };
     let _ = w.mux_loop().await;
@@ -81,6 +82,10 @@ struct Writer {
     /// The client, whose dedicated connection is forgotten (for CLIENT
     /// UNBLOCK) before it goes back to the pool.
     info: Arc<ClientInfo>,
+    /// Invalidations redirected to this client by another one's CLIENT
+    /// TRACKING (`server/tracking/`): whole frames, written between
+    /// replies whenever the writer would otherwise wait.
+    inbox: mpsc::Receiver<Bytes>,
 }
 
 /// A reply slot dropped without an answer: the backend connection it
@@ -119,13 +124,15 @@ impl Writer {
     async fn next(&mut self) -> Option<Pending> {
         match self.rx.try_recv() {
             Ok(p) => Some(self.taken(p)),
-            Err(mpsc::error::TryRecvError::Empty) => {
+            Err(mpsc::error::TryRecvError::Empty) => loop {
                 if self.flush().await.is_err() {
                     return None;
                 }
-                let p = self.rx.recv().await?;
-                Some(self.taken(p))
-            }
+                tokio::select! {
+                    p = self.rx.recv() => return p.map(|p| self.taken(p)),
+                    Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+                }
+            },
             Err(mpsc::error::TryRecvError::Disconnected) => None,
         }
     }
@@ -151,8 +158,13 @@ impl Writer {
         if let Some(ready) = reply_if_ready(reply) {
             return Ok(ready);
         }
-        self.flush().await?;
-        Ok(reply.await.map_err(|_| Unanswered))
+        loop {
+            self.flush().await?;
+            tokio::select! {
+                r = &mut *reply => return Ok(r.map_err(|_| Unanswered)),
+                Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+            }
+        }
     }
 
     async fn mux_loop(&mut self) -> Result<Stop, Stop> {
@@ -233,6 +245,10 @@ impl Writer {
         match post {
             Post::None => self.out.extend_from_slice(&frame),
             Post::Drop => {}
+            Post::Tracking(hook) => {
+                let frame = self.info.tracking.after_reply(hook, frame);
+                self.out.extend_from_slice(&frame);
+            }
             Post::Replace(bytes) => {
                 if reply::is_error(&frame) {
                     self.out.extend_from_slice(&frame);
@@ -325,7 +341,12 @@ impl Writer {
                 };
                 let frame = rd.buf.split_to(len).freeze();
                 if is_out_of_band(&frame, monitor, subs.any()) {
-                    self.out.extend_from_slice(&frame);
+                    if crate::server::tracking::is_redir_broken(&frame) {
+                        let frame = self.info.tracking.redir_broken(frame);
+                        self.out.extend_from_slice(&frame);
+                    } else {
+                        self.out.extend_from_slice(&frame);
+                    }
                     continue;
                 }
                 let shard_unsubscribe = is_slot_moved(&frame);
@@ -419,6 +440,7 @@ impl Writer {
                     reason = retired_reason(&mut retired) => {
                         return self.dedicated_failed(&addr, &mut due, &reason).await;
                     }
+                    Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
                 }
                 continue;
             }
@@ -460,6 +482,7 @@ impl Writer {
                     | Some(Pending::Batch { .. })
                     | Some(Pending::Routed(_)) => {}
                 },
+                Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
                     Ok(0) | Err(_) => {
                         if !monitor && subs.any() && self.resubscribe(&mut rd, &subs).await {
@@ -521,7 +544,7 @@ fn is_slot_moved(frame: &[u8]) -> bool {
 }
 
 /// True for frames that answer no command: pub/sub messages, tracking
-/// invalidations, and MONITOR output.
+/// invalidations and redir-broken notices, and MONITOR output.
 fn is_out_of_band(frame: &[u8], monitor: bool, subscribed: bool) -> bool {
     match frame.first() {
         Some(b'>') => {
@@ -530,7 +553,11 @@ fn is_out_of_band(frame: &[u8], monitor: bool, subscribed: bool) -> bool {
                 .and_then(|r| string_payload(&frame[r]).map(|s| s.to_vec()));
             matches!(
                 kind.as_deref(),
-                Some(b"message") | Some(b"pmessage") | Some(b"smessage") | Some(b"invalidate")
+                Some(b"message")
+                    | Some(b"pmessage")
+                    | Some(b"smessage")
+                    | Some(b"invalidate")
+                    | Some(b"tracking-redir-broken")
             )
         }
         Some(b'*') if subscribed => {
