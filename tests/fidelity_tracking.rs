@@ -303,6 +303,13 @@ async fn the_listener_closes_with_its_tracking_client() {
     tracking
         .expect(&format!("CLIENT TRACKING ON REDIRECT {rid}"), b"+OK\r\n")
         .await;
+    // CLIENT INFO names the redirect as Redis does (`redir=<id>`).
+    let me = tracking.cmd("CLIENT INFO").await;
+    assert!(
+        show(&me).contains(&format!(" redir={rid} ")),
+        "{}",
+        show(&me)
+    );
     let mut direct = env.raw_backend().await;
     let listed = direct.cmd("CLIENT LIST TYPE pubsub").await;
     assert!(
@@ -313,4 +320,59 @@ async fn the_listener_closes_with_its_tracking_client() {
     drop(tracking);
     wait_until_empty(&env.redis.addr(), "CLIENT LIST TYPE pubsub").await;
     target.expect("PING", b"+PONG\r\n").await;
+}
+
+/// A target that reads nothing while keys keep changing: strata keeps at
+/// most `INBOX_FRAMES` invalidations for it, drops the rest, and sends one
+/// "invalidate everything" (a null, as on FLUSHALL) once it reads again,
+/// so its cache is still correct and strata's memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_does_not_read_gets_a_flush_all() {
+    let env = Env::start().await;
+    let mut target = env.raw().await;
+    let mut tracking = env.raw().await;
+    let mut writer = env.raw().await;
+    target.cmd("HELLO 3").await;
+    let rid = target.cmd("CLIENT ID").await;
+    let rid = String::from_utf8_lossy(&rid[1..rid.len() - 2]).into_owned();
+    tracking
+        .expect(
+            &format!("CLIENT TRACKING ON REDIRECT {rid} BCAST"),
+            b"+OK\r\n",
+        )
+        .await;
+    // 3,000 invalidations of 10 KiB keys: more than the sockets hold.
+    let keys = 3000;
+    for i in 0..keys {
+        let key = format!("{i:010}{}", "k".repeat(10 * 1024));
+        let reply = writer.call(&[b"SET", key.as_bytes(), b"x"]).await;
+        assert_eq!(show(&reply), "+OK\\r\\n");
+    }
+    let mut frames = 0;
+    loop {
+        let f = target.read_frame().await;
+        frames += 1;
+        if f == b">2\r\n$10\r\ninvalidate\r\n_\r\n" {
+            break;
+        }
+        assert!(
+            f.starts_with(b">2\r\n$10\r\ninvalidate\r\n*1\r\n"),
+            "{}",
+            show(&f)
+        );
+    }
+    assert!(frames < keys, "{frames} frames: nothing was dropped");
+    // Invalidations the listener had not yet read may follow; then PONG.
+    target.send(&encode_line("PING")).await;
+    loop {
+        let f = target.read_frame().await;
+        if f == b"+PONG\r\n" {
+            break;
+        }
+        assert!(
+            f.starts_with(b">2\r\n$10\r\ninvalidate\r\n"),
+            "{}",
+            show(&f)
+        );
+    }
 }

@@ -237,7 +237,7 @@ impl ClientInfo {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
              qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r \
-             cmd={} user=default redir=-1 resp={}",
+             cmd={} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -251,6 +251,7 @@ impl ClientInfo {
             ssub,
             if self.in_multi.load(Ordering::Relaxed) == 1 { 0 } else { -1 },
             cmd,
+            self.tracking.redirect_id().map_or(-1, |id| id as i64),
             self.resp.load(Ordering::Relaxed),
         )
     }

@@ -130,6 +130,12 @@ impl ClientTracking {
         self.link.lock().ok().and_then(|l| l.clone())
     }
 
+    /// The strata id this client's invalidations are redirected to (CLIENT
+    /// LIST's `redir`), while Redis has the redirect.
+    pub fn redirect_id(&self) -> Option<u64> {
+        self.link().map(|link| link.target)
+    }
+
     /// Forgets the client's redirect and stops its listener (the client
     /// left, or RESET turned tracking off).
     pub fn clear(&self) {
