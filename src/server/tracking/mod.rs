@@ -31,7 +31,6 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use command::prepare;
-pub use encode::is_redir_broken;
 
 /// How many invalidation frames wait for one client's writer. Past that
 /// the listener drops them and, once there is room again, sends one
@@ -170,9 +169,13 @@ impl ClientTracking {
         }
     }
 
-    /// A `tracking-redir-broken` push on this client's own connection,
-    /// with strata's id for the target that went away.
+    /// An out-of-band frame on this client's own connection: a
+    /// `tracking-redir-broken` push gets strata's id for the target that
+    /// went away; anything else is returned as it is (a prefix check).
     pub fn redir_broken(&self, frame: Bytes) -> Bytes {
+        if !encode::is_redir_broken(&frame) {
+            return frame;
+        }
         match self.link() {
             Some(link) => encode::translate_redir_broken(&frame, link.backend_id, link.target),
             None => frame,

@@ -341,12 +341,9 @@ impl Writer {
                 };
                 let frame = rd.buf.split_to(len).freeze();
                 if is_out_of_band(&frame, monitor, subs.any()) {
-                    if crate::server::tracking::is_redir_broken(&frame) {
-                        let frame = self.info.tracking.redir_broken(frame);
-                        self.out.extend_from_slice(&frame);
-                    } else {
-                        self.out.extend_from_slice(&frame);
-                    }
+                    // A redir-broken notice names strata's id for the target.
+                    let frame = self.info.tracking.redir_broken(frame);
+                    self.out.extend_from_slice(&frame);
                     continue;
                 }
                 let shard_unsubscribe = is_slot_moved(&frame);
