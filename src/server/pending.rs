@@ -60,6 +60,11 @@ pub enum Pending {
     Barrier(oneshot::Sender<()>),
     /// Write everything before this, then close the connection.
     Close,
+    /// Nothing to write: the client was just named as a CLIENT TRACKING
+    /// redirect target, and the writer, parked on this queue alone, is to
+    /// start reading its inbox too (see `server/tracking/`). Counts no
+    /// command.
+    Wake,
 }
 
 /// Per-command timing, recorded when the reply is written.

@@ -62,6 +62,7 @@ pub async fn serve(
     let (rd, wr) = stream.into_split();
     let max_inflight = shared.server.max_inflight_per_client;
     let (tx, rx) = mpsc::channel(max_inflight);
+    info.tracking.set_wake(tx.downgrade());
     // Counts commands, not queue entries (a batch holds many): the reader
     // takes permits before queueing, the writer gives them back as it takes
     // entries, so at most `max_inflight_per_client` commands wait per client.

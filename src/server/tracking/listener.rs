@@ -70,6 +70,7 @@ pub async fn open(
     )
     .await
     .map_err(|e| unavailable(e.to_string()))?;
+    target.tracking.mark_target();
     Ok((backend_id, tokio::spawn(run(stream, buf, target, inbox))))
 }
 

@@ -25,6 +25,7 @@ mod command;
 mod encode;
 mod listener;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -44,6 +45,13 @@ pub struct ClientTracking {
     /// Where invalidations redirected to this client go: its writer's
     /// inbox. Set when the writer starts.
     inbox: Mutex<Option<mpsc::Sender<Bytes>>>,
+    /// Some redirect named this client: its writer waits on the inbox too.
+    /// Until then the writer's waits cost one relaxed load for this
+    /// feature, and the inbox is not polled.
+    target: AtomicBool,
+    /// The writer's queue, to wake it when `target` turns true while it
+    /// waits on the queue alone (weak: it does not keep the writer alive).
+    wake: Mutex<Option<mpsc::WeakSender<crate::server::pending::Pending>>>,
     /// This client's redirect, once Redis accepted it.
     link: Mutex<Option<Arc<Link>>>,
 }
@@ -119,6 +127,31 @@ impl ClientTracking {
             *slot = Some(tx);
         }
         rx
+    }
+
+    /// The writer's queue, for [`ClientTracking::mark_target`].
+    pub fn set_wake(&self, queue: mpsc::WeakSender<crate::server::pending::Pending>) {
+        if let Ok(mut slot) = self.wake.lock() {
+            *slot = Some(queue);
+        }
+    }
+
+    /// True once a redirect named this client (see `target`).
+    pub fn is_target(&self) -> bool {
+        self.target.load(Ordering::Relaxed)
+    }
+
+    /// A redirect names this client: its writer starts reading the inbox,
+    /// woken by an entry on its queue if it was waiting there. A full
+    /// queue needs no entry: the writer is busy and looks again.
+    fn mark_target(&self) {
+        if self.target.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let queue = self.wake.lock().ok().and_then(|w| w.clone());
+        if let Some(queue) = queue.and_then(|q| q.upgrade()) {
+            let _ = queue.try_send(crate::server::pending::Pending::Wake);
+        }
     }
 
     fn inbox(&self) -> Option<mpsc::Sender<Bytes>> {

@@ -122,13 +122,26 @@ impl Writer {
     /// The next entry: without waiting if one is queued, else after
     /// flushing what is buffered.
     async fn next(&mut self) -> Option<Pending> {
+        if self.info.tracking.is_target() {
+            // A client that never waits still gets its invalidations.
+            while let Ok(push) = self.inbox.try_recv() {
+                self.out.extend_from_slice(&push);
+            }
+        }
         match self.rx.try_recv() {
             Ok(p) => Some(self.taken(p)),
             Err(mpsc::error::TryRecvError::Empty) => loop {
                 if self.flush().await.is_err() {
                     return None;
                 }
+                // One relaxed load for a client no redirect names: the
+                // inbox is waited on only once one does (`Pending::Wake`).
+                if !self.info.tracking.is_target() {
+                    let p = self.rx.recv().await?;
+                    return Some(self.taken(p));
+                }
                 tokio::select! {
+                    biased;
                     p = self.rx.recv() => return p.map(|p| self.taken(p)),
                     Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
                 }
@@ -143,6 +156,7 @@ impl Writer {
         let n = match &p {
             Pending::Batch { count, .. } => *count,
             Pending::Routed(batch) => batch.items.len(),
+            Pending::Wake => 0,
             _ => 1,
         };
         self.inflight.add_permits(n);
@@ -158,13 +172,11 @@ impl Writer {
         if let Some(ready) = reply_if_ready(reply) {
             return Ok(ready);
         }
-        loop {
-            self.flush().await?;
-            tokio::select! {
-                r = &mut *reply => return Ok(r.map_err(|_| Unanswered)),
-                Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
-            }
-        }
+        // Redirected invalidations wait for this reply: a multiplexed
+        // reply is a backend round trip away, and the hot path is spared a
+        // second wait.
+        self.flush().await?;
+        Ok(reply.await.map_err(|_| Unanswered))
     }
 
     async fn mux_loop(&mut self) -> Result<Stop, Stop> {
@@ -231,7 +243,7 @@ impl Writer {
                 }
                 // Only meaningful in dedicated mode; the reader never sends
                 // them otherwise. Ignoring keeps the queue moving.
-                Pending::Expect(_) | Pending::LeaveDedicated(_) => {}
+                Pending::Expect(_) | Pending::LeaveDedicated(_) | Pending::Wake => {}
             }
             if self.out.len() >= FLUSH_BYTES {
                 self.flush().await?;
@@ -372,6 +384,7 @@ impl Writer {
                         Some(Pending::Expect(e)) => due.push_back(e),
                         Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                         Some(Pending::Barrier(done)) => drop(done.send(())),
+                        Some(Pending::Wake) => {}
                         Some(Pending::Close) | None => {
                             self.flush().await?;
                             return Err(Stop::Done);
@@ -437,7 +450,9 @@ impl Writer {
                     reason = retired_reason(&mut retired) => {
                         return self.dedicated_failed(&addr, &mut due, &reason).await;
                     }
-                    Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+                    Some(push) = self.inbox.recv(), if self.info.tracking.is_target() => {
+                        self.out.extend_from_slice(&push);
+                    }
                 }
                 continue;
             }
@@ -476,10 +491,13 @@ impl Writer {
                         }
                     }
                     Some(Pending::EnterDedicated(_))
+                    | Some(Pending::Wake)
                     | Some(Pending::Batch { .. })
                     | Some(Pending::Routed(_)) => {}
                 },
-                Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+                Some(push) = self.inbox.recv(), if self.info.tracking.is_target() => {
+                    self.out.extend_from_slice(&push);
+                }
                 r = rd.rd.read_buf(&mut rd.buf) => match r {
                     Ok(0) | Err(_) => {
                         if !monitor && subs.any() && self.resubscribe(&mut rd, &subs).await {
