@@ -122,31 +122,44 @@ impl Writer {
     /// The next entry: without waiting if one is queued, else after
     /// flushing what is buffered.
     async fn next(&mut self) -> Option<Pending> {
+        // One relaxed load for a client no redirect names: the inbox is
+        // read only once one does (`Pending::Wake` rouses a writer parked
+        // below). Boxed, so the hot path's future stays as small as before.
         if self.info.tracking.is_target() {
-            // A client that never waits still gets its invalidations.
-            while let Ok(push) = self.inbox.try_recv() {
-                self.out.extend_from_slice(&push);
-            }
+            return Box::pin(self.next_or_invalidations()).await;
         }
         match self.rx.try_recv() {
             Ok(p) => Some(self.taken(p)),
-            Err(mpsc::error::TryRecvError::Empty) => loop {
+            Err(mpsc::error::TryRecvError::Empty) => {
                 if self.flush().await.is_err() {
                     return None;
                 }
-                // One relaxed load for a client no redirect names: the
-                // inbox is waited on only once one does (`Pending::Wake`).
-                if !self.info.tracking.is_target() {
-                    let p = self.rx.recv().await?;
-                    return Some(self.taken(p));
-                }
-                tokio::select! {
-                    biased;
-                    p = self.rx.recv() => return p.map(|p| self.taken(p)),
-                    Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
-                }
-            },
+                let p = self.rx.recv().await?;
+                Some(self.taken(p))
+            }
             Err(mpsc::error::TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// [`Writer::next`] for a redirect target: invalidations from the
+    /// inbox are written whenever they come, between replies.
+    async fn next_or_invalidations(&mut self) -> Option<Pending> {
+        // A client that never waits still gets its invalidations.
+        while let Ok(push) = self.inbox.try_recv() {
+            self.out.extend_from_slice(&push);
+        }
+        if let Ok(p) = self.rx.try_recv() {
+            return Some(self.taken(p));
+        }
+        loop {
+            if self.flush().await.is_err() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                p = self.rx.recv() => return p.map(|p| self.taken(p)),
+                Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+            }
         }
     }
 
