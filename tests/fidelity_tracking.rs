@@ -44,9 +44,13 @@ enum Step {
     LearnRid,
     /// The target hangs up; wait until the server has let it go.
     TargetLeaves,
+    /// Send a command whose reply comes later (a blocking one).
+    Send(Who, &'static str),
+    /// Wait until the server has a client blocked.
+    WaitBlocked,
 }
 
-use Step::{Call, CallIds, CallMasked, LearnRid, Read, TargetLeaves};
+use Step::{Call, CallIds, CallMasked, LearnRid, Read, Send, TargetLeaves, WaitBlocked};
 
 /// Where an exchange runs.
 enum Server<'a> {
@@ -91,6 +95,24 @@ async fn wait_until_empty(addr: &str, line: &str) {
     }
 }
 
+/// Polls INFO (the backend's, through strata) until a client is blocked.
+async fn wait_blocked(addr: &str) {
+    let mut c = RawConn::connect(addr).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = c.cmd("INFO clients").await;
+        if show(&got).contains("blocked_clients:1") {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody blocked: {}",
+            show(&got)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `steps` against `server`; returns what each step brought.
 async fn replay(server: &Server<'_>, steps: &[Step]) -> Vec<String> {
     let addr = server.addr();
@@ -112,6 +134,19 @@ async fn replay(server: &Server<'_>, steps: &[Step]) -> Vec<String> {
             TargetLeaves => {
                 drop(r.take());
                 server.wait_target_gone(&rid).await;
+                continue;
+            }
+            Send(who, line) => {
+                let c = match who {
+                    T => t.as_mut(),
+                    R => r.as_mut(),
+                    W => w.as_mut(),
+                };
+                c.unwrap().send(&encode_line(line)).await;
+                continue;
+            }
+            WaitBlocked => {
+                wait_blocked(&addr).await;
                 continue;
             }
         };
@@ -290,6 +325,48 @@ async fn redirect_options_and_errors() {
     .await;
     // Every listener strata opened is closed again.
     wait_until_empty(&env.redis.addr(), "CLIENT LIST TYPE pubsub").await;
+}
+
+/// A target that holds a dedicated connection, subscribed (RESP2), when a
+/// redirect first names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_a_subscribed_target() {
+    let steps = [
+        LearnRid,
+        Call(R, "SUBSCRIBE x"),
+        Call(T, "CLIENT TRACKING ON REDIRECT {rid}"),
+        Call(T, "GET k"),
+        Call(W, "SET k 1"),
+        Read(R),
+    ];
+    compare(
+        &steps,
+        &[r#"R "(unasked)" -> *3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nk\r\n"#],
+    )
+    .await;
+}
+
+/// A target blocked in BLPOP (RESP3) when a redirect first names it:
+/// Redis still sends it pushes while it is blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_a_blocked_target() {
+    let steps = [
+        CallMasked(R, "HELLO 3"),
+        LearnRid,
+        Send(R, "BLPOP q 0"),
+        WaitBlocked,
+        Call(T, "CLIENT TRACKING ON REDIRECT {rid}"),
+        Call(T, "GET k2"),
+        Call(W, "SET k2 1"),
+        Read(R),
+        Call(W, "LPUSH q v"),
+        Read(R),
+    ];
+    compare(
+        &steps,
+        &[r#"R "(unasked)" -> >2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nk2\r\n"#],
+    )
+    .await;
 }
 
 /// The tracking client leaving closes the listener it had opened.

@@ -463,9 +463,10 @@ impl Writer {
                     reason = retired_reason(&mut retired) => {
                         return self.dedicated_failed(&addr, &mut due, &reason).await;
                     }
-                    Some(push) = self.inbox.recv(), if self.info.tracking.is_target() => {
-                        self.out.extend_from_slice(&push);
-                    }
+                    // Read even before a redirect names this client: a
+                    // `Pending::Wake` is not read while replies are due
+                    // (a BLPOP may block for long).
+                    Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
                 }
                 continue;
             }
