@@ -590,3 +590,54 @@ async fn readonly_reply_signals_trouble_on_the_node() {
         .expect("READONLY must poke the node's trouble notifier");
     node.retire("test over".into());
 }
+
+/// In Sentinel mode too: CLIENT TRACKING REDIRECT to a strata client id
+/// (the listener goes to the primary the tracking connection is on), and a
+/// subscriber with CLIENT REPLY OFF gets its confirmation and messages.
+// Before this change: the redirect was refused ("The client ID you want
+// redirect to does not exist") and the silenced SUBSCRIBE never answered.
+#[test]
+fn tracking_redirect_and_silenced_subscriber_through_sentinel_mode() {
+    let topo = Topology::start();
+    let strata = InProc::start(topo.strata_config());
+    strata.wait_ready();
+    let wait = Duration::from_secs(10);
+    let call = |c: &mut std::net::TcpStream, line: &str| {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        escape(&raw::call(c, &cmd(&args), wait).unwrap())
+    };
+    let mut target = raw::connect(&strata.addr, wait);
+    let mut tracking = raw::connect(&strata.addr, wait);
+    let mut writer = raw::connect(&strata.addr, wait);
+    call(&mut target, "HELLO 3");
+    let rid = call(&mut target, "CLIENT ID");
+    let rid = rid.trim_start_matches(':').trim_end_matches("\\r\\n");
+    assert_eq!(
+        call(&mut tracking, &format!("CLIENT TRACKING on REDIRECT {rid}")),
+        "+OK\\r\\n"
+    );
+    assert_eq!(call(&mut tracking, "GET tracked"), "$-1\\r\\n");
+    assert_eq!(call(&mut writer, "SET tracked 1"), "+OK\\r\\n");
+    let pushed = raw::read_frames(&mut target, 1, wait).unwrap();
+    assert_eq!(
+        escape(&pushed[0]),
+        ">2\\r\\n$10\\r\\ninvalidate\\r\\n*1\\r\\n$7\\r\\ntracked\\r\\n"
+    );
+    assert_eq!(
+        call(&mut tracking, "CLIENT GETREDIR"),
+        format!(":{rid}\\r\\n")
+    );
+
+    let mut sub = raw::connect(&strata.addr, wait);
+    sub.write_all(&cmd(&[b"CLIENT", b"REPLY", b"OFF"])).unwrap();
+    assert_eq!(
+        call(&mut sub, "SUBSCRIBE silenced"),
+        "*3\\r\\n$9\\r\\nsubscribe\\r\\n$8\\r\\nsilenced\\r\\n:1\\r\\n"
+    );
+    assert_eq!(call(&mut writer, "PUBLISH silenced m"), ":1\\r\\n");
+    let message = raw::read_frames(&mut sub, 1, wait).unwrap();
+    assert_eq!(
+        escape(&message[0]),
+        "*3\\r\\n$7\\r\\nmessage\\r\\n$8\\r\\nsilenced\\r\\n$1\\r\\nm\\r\\n"
+    );
+}
