@@ -328,7 +328,8 @@ fn routing_policy_invariants() {
     }
     let route = |name: &[u8]| lookup_name(name).unwrap().route;
     assert_eq!(route(b"spublish"), Route::Key);
-    assert_eq!(route(b"publish"), Route::Any);
+    assert_eq!(route(b"publish"), Route::PubSub);
+    assert_eq!(route(b"subscribe"), Route::Dedicated);
     assert_eq!(route(b"msetnx"), Route::Key);
     assert_eq!(route(b"mget"), Route::SplitBySlot);
     assert_eq!(route(b"wait"), Route::Dedicated);

@@ -11,7 +11,9 @@
 //!   whose keys are in different slots even when one node owns them all,
 //!   so the unit is the slot, not the node; the parts for one node are
 //!   pipelined on its connection by the caller;
-//! * `Route::AllPrimaries` / `Route::AllNodes`: fan-out ([`Plan::AllPrimaries`]).
+//! * `Route::AllPrimaries` / `Route::AllNodes`: fan-out ([`Plan::AllPrimaries`],
+//!   [`Plan::AllNodes`]: replicas too);
+//! * `Route::PubSub`: strata's pub/sub node ([`Plan::PubSub`]).
 //!
 //! The merge side turns the sub-replies (final ones: redirects already
 //! followed) back into the one reply the client expects, by the table's
@@ -58,8 +60,10 @@ pub enum Plan {
     Split(Split),
     /// Sent to every primary, replies merged by the `Merge`.
     AllPrimaries(Merge),
-    /// Sent to every node, replies merged by the `Merge`.
+    /// Sent to every node, replicas included, replies merged by the `Merge`.
     AllNodes(Merge),
+    /// Sent to strata's pub/sub node (`ClusterView::pubsub_node`).
+    PubSub,
 }
 
 /// A command split per slot.
@@ -96,6 +100,7 @@ pub fn plan<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, C
     match spec.route {
         Route::AllPrimaries => return Ok(Plan::AllPrimaries(spec.merge)),
         Route::AllNodes => return Ok(Plan::AllNodes(spec.merge)),
+        Route::PubSub => return Ok(Plan::PubSub),
         Route::Any | Route::Local | Route::Unsupported => return Ok(Plan::Keyless),
         Route::Key | Route::SplitBySlot | Route::Dedicated => {}
     }

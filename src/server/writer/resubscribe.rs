@@ -139,7 +139,8 @@ impl Writer {
     }
 
     /// The node that serves the subscriptions now: the owner of the shard
-    /// channels' slot, else (cluster) a primary, else the primary.
+    /// channels' slot, else (cluster) strata's pub/sub node, where PUBLISH
+    /// goes, else the primary.
     async fn subscription_node(&self, subs: &Subscriptions) -> Option<std::sync::Arc<Node>> {
         let Some(cluster) = self.shared.cluster.as_ref() else {
             return Some(self.shared.backend.primary());
@@ -148,7 +149,7 @@ impl Writer {
         let view = cluster.view();
         match subs.shard.iter().next() {
             Some(channel) => view.primary(hash_slot(channel)).cloned(),
-            None => view.any_primary(0).cloned(),
+            None => view.pubsub_node().cloned(),
         }
     }
 
