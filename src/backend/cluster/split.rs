@@ -554,6 +554,22 @@ mod tests {
             plan_of(&["SCRIPT", "LOAD", "return 1"]),
             Ok(Plan::AllPrimaries(Merge::First))
         );
+        assert_eq!(
+            plan_of(&["CONFIG", "SET", "maxmemory", "0"]),
+            Ok(Plan::AllNodes(Merge::AllOk))
+        );
+        assert_eq!(
+            plan_of(&["CONFIG", "RESETSTAT"]),
+            Ok(Plan::AllNodes(Merge::AllOk))
+        );
+        assert_eq!(plan_of(&["CONFIG", "GET", "maxmemory"]), Ok(Plan::Keyless));
+        assert_eq!(plan_of(&["PUBLISH", "ch", "m"]), Ok(Plan::PubSub));
+        assert_eq!(plan_of(&["PUBSUB", "NUMSUB", "ch"]), Ok(Plan::PubSub));
+        // A shard channel is routed like a key.
+        assert_eq!(
+            plan_of(&["SPUBLISH", "ch", "m"]),
+            Ok(Plan::Slot(hash_slot(b"ch")))
+        );
     }
 
     #[test]
