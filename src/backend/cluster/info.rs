@@ -441,7 +441,8 @@ fn sum_text(values: &[&str]) -> Option<String> {
 }
 
 /// A `by_name` section: every name any primary lists, in order of first
-/// appearance, its `k=v` fields merged.
+/// appearance (errors in byte order, as Redis lists them), its `k=v`
+/// fields merged.
 fn push_by_name(out: &mut String, section: &str, texts: &[(&str, String)]) {
     let mut order: Vec<&str> = Vec::new();
     let mut lines: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -462,6 +463,10 @@ fn push_by_name(out: &mut String, section: &str, texts: &[(&str, String)]) {
             });
             entry.push(fields);
         }
+    }
+    if section.eq_ignore_ascii_case("errorstats") {
+        // Redis keeps error counts in a radix tree: listed in byte order.
+        order.sort_unstable();
     }
     for name in order {
         out.push_str(name);
@@ -647,7 +652,7 @@ mod tests {
             "rdb_changes_since_last_save:x\r\n",
             "cmdstat_get:calls=5,usec=60,usec_per_call=12.00,rejected_calls=1,failed_calls=1\r\n",
             "cmdstat_set:calls=1,usec=4,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\n",
-            "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_WRONGTYPE:count=2\r\nerrorstat_NOSCRIPT:count=1\r\n",
+            "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_NOSCRIPT:count=1\r\nerrorstat_WRONGTYPE:count=2\r\n",
             "latency_percentiles_usec_get:p50=2.007,p99=9.001\r\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from {text}");

@@ -1,0 +1,266 @@
+//! Fidelity in cluster mode: a client of strata in front of a real Redis
+//! Cluster (3 primaries, 3 replicas) sees what it would see talking to ONE
+//! redis-server in cluster mode that owns all 16384 slots
+//! (`support::redis_server::one_node_cluster`). Each test replays the same
+//! byte exchange against both and asserts the same replies, then checks on
+//! the real nodes that the command reached each of them.
+//!
+//! Server-level commands (CONFIG SET/GET/RESETSTAT, SCRIPT EXISTS,
+//! RANDOMKEY, INFO's counters) and pub/sub counts (PUBLISH, PUBSUB) are
+//! covered here. One cluster serves every test of this binary
+//! (`cluster::shared()`), held for each test's whole body.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::clients::{show, RawConn};
+use support::cluster;
+use support::cluster_strata::{blocking, fresh};
+use support::redis_server::one_node_cluster;
+use support::sentinel::{info_field, Resp};
+
+/// A connection to the reference (one Redis owning every slot) and one to
+/// strata, driven in lockstep.
+struct Pair {
+    reference: RawConn,
+    strata: RawConn,
+}
+
+impl Pair {
+    async fn connect(reference: &str, strata: &str) -> Pair {
+        Pair {
+            reference: RawConn::connect(reference).await,
+            strata: RawConn::connect(strata).await,
+        }
+    }
+
+    /// Sends `words` to both; returns both replies.
+    async fn both(&mut self, words: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        let r = self.reference.call(&args).await;
+        let s = self.strata.call(&args).await;
+        (r, s)
+    }
+
+    /// Sends `words` to both and asserts the same reply, which it returns.
+    async fn same(&mut self, words: &[&str]) -> Vec<u8> {
+        let (r, s) = self.both(words).await;
+        assert_eq!(show(&s), show(&r), "strata vs one Redis for {words:?}");
+        r
+    }
+
+    /// The next frame on both (a pub/sub message), asserted the same.
+    async fn same_next(&mut self, what: &str) -> Vec<u8> {
+        let r = self.reference.read_frame().await;
+        let s = self.strata.read_frame().await;
+        assert_eq!(show(&s), show(&r), "strata vs one Redis: {what}");
+        r
+    }
+}
+
+/// The text of an INFO reply frame.
+fn info_text(frame: &[u8]) -> String {
+    match Resp::parse(frame) {
+        Resp::Str(s) => s,
+        other => panic!("INFO: {other:?}"),
+    }
+}
+
+/// An INFO field as an integer.
+fn info_int(text: &str, field: &str) -> i64 {
+    info_field(text, field)
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `# Keyspace` without `avg_ttl` (an estimate that moves with time).
+fn keyspace_counts(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find(",avg_ttl=") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// CONFIG SET reaches every node, replicas included, and CONFIG GET,
+/// CONFIG RESETSTAT, SCRIPT EXISTS, RANDOMKEY and INFO's error, hit and
+/// keyspace counters read as one Redis's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_commands_reach_every_node_and_merge_as_one_redis() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let mut p = Pair::connect(&reference.addr(), &strata.addr.to_string()).await;
+
+    // CONFIG SET: every node, replicas included; CONFIG GET reads it back.
+    p.same(&["CONFIG", "SET", "maxmemory-samples", "7"]).await;
+    p.same(&["CONFIG", "GET", "maxmemory-samples"]).await;
+    p.same(&["CONFIG", "SET", "maxmemory-samples", "many"])
+        .await;
+    let nodes = c.addrs();
+    assert_eq!(nodes.len(), 6);
+    for node in &nodes {
+        assert_eq!(
+            blocking(|| c.must(node, &["CONFIG", "GET", "maxmemory-samples"])),
+            Resp::Array(vec![
+                Resp::Str("maxmemory-samples".into()),
+                Resp::Str("7".into())
+            ]),
+            "CONFIG SET through strata reached {node}"
+        );
+    }
+
+    // SCRIPT LOAD goes to every primary; EXISTS is 1 where all have it.
+    let sha = match Resp::parse(&p.same(&["SCRIPT", "LOAD", "return 1"]).await) {
+        Resp::Str(sha) => sha,
+        other => panic!("SCRIPT LOAD: {other:?}"),
+    };
+    let missing = "0000000000000000000000000000000000000000";
+    p.same(&["SCRIPT", "EXISTS", &sha, missing]).await;
+
+    // RANDOMKEY: nil while empty, then the one key, wherever it lives.
+    p.same(&["RANDOMKEY"]).await;
+    let primaries = place.primaries();
+    for primary in &primaries {
+        let lone = place.key_on(primary, "lone:");
+        p.same(&["SET", &lone, "v"]).await;
+        for _ in 0..5 {
+            p.same(&["RANDOMKEY"]).await;
+        }
+        p.same(&["DEL", &lone]).await;
+    }
+
+    // Counters: reset everywhere, then the same traffic on both.
+    p.same(&["CONFIG", "RESETSTAT"]).await;
+    let before = |text: &str| info_int(text, "rdb_changes_since_last_save");
+    let (r, s) = p.both(&["INFO", "persistence"]).await;
+    let (r_dirty, s_dirty) = (before(&info_text(&r)), before(&info_text(&s)));
+    let keys: Vec<(String, String)> = place.key_per_primary("str:");
+    for (_, k) in &keys {
+        p.same(&["SET", k, "not-a-number"]).await;
+        p.same(&["INCR", k]).await; // ERR, on each primary
+        p.same(&["LPUSH", k, "x"]).await; // WRONGTYPE
+        p.same(&["GET", k]).await; // a hit
+        p.same(&["GET", &format!("{k}:missing")]).await; // a miss
+        p.same(&["SET", &format!("{k}:ttl"), "v", "EX", "1000"])
+            .await;
+    }
+    p.same(&["EVALSHA", missing, "0"]).await; // NOSCRIPT
+    p.same(&["NO-SUCH-COMMAND", "x"]).await; // ERR unknown command
+    p.same(&["INFO", "errorstats"]).await;
+    let (r, s) = p.both(&["INFO", "stats"]).await;
+    let (r, s) = (info_text(&r), info_text(&s));
+    for field in ["total_error_replies", "keyspace_hits", "keyspace_misses"] {
+        assert_eq!(
+            info_int(&s, field),
+            info_int(&r, field),
+            "{field}: strata {s} vs one Redis {r}"
+        );
+    }
+    let (r, s) = p.both(&["INFO", "persistence"]).await;
+    assert_eq!(
+        before(&info_text(&s)) - s_dirty,
+        before(&info_text(&r)) - r_dirty,
+        "rdb_changes_since_last_save grew as on one Redis"
+    );
+    let (r, s) = p.both(&["INFO", "keyspace"]).await;
+    assert_eq!(
+        keyspace_counts(&info_text(&s)),
+        keyspace_counts(&info_text(&r))
+    );
+
+    // Back to the default, everywhere.
+    p.same(&["CONFIG", "SET", "maxmemory-samples", "5"]).await;
+    for node in &nodes {
+        assert_eq!(
+            blocking(|| c.must(node, &["CONFIG", "GET", "maxmemory-samples"])).items()[1],
+            Resp::Str("5".into()),
+            "{node}"
+        );
+    }
+}
+
+/// Every subscriber strata has is counted by PUBLISH and PUBSUB, wherever
+/// the channel's name hashes, as one Redis counts its subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_counts_every_subscriber_as_one_redis() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let (r, s) = (reference.addr(), strata.addr.to_string());
+    // Channels whose names hash to slots of different primaries.
+    let channels: Vec<String> = place
+        .key_per_primary("fid-news:")
+        .into_iter()
+        .map(|(_, ch)| ch)
+        .collect();
+    // One subscriber per channel, one on a pattern and one on two channels
+    // and a pattern: separate clients, as an application has.
+    let mut subs = Vec::new();
+    for ch in &channels {
+        let mut sub = Pair::connect(&r, &s).await;
+        sub.same(&["SUBSCRIBE", ch]).await;
+        subs.push(sub);
+    }
+    let mut psub = Pair::connect(&r, &s).await;
+    psub.same(&["PSUBSCRIBE", "fid-news:*"]).await;
+    let mut both = Pair::connect(&r, &s).await;
+    both.same(&["SUBSCRIBE", &channels[0], &channels[2]]).await;
+    both.same_next("the second SUBSCRIBE confirmation").await;
+    both.same(&["PSUBSCRIBE", "fid-*"]).await;
+
+    // Publishers on several connections (strata spreads clients over
+    // nodes by client id).
+    for round in 0..3 {
+        let mut publisher = Pair::connect(&r, &s).await;
+        for ch in &channels {
+            let payload = format!("m{round}");
+            publisher.same(&["PUBLISH", ch, &payload]).await;
+        }
+        publisher.same(&["PUBLISH", "fid-other", "x"]).await;
+        publisher.same(&["PUBLISH", "nobody", "x"]).await;
+        publisher.same(&["PUBSUB", "NUMPAT"]).await;
+        let mut numsub = vec!["PUBSUB", "NUMSUB"];
+        numsub.extend(channels.iter().map(String::as_str));
+        numsub.push("nobody");
+        publisher.same(&numsub).await;
+        // CHANNELS lists in no particular order: compare as sets.
+        let (r, s) = publisher.both(&["PUBSUB", "CHANNELS", "fid-*"]).await;
+        let set = |f: &[u8]| -> BTreeSet<String> {
+            Resp::parse(f)
+                .items()
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect()
+        };
+        assert_eq!(set(&s), set(&r), "PUBSUB CHANNELS");
+    }
+    // Every message reached its subscribers, as on one Redis.
+    for round in 0..3 {
+        for (i, sub) in subs.iter_mut().enumerate() {
+            sub.same_next(&format!("round {round} on channel {i}")).await;
+        }
+        for i in 0..channels.len() {
+            psub.same_next(&format!("round {round}, pattern, {i}")).await;
+        }
+        for i in 0..channels.len() {
+            both.same_next(&format!("round {round}, two channels, {i}"))
+                .await;
+            if i != 1 {
+                both.same_next(&format!("round {round}, and the pattern, {i}"))
+                    .await;
+            }
+        }
+        both.same_next(&format!("round {round}, fid-other")).await;
+    }
+    for sub in subs.iter_mut().chain([&mut psub, &mut both]) {
+        sub.strata.expect_silence(Duration::from_millis(200)).await;
+    }
+}
