@@ -16,6 +16,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use strata::command::slot::hash_slot;
 use support::clients::{show, RawConn};
 use support::cluster;
 use support::cluster_strata::{blocking, fresh};
@@ -245,10 +246,12 @@ async fn publish_counts_every_subscriber_as_one_redis() {
     // Every message reached its subscribers, as on one Redis.
     for round in 0..3 {
         for (i, sub) in subs.iter_mut().enumerate() {
-            sub.same_next(&format!("round {round} on channel {i}")).await;
+            sub.same_next(&format!("round {round} on channel {i}"))
+                .await;
         }
         for i in 0..channels.len() {
-            psub.same_next(&format!("round {round}, pattern, {i}")).await;
+            psub.same_next(&format!("round {round}, pattern, {i}"))
+                .await;
         }
         for i in 0..channels.len() {
             both.same_next(&format!("round {round}, two channels, {i}"))
@@ -263,4 +266,77 @@ async fn publish_counts_every_subscriber_as_one_redis() {
     for sub in subs.iter_mut().chain([&mut psub, &mut both]) {
         sub.strata.expect_silence(Duration::from_millis(200)).await;
     }
+}
+
+/// PUBLISH keeps counting strata's subscribers when slot 0 (whose primary
+/// is strata's pub/sub node) moves to another primary and back: the
+/// subscribers follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_counts_hold_while_slot_zero_moves() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let addr = strata.addr.to_string();
+    let mut sub = RawConn::connect(&addr).await;
+    let mut psub = RawConn::connect(&addr).await;
+    assert_eq!(
+        show(&sub.cmd("SUBSCRIBE moving-news").await),
+        show(b"*3\r\n$9\r\nsubscribe\r\n$11\r\nmoving-news\r\n:1\r\n")
+    );
+    assert_eq!(
+        show(&psub.cmd("PSUBSCRIBE moving-*").await),
+        show(b"*3\r\n$10\r\npsubscribe\r\n$8\r\nmoving-*\r\n:1\r\n")
+    );
+    let home = place.owner_of_slot(0).to_string();
+    let other = place.primaries().into_iter().find(|p| *p != home).unwrap();
+    let mut publisher = RawConn::connect(&addr).await;
+    // A key in slot 0: reading it through strata after the move gets a
+    // MOVED, so strata's view follows at once (PUBLISH has no key).
+    let in_slot_0 = (0..)
+        .map(|i| format!("slot0-{i}"))
+        .find(|k| hash_slot(k.as_bytes()) == 0)
+        .unwrap();
+    for (to, round) in [(&other, "moved"), (&home, "back")] {
+        blocking(|| c.migrate_slot(0, to));
+        assert_eq!(publisher.cmd(&format!("GET {in_slot_0}")).await, b"$-1\r\n");
+        // The subscriptions move to the new owner of slot 0, and leave
+        // the old one.
+        let from = if to == &other { &home } else { &other };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let numsub = |node: &str| {
+                blocking(|| c.must(node, &["PUBSUB", "NUMSUB", "moving-news"])).items()[1].clone()
+            };
+            let numpat = |node: &str| blocking(|| c.must(node, &["PUBSUB", "NUMPAT"]));
+            if numsub(to) == Resp::Int(1)
+                && numpat(to) == Resp::Int(1)
+                && numsub(from) == Resp::Int(0)
+                && numpat(from) == Resp::Int(0)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "subscriptions not moved from {from} to {to}"
+            );
+            publisher.cmd(&format!("GET {in_slot_0}")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let count = publisher
+            .call(&[b"PUBLISH", b"moving-news", round.as_bytes()])
+            .await;
+        assert_eq!(show(&count), show(b":2\r\n"), "after slot 0 moved to {to}");
+        let message = format!(
+            "*3\r\n$7\r\nmessage\r\n$11\r\nmoving-news\r\n${}\r\n{round}\r\n",
+            round.len()
+        );
+        assert_eq!(show(&sub.read_frame().await), show(message.as_bytes()));
+        let pmessage = format!(
+            "*4\r\n$8\r\npmessage\r\n$8\r\nmoving-*\r\n$11\r\nmoving-news\r\n${}\r\n{round}\r\n",
+            round.len()
+        );
+        assert_eq!(show(&psub.read_frame().await), show(pmessage.as_bytes()));
+    }
+    // Each message came once.
+    sub.expect_silence(Duration::from_millis(200)).await;
+    psub.expect_silence(Duration::from_millis(200)).await;
 }

@@ -400,7 +400,11 @@ impl<'a> Fields<'a> {
             Rule::Human(bytes) => self.sum(bytes).map(bytes_to_human),
             Rule::Ratio(ratio) => {
                 let (num, den, percent) = match ratio {
-                    Ratio::PeakPerc => (self.sum("used_memory")?, self.sum("used_memory_peak")?, true),
+                    Ratio::PeakPerc => (
+                        self.sum("used_memory")?,
+                        self.sum("used_memory_peak")?,
+                        true,
+                    ),
                     Ratio::DatasetPerc => (
                         self.sum("used_memory_dataset")?,
                         self.sum("used_memory")? - self.sum("used_memory_startup")?,
@@ -505,7 +509,14 @@ fn merge_subfields(lines: &[&str]) -> String {
         out.push('=');
         let merged = if *key == "usec_per_call" {
             let calls = total("calls");
-            Some(format!("{:.2}", if calls > 0.0 { total("usec") / calls } else { 0.0 }))
+            Some(format!(
+                "{:.2}",
+                if calls > 0.0 {
+                    total("usec") / calls
+                } else {
+                    0.0
+                }
+            ))
         } else if key.starts_with('p') && key[1..].starts_with(|c: char| c.is_ascii_digit()) {
             let decimals = first.split_once('.').map_or(0, |(_, d)| d.len());
             values(key)

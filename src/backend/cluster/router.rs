@@ -261,6 +261,13 @@ impl ClusterRouter {
             tokio::time::timeout(self.settings.request_timeout, rx.wait_for(|g| *g > seen)).await;
     }
 
+    /// Changes after every topology read (changed or not): what a
+    /// subscriber watches to follow strata's pub/sub node when slot 0
+    /// moves to another primary.
+    pub fn topology_reads(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     /// True while the slot map is complete.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)

@@ -348,6 +348,15 @@ impl Session {
         ok
     }
 
+    /// Takes the write half of the connection the writer moved the
+    /// client's subscriptions to; the old one is dropped (closed).
+    pub(super) fn take_swap(&mut self, swap: crate::server::writer::DedicatedSwap) {
+        if let Some(d) = self.dedicated.as_mut() {
+            d.wr = swap.wr;
+            d.conn = swap.conn;
+        }
+    }
+
     /// Hands the dedicated connection back (via the writer, once every
     /// reply due on it is written) and returns to multiplexed mode.
     pub(super) async fn leave_dedicated(&mut self) -> Flow {

@@ -317,6 +317,13 @@ impl Session {
                     tracing::debug!(client = self.info.id, "closing idle client");
                     return;
                 }
+                // The writer moved an idle subscriber's subscriptions: take
+                // the new write half now, so the old connection closes
+                // (and stops receiving) without waiting for a command.
+                Some(swap) = self.swaps.recv(), if self.dedicated.is_some() => {
+                    self.take_swap(swap);
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => {

@@ -311,6 +311,7 @@ impl Writer {
         let mut subs = resubscribe::Subscriptions::default();
         let mut addr = rd.addr.clone();
         let mut retired = rd.retired.clone();
+        let mut topology = self.shared.cluster.as_ref().map(|c| c.topology_reads());
         loop {
             // Forward every complete frame already buffered.
             loop {
@@ -478,6 +479,17 @@ impl Writer {
                         continue;
                     }
                     return self.dedicated_failed(&addr, &mut due, &reason).await;
+                }
+                // Slot 0 moved: subscribers follow strata's pub/sub node,
+                // where PUBLISH now goes.
+                () = resubscribe::pubsub_node_moved(self.shared.cluster.as_deref(), &mut topology, &addr),
+                    if !monitor && subs.on_pubsub_node() => {
+                    if self.resubscribe(&mut rd, &subs).await {
+                        addr = rd.addr.clone();
+                        retired = rd.retired.clone();
+                        continue;
+                    }
+                    return self.dedicated_failed(&addr, &mut due, "pub/sub node moved; resubscribing failed").await;
                 }
             }
         }

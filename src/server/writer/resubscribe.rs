@@ -61,7 +61,36 @@ pub(super) fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
     Some((kind, Bytes::copy_from_slice(channel), count))
 }
 
+/// Resolves once strata's pub/sub node (`ClusterView::pubsub_node`) is no
+/// longer `addr`: slot 0 moved to another primary (resharding; a
+/// failover retires the node, which the writer notices by itself). Never
+/// resolves outside cluster mode.
+pub(super) async fn pubsub_node_moved(
+    cluster: Option<&crate::backend::cluster::ClusterRouter>,
+    reads: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    addr: &str,
+) {
+    let (Some(cluster), Some(reads)) = (cluster, reads.as_mut()) else {
+        return std::future::pending().await;
+    };
+    loop {
+        if reads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let view = cluster.view();
+        if view.pubsub_node().is_some_and(|n| n.addr() != addr) {
+            return;
+        }
+    }
+}
+
 impl Subscriptions {
+    /// True while subscribed to channels or patterns and to no shard
+    /// channel: such a subscriber lives on strata's pub/sub node.
+    pub(super) fn on_pubsub_node(&self) -> bool {
+        self.shard.is_empty() && !(self.channels.is_empty() && self.patterns.is_empty())
+    }
+
     /// True while subscribed to anything.
     pub(super) fn any(&self) -> bool {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
