@@ -340,3 +340,65 @@ async fn publish_counts_hold_while_slot_zero_moves() {
     sub.expect_silence(Duration::from_millis(200)).await;
     psub.expect_silence(Duration::from_millis(200)).await;
 }
+
+/// The channel and count of a `[kind, channel, count]` confirmation.
+fn channel_and_count(frame: &[u8]) -> (String, i64) {
+    match Resp::parse(frame).items() {
+        [_, Resp::Str(ch), Resp::Int(n)] => (ch.clone(), *n),
+        other => panic!("not a confirmation: {other:?}"),
+    }
+}
+
+/// One connection SSUBSCRIBEs, command by command, to shard channels of
+/// several slots on every primary: each command works as on one Redis
+/// (counts over all of them, CROSSSLOT only within one command), SPUBLISH
+/// counts the subscriber on the channel's node, and messages arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let (r, s) = (reference.addr(), strata.addr.to_string());
+    let mut sub = Pair::connect(&r, &s).await;
+    let mut publisher = Pair::connect(&r, &s).await;
+    let primaries = place.primaries();
+    // Two channels (two slots) on every primary.
+    let mut channels = Vec::new();
+    for p in &primaries {
+        let two = place.keys_on(p, "fid-shard:", 2);
+        assert_ne!(hash_slot(two[0].as_bytes()), hash_slot(two[1].as_bytes()));
+        channels.extend(two);
+    }
+    for ch in &channels {
+        sub.same(&["SSUBSCRIBE", ch]).await;
+    }
+    // Still one slot per command, as Redis Cluster says.
+    sub.same(&["SSUBSCRIBE", &channels[1], &channels[2]]).await;
+    sub.same(&["PING"]).await;
+    for ch in &channels {
+        publisher.same(&["SPUBLISH", ch, &format!("to-{ch}")]).await;
+        sub.same_next(&format!("the message on {ch}")).await;
+    }
+    // Unsubscribing: one channel, one never subscribed, then the rest.
+    sub.same(&["SUNSUBSCRIBE", &channels[3]]).await;
+    sub.same(&["SUNSUBSCRIBE", "fid-shard:never"]).await;
+    publisher.same(&["SPUBLISH", &channels[3], "gone"]).await;
+    let (r_first, s_first) = sub.both(&["SUNSUBSCRIBE"]).await;
+    let mut r_all = vec![channel_and_count(&r_first)];
+    let mut s_all = vec![channel_and_count(&s_first)];
+    for _ in 2..channels.len() {
+        r_all.push(channel_and_count(&sub.reference.read_frame().await));
+        s_all.push(channel_and_count(&sub.strata.read_frame().await));
+    }
+    // Redis lists them in its own dict order: compare the channels as a
+    // set and the counts in order.
+    let counts = |all: &[(String, i64)]| all.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+    let names = |all: &[(String, i64)]| all.iter().map(|(c, _)| c.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(counts(&s_all), counts(&r_all));
+    assert_eq!(names(&s_all), names(&r_all));
+    sub.same(&["PING"]).await;
+    for ch in &channels {
+        publisher.same(&["SPUBLISH", ch, "after"]).await;
+    }
+    sub.strata.expect_silence(Duration::from_millis(200)).await;
+}

@@ -7,6 +7,7 @@
 //! * [`conn_state`]: server-side state held on a dedicated connection.
 //! * [`clients`]: the registry behind CLIENT LIST and INFO.
 //! * [`routed`]: cluster mode's per-node batches and per-command items.
+//! * [`shard_links`]: cluster mode, one client's shard channels on several nodes.
 
 pub mod clients;
 pub mod conn_state;
@@ -15,6 +16,7 @@ pub mod local;
 pub mod pending;
 pub mod routed;
 pub mod session;
+pub mod shard_links;
 pub mod writer;
 
 use std::sync::Arc;

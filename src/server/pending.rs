@@ -132,6 +132,9 @@ pub struct DedicatedReader {
     pub proto: Protocol,
     /// The client, for logs.
     pub client_id: u64,
+    /// Cluster mode: frames of the client's shard-channel links
+    /// (`server/shard_links.rs`).
+    pub links: Option<tokio::sync::mpsc::UnboundedReceiver<super::shard_links::LinkEvent>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.
@@ -141,4 +144,7 @@ pub struct DedicatedReturn {
     pub wr: OwnedWriteHalf,
     /// The pool handle (its stream is `None` while split).
     pub conn: Dedicated,
+    /// Cluster mode: the shard-channel links, closed once the writer has
+    /// read what was due on them.
+    pub links: Vec<super::shard_links::Link>,
 }

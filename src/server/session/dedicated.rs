@@ -72,6 +72,10 @@ impl Session {
         }
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
+        let links = self
+            .cluster
+            .is_some()
+            .then(|| self.shard_links.begin(addr.clone()));
         // Commands already sent on the multiplexed connection run first.
         if !self.set_barrier().await {
             return Ok(()); // the writer is gone; the next queue() ends the session
@@ -84,6 +88,7 @@ impl Session {
                 retired,
                 proto: self.proto,
                 client_id: self.info.id,
+                links,
             }))
             .await
         {
@@ -125,6 +130,13 @@ impl Session {
                 return self.error(&text).await;
             }
         }
+        let timing = match spec {
+            Some(spec) => match self.shard_link_command(&req, spec, timing).await {
+                Ok(flow) => return flow,
+                Err(timing) => timing,
+            },
+            None => timing,
+        };
         if let Some(refused) = self.check_pinned(spec, req.args()) {
             return self.reply(refused).await;
         }
@@ -329,6 +341,7 @@ impl Session {
         while let Ok(swap) = self.swaps.try_recv() {
             d.wr = swap.wr;
             d.conn = swap.conn;
+            self.shard_links.main_addr = swap.addr;
         }
         if d.out.is_empty() {
             return true;
@@ -341,6 +354,7 @@ impl Session {
             if let Ok(Some(swap)) = wait.await {
                 d.wr = swap.wr;
                 d.conn = swap.conn;
+                self.shard_links.main_addr = swap.addr;
                 ok = d.wr.write_all(&d.out).await.is_ok();
             }
         }
@@ -354,6 +368,7 @@ impl Session {
         if let Some(d) = self.dedicated.as_mut() {
             d.wr = swap.wr;
             d.conn = swap.conn;
+            self.shard_links.main_addr = swap.addr;
         }
     }
 
@@ -370,6 +385,7 @@ impl Session {
         let ret = DedicatedReturn {
             wr: d.wr,
             conn: d.conn,
+            links: self.shard_links.end(),
         };
         // Commands sent next on the multiplexed connection wait until the
         // dedicated connection has answered everything sent on it.

@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod shard_links;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -103,6 +104,7 @@ pub async fn serve(
         barrier: None,
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
+        shard_links: super::shard_links::ShardLinks::default(),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -215,6 +217,9 @@ struct Session {
     input: input::ClientInput,
     /// The last command looked up (see [`command::LookupCache`]).
     lookup_cache: command::LookupCache,
+    /// Cluster mode: shard channels on other nodes than the dedicated
+    /// connection's (`server/shard_links.rs`).
+    shard_links: super::shard_links::ShardLinks,
 }
 
 impl Session {

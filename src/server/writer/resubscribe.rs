@@ -39,6 +39,8 @@ pub struct DedicatedSwap {
     pub wr: tokio::net::tcp::OwnedWriteHalf,
     /// Its pool handle.
     pub conn: Dedicated,
+    /// The node it is connected to.
+    pub addr: String,
 }
 
 /// What the backend confirmed the client is subscribed to.
@@ -50,7 +52,7 @@ pub(super) struct Subscriptions {
 }
 
 /// A (un)subscribe confirmation: `[kind, channel, count]`.
-pub(super) fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
+pub fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
     let el = aggregate_elements(frame)?;
     if el.len() != 3 {
         return None;
@@ -89,6 +91,11 @@ impl Subscriptions {
     /// channel: such a subscriber lives on strata's pub/sub node.
     pub(super) fn on_pubsub_node(&self) -> bool {
         self.shard.is_empty() && !(self.channels.is_empty() && self.patterns.is_empty())
+    }
+
+    /// The shard channels confirmed on this connection.
+    pub(super) fn shard_len(&self) -> usize {
+        self.shard.len()
     }
 
     /// True while subscribed to anything.
@@ -219,7 +226,8 @@ impl Writer {
         rd.addr = node.addr().to_string();
         rd.retired = node.retired();
         if let Some(swap) = &self.swap {
-            let _ = swap.send(DedicatedSwap { wr, conn });
+            let addr = node.addr().to_string();
+            let _ = swap.send(DedicatedSwap { wr, conn, addr });
         }
         Ok(())
     }
