@@ -361,7 +361,10 @@ async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
     let (r, s) = (reference.addr(), strata.addr.to_string());
     let mut sub = Pair::connect(&r, &s).await;
     let mut publisher = Pair::connect(&r, &s).await;
-    let primaries = place.primaries();
+    let mut primaries = place.primaries();
+    // The first channel on a primary other than slot 0's (strata's pub/sub
+    // node), so the connection's plain subscriptions below live elsewhere.
+    primaries.rotate_left(1);
     // Two channels (two slots) on every primary.
     let mut channels = Vec::new();
     for p in &primaries {
@@ -379,6 +382,20 @@ async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
         publisher.same(&["SPUBLISH", ch, &format!("to-{ch}")]).await;
         sub.same_next(&format!("the message on {ch}")).await;
     }
+    // Plain channels and patterns on the same connection: PUBLISH counts
+    // them as one Redis does.
+    sub.same(&["SUBSCRIBE", "fid-plain"]).await;
+    sub.same(&["PSUBSCRIBE", "fid-pl*"]).await;
+    publisher.same(&["PUBLISH", "fid-plain", "both"]).await;
+    sub.same_next("the plain message").await;
+    sub.same_next("the pattern message").await;
+    sub.same(&["PING", "hi"]).await;
+    sub.same(&["UNSUBSCRIBE"]).await;
+    sub.same(&["PUNSUBSCRIBE", "fid-pl*"]).await;
+    publisher.same(&["PUBLISH", "fid-plain", "nobody"]).await;
+    // The connection's first channel gone, the others still subscribed.
+    sub.same(&["SUNSUBSCRIBE", &channels[0]]).await;
+    sub.same(&["PING"]).await;
     // Unsubscribing: one channel, one never subscribed, then the rest.
     sub.same(&["SUNSUBSCRIBE", &channels[3]]).await;
     sub.same(&["SUNSUBSCRIBE", "fid-shard:never"]).await;
@@ -386,7 +403,7 @@ async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
     let (r_first, s_first) = sub.both(&["SUNSUBSCRIBE"]).await;
     let mut r_all = vec![channel_and_count(&r_first)];
     let mut s_all = vec![channel_and_count(&s_first)];
-    for _ in 2..channels.len() {
+    for _ in 3..channels.len() {
         r_all.push(channel_and_count(&sub.reference.read_frame().await));
         s_all.push(channel_and_count(&sub.strata.read_frame().await));
     }

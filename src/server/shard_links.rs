@@ -64,6 +64,10 @@ pub struct ShardLinks {
     pub channels: HashMap<Bytes, usize>,
     /// Where the last command went: `None` for the main connection.
     pub last: Option<usize>,
+    /// The link to the pub/sub node that holds the client's
+    /// SUBSCRIBE/PSUBSCRIBE subscriptions, when the main connection is on
+    /// another node (its first subscription was a shard channel).
+    pub plain: Option<usize>,
     /// The main connection's node.
     pub main_addr: String,
 }

@@ -30,8 +30,17 @@ impl Session {
             return Err(timing);
         }
         let shard = matches!(spec.name, "ssubscribe" | "sunsubscribe");
-        if !shard || !spec.arity_ok(req.args().len()) {
+        if !spec.arity_ok(req.args().len()) {
             return self.back_to_main(timing).await;
+        }
+        if !shard {
+            if let Some(pong) = self.subscribed_pong(req, spec) {
+                return Ok(self.reply(pong).await);
+            }
+            return match self.plain_link(spec) {
+                Some(target) => Ok(self.send_on_link(req, spec, timing, target).await),
+                None => self.back_to_main(timing).await,
+            };
         }
         if req.args().len() == 1 {
             // SUNSUBSCRIBE from everything, wherever it is.
@@ -81,6 +90,51 @@ impl Session {
             None => self.back_to_main(timing).await,
             Some(target) => Ok(self.send_on_link(req, spec, timing, target).await),
         }
+    }
+
+    /// SUBSCRIBE and friends live on strata's pub/sub node, where PUBLISH
+    /// goes. When the main connection is elsewhere (it was taken for a
+    /// shard channel) and holds none of them, they go on a link there.
+    fn plain_link(&self, spec: &CommandSpec) -> Option<OnLink> {
+        if !matches!(
+            spec.name,
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
+        ) {
+            return None;
+        }
+        if let Some(i) = self.shard_links.plain {
+            return Some(OnLink::Open(i));
+        }
+        let main_holds = !(self.state.channels.is_empty() && self.state.patterns.is_empty());
+        if main_holds || !matches!(spec.name, "subscribe" | "psubscribe") {
+            return None;
+        }
+        let view = self.cluster.as_ref()?.view();
+        let node = view.pubsub_node()?;
+        if node.addr() == self.shard_links.main_addr {
+            return None;
+        }
+        Some(match self.shard_links.find(node.addr()) {
+            Some(i) => OnLink::Open(i),
+            None => OnLink::New(node.clone()),
+        })
+    }
+
+    /// PING from a subscribed RESP2 client while links hold subscriptions:
+    /// the main connection may hold none (and would answer `+PONG`), so
+    /// strata gives Redis's subscribed-mode reply itself.
+    fn subscribed_pong(&self, req: &Request, spec: &CommandSpec) -> Option<Bytes> {
+        if spec.name != "ping"
+            || self.proto != Protocol::Resp2
+            || self.shard_links.links.is_empty()
+            || !self.state.subscribed()
+        {
+            return None;
+        }
+        let arg = req.args().get(1).cloned().unwrap_or_default();
+        let mut r = ReplyBuf::new(Protocol::Resp2);
+        r.array(2).bulk(b"pong").bulk(&arg);
+        Some(r.freeze())
     }
 
     /// The next command goes on the main connection: after a link, once
@@ -148,12 +202,18 @@ impl Session {
         if !self.queue(Pending::Expect(expect)).await {
             return Flow::Close;
         }
-        for ch in &req.args()[1..] {
-            if spec.name == "ssubscribe" {
-                self.shard_links.channels.insert(ch.clone(), index);
-            } else {
-                self.shard_links.channels.remove(ch);
+        match spec.name {
+            "ssubscribe" => {
+                for ch in &req.args()[1..] {
+                    self.shard_links.channels.insert(ch.clone(), index);
+                }
             }
+            "sunsubscribe" => {
+                for ch in &req.args()[1..] {
+                    self.shard_links.channels.remove(ch);
+                }
+            }
+            _ => self.shard_links.plain = Some(index),
         }
         if let Some(link) = self.shard_links.links.get_mut(index) {
             // A failed write leaves the reply due: the writer reports the
