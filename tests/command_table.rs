@@ -323,6 +323,16 @@ fn routing_policy_invariants() {
         match spec.route {
             Route::Key | Route::SplitBySlot => assert!(has_keys, "{} has no keys", spec.name),
             Route::Any => assert!(!has_keys, "{} has keys but routes Any", spec.name),
+            // The pub/sub node is for keyless pub/sub; shard channels are keys.
+            Route::PubSub => assert!(
+                !has_keys && spec.has(Flags::PUBSUB),
+                "{} routes PubSub",
+                spec.name
+            ),
+            // Every node answers for itself: no key decides.
+            Route::AllNodes | Route::AllPrimaries => {
+                assert!(!has_keys, "{} has keys but fans out", spec.name)
+            }
             _ => {}
         }
     }

@@ -375,6 +375,19 @@ async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
     for ch in &channels {
         sub.same(&["SSUBSCRIBE", ch]).await;
     }
+    let mut numsub = vec!["PUBSUB", "SHARDNUMSUB"];
+    numsub.extend(channels.iter().map(String::as_str));
+    numsub.push("fid-shard:never");
+    publisher.same(&numsub).await;
+    let (r_all, s_all) = publisher.both(&["PUBSUB", "SHARDCHANNELS", "fid-*"]).await;
+    let set = |f: &[u8]| -> BTreeSet<String> {
+        Resp::parse(f)
+            .items()
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect()
+    };
+    assert_eq!(set(&s_all), set(&r_all), "PUBSUB SHARDCHANNELS");
     // Still one slot per command, as Redis Cluster says.
     sub.same(&["SSUBSCRIBE", &channels[1], &channels[2]]).await;
     sub.same(&["PING"]).await;
@@ -418,4 +431,41 @@ async fn ssubscribe_across_slots_and_nodes_works_as_on_one_redis() {
         publisher.same(&["SPUBLISH", ch, "after"]).await;
     }
     sub.strata.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// The same in RESP3: confirmations and messages are pushes, from every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ssubscribe_across_nodes_in_resp3() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let (r, s) = (reference.addr(), strata.addr.to_string());
+    let mut sub = Pair::connect(&r, &s).await;
+    let mut publisher = Pair::connect(&r, &s).await;
+    // HELLO's reply names the server: switched on both, not compared.
+    sub.both(&["HELLO", "3"]).await;
+    let channels: Vec<String> = place
+        .key_per_primary("fid-push:")
+        .into_iter()
+        .rev()
+        .map(|(_, ch)| ch)
+        .collect();
+    for ch in &channels {
+        sub.same(&["SSUBSCRIBE", ch]).await;
+    }
+    sub.same(&["SUBSCRIBE", "fid-push-plain"]).await;
+    for ch in &channels {
+        publisher.same(&["SPUBLISH", ch, "pushed"]).await;
+        sub.same_next(&format!("the push on {ch}")).await;
+    }
+    publisher
+        .same(&["PUBLISH", "fid-push-plain", "plain"])
+        .await;
+    sub.same_next("the plain push").await;
+    sub.same(&["PING"]).await;
+    for ch in channels.iter().rev() {
+        sub.same(&["SUNSUBSCRIBE", ch]).await;
+    }
+    sub.same(&["UNSUBSCRIBE", "fid-push-plain"]).await;
+    sub.same(&["PING"]).await;
 }

@@ -199,6 +199,10 @@ pub enum Merge {
     /// node answered 1 (SCRIPT EXISTS: a script is usable through strata
     /// only if every primary has it).
     AllTrue,
+    /// `[name, count, name, count, …]` (or a RESP3 map) from every node,
+    /// counts added name by name (PUBSUB SHARDNUMSUB: each node counts
+    /// the subscribers of the shard channels it serves).
+    SumPairs,
 }
 
 /// Everything strata knows about one command (or one subcommand).

@@ -1463,8 +1463,8 @@ static PUBSUB_SUBCOMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
         key_specs: &[],
-        route: Route::Any,
-        merge: Merge::One,
+        route: Route::AllPrimaries,
+        merge: Merge::SumPairs,
         subcommands: &[],
     },
 ];

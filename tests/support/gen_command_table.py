@@ -145,6 +145,7 @@ ROUTE_RULES = {
     "pubsub|numpat": ("PubSub", "One"),
     # Shard channels live on their slot's primary: ask every primary.
     "pubsub|shardchannels": ("AllPrimaries", "Concat"),
+    "pubsub|shardnumsub": ("AllPrimaries", "SumPairs"),
 }
 
 # Rule names that this Redis version may legitimately lack (added in a later

@@ -371,6 +371,7 @@ pub fn merge_fanout(merge: Merge, replies: &[Bytes]) -> Bytes {
             .cloned()
             .unwrap_or_else(|| internal("no node answered")),
         Merge::AllTrue => all_true(replies),
+        Merge::SumPairs => sum_pairs(replies),
         Merge::KeyOrder | Merge::Scan => internal("merge needs the request's key order or cursor"),
     }
 }
@@ -396,6 +397,51 @@ fn all_true(replies: &[Bytes]) -> Bytes {
     header(&mut out, b'*', bits.len());
     for bit in bits {
         out.put_slice(if bit { b":1\r\n" } else { b":0\r\n" });
+    }
+    out.freeze()
+}
+
+/// `[name, n, name, n, …]` (or a map) of equal names from every node:
+/// the first reply's names, the counts added pair by pair.
+fn sum_pairs(replies: &[Bytes]) -> Bytes {
+    let Some(first) = replies.first() else {
+        return internal("no node answered");
+    };
+    let kind = match first.first() {
+        Some(&b'%') => b'%',
+        _ => b'*',
+    };
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        let Some(elements) = resp::elements(reply) else {
+            return internal("a node answered name/count pairs with a non-array");
+        };
+        if elements.len() % 2 != 0 || (i > 0 && elements.len() != names.len() * 2) {
+            return internal("nodes answered different name/count pairs");
+        }
+        for (pair, chunk) in elements.chunks(2).enumerate() {
+            let n = resp::int(chunk[1]).unwrap_or(0);
+            if i == 0 {
+                names.push(chunk[0]);
+                counts.push(n);
+            } else if let Some(c) = counts.get_mut(pair) {
+                *c = c.saturating_add(n);
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(first.len() + 16);
+    let n = if kind == b'%' {
+        names.len()
+    } else {
+        names.len() * 2
+    };
+    header(&mut out, kind, n);
+    for (name, count) in names.iter().zip(counts) {
+        out.put_slice(name);
+        out.put_u8(b':');
+        out.put_slice(itoa::Buffer::new().format(count).as_bytes());
+        out.put_slice(b"\r\n");
     }
     out.freeze()
 }
@@ -492,6 +538,24 @@ mod tests {
         );
         let err = Bytes::from_static(b"-ERR x\r\n");
         assert_eq!(merge_fanout(Merge::AllTrue, &[a, err.clone()]), err);
+    }
+
+    #[test]
+    fn shard_numsub_counts_are_added_name_by_name() {
+        let a = Bytes::from_static(b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:0\r\n");
+        let b = Bytes::from_static(b"*4\r\n$1\r\na\r\n:0\r\n$1\r\nb\r\n:2\r\n");
+        assert_eq!(
+            &merge_fanout(Merge::SumPairs, &[a, b])[..],
+            b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n"
+        );
+        let a = Bytes::from_static(b"%1\r\n$1\r\na\r\n:1\r\n");
+        let b = Bytes::from_static(b"%1\r\n$1\r\na\r\n:3\r\n");
+        assert_eq!(
+            &merge_fanout(Merge::SumPairs, &[a.clone(), b])[..],
+            b"%1\r\n$1\r\na\r\n:4\r\n"
+        );
+        let odd = Bytes::from_static(b"*1\r\n$1\r\na\r\n");
+        assert!(merge_fanout(Merge::SumPairs, &[a, odd]).starts_with(b"-ERR cluster merge"));
     }
 
     #[test]
