@@ -79,8 +79,9 @@ impl Session {
             match on_link {
                 Some(i) => Some(OnLink::Open(i)),
                 // None of them subscribed, in a slot the main connection
-                // may not serve: answered as Redis does, counts unchanged.
-                None if self.pinned_slot.is_some_and(|p| p != slot) => {
+                // does not hold: answered as Redis does, counts unchanged
+                // (sent to the main connection, it would pin its slot).
+                None if self.pinned_slot != Some(slot) => {
                     return Ok(self.sunsubscribe_none(req).await);
                 }
                 None => None,
