@@ -134,7 +134,7 @@ pub struct DedicatedReader {
     pub client_id: u64,
     /// Cluster mode: frames of the client's shard-channel links
     /// (`server/shard_links.rs`).
-    pub links: Option<tokio::sync::mpsc::UnboundedReceiver<super::shard_links::LinkEvent>>,
+    pub links: Option<tokio::sync::mpsc::Receiver<super::shard_links::LinkEvent>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

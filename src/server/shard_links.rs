@@ -39,6 +39,11 @@ use crate::server::writer::confirmation;
 /// A frame read on a link, or why the link failed.
 pub type LinkEvent = Result<Bytes, String>;
 
+/// Frames a link's reader hands over before it waits for the writer:
+/// while the client does not read, the links stop being read too, and
+/// Redis applies its own pub/sub output limit, as for a direct client.
+const LINK_QUEUE: usize = 256;
+
 /// One link: a dedicated connection to a node other than the main one's
 /// (or to the same node, for a slot other than the pinned one).
 #[derive(Debug)]
@@ -56,7 +61,7 @@ pub struct Link {
 pub struct ShardLinks {
     /// Where the link reader tasks send frames; set while dedicated in
     /// cluster mode.
-    events: Option<mpsc::UnboundedSender<LinkEvent>>,
+    events: Option<mpsc::Sender<LinkEvent>>,
     /// The open links.
     pub links: Vec<Link>,
     /// The link each shard channel on a link lives on (channels not here
@@ -75,8 +80,8 @@ pub struct ShardLinks {
 impl ShardLinks {
     /// A dedicated session begins on `main_addr`: returns the receiver the
     /// writer reads link frames from.
-    pub fn begin(&mut self, main_addr: String) -> mpsc::UnboundedReceiver<LinkEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn begin(&mut self, main_addr: String) -> mpsc::Receiver<LinkEvent> {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
         *self = ShardLinks {
             events: Some(tx),
             main_addr,
@@ -122,7 +127,7 @@ impl ShardLinks {
 pub fn spawn_reader(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
-    events: mpsc::UnboundedSender<LinkEvent>,
+    events: mpsc::Sender<LinkEvent>,
     addr: String,
 ) {
     tokio::spawn(async move {
@@ -130,13 +135,15 @@ pub fn spawn_reader(
             loop {
                 match frame_len(&buf) {
                     Ok(Some(len)) => {
-                        if events.send(Ok(buf.split_to(len).freeze())).is_err() {
+                        if events.send(Ok(buf.split_to(len).freeze())).await.is_err() {
                             return;
                         }
                     }
                     Ok(None) => break,
                     Err(_) => {
-                        let _ = events.send(Err(format!("{addr}: malformed reply from backend")));
+                        let _ = events
+                            .send(Err(format!("{addr}: malformed reply from backend")))
+                            .await;
                         return;
                     }
                 }
@@ -147,7 +154,9 @@ pub fn spawn_reader(
             tokio::select! {
                 r = rd.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => {
-                        let _ = events.send(Err(format!("{addr}: backend closed the connection")));
+                        let _ = events
+                            .send(Err(format!("{addr}: backend closed the connection")))
+                            .await;
                         return;
                     }
                     Ok(_) => {}
@@ -199,7 +208,7 @@ impl LinkFrames {
 }
 
 /// The next link event; pending forever without links.
-pub async fn next_event(links: &mut Option<mpsc::UnboundedReceiver<LinkEvent>>) -> LinkEvent {
+pub async fn next_event(links: &mut Option<mpsc::Receiver<LinkEvent>>) -> LinkEvent {
     match links.as_mut() {
         Some(rx) => match rx.recv().await {
             Some(event) => event,
