@@ -468,4 +468,14 @@ async fn ssubscribe_across_nodes_in_resp3() {
     }
     sub.same(&["UNSUBSCRIBE", "fid-push-plain"]).await;
     sub.same(&["PING"]).await;
+    // RESET leaves every subscription, on every node.
+    for ch in &channels {
+        sub.same(&["SSUBSCRIBE", ch]).await;
+    }
+    sub.same(&["RESET"]).await;
+    sub.same(&["PING"]).await;
+    for ch in &channels {
+        publisher.same(&["SPUBLISH", ch, "after-reset"]).await;
+    }
+    sub.strata.expect_silence(Duration::from_millis(200)).await;
 }
