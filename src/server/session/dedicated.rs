@@ -72,6 +72,9 @@ impl Session {
         }
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
+        // A swap the writer made for an earlier dedicated connection (it
+        // raced the client leaving) must not redirect this one.
+        while self.swaps.try_recv().is_ok() {}
         let links = self
             .cluster
             .is_some()
