@@ -126,6 +126,28 @@ async fn server_commands_reach_every_node_and_merge_as_one_redis() {
     let missing = "0000000000000000000000000000000000000000";
     p.same(&["SCRIPT", "EXISTS", &sha, missing]).await;
 
+    // FUNCTION RESTORE reaches every primary: the library then runs on
+    // keys of every node.
+    let lib = "#!lua name=fidlib\nredis.register_function('fidget', function(keys) return redis.call('GET', keys[1]) end)";
+    p.same(&["FUNCTION", "LOAD", lib]).await;
+    // The payload is binary: taken from the bulk string's bytes.
+    let frame = p.same(&["FUNCTION", "DUMP"]).await;
+    let start = frame.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let dump = frame[start..frame.len() - 2].to_vec();
+    p.same(&["FUNCTION", "FLUSH"]).await;
+    let dump_args: [&[u8]; 3] = [b"FUNCTION", b"RESTORE", &dump];
+    let r = p.reference.call(&dump_args).await;
+    let s = p.strata.call(&dump_args).await;
+    assert_eq!(show(&s), show(&r), "FUNCTION RESTORE");
+    assert_eq!(show(&r), "+OK\\r\\n");
+    for primary in place.primaries() {
+        let k = place.key_on(&primary, "fk:");
+        p.same(&["SET", &k, "restored"]).await;
+        assert_eq!(show(&p.same(&["FCALL", "fidget", "1", &k]).await), "$8\\r\\nrestored\\r\\n");
+        p.same(&["DEL", &k]).await;
+    }
+    p.same(&["FUNCTION", "DELETE", "fidlib"]).await;
+
     // RANDOMKEY: nil while empty, then the one key, wherever it lives.
     p.same(&["RANDOMKEY"]).await;
     let primaries = place.primaries();
