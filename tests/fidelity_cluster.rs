@@ -143,7 +143,10 @@ async fn server_commands_reach_every_node_and_merge_as_one_redis() {
     for primary in place.primaries() {
         let k = place.key_on(&primary, "fk:");
         p.same(&["SET", &k, "restored"]).await;
-        assert_eq!(show(&p.same(&["FCALL", "fidget", "1", &k]).await), "$8\\r\\nrestored\\r\\n");
+        assert_eq!(
+            show(&p.same(&["FCALL", "fidget", "1", &k]).await),
+            "$8\\r\\nrestored\\r\\n"
+        );
         p.same(&["DEL", &k]).await;
     }
     p.same(&["FUNCTION", "DELETE", "fidlib"]).await;
