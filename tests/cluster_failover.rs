@@ -505,3 +505,49 @@ async fn subscriptions_survive_a_killed_node_and_a_moved_slot() {
         spublish_until_received(&mut ssub, to, &ch, payload).await;
     }
 }
+
+/// A client with shard channels on two nodes (the second on an extra
+/// connection, a link): when the link's node dies, the client is told
+/// (its connection closes) rather than left subscribed to nothing, and
+/// strata serves new subscribers once the cluster has recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_a_shard_link_node_closes_the_subscriber_and_nothing_hangs() {
+    let mut c = cluster::shared_repaired().await;
+    let strata = start(&c).await;
+    let place = Placement::of(&c);
+    let prims = place.primaries();
+    let first = place.key_on(&prims[0], "link-a:");
+    let second = place.key_on(&prims[1], "link-b:");
+    let mut sub = RawConn::connect(&strata.addr.to_string()).await;
+    subscribe(&mut sub, "SSUBSCRIBE", &first).await;
+    assert_eq!(
+        raw(&mut sub, &["SSUBSCRIBE", &second]).await,
+        Resp::Array(vec![s("ssubscribe"), s(&second), Resp::Int(2)])
+    );
+    let victim = prims[1].clone();
+    let replica = c.replica_of(&victim);
+    blocking(|| {
+        c.kill(&victim);
+        wait_promoted(&c, &replica);
+    });
+    // The subscriber's connection is closed (bounded wait; never a hang).
+    sub.expect_closed().await;
+    // A new subscriber on the promoted node works, once strata's view
+    // has followed the promotion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut again = RawConn::connect(&strata.addr.to_string()).await;
+        match raw(&mut again, &["SSUBSCRIBE", &second]).await {
+            Resp::Array(items) if items.get(2) == Some(&Resp::Int(1)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "SSUBSCRIBE after the failover: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    blocking(|| {
+        restart_healthy(&mut c, &victim);
+        failover_healthy(&c, &victim);
+    });
+}

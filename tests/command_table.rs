@@ -323,12 +323,23 @@ fn routing_policy_invariants() {
         match spec.route {
             Route::Key | Route::SplitBySlot => assert!(has_keys, "{} has no keys", spec.name),
             Route::Any => assert!(!has_keys, "{} has keys but routes Any", spec.name),
+            // The pub/sub node is for keyless pub/sub; shard channels are keys.
+            Route::PubSub => assert!(
+                !has_keys && spec.has(Flags::PUBSUB),
+                "{} routes PubSub",
+                spec.name
+            ),
+            // Every node answers for itself: no key decides.
+            Route::AllNodes | Route::AllPrimaries => {
+                assert!(!has_keys, "{} has keys but fans out", spec.name)
+            }
             _ => {}
         }
     }
     let route = |name: &[u8]| lookup_name(name).unwrap().route;
     assert_eq!(route(b"spublish"), Route::Key);
-    assert_eq!(route(b"publish"), Route::Any);
+    assert_eq!(route(b"publish"), Route::PubSub);
+    assert_eq!(route(b"subscribe"), Route::Dedicated);
     assert_eq!(route(b"msetnx"), Route::Key);
     assert_eq!(route(b"mget"), Route::SplitBySlot);
     assert_eq!(route(b"wait"), Route::Dedicated);

@@ -164,8 +164,14 @@ pub enum Route {
     SplitBySlot,
     /// Sent to every primary, replies merged.
     AllPrimaries,
-    /// Sent to every node (primaries and replicas), replies merged.
+    /// Sent to every node (primaries and replicas), replies merged
+    /// (CONFIG SET: a replica promoted later behaves as its primary did).
     AllNodes,
+    /// Keyless pub/sub (PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT): in cluster
+    /// mode, to strata's one pub/sub node, where every SUBSCRIBE and
+    /// PSUBSCRIBE of its clients lives too, so counts are those of one
+    /// Redis. Like `Any` elsewhere.
+    PubSub,
     /// Needs a dedicated backend connection (MULTI, WATCH, blocking, pub/sub, …).
     Dedicated,
     /// Refused by strata (would corrupt a shared connection, or cannot be proxied).
@@ -193,6 +199,10 @@ pub enum Merge {
     /// node answered 1 (SCRIPT EXISTS: a script is usable through strata
     /// only if every primary has it).
     AllTrue,
+    /// `[name, count, name, count, …]` (or a RESP3 map) from every node,
+    /// counts added name by name (PUBSUB SHARDNUMSUB: each node counts
+    /// the subscribers of the shard channels it serves).
+    SumPairs,
 }
 
 /// Everything strata knows about one command (or one subcommand).

@@ -8,6 +8,7 @@
 //! * [`clients`]: the registry behind CLIENT LIST and INFO.
 //! * [`routed`]: cluster mode's per-node batches and per-command items.
 //! * [`tracking`]: CLIENT TRACKING … REDIRECT to a strata client.
+//! * [`shard_links`]: cluster mode, one client's shard channels on several nodes.
 
 pub mod clients;
 pub mod conn_state;
@@ -16,6 +17,7 @@ pub mod local;
 pub mod pending;
 pub mod routed;
 pub mod session;
+pub mod shard_links;
 pub mod tracking;
 pub mod writer;
 

@@ -140,6 +140,9 @@ pub struct DedicatedReader {
     pub proto: Protocol,
     /// The client, for logs.
     pub client_id: u64,
+    /// Cluster mode: frames of the client's shard-channel links
+    /// (`server/shard_links.rs`).
+    pub links: Option<tokio::sync::mpsc::Receiver<super::shard_links::LinkEvent>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.
@@ -149,4 +152,7 @@ pub struct DedicatedReturn {
     pub wr: OwnedWriteHalf,
     /// The pool handle (its stream is `None` while split).
     pub conn: Dedicated,
+    /// Cluster mode: the shard-channel links, closed once the writer has
+    /// read what was due on them.
+    pub links: Vec<super::shard_links::Link>,
 }

@@ -125,6 +125,27 @@ ROUTE_RULES = {
     "function|load": ("AllPrimaries", "First"),  # every node answers the library name
     "function|delete": ("AllPrimaries", "AllOk"),
     "function|flush": ("AllPrimaries", "AllOk"),
+    "function|restore": ("AllPrimaries", "AllOk"),
+    # -- AllNodes: server settings and statistics, on every node, replicas
+    #    included (a replica promoted later must behave as its primary did).
+    #    CONFIG GET stays Any: every node answers the same after CONFIG SET.
+    "config|set": ("AllNodes", "AllOk"),
+    "config|resetstat": ("AllNodes", "AllOk"),
+    "config|rewrite": ("AllNodes", "AllOk"),
+    "slowlog|reset": ("AllNodes", "AllOk"),
+    "latency|reset": ("AllNodes", "Sum"),  # the number of events reset
+    # -- PubSub: strata's one pub/sub node (cluster mode: the primary of
+    #    slot 0). Every SUBSCRIBE/PSUBSCRIBE of strata's clients lives there
+    #    too (the session sends subscriptions, which have the `pubsub` flag
+    #    and no key, to that node), so PUBLISH counts every subscriber
+    #    strata has, as one Redis would, and PUBSUB answers for all of them.
+    "publish": ("PubSub", "One"),
+    "pubsub|channels": ("PubSub", "One"),
+    "pubsub|numsub": ("PubSub", "One"),
+    "pubsub|numpat": ("PubSub", "One"),
+    # Shard channels live on their slot's primary: ask every primary.
+    "pubsub|shardchannels": ("AllPrimaries", "Concat"),
+    "pubsub|shardnumsub": ("AllPrimaries", "SumPairs"),
 }
 
 # Rule names that this Redis version may legitimately lack (added in a later

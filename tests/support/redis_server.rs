@@ -174,3 +174,27 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A redis-server in cluster mode that owns all 16384 slots by itself:
+/// what a client of strata in cluster mode should observe, as one Redis
+/// (fidelity tests compare strata against it). Ready once its cluster
+/// state is `ok`.
+pub fn one_node_cluster() -> RedisServer {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let addr = server.addr();
+    let call = |args: &[&str]| super::sentinel::query(&addr, args);
+    assert_eq!(
+        call(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        Ok(super::sentinel::Resp::Str("OK".into()))
+    );
+    super::wait_until_ok(
+        "one-node cluster",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || match call(&["CLUSTER", "INFO"]) {
+            Ok(super::sentinel::Resp::Str(s)) if s.contains("cluster_state:ok") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    server
+}

@@ -1,57 +1,275 @@
 //! INFO across the cluster: one text for a client that thinks it talks to
 //! one Redis.
 //!
-//! Sections come from the first primary, except that:
-//! * counters and sizes that add up across servers ([`SUMMED`]: commands
-//!   processed, ops/s, hits and misses, network bytes, connected clients,
-//!   used memory, …) are the sum over every primary, so monitoring that
-//!   reads INFO through strata sees the whole cluster's load, not one
-//!   node's; the `_human` forms of the summed sizes are recomputed;
-//! * `# Keyspace` is summed over every primary (keys and expires added,
-//!   `avg_ttl` weighted by expires), so `INFO keyspace` counts the whole
-//!   cluster's keys as DBSIZE does;
-//! * a `# Cluster nodes` section lists what each primary reported of itself
-//!   in one line.
+//! INFO is asked of every primary (replicas hold copies of the same keys
+//! and would count them twice). The sections and their order are the first
+//! primary's; each field is merged by [`rule`], written down here for every
+//! field of Redis 7.0's INFO:
 //!
-//! What describes one server (version, uptime, config, role, peaks) stays
-//! the first primary's.
+//! * **sum** — counters and sizes that add up across servers, so monitoring
+//!   that reads INFO through strata sees the whole cluster: clients
+//!   (`connected_clients`, `blocked_clients`, …), memory sizes
+//!   (`used_memory`, `used_memory_rss`, `used_memory_peak`, allocator and
+//!   `mem_*` sizes), persistence counters (`rdb_changes_since_last_save`,
+//!   `rdb_saves`, `aof_rewrites`, …), every counter of `# Stats`
+//!   (`total_commands_processed`, `total_error_replies`, `expired_keys`,
+//!   `evicted_keys`, `keyspace_hits`/`misses`, ops/s and kbps, net bytes,
+//!   …) and `# CPU` seconds. A sum keeps the first value's decimals;
+//! * **max** — what is true if it is true anywhere, or a worst case: a
+//!   save or rewrite in progress, `loading`, fork and copy-on-write sizes
+//!   and durations, the largest client buffers, and the script and
+//!   function counts (every primary holds the same scripts: a sum would
+//!   count each one once per primary);
+//! * **min** — `rdb_last_save_time`: the oldest save, since which changes
+//!   may be lost somewhere;
+//! * **worst** — `rdb_last_bgsave_status`, `aof_last_bgrewrite_status`,
+//!   `aof_last_write_status`: `err` if any primary says so;
+//! * **recomputed** from the merged sizes — the `_human` forms and the
+//!   ratios (`mem_fragmentation_ratio`, `used_memory_peak_perc`, …);
+//! * **first** — what describes one server or its configuration: all of
+//!   `# Server`, `# Replication`, `# Modules` and `# Cluster`,
+//!   `maxclients`, `maxmemory`, `mem_allocator`, `total_system_memory`, …
+//!   (CONFIG SET reaches every node, so settings agree).
+//!
+//! Sections of one line per name — `# Commandstats`, `# Errorstats`,
+//! `# Latencystats` — are merged by name over every primary (an error
+//! seen on one node only still shows): `calls`, `usec`, `rejected_calls`,
+//! `failed_calls` and `count` summed, `usec_per_call` recomputed, latency
+//! percentiles the maximum (percentiles do not add up; the largest is an
+//! upper bound). `# Keyspace` is summed per database (keys and expires
+//! added, `avg_ttl` weighted by expires), so `INFO keyspace` counts the
+//! whole cluster's keys as DBSIZE does. A full INFO ends with a
+//! `# Cluster nodes` section: what each primary reported of itself, one line
+//! per primary.
 
 use std::collections::{BTreeMap, HashMap};
 
-/// INFO fields whose cluster-wide value is the sum of the primaries'.
-const SUMMED: &[&str] = &[
+use crate::protocol::reply::{is_error, string_payload};
+
+/// How one INFO field is merged over the primaries (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// The first primary's value.
+    First,
+    /// The sum, with the first value's decimals.
+    Sum,
+    /// The largest value.
+    Max,
+    /// The smallest value.
+    Min,
+    /// Any value other than `ok`, else `ok`.
+    Worst,
+    /// `bytesToHuman` of the sum of this field.
+    Human(&'static str),
+    /// Recomputed from summed fields.
+    Ratio(Ratio),
+}
+
+/// Ratios INFO derives from sizes, recomputed from the sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ratio {
+    /// `used_memory / used_memory_peak`, as a percentage.
+    PeakPerc,
+    /// `used_memory_dataset / (used_memory - used_memory_startup)`, as a percentage.
+    DatasetPerc,
+    /// `numerator / denominator`, two decimals.
+    Of(&'static str, &'static str),
+}
+
+const SUM: &[&str] = &[
+    // Clients
     "connected_clients",
+    "cluster_connections",
     "blocked_clients",
     "tracking_clients",
+    "clients_in_timeout_table",
+    // Memory
     "used_memory",
     "used_memory_rss",
+    "used_memory_peak",
+    "used_memory_overhead",
+    "used_memory_startup",
     "used_memory_dataset",
+    "allocator_allocated",
+    "allocator_active",
+    "allocator_resident",
+    "used_memory_lua",
+    "used_memory_vm_eval",
+    "used_memory_scripts_eval",
+    "used_memory_vm_functions",
+    "used_memory_vm_total",
+    "used_memory_functions",
+    "used_memory_scripts",
+    "allocator_frag_bytes",
+    "allocator_rss_bytes",
+    "rss_overhead_bytes",
+    "mem_fragmentation_bytes",
+    "mem_not_counted_for_evict",
+    "mem_replication_backlog",
+    "mem_total_replication_buffers",
+    "mem_clients_slaves",
+    "mem_clients_normal",
+    "mem_cluster_links",
+    "mem_aof_buffer",
+    "lazyfree_pending_objects",
+    "lazyfreed_objects",
+    // Persistence
+    "current_save_keys_processed",
+    "current_save_keys_total",
+    "rdb_changes_since_last_save",
+    "rdb_saves",
+    "rdb_last_load_keys_expired",
+    "rdb_last_load_keys_loaded",
+    "aof_rewrites",
+    // Stats
     "total_connections_received",
     "total_commands_processed",
     "instantaneous_ops_per_sec",
     "total_net_input_bytes",
     "total_net_output_bytes",
+    "total_net_repl_input_bytes",
+    "total_net_repl_output_bytes",
     "instantaneous_input_kbps",
     "instantaneous_output_kbps",
+    "instantaneous_input_repl_kbps",
+    "instantaneous_output_repl_kbps",
     "rejected_connections",
+    "sync_full",
+    "sync_partial_ok",
+    "sync_partial_err",
     "expired_keys",
+    "expired_time_cap_reached_count",
+    "expire_cycle_cpu_milliseconds",
     "evicted_keys",
+    "evicted_clients",
+    "total_eviction_exceeded_time",
     "keyspace_hits",
     "keyspace_misses",
     "pubsub_channels",
     "pubsub_patterns",
+    "pubsubshard_channels",
+    "total_forks",
+    "migrate_cached_sockets",
+    "slave_expires_tracked_keys",
+    "active_defrag_hits",
+    "active_defrag_misses",
+    "active_defrag_key_hits",
+    "active_defrag_key_misses",
+    "total_active_defrag_time",
+    "tracking_total_keys",
+    "tracking_total_items",
+    "tracking_total_prefixes",
+    "unexpected_error_replies",
     "total_error_replies",
+    "dump_payload_sanitizations",
     "total_reads_processed",
     "total_writes_processed",
+    "io_threaded_reads_processed",
+    "io_threaded_writes_processed",
+    "reply_buffer_shrinks",
+    "reply_buffer_expands",
+    // CPU
+    "used_cpu_sys",
+    "used_cpu_user",
+    "used_cpu_sys_children",
+    "used_cpu_user_children",
+    "used_cpu_sys_main_thread",
+    "used_cpu_user_main_thread",
+];
+
+const MAX: &[&str] = &[
+    "client_recent_max_input_buffer",
+    "client_recent_max_output_buffer",
+    "number_of_cached_scripts",
+    "number_of_functions",
+    "number_of_libraries",
+    "active_defrag_running",
+    "loading",
+    "async_loading",
+    "current_cow_peak",
+    "current_cow_size",
+    "current_cow_size_age",
+    "current_fork_perc",
+    "rdb_bgsave_in_progress",
+    "rdb_last_bgsave_time_sec",
+    "rdb_current_bgsave_time_sec",
+    "rdb_last_cow_size",
+    "aof_rewrite_in_progress",
+    "aof_rewrite_scheduled",
+    "aof_last_rewrite_time_sec",
+    "aof_current_rewrite_time_sec",
+    "aof_rewrites_consecutive_failures",
+    "aof_last_cow_size",
+    "module_fork_in_progress",
+    "module_fork_last_cow_size",
+    "expired_stale_perc",
+    "current_eviction_exceeded_time",
+    "latest_fork_usec",
+    "current_active_defrag_time",
+];
+
+const WORST: &[&str] = &[
+    "rdb_last_bgsave_status",
+    "aof_last_bgrewrite_status",
+    "aof_last_write_status",
 ];
 
 /// `_human` fields recomputed from a summed byte count.
 const HUMAN: &[(&str, &str)] = &[
     ("used_memory_human", "used_memory"),
     ("used_memory_rss_human", "used_memory_rss"),
+    ("used_memory_peak_human", "used_memory_peak"),
+    ("used_memory_lua_human", "used_memory_lua"),
+    ("used_memory_vm_total_human", "used_memory_vm_total"),
+    ("used_memory_scripts_human", "used_memory_scripts"),
 ];
 
-use crate::protocol::reply::{is_error, string_payload};
+const RATIOS: &[(&str, Ratio)] = &[
+    ("used_memory_peak_perc", Ratio::PeakPerc),
+    ("used_memory_dataset_perc", Ratio::DatasetPerc),
+    (
+        "mem_fragmentation_ratio",
+        Ratio::Of("used_memory_rss", "used_memory"),
+    ),
+    (
+        "allocator_frag_ratio",
+        Ratio::Of("allocator_active", "allocator_allocated"),
+    ),
+    (
+        "allocator_rss_ratio",
+        Ratio::Of("allocator_resident", "allocator_active"),
+    ),
+    (
+        "rss_overhead_ratio",
+        Ratio::Of("used_memory_rss", "allocator_resident"),
+    ),
+];
+
+/// The merge rule of an INFO field (`First` for any field not listed).
+fn rule(field: &str) -> Rule {
+    if SUM.contains(&field) {
+        Rule::Sum
+    } else if MAX.contains(&field) {
+        Rule::Max
+    } else if field == "rdb_last_save_time" {
+        Rule::Min
+    } else if WORST.contains(&field) {
+        Rule::Worst
+    } else if let Some((_, bytes)) = HUMAN.iter().find(|(h, _)| *h == field) {
+        Rule::Human(bytes)
+    } else if let Some((_, ratio)) = RATIOS.iter().find(|(r, _)| *r == field) {
+        Rule::Ratio(*ratio)
+    } else {
+        Rule::First
+    }
+}
+
+/// Sections with one line per command or error name: merged by name.
+fn by_name(section: &str) -> bool {
+    ["commandstats", "errorstats", "latencystats"]
+        .iter()
+        .any(|s| section.eq_ignore_ascii_case(s))
+}
 
 /// Merges the INFO replies of the primaries (`(address, reply frame)`, in
 /// shard order). An error from any primary is returned as is (`Err`).
@@ -70,40 +288,30 @@ pub fn merge(replies: &[(&str, &[u8])]) -> Result<String, Vec<u8>> {
         return Ok(String::new());
     };
     let mut out = String::with_capacity(first.len() + 256);
-    let mut keyspace_asked = false;
-    let sums = Sums::of(&texts);
+    let fields = Fields::of(&texts);
     for (name, body) in sections(first) {
-        if name.eq_ignore_ascii_case("keyspace") {
-            keyspace_asked = true;
-            continue;
-        }
         out.push_str("# ");
         out.push_str(name);
         out.push_str("\r\n");
-        for line in body.split("\r\n") {
-            match line.split_once(':').and_then(|(k, _)| sums.value(k)) {
-                Some(v) => {
-                    let key = &line[..line.find(':').unwrap_or(line.len())];
-                    out.push_str(key);
-                    out.push(':');
-                    out.push_str(&v);
+        if name.eq_ignore_ascii_case("keyspace") {
+            push_keyspace(&mut out, &texts);
+        } else if by_name(name) {
+            push_by_name(&mut out, name, &texts);
+        } else {
+            for line in body.split("\r\n").filter(|l| !l.is_empty()) {
+                match line.split_once(':') {
+                    Some((key, _)) => match fields.merged(key) {
+                        Some(v) => {
+                            out.push_str(key);
+                            out.push(':');
+                            out.push_str(&v);
+                        }
+                        None => out.push_str(line),
+                    },
+                    None => out.push_str(line),
                 }
-                None => out.push_str(line),
+                out.push_str("\r\n");
             }
-            out.push_str("\r\n");
-        }
-    }
-    if keyspace_asked {
-        out.push_str("# Keyspace\r\n");
-        for (db, (keys, expires, ttl_weighted)) in keyspace(&texts) {
-            let avg_ttl = if expires > 0 {
-                ttl_weighted / u128::from(expires)
-            } else {
-                0
-            };
-            out.push_str(&format!(
-                "{db}:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"
-            ));
         }
         out.push_str("\r\n");
     }
@@ -133,39 +341,208 @@ pub fn merge(replies: &[(&str, &[u8])]) -> Result<String, Vec<u8>> {
     Ok(out)
 }
 
-/// The summed fields over every primary's INFO.
-struct Sums(HashMap<&'static str, f64>);
+/// Every `field:value` of every primary, values in primary order.
+struct Fields<'a>(HashMap<&'a str, Vec<&'a str>>);
 
-impl Sums {
-    fn of(texts: &[(&str, String)]) -> Sums {
-        let mut sums = HashMap::new();
+impl<'a> Fields<'a> {
+    fn of(texts: &'a [(&str, String)]) -> Fields<'a> {
+        let mut map: HashMap<&str, Vec<&str>> = HashMap::new();
         for (_, text) in texts {
-            for line in text.lines() {
-                let Some((k, v)) = line.split_once(':') else {
+            for line in text.split("\r\n") {
+                if line.starts_with('#') {
                     continue;
-                };
-                if let (Some(field), Ok(n)) =
-                    (SUMMED.iter().find(|f| **f == k), v.trim().parse::<f64>())
-                {
-                    *sums.entry(*field).or_insert(0.0) += n;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    map.entry(k).or_default().push(v);
                 }
             }
         }
-        Sums(sums)
+        Fields(map)
+    }
+
+    /// Sum of a numeric field (`None` when absent or not a number).
+    fn sum(&self, field: &str) -> Option<f64> {
+        let values = self.0.get(field)?;
+        let mut sum = 0.0;
+        for v in values {
+            sum += v.trim().parse::<f64>().ok()?;
+        }
+        Some(sum)
     }
 
     /// The cluster-wide value of `field`, formatted as Redis does, or
-    /// `None` when the field is not summed.
-    fn value(&self, field: &str) -> Option<String> {
-        if let Some((_, bytes)) = HUMAN.iter().find(|(h, _)| *h == field) {
-            return self.0.get(bytes).map(|b| bytes_to_human(*b));
+    /// `None` to keep the first primary's line as it is.
+    fn merged(&self, field: &str) -> Option<String> {
+        let values = self.0.get(field)?;
+        match rule(field) {
+            Rule::First => None,
+            Rule::Sum => sum_text(values),
+            Rule::Max | Rule::Min => {
+                let mut best: Option<(&str, f64)> = None;
+                for v in values {
+                    let n = v.trim().parse::<f64>().ok()?;
+                    let better = match (best, rule(field)) {
+                        (None, _) => true,
+                        (Some((_, b)), Rule::Max) => n > b,
+                        (Some((_, b)), _) => n < b,
+                    };
+                    if better {
+                        best = Some((v, n));
+                    }
+                }
+                best.map(|(v, _)| v.to_string())
+            }
+            Rule::Worst => values
+                .iter()
+                .find(|v| v.trim() != "ok")
+                .or(values.first())
+                .map(|v| v.to_string()),
+            Rule::Human(bytes) => self.sum(bytes).map(bytes_to_human),
+            Rule::Ratio(ratio) => {
+                let (num, den, percent) = match ratio {
+                    Ratio::PeakPerc => (
+                        self.sum("used_memory")?,
+                        self.sum("used_memory_peak")?,
+                        true,
+                    ),
+                    Ratio::DatasetPerc => (
+                        self.sum("used_memory_dataset")?,
+                        self.sum("used_memory")? - self.sum("used_memory_startup")?,
+                        true,
+                    ),
+                    Ratio::Of(num, den) => (self.sum(num)?, self.sum(den)?, false),
+                };
+                if den <= 0.0 {
+                    return None;
+                }
+                Some(if percent {
+                    format!("{:.2}%", num * 100.0 / den)
+                } else {
+                    format!("{:.2}", num / den)
+                })
+            }
         }
-        let sum = self.0.get(field)?;
-        Some(if field.ends_with("_kbps") {
-            format!("{sum:.2}")
+    }
+}
+
+/// The sum of `values`: an integer when every value is one, else with the
+/// first value's number of decimals (`0.52` kbps, `1.234567` CPU seconds).
+fn sum_text(values: &[&str]) -> Option<String> {
+    let ints: Option<Vec<i64>> = values.iter().map(|v| v.trim().parse().ok()).collect();
+    if let Some(ints) = ints {
+        let sum = ints.iter().fold(0i64, |a, b| a.saturating_add(*b));
+        return Some(sum.to_string());
+    }
+    let mut sum = 0.0;
+    for v in values {
+        sum += v.trim().parse::<f64>().ok()?;
+    }
+    let decimals = values
+        .first()
+        .and_then(|v| v.trim().split_once('.'))
+        .map_or(0, |(_, d)| d.len());
+    Some(format!("{sum:.decimals$}"))
+}
+
+/// A `by_name` section: every name any primary lists, in order of first
+/// appearance (errors in byte order, as Redis lists them), its `k=v`
+/// fields merged.
+fn push_by_name(out: &mut String, section: &str, texts: &[(&str, String)]) {
+    let mut order: Vec<&str> = Vec::new();
+    let mut lines: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (_, text) in texts {
+        let Some((_, body)) = sections(text)
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(section))
+        else {
+            continue;
+        };
+        for line in body.split("\r\n") {
+            let Some((name, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let entry = lines.entry(name).or_insert_with(|| {
+                order.push(name);
+                Vec::new()
+            });
+            entry.push(fields);
+        }
+    }
+    if section.eq_ignore_ascii_case("errorstats") {
+        // Redis keeps error counts in a radix tree: listed in byte order.
+        order.sort_unstable();
+    }
+    for name in order {
+        out.push_str(name);
+        out.push(':');
+        out.push_str(&merge_subfields(&lines[name]));
+        out.push_str("\r\n");
+    }
+}
+
+/// `calls=3,usec=30,usec_per_call=10.00,…` of several primaries as one:
+/// percentiles (`p50=…`) the maximum, `usec_per_call` recomputed, the
+/// rest summed. The first line's field order is kept.
+fn merge_subfields(lines: &[&str]) -> String {
+    let parsed: Vec<Vec<(&str, &str)>> = lines
+        .iter()
+        .map(|l| l.split(',').filter_map(|f| f.split_once('=')).collect())
+        .collect();
+    let values = |key: &str| -> Vec<&str> {
+        parsed
+            .iter()
+            .filter_map(|fields| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+            .collect()
+    };
+    let total = |key: &str| -> f64 {
+        values(key)
+            .iter()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
+    };
+    let mut out = String::new();
+    for (i, (key, first)) in parsed.first().into_iter().flatten().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push('=');
+        let merged = if *key == "usec_per_call" {
+            let calls = total("calls");
+            Some(format!(
+                "{:.2}",
+                if calls > 0.0 {
+                    total("usec") / calls
+                } else {
+                    0.0
+                }
+            ))
+        } else if key.starts_with('p') && key[1..].starts_with(|c: char| c.is_ascii_digit()) {
+            let decimals = first.split_once('.').map_or(0, |(_, d)| d.len());
+            values(key)
+                .iter()
+                .filter_map(|v| v.parse::<f64>().ok())
+                .reduce(f64::max)
+                .map(|m| format!("{m:.decimals$}"))
         } else {
-            format!("{}", *sum as u64)
-        })
+            sum_text(&values(key))
+        };
+        out.push_str(merged.as_deref().unwrap_or(first));
+    }
+    out
+}
+
+/// `# Keyspace`, summed per database.
+fn push_keyspace(out: &mut String, texts: &[(&str, String)]) {
+    for (db, (keys, expires, ttl_weighted)) in keyspace(texts) {
+        let avg_ttl = if expires > 0 {
+            ttl_weighted / u128::from(expires)
+        } else {
+            0
+        };
+        out.push_str(&format!(
+            "{db}:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"
+        ));
     }
 }
 
@@ -266,10 +643,51 @@ mod tests {
             "connected_clients:7\r\n",
             "used_memory:3145728\r\n",
             "used_memory_human:3.00M\r\n",
-            "used_memory_peak:9\r\n",
+            "used_memory_peak:17\r\n",
             "total_commands_processed:350\r\n",
             "instantaneous_input_kbps:1.75\r\n",
             "keyspace_hits:8\r\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn errorstats_and_commandstats_are_merged_by_name_over_every_primary() {
+        let a = bulk("# Stats\r\ntotal_error_replies:3\r\nrdb_changes_since_last_save:x\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=1\r\n\r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=2\r\n\r\n# Latencystats\r\nlatency_percentiles_usec_get:p50=1.003,p99=9.001\r\n");
+        let b = bulk("# Stats\r\ntotal_error_replies:4\r\nrdb_changes_since_last_save:7\r\n\r\n# Commandstats\r\ncmdstat_get:calls=3,usec=50,usec_per_call=16.67,rejected_calls=1,failed_calls=0\r\ncmdstat_set:calls=1,usec=4,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\n\r\n# Errorstats\r\nerrorstat_NOSCRIPT:count=1\r\nerrorstat_ERR:count=3\r\n\r\n# Latencystats\r\nlatency_percentiles_usec_get:p50=2.007,p99=3.001\r\n");
+        let text = merge(&[("n1:1", &a), ("n2:2", &b)]).unwrap();
+        for line in [
+            "total_error_replies:7\r\n",
+            // Not a number on one primary: the first's line is kept.
+            "rdb_changes_since_last_save:x\r\n",
+            "cmdstat_get:calls=5,usec=60,usec_per_call=12.00,rejected_calls=1,failed_calls=1\r\n",
+            "cmdstat_set:calls=1,usec=4,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\n",
+            "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_NOSCRIPT:count=1\r\nerrorstat_WRONGTYPE:count=2\r\n",
+            "latency_percentiles_usec_get:p50=2.007,p99=9.001\r\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn every_rule() {
+        let a = bulk("# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:2\r\nrdb_last_save_time:100\r\nrdb_last_bgsave_status:ok\r\n\r\n# Memory\r\nused_memory:100\r\nused_memory_rss:300\r\nused_memory_peak:200\r\nused_memory_peak_human:200B\r\nused_memory_peak_perc:50.00%\r\nmem_fragmentation_ratio:3.00\r\nnumber_of_cached_scripts:2\r\nmaxmemory:0\r\n\r\n# CPU\r\nused_cpu_sys:0.500000\r\n");
+        let b = bulk("# Persistence\r\nloading:1\r\nrdb_changes_since_last_save:5\r\nrdb_last_save_time:90\r\nrdb_last_bgsave_status:err\r\n\r\n# Memory\r\nused_memory:100\r\nused_memory_rss:100\r\nused_memory_peak:400\r\nused_memory_peak_human:400B\r\nused_memory_peak_perc:25.00%\r\nmem_fragmentation_ratio:1.00\r\nnumber_of_cached_scripts:2\r\nmaxmemory:7\r\n\r\n# CPU\r\nused_cpu_sys:0.250001\r\n");
+        let text = merge(&[("n1:1", &a), ("n2:2", &b)]).unwrap();
+        for line in [
+            "loading:1\r\n",
+            "rdb_changes_since_last_save:7\r\n",
+            "rdb_last_save_time:90\r\n",
+            "rdb_last_bgsave_status:err\r\n",
+            "used_memory:200\r\n",
+            "used_memory_peak:600\r\n",
+            "used_memory_peak_human:600B\r\n",
+            "used_memory_peak_perc:33.33%\r\n",
+            "mem_fragmentation_ratio:2.00\r\n",
+            "number_of_cached_scripts:2\r\n",
+            "maxmemory:0\r\n",
+            "used_cpu_sys:0.750001\r\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from {text}");
         }

@@ -44,6 +44,9 @@ struct ShardNodes {
     primary: Arc<Node>,
     /// Online replicas (only when `read_from` uses them).
     replicas: Vec<Arc<Node>>,
+    /// Online replicas, whatever `read_from` says: what a command for
+    /// every node (`Route::AllNodes`) reaches besides the primary.
+    online: Vec<Arc<Node>>,
 }
 
 /// One consistent picture: the slot map and the node serving each part.
@@ -90,6 +93,28 @@ impl ClusterView {
     /// Every node.
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.nodes.values()
+    }
+
+    /// Every serving node, shard by shard: the primary, then its online
+    /// replicas. A replica the cluster flags as failed is left out (it
+    /// could only answer an error), and learns settings when it is back
+    /// and promoted only if told again.
+    pub fn serving_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.primary).chain(s.online.iter()))
+    }
+
+    /// strata's pub/sub node: the primary of slot 0 (else the first
+    /// primary, while slot 0 has no owner). Every SUBSCRIBE, PSUBSCRIBE,
+    /// PUBLISH and PUBSUB CHANNELS/NUMSUB/NUMPAT of strata's clients goes
+    /// there, so PUBLISH counts every subscriber strata has, as one Redis
+    /// would (a node counts only its own subscribers, though the cluster
+    /// bus delivers the message everywhere). It follows slot 0 through
+    /// failovers and resharding; subscribers follow it (see
+    /// `server/writer/resubscribe.rs`).
+    pub fn pubsub_node(&self) -> Option<&Arc<Node>> {
+        self.primary(0).or_else(|| self.primary_of_shard(0))
     }
 }
 
@@ -234,6 +259,13 @@ impl ClusterRouter {
         self.refresh.notify_one();
         let _ =
             tokio::time::timeout(self.settings.request_timeout, rx.wait_for(|g| *g > seen)).await;
+    }
+
+    /// Changes after every topology read (changed or not): what a
+    /// subscriber watches to follow strata's pub/sub node when slot 0
+    /// moves to another primary.
+    pub fn topology_reads(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// True while the slot map is complete.
@@ -522,7 +554,12 @@ fn build_view(
                 shard.readable_replicas().map(|r| get(&r.addr)).collect();
             ShardNodes {
                 primary: get(&shard.primary.addr),
-                replicas: if use_replicas { replicas } else { Vec::new() },
+                replicas: if use_replicas {
+                    replicas.clone()
+                } else {
+                    Vec::new()
+                },
+                online: replicas,
             }
         })
         .collect();

@@ -11,7 +11,9 @@
 //!   whose keys are in different slots even when one node owns them all,
 //!   so the unit is the slot, not the node; the parts for one node are
 //!   pipelined on its connection by the caller;
-//! * `Route::AllPrimaries` / `Route::AllNodes`: fan-out ([`Plan::AllPrimaries`]).
+//! * `Route::AllPrimaries` / `Route::AllNodes`: fan-out ([`Plan::AllPrimaries`],
+//!   [`Plan::AllNodes`]: replicas too);
+//! * `Route::PubSub`: strata's pub/sub node ([`Plan::PubSub`]).
 //!
 //! The merge side turns the sub-replies (final ones: redirects already
 //! followed) back into the one reply the client expects, by the table's
@@ -58,8 +60,10 @@ pub enum Plan {
     Split(Split),
     /// Sent to every primary, replies merged by the `Merge`.
     AllPrimaries(Merge),
-    /// Sent to every node, replies merged by the `Merge`.
+    /// Sent to every node, replicas included, replies merged by the `Merge`.
     AllNodes(Merge),
+    /// Sent to strata's pub/sub node (`ClusterView::pubsub_node`).
+    PubSub,
 }
 
 /// A command split per slot.
@@ -96,6 +100,7 @@ pub fn plan<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Result<Plan, C
     match spec.route {
         Route::AllPrimaries => return Ok(Plan::AllPrimaries(spec.merge)),
         Route::AllNodes => return Ok(Plan::AllNodes(spec.merge)),
+        Route::PubSub => return Ok(Plan::PubSub),
         Route::Any | Route::Local | Route::Unsupported => return Ok(Plan::Keyless),
         Route::Key | Route::SplitBySlot | Route::Dedicated => {}
     }
@@ -366,6 +371,7 @@ pub fn merge_fanout(merge: Merge, replies: &[Bytes]) -> Bytes {
             .cloned()
             .unwrap_or_else(|| internal("no node answered")),
         Merge::AllTrue => all_true(replies),
+        Merge::SumPairs => sum_pairs(replies),
         Merge::KeyOrder | Merge::Scan => internal("merge needs the request's key order or cursor"),
     }
 }
@@ -391,6 +397,51 @@ fn all_true(replies: &[Bytes]) -> Bytes {
     header(&mut out, b'*', bits.len());
     for bit in bits {
         out.put_slice(if bit { b":1\r\n" } else { b":0\r\n" });
+    }
+    out.freeze()
+}
+
+/// `[name, n, name, n, …]` (or a map) of equal names from every node:
+/// the first reply's names, the counts added pair by pair.
+fn sum_pairs(replies: &[Bytes]) -> Bytes {
+    let Some(first) = replies.first() else {
+        return internal("no node answered");
+    };
+    let kind = match first.first() {
+        Some(&b'%') => b'%',
+        _ => b'*',
+    };
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        let Some(elements) = resp::elements(reply) else {
+            return internal("a node answered name/count pairs with a non-array");
+        };
+        if elements.len() % 2 != 0 || (i > 0 && elements.len() != names.len() * 2) {
+            return internal("nodes answered different name/count pairs");
+        }
+        for (pair, chunk) in elements.chunks(2).enumerate() {
+            let n = resp::int(chunk[1]).unwrap_or(0);
+            if i == 0 {
+                names.push(chunk[0]);
+                counts.push(n);
+            } else if let Some(c) = counts.get_mut(pair) {
+                *c = c.saturating_add(n);
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(first.len() + 16);
+    let n = if kind == b'%' {
+        names.len()
+    } else {
+        names.len() * 2
+    };
+    header(&mut out, kind, n);
+    for (name, count) in names.iter().zip(counts) {
+        out.put_slice(name);
+        out.put_u8(b':');
+        out.put_slice(itoa::Buffer::new().format(count).as_bytes());
+        out.put_slice(b"\r\n");
     }
     out.freeze()
 }
@@ -490,6 +541,24 @@ mod tests {
     }
 
     #[test]
+    fn shard_numsub_counts_are_added_name_by_name() {
+        let a = Bytes::from_static(b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:0\r\n");
+        let b = Bytes::from_static(b"*4\r\n$1\r\na\r\n:0\r\n$1\r\nb\r\n:2\r\n");
+        assert_eq!(
+            &merge_fanout(Merge::SumPairs, &[a, b])[..],
+            b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n"
+        );
+        let a = Bytes::from_static(b"%1\r\n$1\r\na\r\n:1\r\n");
+        let b = Bytes::from_static(b"%1\r\n$1\r\na\r\n:3\r\n");
+        assert_eq!(
+            &merge_fanout(Merge::SumPairs, &[a.clone(), b])[..],
+            b"%1\r\n$1\r\na\r\n:4\r\n"
+        );
+        let odd = Bytes::from_static(b"*1\r\n$1\r\na\r\n");
+        assert!(merge_fanout(Merge::SumPairs, &[a, odd]).starts_with(b"-ERR cluster merge"));
+    }
+
+    #[test]
     fn single_slot_goes_unchanged() {
         assert_eq!(plan_of(&["GET", "foo"]), Ok(Plan::Slot(12182)));
         assert_eq!(
@@ -548,6 +617,22 @@ mod tests {
         assert_eq!(
             plan_of(&["SCRIPT", "LOAD", "return 1"]),
             Ok(Plan::AllPrimaries(Merge::First))
+        );
+        assert_eq!(
+            plan_of(&["CONFIG", "SET", "maxmemory", "0"]),
+            Ok(Plan::AllNodes(Merge::AllOk))
+        );
+        assert_eq!(
+            plan_of(&["CONFIG", "RESETSTAT"]),
+            Ok(Plan::AllNodes(Merge::AllOk))
+        );
+        assert_eq!(plan_of(&["CONFIG", "GET", "maxmemory"]), Ok(Plan::Keyless));
+        assert_eq!(plan_of(&["PUBLISH", "ch", "m"]), Ok(Plan::PubSub));
+        assert_eq!(plan_of(&["PUBSUB", "NUMSUB", "ch"]), Ok(Plan::PubSub));
+        // A shard channel is routed like a key.
+        assert_eq!(
+            plan_of(&["SPUBLISH", "ch", "m"]),
+            Ok(Plan::Slot(hash_slot(b"ch")))
         );
     }
 

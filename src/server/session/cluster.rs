@@ -287,6 +287,12 @@ impl Session {
                 Some(node) => Ok((node.clone(), Some(slot))),
                 None => Err(slot_unserved(slot)),
             },
+            // SUBSCRIBE and PSUBSCRIBE (pub/sub, no key): strata's pub/sub
+            // node, where PUBLISH goes (see `ClusterView::pubsub_node`).
+            Ok(_) if spec.has(Flags::PUBSUB) => match view.pubsub_node() {
+                Some(node) => Ok((node.clone(), None)),
+                None => Err(reply::error("CLUSTERDOWN no primary serves any slot")),
+            },
             Ok(_) => match view.any_primary(self.info.id) {
                 Some(node) => Ok((node.clone(), None)),
                 None => Err(reply::error("CLUSTERDOWN no primary serves any slot")),
@@ -508,14 +514,23 @@ fn plan_item(
                 Err(e) => Item::Ready(e.to_reply()),
             }
         }
+        Ok(Plan::PubSub) => match view.pubsub_node() {
+            Some(node) => Item::One(add(node, &req.frame, None, read_only)),
+            None => Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot")),
+        },
         Ok(Plan::AllPrimaries(merge)) | Ok(Plan::AllNodes(merge)) => {
             if view.primaries().next().is_none() {
                 return Item::Ready(reply::error("CLUSTERDOWN no primary serves any slot"));
             }
-            let subs = view
-                .primaries()
-                .map(|node| add(node, &req.frame, None, read_only))
-                .collect();
+            let subs = if matches!(plan, Ok(Plan::AllNodes(_))) {
+                view.serving_nodes()
+                    .map(|node| add(node, &req.frame, None, read_only))
+                    .collect()
+            } else {
+                view.primaries()
+                    .map(|node| add(node, &req.frame, None, read_only))
+                    .collect()
+            };
             Item::Fanout(merge, subs)
         }
     }

@@ -70,6 +70,13 @@ impl Session {
         }
         let buf = std::mem::take(&mut conn.buf);
         let (rd, wr) = stream.into_split();
+        // A swap the writer made for an earlier dedicated connection (it
+        // raced the client leaving) must not redirect this one.
+        while self.swaps.try_recv().is_ok() {}
+        let links = self
+            .cluster
+            .is_some()
+            .then(|| self.shard_links.begin(addr.clone()));
         // Commands already sent on the multiplexed connection run first.
         if !self.set_barrier().await {
             return Ok(()); // the writer is gone; the next queue() ends the session
@@ -82,6 +89,7 @@ impl Session {
                 retired,
                 proto: self.proto,
                 client_id: self.info.id,
+                links,
             }))
             .await
         {
@@ -123,6 +131,13 @@ impl Session {
                 return self.error(&text).await;
             }
         }
+        let timing = match spec {
+            Some(spec) => match self.shard_link_command(&req, spec, timing).await {
+                Ok(flow) => return flow,
+                Err(timing) => timing,
+            },
+            None => timing,
+        };
         if let Some(refused) = self.check_pinned(spec, req.args()) {
             return self.reply(refused).await;
         }
@@ -387,6 +402,7 @@ impl Session {
         while let Ok(swap) = self.swaps.try_recv() {
             d.wr = swap.wr;
             d.conn = swap.conn;
+            self.shard_links.main_addr = swap.addr;
         }
         if d.out.is_empty() {
             return true;
@@ -399,11 +415,22 @@ impl Session {
             if let Ok(Some(swap)) = wait.await {
                 d.wr = swap.wr;
                 d.conn = swap.conn;
+                self.shard_links.main_addr = swap.addr;
                 ok = d.wr.write_all(&d.out).await.is_ok();
             }
         }
         d.out.clear();
         ok
+    }
+
+    /// Takes the write half of the connection the writer moved the
+    /// client's subscriptions to; the old one is dropped (closed).
+    pub(super) fn take_swap(&mut self, swap: crate::server::writer::DedicatedSwap) {
+        if let Some(d) = self.dedicated.as_mut() {
+            d.wr = swap.wr;
+            d.conn = swap.conn;
+            self.shard_links.main_addr = swap.addr;
+        }
     }
 
     /// Hands the dedicated connection back (via the writer, once every
@@ -419,6 +446,7 @@ impl Session {
         let ret = DedicatedReturn {
             wr: d.wr,
             conn: d.conn,
+            links: self.shard_links.end(),
         };
         // Commands sent next on the multiplexed connection wait until the
         // dedicated connection has answered everything sent on it.

@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod shard_links;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -104,6 +105,7 @@ pub async fn serve(
         barrier: None,
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
+        shard_links: super::shard_links::ShardLinks::default(),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -218,6 +220,9 @@ struct Session {
     input: input::ClientInput,
     /// The last command looked up (see [`command::LookupCache`]).
     lookup_cache: command::LookupCache,
+    /// Cluster mode: shard channels on other nodes than the dedicated
+    /// connection's (`server/shard_links.rs`).
+    shard_links: super::shard_links::ShardLinks,
 }
 
 impl Session {
@@ -319,6 +324,13 @@ impl Session {
                 _ = idle_timer(idle) => {
                     tracing::debug!(client = self.info.id, "closing idle client");
                     return;
+                }
+                // The writer moved an idle subscriber's subscriptions: take
+                // the new write half now, so the old connection closes
+                // (and stops receiving) without waiting for a command.
+                Some(swap) = self.swaps.recv(), if self.dedicated.is_some() => {
+                    self.take_swap(swap);
+                    continue;
                 }
             };
             match read {

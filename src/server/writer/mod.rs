@@ -10,7 +10,7 @@
 mod resubscribe;
 mod routed;
 
-pub use resubscribe::DedicatedSwap;
+pub use resubscribe::{confirmation, DedicatedSwap};
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::clients::{ClientInfo, Departure};
 use super::pending::{DedicatedReader, Expect, Pending, Post};
+use super::shard_links::{next_event, LinkFrames};
 use super::Shared;
 use crate::backend::mux::retired_reason;
 use crate::protocol::reply::{self, aggregate_elements, frame_len, string_payload};
@@ -352,26 +353,43 @@ impl Writer {
         let mut subs = resubscribe::Subscriptions::default();
         let mut addr = rd.addr.clone();
         let mut retired = rd.retired.clone();
+        let mut topology = self.shared.cluster.as_ref().map(|c| c.topology_reads());
+        // Cluster mode: shard channels on other nodes (`shard_links.rs`).
+        let mut links = LinkFrames::default();
         loop {
             // Forward every complete frame already buffered.
             loop {
-                let len = match frame_len(&rd.buf) {
-                    Ok(Some(len)) => len,
-                    Ok(None) => break,
-                    Err(_) => {
-                        return self
-                            .dedicated_failed(&addr, &mut due, "malformed reply from backend")
-                            .await
-                    }
+                let (frame, from_link) = match links.pending.pop_front() {
+                    Some(frame) => (frame, true),
+                    None => match frame_len(&rd.buf) {
+                        Ok(Some(len)) => (rd.buf.split_to(len).freeze(), false),
+                        Ok(None) => break,
+                        Err(_) => {
+                            return self
+                                .dedicated_failed(&addr, &mut due, "malformed reply from backend")
+                                .await
+                        }
+                    },
                 };
-                let frame = rd.buf.split_to(len).freeze();
-                if is_out_of_band(&frame, monitor, subs.any()) {
+                if is_out_of_band(&frame, monitor, from_link || subs.any()) {
                     // A redir-broken notice names strata's id for the target.
                     let frame = self.info.tracking.redir_broken(frame);
                     self.out.extend_from_slice(&frame);
                     continue;
                 }
                 let shard_unsubscribe = is_slot_moved(&frame);
+                if shard_unsubscribe
+                    && due.is_empty()
+                    && self.info.shard_unsubscribes_due() == 0
+                    && from_link
+                {
+                    // A link's channel moved with its slot: the client
+                    // hears it as from Redis Cluster.
+                    links.observe(&frame);
+                    let frame = links.with_total(frame, subs.shard_len(), true);
+                    self.out.extend_from_slice(&frame);
+                    continue;
+                }
                 if shard_unsubscribe && due.is_empty() && self.info.shard_unsubscribes_due() == 0 {
                     // Not the answer to a SUNSUBSCRIBE of the client's (its
                     // entry may still be in the queue): the shard channels'
@@ -415,7 +433,12 @@ impl Writer {
                 if shard_unsubscribe {
                     self.info.shard_unsubscribe_answered();
                 }
-                subs.observe(&frame);
+                if from_link {
+                    links.observe(&frame);
+                } else {
+                    subs.observe(&frame);
+                }
+                let frame = links.with_total(frame, subs.shard_len(), from_link);
                 if front.frames == 1 && front.post != Post::None {
                     let post = std::mem::replace(&mut front.post, Post::None);
                     self.write_reply(frame, post);
@@ -467,6 +490,10 @@ impl Writer {
                     // `Pending::Wake` is not read while replies are due
                     // (a BLPOP may block for long).
                     Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
+                    event = next_event(&mut rd.links) => match event {
+                        Ok(frame) => links.pending.push_back(frame),
+                        Err(reason) => return self.dedicated_failed(&addr, &mut due, &reason).await,
+                    },
                 }
                 continue;
             }
@@ -479,7 +506,11 @@ impl Writer {
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                     Some(Pending::Barrier(done)) => drop(done.send(())),
                     Some(Pending::LeaveDedicated(ret)) => {
-                        let super::pending::DedicatedReturn { wr, mut conn } = *ret;
+                        let super::pending::DedicatedReturn { wr, mut conn, links } = *ret;
+                        // Their readers stop with the receiver, then the
+                        // links close.
+                        drop(rd.links.take());
+                        drop(links);
                         self.info.forget_dedicated_on(conn.backend_id);
                         match rd.rd.reunite(wr) {
                             Ok(stream) => {
@@ -531,6 +562,21 @@ impl Writer {
                     }
                     return self.dedicated_failed(&addr, &mut due, &reason).await;
                 }
+                // Slot 0 moved: subscribers follow strata's pub/sub node,
+                // where PUBLISH now goes.
+                () = resubscribe::pubsub_node_moved(self.shared.cluster.as_deref(), &mut topology, &addr),
+                    if !monitor && subs.on_pubsub_node() => {
+                    if self.resubscribe(&mut rd, &subs).await {
+                        addr = rd.addr.clone();
+                        retired = rd.retired.clone();
+                        continue;
+                    }
+                    return self.dedicated_failed(&addr, &mut due, "pub/sub node moved; resubscribing failed").await;
+                }
+                event = next_event(&mut rd.links) => match event {
+                    Ok(frame) => links.pending.push_back(frame),
+                    Err(reason) => return self.dedicated_failed(&addr, &mut due, &reason).await,
+                },
             }
         }
     }

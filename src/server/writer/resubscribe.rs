@@ -39,6 +39,8 @@ pub struct DedicatedSwap {
     pub wr: tokio::net::tcp::OwnedWriteHalf,
     /// Its pool handle.
     pub conn: Dedicated,
+    /// The node it is connected to.
+    pub addr: String,
 }
 
 /// What the backend confirmed the client is subscribed to.
@@ -50,7 +52,7 @@ pub(super) struct Subscriptions {
 }
 
 /// A (un)subscribe confirmation: `[kind, channel, count]`.
-pub(super) fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
+pub fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
     let el = aggregate_elements(frame)?;
     if el.len() != 3 {
         return None;
@@ -61,7 +63,41 @@ pub(super) fn confirmation(frame: &[u8]) -> Option<(&[u8], Bytes, i64)> {
     Some((kind, Bytes::copy_from_slice(channel), count))
 }
 
+/// Resolves once strata's pub/sub node (`ClusterView::pubsub_node`) is no
+/// longer `addr`: slot 0 moved to another primary (resharding; a
+/// failover retires the node, which the writer notices by itself). Never
+/// resolves outside cluster mode.
+pub(super) async fn pubsub_node_moved(
+    cluster: Option<&crate::backend::cluster::ClusterRouter>,
+    reads: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    addr: &str,
+) {
+    let (Some(cluster), Some(reads)) = (cluster, reads.as_mut()) else {
+        return std::future::pending().await;
+    };
+    loop {
+        if reads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let view = cluster.view();
+        if view.pubsub_node().is_some_and(|n| n.addr() != addr) {
+            return;
+        }
+    }
+}
+
 impl Subscriptions {
+    /// True while subscribed to channels or patterns and to no shard
+    /// channel: such a subscriber lives on strata's pub/sub node.
+    pub(super) fn on_pubsub_node(&self) -> bool {
+        self.shard.is_empty() && !(self.channels.is_empty() && self.patterns.is_empty())
+    }
+
+    /// The shard channels confirmed on this connection.
+    pub(super) fn shard_len(&self) -> usize {
+        self.shard.len()
+    }
+
     /// True while subscribed to anything.
     pub(super) fn any(&self) -> bool {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
@@ -139,7 +175,8 @@ impl Writer {
     }
 
     /// The node that serves the subscriptions now: the owner of the shard
-    /// channels' slot, else (cluster) a primary, else the primary.
+    /// channels' slot, else (cluster) strata's pub/sub node, where PUBLISH
+    /// goes, else the primary.
     async fn subscription_node(&self, subs: &Subscriptions) -> Option<std::sync::Arc<Node>> {
         let Some(cluster) = self.shared.cluster.as_ref() else {
             return Some(self.shared.backend.primary());
@@ -148,7 +185,7 @@ impl Writer {
         let view = cluster.view();
         match subs.shard.iter().next() {
             Some(channel) => view.primary(hash_slot(channel)).cloned(),
-            None => view.any_primary(0).cloned(),
+            None => view.pubsub_node().cloned(),
         }
     }
 
@@ -189,7 +226,8 @@ impl Writer {
         rd.addr = node.addr().to_string();
         rd.retired = node.retired();
         if let Some(swap) = &self.swap {
-            let _ = swap.send(DedicatedSwap { wr, conn });
+            let addr = node.addr().to_string();
+            let _ = swap.send(DedicatedSwap { wr, conn, addr });
         }
         Ok(())
     }
