@@ -141,4 +141,7 @@ pub struct DedicatedReturn {
     pub wr: OwnedWriteHalf,
     /// The pool handle (its stream is `None` while split).
     pub conn: Dedicated,
+    /// RESET before the pool takes it back; `false` when nothing stateful
+    /// was sent (a RESP2 run of script calls).
+    pub reset: bool,
 }

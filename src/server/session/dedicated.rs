@@ -125,8 +125,12 @@ impl Session {
                 return self.error(&text).await;
             }
         }
-        if let Some(refused) = self.check_pinned(spec, req.args()) {
-            return self.reply(refused).await;
+        // A run of script calls is not pinned to a slot: each script
+        // went to its own keys' node (`scripts.rs`).
+        if self.script_run.is_none() {
+            if let Some(refused) = self.check_pinned(spec, req.args()) {
+                return self.reply(refused).await;
+            }
         }
         let mut post = Post::None;
         let mut frame = req.frame.clone();
@@ -200,8 +204,11 @@ impl Session {
             self.state.shard_channels.len(),
             self.state.in_multi,
         );
-        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
-            && !self.state.in_multi;
+        // No strata deadline for a command that may block or, like a
+        // script, run for as long as it likes: a direct client would wait.
+        let blocking = spec.is_some_and(|s| {
+            s.has(Flags::BLOCKING) || s.has(Flags::RUNS_SCRIPT) || s.name == "wait"
+        }) && !self.state.in_multi;
         let deadline = (!blocking)
             .then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
         let expect = Expect {
@@ -225,7 +232,9 @@ impl Session {
         if let Some(d) = self.dedicated.as_mut() {
             d.out.extend_from_slice(&frame);
         }
-        if self.state.is_clean() {
+        // A run of script calls keeps its connection for the next script
+        // (`scripts.rs`).
+        if self.state.is_clean() && self.script_run.is_none() {
             return self.leave_dedicated().await;
         }
         Flow::Continue
@@ -358,9 +367,13 @@ impl Session {
         let Some(d) = self.dedicated.take() else {
             return Flow::Continue;
         };
+        // Scripts leave no state on the connection: a RESP2 one goes back
+        // as it is; RESET takes any other back to RESP2 and no state.
+        let reset = self.script_run.take().is_none() || self.proto != Protocol::Resp2;
         let ret = DedicatedReturn {
             wr: d.wr,
             conn: d.conn,
+            reset,
         };
         // Commands sent next on the multiplexed connection wait until the
         // dedicated connection has answered everything sent on it.

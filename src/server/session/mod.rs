@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod scripts;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -103,6 +104,7 @@ pub async fn serve(
         barrier: None,
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
+        script_run: None,
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -215,6 +217,9 @@ struct Session {
     input: input::ClientInput,
     /// The last command looked up (see [`command::LookupCache`]).
     lookup_cache: command::LookupCache,
+    /// A run of script calls on a connection of the client's own (see
+    /// `scripts.rs`); the connection is `dedicated`.
+    script_run: Option<scripts::ScriptRun>,
 }
 
 impl Session {
@@ -288,7 +293,7 @@ impl Session {
                 let _ = self.queue(Pending::Close).await;
                 return;
             }
-            if !self.flush_batch().await {
+            if !self.flush_batch().await || self.end_script_run().await == Flow::Close {
                 return;
             }
             // Once per read batch, not per command: CLIENT LIST's idle/cmd.
@@ -486,6 +491,14 @@ impl Session {
                 }
             }
         }
+        if self.script_run.is_some() {
+            match self.script_run_continues(spec, &req).await {
+                Ok(true) => return self.handle_dedicated(req, spec, timing, plan).await,
+                Ok(false) if self.end_script_run().await == Flow::Close => return Flow::Close,
+                Ok(false) => {}
+                Err(reply) => return self.reply(reply).await,
+            }
+        }
         if self.dedicated.is_some() {
             return self.handle_dedicated(req, spec, timing, plan).await;
         }
@@ -502,6 +515,9 @@ impl Session {
                 timing.record();
                 return flow;
             }
+        }
+        if spec.has(Flags::RUNS_SCRIPT) && self.reply_mode == ReplyMode::On {
+            return self.script_command(req, spec, timing, plan).await;
         }
         match spec.route {
             Route::Local => {

@@ -431,13 +431,17 @@ impl Writer {
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                     Some(Pending::Barrier(done)) => drop(done.send(())),
                     Some(Pending::LeaveDedicated(ret)) => {
-                        let super::pending::DedicatedReturn { wr, mut conn } = *ret;
+                        let super::pending::DedicatedReturn { wr, mut conn, reset } = *ret;
                         self.info.forget_dedicated_on(conn.backend_id);
                         match rd.rd.reunite(wr) {
                             Ok(stream) => {
                                 conn.stream = Some(stream);
                                 conn.buf = rd.buf;
-                                self.shared.backend.release(conn);
+                                if reset {
+                                    self.shared.backend.release(conn);
+                                } else {
+                                    drop(conn); // back to the pool as it is
+                                }
                             }
                             Err(_) => drop(conn),
                         }
