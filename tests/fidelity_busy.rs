@@ -9,8 +9,11 @@
 //! discarded, as Redis keeps the client in MULTI); SCRIPT KILL and FUNCTION
 //! KILL reach Redis at once; the killed script's client gets Redis's
 //! "killed by user" error, not a strata timeout. `busy-reply-threshold` is
-//! 100 ms so Redis turns busy at once; strata's request timeout is 2 s, so a
-//! script held behind it would be cut short, which Redis never does.
+//! 100 ms so Redis turns busy at once. strata's request timeout is a minute
+//! here, longer than any wait of the tests: a kill or a command stuck behind
+//! the script on a shared connection would not be answered within the
+//! tests' deadline. One test runs a script longer than a 2 s request
+//! timeout, which must not cut it short (Redis never does).
 //!
 //! Waits are generous deadlines (`REPLY_WAIT`), never timing assertions.
 #![allow(clippy::unwrap_used)]
@@ -36,14 +39,18 @@ struct Target {
     key: String,
 }
 
+/// A request timeout longer than every wait of these tests.
+const LONG_TIMEOUT_MS: u64 = 60_000;
+
 /// strata (standalone) in front of a redis-server with a small busy
 /// threshold, with ONE multiplexed connection, so that every client's
 /// plain commands share it (as they would with any count, for clients
 /// whose ids map to the same connection).
-async fn strata_standalone() -> (RedisServer, strata::app::Running) {
+async fn strata_standalone(request_timeout_ms: u64) -> (RedisServer, strata::app::Running) {
     let redis = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
     let mut config = support::strata::test_config(&redis.addr());
     config.backend.connections = 1;
+    config.backend.request_timeout_ms = request_timeout_ms;
     let running = support::strata::start_with(config).await;
     support::strata::wait_ready(&running).await;
     (redis, running)
@@ -134,7 +141,7 @@ fn assert_same(redis: &Transcript, strata: &Transcript) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_kill_while_busy_matches_redis() {
     let reference = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
-    let (_redis, strata) = strata_standalone().await;
+    let (_redis, strata) = strata_standalone(LONG_TIMEOUT_MS).await;
     let key = "busy:k".to_string();
     let want = busy_replay(
         &Target {
@@ -158,7 +165,7 @@ async fn script_kill_while_busy_matches_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_kill_while_busy_matches_redis() {
     let reference = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
-    let (_redis, strata) = strata_standalone().await;
+    let (_redis, strata) = strata_standalone(LONG_TIMEOUT_MS).await;
     let key = "busy:f".to_string();
     let want = busy_replay(
         &Target {
@@ -184,7 +191,7 @@ async fn function_kill_while_busy_matches_redis() {
 /// and a pipelined script behind it on the same client follows in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_longer_than_the_request_timeout_gets_its_reply() {
-    let (_redis, strata) = strata_standalone().await;
+    let (_redis, strata) = strata_standalone(2_000).await;
     let mut a = RawConn::connect(&strata.addr.to_string()).await;
     // Busy for 3 s of Redis's own clock, then answers.
     let slow = b"local t = redis.call('TIME') local until_s = t[1] + 3 \
@@ -205,11 +212,15 @@ async fn a_script_longer_than_the_request_timeout_gets_its_reply() {
 /// then NOTBUSY when none is busy, as one Redis would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_kill_while_busy_matches_redis() {
-    use support::cluster_strata::{blocking, config_set_all, fresh};
+    use support::cluster_strata::{blocking, config, config_set_all, reset, start_with, Placement};
     let reference = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
     let c = support::cluster::shared().await;
     blocking(|| config_set_all(&c, "busy-reply-threshold", THRESHOLD));
-    let (strata, place) = fresh(&c).await;
+    blocking(|| reset(&c));
+    let mut cfg = config(&c, strata::config::ReadFrom::Primary);
+    cfg.backend.request_timeout_ms = LONG_TIMEOUT_MS;
+    let strata = start_with(cfg).await;
+    let place = Placement::of(&c);
     let primaries = place.primaries();
     let key = place.key_on(&primaries[1], "busy:");
     for function in [false, true] {
