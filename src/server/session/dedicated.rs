@@ -125,12 +125,8 @@ impl Session {
                 return self.error(&text).await;
             }
         }
-        // A run of script calls is not pinned to a slot: each script
-        // went to its own keys' node (`scripts.rs`).
-        if self.script_run.is_none() {
-            if let Some(refused) = self.check_pinned(spec, req.args()) {
-                return self.reply(refused).await;
-            }
+        if let Some(refused) = self.check_pinned(spec, req.args()) {
+            return self.reply(refused).await;
         }
         let mut post = Post::None;
         let mut frame = req.frame.clone();
@@ -232,9 +228,7 @@ impl Session {
         if let Some(d) = self.dedicated.as_mut() {
             d.out.extend_from_slice(&frame);
         }
-        // A run of script calls keeps its connection for the next script
-        // (`scripts.rs`).
-        if self.state.is_clean() && self.script_run.is_none() {
+        if self.state.is_clean() {
             return self.leave_dedicated().await;
         }
         Flow::Continue

@@ -109,9 +109,13 @@ pub async fn serve(
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
     let mut departure = info.departure();
-    tokio::select! {
-        () = session.read_loop(shutdown) => {}
-        () = killed(&mut departure) => {}
+    let was_killed = tokio::select! {
+        () = session.read_loop(shutdown) => false,
+        () = killed(&mut departure) => true,
+    };
+    if !was_killed {
+        // A script connection goes back to the pool once answered.
+        let _ = session.end_script_run().await;
     }
     // Dropping the queue's sender lets the writer finish what is queued.
     drop(session);
@@ -293,7 +297,7 @@ impl Session {
                 let _ = self.queue(Pending::Close).await;
                 return;
             }
-            if !self.flush_batch().await || self.end_script_run().await == Flow::Close {
+            if !self.flush_batch().await {
                 return;
             }
             // Once per read batch, not per command: CLIENT LIST's idle/cmd.
@@ -321,6 +325,12 @@ impl Session {
                 _ = idle_timer(idle) => {
                     tracing::debug!(client = self.info.id, "closing idle client");
                     return;
+                }
+                () = scripts::idle(self.script_run.is_some()) => {
+                    if self.end_script_run().await == Flow::Close {
+                        return;
+                    }
+                    continue;
                 }
             };
             match read {
@@ -493,7 +503,7 @@ impl Session {
         }
         if self.script_run.is_some() {
             match self.script_run_continues(spec, &req).await {
-                Ok(true) => return self.handle_dedicated(req, spec, timing, plan).await,
+                Ok(true) => return self.script_on_run(req, timing, plan).await,
                 Ok(false) if self.end_script_run().await == Flow::Close => return Flow::Close,
                 Ok(false) => {}
                 Err(reply) => return self.reply(reply).await,
@@ -517,7 +527,14 @@ impl Session {
             }
         }
         if spec.has(Flags::RUNS_SCRIPT) && self.reply_mode == ReplyMode::On {
-            return self.script_command(req, spec, timing, plan).await;
+            match self.script_node(spec, &req).await {
+                Ok(node) if node.dedicated_available() => {
+                    return self.script_command(node, req, timing, plan).await
+                }
+                // The pool is exhausted: the shared connection, as before.
+                Ok(_) => {}
+                Err(reply) => return self.reply(reply).await,
+            }
         }
         match spec.route {
             Route::Local => {

@@ -12,17 +12,38 @@
 //! the shared connections as it would directly: `-BUSY` while the script
 //! runs, and SCRIPT KILL, FUNCTION KILL and SHUTDOWN NOSAVE at once.
 //!
-//! The run ends with the read that brought it, or at the first command of
-//! another kind (or, in cluster mode, a script for another node): the
-//! connection goes back to the pool once its replies are written, without
-//! RESET for a RESP2 client, as a script leaves no state on the connection.
-//! The session's barrier keeps the client's order across the switch, as for
-//! any move between the shared and a dedicated connection.
+//! The run ends at the first command of another kind (or, in cluster mode,
+//! a script for another node), when the client has sent nothing for
+//! [`RUN_IDLE`], or when it leaves: the connection goes back to the pool
+//! once its replies are written, without RESET for a RESP2 client, as a
+//! script leaves no state on the connection. So the pool holds one
+//! connection per client that is running scripts, not per client that
+//! once ran one; and while the pool has none to spare, script calls go on
+//! the shared connection as they did before. The session's barrier keeps
+//! the client's order across each switch, as for any move between the
+//! shared and a dedicated connection.
 
 use super::*;
 use crate::backend::cluster::slot_unserved;
 use crate::backend::cluster::split::{self, Plan};
 use crate::backend::node::Node;
+
+/// How long a client may send nothing before its run of script calls ends
+/// and the connection goes back to the pool. Short enough that idle
+/// clients do not hold the pool; long enough that a client calling scripts
+/// one after the other (each after the last one's reply) keeps its
+/// connection instead of borrowing it anew for every call.
+const RUN_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Resolves after [`RUN_IDLE`] while a run `held` its connection; never
+/// otherwise (one branch of the reader's wait for input).
+pub(super) async fn idle(held: bool) {
+    if held {
+        tokio::time::sleep(RUN_IDLE).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
 
 /// The node whose connection a run of script calls holds.
 pub(super) struct ScriptRun {
@@ -34,21 +55,43 @@ impl Session {
     /// node ended): borrows a connection to the node it runs on.
     pub(super) async fn script_command(
         &mut self,
+        node: Arc<Node>,
         req: Request,
-        spec: &'static CommandSpec,
         timing: Timing,
         plan: Option<ReplyPlan>,
     ) -> Flow {
-        let node = match self.script_node(spec, &req).await {
-            Ok(node) => node,
-            Err(reply) => return self.reply(reply).await,
-        };
         if let Err(e) = self.enter_dedicated(Some(node.clone())).await {
             self.shared.metrics.error(e.kind());
             return self.reply(e.to_reply()).await;
         }
         self.script_run = Some(ScriptRun { node });
-        self.handle_dedicated(req, Some(spec), timing, plan).await
+        self.script_on_run(req, timing, plan).await
+    }
+
+    /// Sends a script call on the run's connection. The lean part of
+    /// `handle_dedicated`: a script changes no state of the connection
+    /// and has one reply, which may take as long as the script runs.
+    pub(super) async fn script_on_run(
+        &mut self,
+        req: Request,
+        timing: Timing,
+        plan: Option<ReplyPlan>,
+    ) -> Flow {
+        let expect = Expect {
+            frames: 1,
+            deadline: None,
+            monitor: false,
+            post: plan.map_or(Post::None, |plan| Post::Transform(Box::new(plan))),
+            timing,
+        };
+        // The entry goes first, so the writer expects the reply before it can arrive.
+        if !self.queue(Pending::Expect(expect)).await {
+            return Flow::Close;
+        }
+        if let Some(d) = self.dedicated.as_mut() {
+            d.out.extend_from_slice(&req.frame);
+        }
+        Flow::Continue
     }
 
     /// While a run of script calls holds a connection: true when this
@@ -85,7 +128,7 @@ impl Session {
     /// replica for a read-only script when `read_from` allows), else the
     /// primary, or a replica for a read-only script. `Err`: the reply the
     /// routed path would give (CROSSSLOT, an unserved slot).
-    async fn script_node(
+    pub(super) async fn script_node(
         &self,
         spec: &'static CommandSpec,
         req: &Request,
