@@ -244,3 +244,48 @@ async fn cluster_kill_while_busy_matches_redis() {
     }
     blocking(|| config_set_all(&c, "busy-reply-threshold", "5000"));
 }
+
+/// Cluster mode: a script whose slot moves (MOVED, then ASK during a
+/// migration) on its own connection is followed as on the shared path: the
+/// client gets the script's result, never a redirect, since it sees strata
+/// as one node owning every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_script_redirects_are_followed() {
+    use strata::command::slot::hash_slot;
+    use support::cluster_strata::{blocking, fresh};
+    let c = support::cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let prims = place.primaries();
+    let (from, to) = (prims[0].clone(), prims[1].clone());
+    let t = place.tag_on(&from, "scriptmv");
+    let slot = hash_slot(t.as_bytes());
+    let (k1, k2) = (format!("{t}a"), format!("{t}b"));
+    let get = b"return redis.call('GET', KEYS[1])";
+    let mut a = RawConn::connect(&strata.addr.to_string()).await;
+    for k in [&k1, &k2] {
+        let set = a.call(&[b"SET", k.as_bytes(), b"v"]).await;
+        assert_eq!(show(&set), "+OK\\r\\n");
+    }
+    let read = |key: &str| encode(&[b"EVAL", get, b"1", key.as_bytes()]);
+
+    // MOVED: the slot moved straight on the cluster; strata's map is old.
+    blocking(|| c.migrate_slot(slot, &to));
+    a.send(&read(&k1)).await;
+    assert_eq!(show(&a.read_frame().await), "$1\\r\\nv\\r\\n");
+
+    // ASK: the slot is migrating back and k2 already moved.
+    blocking(|| {
+        c.begin_migration(slot, &to, &from);
+        c.migrate_keys(&to, &from, &[&k2]);
+    });
+    let mut pipeline = read(&k2);
+    pipeline.extend_from_slice(&read(&k1));
+    a.send(&pipeline).await;
+    assert_eq!(show(&a.read_frame().await), "$1\\r\\nv\\r\\n");
+    assert_eq!(show(&a.read_frame().await), "$1\\r\\nv\\r\\n");
+    blocking(|| {
+        c.migrate_all_keys(slot, &to, &from);
+        c.finish_migration(slot, &to, &from);
+    });
+    assert_eq!(c.primary_for_slot(slot), from);
+}

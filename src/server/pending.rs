@@ -114,6 +114,22 @@ pub struct Expect {
     pub post: Post,
     /// For the latency histogram.
     pub timing: Timing,
+    /// Cluster mode, a script call: how to follow a redirect in its reply.
+    pub redirect: Option<Box<Redirectable>>,
+}
+
+/// Cluster mode: a script call sent on the client's own connection (see
+/// `session/scripts.rs`), kept so that a MOVED, ASK or TRYAGAIN in its
+/// reply is followed as the routed path follows it, not handed to a client
+/// that sees strata as one node owning every slot.
+#[derive(Debug)]
+pub struct Redirectable {
+    /// The request, as sent.
+    pub request: Bytes,
+    /// The slot of its keys (`None`: keyless).
+    pub slot: Option<u16>,
+    /// A read-only script (`_RO`): safe to send again after a lost connection.
+    pub read_only: bool,
 }
 
 /// The read side of a dedicated connection, owned by the writer.

@@ -217,6 +217,7 @@ impl Session {
                 post
             },
             timing,
+            redirect: None,
         };
         if spec.is_some_and(|s| s.name == "reset") {
             self.reset_session();

@@ -503,7 +503,11 @@ impl Session {
         }
         if self.script_run.is_some() {
             match self.script_run_continues(spec, &req).await {
-                Ok(true) => return self.script_on_run(req, timing, plan).await,
+                Ok(true) => {
+                    if let Some(spec) = spec {
+                        return self.script_on_run(req, spec, timing, plan).await;
+                    }
+                }
                 Ok(false) if self.end_script_run().await == Flow::Close => return Flow::Close,
                 Ok(false) => {}
                 Err(reply) => return self.reply(reply).await,
@@ -529,7 +533,7 @@ impl Session {
         if spec.has(Flags::RUNS_SCRIPT) && self.reply_mode == ReplyMode::On {
             match self.script_node(spec, &req).await {
                 Ok(node) if node.dedicated_available() => {
-                    return self.script_command(node, req, timing, plan).await
+                    return self.script_command(node, req, spec, timing, plan).await
                 }
                 // The pool is exhausted: the shared connection, as before.
                 Ok(_) => {}

@@ -27,6 +27,7 @@ use super::*;
 use crate::backend::cluster::slot_unserved;
 use crate::backend::cluster::split::{self, Plan};
 use crate::backend::node::Node;
+use crate::server::pending::Redirectable;
 
 /// How long a client may send nothing before its run of script calls ends
 /// and the connection goes back to the pool. Short enough that idle
@@ -57,6 +58,7 @@ impl Session {
         &mut self,
         node: Arc<Node>,
         req: Request,
+        spec: &'static CommandSpec,
         timing: Timing,
         plan: Option<ReplyPlan>,
     ) -> Flow {
@@ -65,7 +67,7 @@ impl Session {
             return self.reply(e.to_reply()).await;
         }
         self.script_run = Some(ScriptRun { node });
-        self.script_on_run(req, timing, plan).await
+        self.script_on_run(req, spec, timing, plan).await
     }
 
     /// Sends a script call on the run's connection. The lean part of
@@ -74,15 +76,27 @@ impl Session {
     pub(super) async fn script_on_run(
         &mut self,
         req: Request,
+        spec: &'static CommandSpec,
         timing: Timing,
         plan: Option<ReplyPlan>,
     ) -> Flow {
+        let redirect = self.cluster.is_some().then(|| {
+            Box::new(Redirectable {
+                request: req.frame.clone(),
+                slot: match split::plan(spec, &req) {
+                    Ok(Plan::Slot(slot)) => Some(slot),
+                    _ => None,
+                },
+                read_only: spec.has(Flags::READ) && !spec.has(Flags::WRITE),
+            })
+        });
         let expect = Expect {
             frames: 1,
             deadline: None,
             monitor: false,
             post: plan.map_or(Post::None, |plan| Post::Transform(Box::new(plan))),
             timing,
+            redirect,
         };
         // The entry goes first, so the writer expects the reply before it can arrive.
         if !self.queue(Pending::Expect(expect)).await {

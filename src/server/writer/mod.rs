@@ -21,8 +21,9 @@ use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
 use super::clients::{ClientInfo, Departure};
-use super::pending::{DedicatedReader, Expect, Pending, Post};
+use super::pending::{DedicatedReader, Expect, Pending, Post, Redirectable};
 use super::Shared;
+use crate::backend::cluster::redirect::{classify, Redirect};
 use crate::backend::mux::retired_reason;
 use crate::protocol::reply::{self, aggregate_elements, frame_len, string_payload};
 use crate::protocol::ReplyBuf;
@@ -371,6 +372,12 @@ impl Writer {
                 if shard_unsubscribe {
                     self.info.shard_unsubscribe_answered();
                 }
+                let frame = match front.redirect.take() {
+                    Some(r) if classify(&frame) != Redirect::Other => {
+                        self.follow_script(&r, &addr, rd.proto, frame).await?
+                    }
+                    _ => frame,
+                };
                 subs.observe(&frame);
                 if front.frames == 1 && front.post != Post::None {
                     let post = std::mem::replace(&mut front.post, Post::None);
@@ -485,6 +492,31 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Cluster mode: a script call's reply on the client's own connection
+    /// is a redirect (its slot moves): followed as on the routed path, to
+    /// the new owner's shared connection, once what is written so far has
+    /// gone out.
+    async fn follow_script(
+        &mut self,
+        r: &Redirectable,
+        addr: &str,
+        proto: crate::protocol::Protocol,
+        frame: Bytes,
+    ) -> Result<Bytes, Stop> {
+        let Some(cluster) = self.shared.cluster.clone() else {
+            return Ok(frame);
+        };
+        self.flush().await?;
+        let resend = crate::backend::cluster::Resend {
+            client_id: self.info.id,
+            proto,
+            request: &r.request,
+            slot: r.slot,
+            read_only: r.read_only,
+        };
+        Ok(cluster.follow(resend, addr.to_string(), Ok(frame)).await)
     }
 
     /// The dedicated connection failed: every reply still due gets an error,
