@@ -188,7 +188,8 @@ async fn function_kill_while_busy_matches_redis() {
 
 /// A script longer than strata's request timeout (2 s in tests) is not cut
 /// short: its client gets the script's own reply, as from Redis directly,
-/// and a pipelined script behind it on the same client follows in order.
+/// and a pipelined script behind it on the same client follows in order;
+/// the same for EXEC of a transaction that queued such a script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_longer_than_the_request_timeout_gets_its_reply() {
     let (_redis, strata) = strata_standalone(2_000).await;
@@ -199,8 +200,19 @@ async fn a_script_longer_than_the_request_timeout_gets_its_reply() {
     let mut pipeline = encode(&[b"EVAL", slow, b"0"]);
     pipeline.extend_from_slice(&encode(&[b"EVAL", b"return 2", b"0"]));
     pipeline.extend_from_slice(&encode(&[b"GET", b"after"]));
+    // Inside a transaction too: EXEC runs as long as its script.
+    pipeline.extend_from_slice(&encode(&[b"MULTI"]));
+    pipeline.extend_from_slice(&encode(&[b"EVAL", slow, b"0"]));
+    pipeline.extend_from_slice(&encode(&[b"EXEC"]));
     a.send(&pipeline).await;
-    for want in [&b"$4\r\ndone\r\n"[..], b":2\r\n", b"$-1\r\n"] {
+    for want in [
+        &b"$4\r\ndone\r\n"[..],
+        b":2\r\n",
+        b"$-1\r\n",
+        b"+OK\r\n",
+        b"+QUEUED\r\n",
+        b"*1\r\n$4\r\ndone\r\n",
+    ] {
         let got = a.read_frame().await;
         assert_eq!(show(&got), show(want));
     }

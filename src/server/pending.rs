@@ -106,8 +106,16 @@ pub enum Post {
 pub struct Expect {
     /// How many frames (pub/sub messages and MONITOR lines do not count).
     pub frames: usize,
-    /// Fail if they have not all come by then; `None` for blocking commands.
+    /// Fail if they have not all come this long after the command before
+    /// it was answered; `None` for blocking commands and scripts. Counted
+    /// from then, not from when it was queued: a command pipelined behind
+    /// a blocking one or a long script is sent, and run, only after it.
+    pub timeout: Option<std::time::Duration>,
+    /// Set by the writer from `timeout` once this entry is the oldest due.
     pub deadline: Option<tokio::time::Instant>,
+    /// Its place among the commands sent on this connection (see
+    /// [`DedicatedReader::unbounded_at`]).
+    pub seq: u64,
     /// The command was MONITOR: afterwards, status lines are monitor output.
     pub monitor: bool,
     /// Rewrite applied to the reply (single-frame replies only).
@@ -148,6 +156,12 @@ pub struct DedicatedReader {
     pub proto: Protocol,
     /// The client, for logs.
     pub client_id: u64,
+    /// The `seq` of the last command sent without a timeout (a script, a
+    /// blocking command). Redis writes the replies to one read's commands
+    /// only once it has run them all, so a reply whose deadline passes
+    /// while such a command follows it may be held behind that command,
+    /// as long as it runs: the deadline then does not apply.
+    pub unbounded_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

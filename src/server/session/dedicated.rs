@@ -71,6 +71,7 @@ impl Session {
             self.info.set_dedicated_on(Some((node, backend_id)));
         }
         let buf = std::mem::take(&mut conn.buf);
+        let unbounded_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (rd, wr) = stream.into_split();
         // Commands already sent on the multiplexed connection run first.
         if !self.set_barrier().await {
@@ -84,6 +85,7 @@ impl Session {
                 retired,
                 proto: self.proto,
                 client_id: self.info.id,
+                unbounded_at: unbounded_at.clone(),
             }))
             .await
         {
@@ -93,6 +95,8 @@ impl Session {
             wr,
             conn,
             out: BytesMut::new(),
+            sent: 0,
+            unbounded_at,
         });
         Ok(())
     }
@@ -186,6 +190,7 @@ impl Session {
                 return self.error(refused).await;
             }
         }
+        let queued_script = self.state.queued_script;
         let frames = self.state.apply(spec, req.args());
         if !was_in_multi && spec.is_some_and(|s| s.name == "sunsubscribe") {
             self.info.expect_shard_unsubscribes(frames);
@@ -202,14 +207,16 @@ impl Session {
         );
         // No strata deadline for a command that may block or, like a
         // script, run for as long as it likes: a direct client would wait.
-        let blocking = spec.is_some_and(|s| {
-            s.has(Flags::BLOCKING) || s.has(Flags::RUNS_SCRIPT) || s.name == "wait"
-        }) && !self.state.in_multi;
-        let deadline = (!blocking)
-            .then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
+        let blocking = !self.state.in_multi
+            && (spec.is_some_and(|s| {
+                s.has(Flags::BLOCKING) || s.has(Flags::RUNS_SCRIPT) || s.name == "wait"
+            }) || (was_in_multi && queued_script));
+        let seq = self.dedicated.as_mut().map_or(0, |d| d.next_seq(blocking));
         let expect = Expect {
             frames,
-            deadline,
+            timeout: (!blocking).then(|| self.shared.backend.request_timeout()),
+            deadline: None,
+            seq,
             monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
             post: if self.suppress_reply {
                 Post::Drop

@@ -166,6 +166,23 @@ struct DedicatedWriter {
     conn: Dedicated,
     /// Commands parsed in this batch, written together.
     out: BytesMut,
+    /// Commands sent on this connection so far (each `Expect`'s `seq`).
+    sent: u64,
+    /// Shared with the writer: see `DedicatedReader::unbounded_at`.
+    unbounded_at: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DedicatedWriter {
+    /// The `seq` of the next command sent on the connection; a command
+    /// without a timeout is recorded for the writer.
+    fn next_seq(&mut self, unbounded: bool) -> u64 {
+        self.sent += 1;
+        if unbounded {
+            self.unbounded_at
+                .store(self.sent, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sent
+    }
 }
 
 struct Session {

@@ -92,7 +92,9 @@ impl Session {
         });
         let expect = Expect {
             frames: 1,
+            timeout: None,
             deadline: None,
+            seq: self.dedicated.as_mut().map_or(0, |d| d.next_seq(true)),
             monitor: false,
             post: plan.map_or(Post::None, |plan| Post::Transform(Box::new(plan))),
             timing,

@@ -401,8 +401,12 @@ impl Writer {
             if rd.buf.capacity() - rd.buf.len() < 4096 {
                 rd.buf.reserve(16 * 1024);
             }
-            if let Some(front) = due.front() {
+            if let Some(front) = due.front_mut() {
                 // Replies are due: read (no new entries until they are in).
+                // The oldest entry's clock starts when it becomes the oldest.
+                if front.deadline.is_none() {
+                    front.deadline = front.timeout.map(|t| tokio::time::Instant::now() + t);
+                }
                 let deadline = front.deadline;
                 if !self.out.is_empty() {
                     self.flush().await?;
@@ -420,6 +424,14 @@ impl Writer {
                         Ok(_) => {}
                     },
                     _ = sleep_until_opt(deadline) => {
+                        if rd.unbounded_at.load(std::sync::atomic::Ordering::Relaxed) > front.seq {
+                            // May be held behind a later script or blocking
+                            // command (see `unbounded_at`): wait as a direct
+                            // client would.
+                            front.timeout = None;
+                            front.deadline = None;
+                            continue;
+                        }
                         self.shared.metrics.error(ErrorKind::BackendTimeout);
                         return self.dedicated_failed(&addr, &mut due, "backend timeout").await;
                     }
