@@ -301,3 +301,35 @@ async fn cluster_script_redirects_are_followed() {
     });
     assert_eq!(c.primary_for_slot(slot), from);
 }
+
+/// SHUTDOWN NOSAVE, the other command Redis serves while busy, reaches it
+/// at once through strata: Redis exits (its port refuses connections)
+/// while the script still runs, as it would for a direct client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_nosave_reaches_a_busy_redis() {
+    let (redis, strata) = strata_standalone(LONG_TIMEOUT_MS).await;
+    let addr = strata.addr.to_string();
+    let mut a = RawConn::connect(&addr).await;
+    let mut b = RawConn::connect(&addr).await;
+    a.send(&encode(&[b"EVAL", b"while true do end", b"0"]))
+        .await;
+    until_busy(&mut b, "busy:s").await;
+    b.send(&encode(&[b"SHUTDOWN", b"NOSAVE"])).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(redis.addr()).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server still runs after SHUTDOWN NOSAVE through strata"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The script's client hears that the backend went away, at once.
+    let reply = a.read_frame_within(Duration::from_secs(10)).await;
+    assert!(
+        reply
+            .as_deref()
+            .is_none_or(|r| r.starts_with(b"-ERR backend")),
+        "{:?}",
+        reply.map(|r| show(&r))
+    );
+}
