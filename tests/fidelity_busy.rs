@@ -333,3 +333,26 @@ async fn shutdown_nosave_reaches_a_busy_redis() {
         reply.map(|r| show(&r))
     );
 }
+
+/// While the dedicated pool has no connection to spare, a script call
+/// takes the shared connection, as before scripts had their own, rather
+/// than wait for the pool and fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_takes_the_shared_connection_when_the_pool_is_exhausted() {
+    let redis = RedisServer::start();
+    let mut config = support::strata::test_config(&redis.addr());
+    config.backend.dedicated_pool_size = 1;
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+    let addr = running.addr.to_string();
+    let mut a = RawConn::connect(&addr).await;
+    let mut b = RawConn::connect(&addr).await;
+    // A holds the pool's only connection for a second.
+    let slow = b"local t = redis.call('TIME') local until_s = t[1] + 1 \
+                 while tonumber(redis.call('TIME')[1]) < until_s do end return 'done'";
+    a.send(&encode(&[b"EVAL", slow, b"0"])).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let got = b.call(&[b"EVAL", b"return 1", b"0"]).await;
+    assert_eq!(show(&got), show(b":1\r\n"));
+    assert_eq!(show(&a.read_frame().await), show(b"$4\r\ndone\r\n"));
+}
