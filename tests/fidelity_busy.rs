@@ -356,3 +356,34 @@ async fn a_script_takes_the_shared_connection_when_the_pool_is_exhausted() {
     assert_eq!(show(&got), show(b":1\r\n"));
     assert_eq!(show(&a.read_frame().await), show(b"$4\r\ndone\r\n"));
 }
+
+/// A RESP3 client's scripts are answered in RESP3, and the connection
+/// they ran on goes back to the pool speaking RESP2 again: a RESP2
+/// client's script after it is answered in RESP2, as from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_connections_keep_each_clients_protocol() {
+    async fn replay(addr: &str) -> Transcript {
+        let mut out = Transcript::default();
+        let script: &[u8] = b"return {double=1.5}";
+        let mut c3 = RawConn::connect(addr).await;
+        let _ = c3.call(&[b"HELLO", b"3"]).await;
+        out.push("RESP3 EVAL", &c3.call(&[b"EVAL", script, b"0"]).await);
+        out.push("RESP3 QUIT", &c3.call(&[b"QUIT"]).await);
+        c3.expect_closed().await;
+        // Give the connection time to go back to the pool (not asserted).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut c2 = RawConn::connect(addr).await;
+        out.push("RESP2 EVAL", &c2.call(&[b"EVAL", script, b"0"]).await);
+        out.push("RESP2 EVAL", &c2.call(&[b"EVAL", script, b"0"]).await);
+        out
+    }
+    let reference = RedisServer::start();
+    let redis = RedisServer::start();
+    let mut config = support::strata::test_config(&redis.addr());
+    config.backend.dedicated_pool_size = 1;
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+    let want = replay(&reference.addr()).await;
+    let got = replay(&running.addr.to_string()).await;
+    assert_same(&want, &got);
+}

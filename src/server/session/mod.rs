@@ -114,8 +114,11 @@ pub async fn serve(
         () = killed(&mut departure) => true,
     };
     if !was_killed {
-        // A script connection goes back to the pool once answered.
-        let _ = session.end_script_run().await;
+        // A script connection goes back to the pool once answered (rather
+        // than closed with the session). Bounded: it queues an entry, and
+        // a writer that already stopped takes no more.
+        let end = session.end_script_run();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), end).await;
     }
     // Dropping the queue's sender lets the writer finish what is queued.
     drop(session);
