@@ -115,6 +115,13 @@ bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
 
+.PHONY: bench-scripts
+
+## Script calls (EVALSHA, -P 1 and -P 16) Redis direct and through strata;
+## BEFORE=/path/to/another/strata adds that binary to the comparison.
+bench-scripts: release bench-deps
+	bash benches/scripts_bench.sh
+
 .PHONY: bench-instructions
 
 ## Instructions strata runs per request (valgrind callgrind: exact and

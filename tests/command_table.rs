@@ -66,6 +66,8 @@ struct RedisCommand {
     name: String,
     arity: i64,
     flags: Vec<String>,
+    /// ACL categories (`@scripting`, …).
+    categories: Vec<String>,
     first: i64,
     last: i64,
     step: i64,
@@ -148,6 +150,9 @@ fn parse_command(v: &Value) -> RedisCommand {
         name: text(&f[0]).to_ascii_lowercase(),
         arity: int(&f[1]),
         flags: array(&f[2]).iter().map(text).collect(),
+        categories: f
+            .get(6)
+            .map_or(vec![], |c| array(c).iter().map(text).collect()),
         first: int(&f[3]),
         last: int(&f[4]),
         step: int(&f[5]),
@@ -213,7 +218,11 @@ fn compare(redis: &RedisCommand, ours: &CommandSpec, problems: &mut Vec<String>)
         ));
     }
     let ours_flags = Flags(ours.flags.0 & !Flags::CONNECTION_STATE.0);
-    let want = mapped_flags(&redis.flags);
+    let mut want = mapped_flags(&redis.flags);
+    // strata's RUNS_SCRIPT: the @scripting commands that take keys.
+    if redis.categories.iter().any(|c| c == "@scripting") && !redis.key_specs.is_empty() {
+        want = want | Flags::RUNS_SCRIPT;
+    }
     if ours_flags != want {
         problems.push(format!(
             "{name}: flags {ours_flags:?} != redis {want:?} ({:?})",

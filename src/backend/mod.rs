@@ -142,13 +142,26 @@ pub async fn connect_authenticated(
     }
     if settings.readonly {
         let mut buf = bytes::BytesMut::new();
-        handshake::call(
+        let readonly = handshake::call(
             &mut stream,
             &mut buf,
             &[b"READONLY"],
             settings.connect_timeout,
         )
-        .await?;
+        .await;
+        match readonly {
+            Ok(_) => {}
+            // A script keeps the node busy, and READONLY is not among the
+            // commands Redis serves meanwhile. The connection is still
+            // good: on a primary READONLY changes nothing, and a replica's
+            // reads on it get MOVED, which is followed to the primary.
+            // Refusing it would leave a client's script (or SCRIPT KILL)
+            // without a connection to the busy node.
+            Err(e) if e.to_string().starts_with("BUSY ") => {
+                tracing::debug!(backend = %addr, "READONLY refused while a script runs");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(stream)
 }

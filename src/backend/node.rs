@@ -31,6 +31,8 @@ pub struct Node {
     resp2: Vec<MuxConnection>,
     resp3: Vec<MuxConnection>,
     pool: DedicatedPool,
+    /// The pool's bound (`backend.dedicated_pool_size`).
+    pool_max: u32,
     settings: ConnSettings,
     healthy: Arc<AtomicBool>,
     version: Arc<RwLock<String>>,
@@ -85,6 +87,7 @@ impl Node {
             resp2,
             resp3,
             pool,
+            pool_max: config.dedicated_pool_size,
             settings,
             healthy: Arc::new(AtomicBool::new(false)),
             version: Arc::new(RwLock::new(String::new())),
@@ -207,6 +210,15 @@ impl Node {
             }
         }
         Ok(conn)
+    }
+
+    /// True when a dedicated connection can be had without waiting: one is
+    /// idle, or the pool may open another. Script calls, which do not need
+    /// one to be correct, take the shared connection otherwise rather than
+    /// wait (see `server/session/scripts.rs`).
+    pub fn dedicated_available(&self) -> bool {
+        let state = self.pool.state();
+        state.idle_connections > 0 || state.connections < self.pool_max
     }
 
     /// Gives a dedicated connection back (RESET first, in the background).

@@ -209,6 +209,22 @@ impl Router {
         }
     }
 
+    /// The node a command runs on: a replica for a read-only command when
+    /// `read_from` allows and one is usable, else the primary (for a
+    /// script's connection of its own, see `server/session/scripts.rs`).
+    pub async fn node_for(&self, read_only: bool, client_id: u64) -> Arc<Node> {
+        if self.held.load(Ordering::Relaxed) {
+            self.wait_hold().await;
+        }
+        let topology = self.topology.load();
+        if read_only && self.read_from != ReadFrom::Primary && !topology.replicas.is_empty() {
+            if let Some(node) = self.pick_replica(&topology.replicas, client_id) {
+                return node;
+            }
+        }
+        topology.primary.clone()
+    }
+
     /// Borrows a dedicated connection to the primary, and says which node
     /// that is (its `retired` signal fires if a failover retires it while
     /// the client holds the connection).

@@ -48,6 +48,12 @@ impl Flags {
     pub const NO_AUTH: Flags = Flags(1 << 12);
     /// Redis `no_multi` flag (refused inside MULTI).
     pub const NO_MULTI: Flags = Flags(1 << 13);
+    /// Runs a Lua script or a function (strata's own flag, derived from
+    /// Redis's `@scripting` category on commands that take keys: EVAL,
+    /// EVALSHA, FCALL and their `_RO` forms). Such a command can keep
+    /// Redis busy for as long as it runs, so it never goes on a shared
+    /// connection (see `server/session/scripts.rs`).
+    pub const RUNS_SCRIPT: Flags = Flags(1 << 14);
 
     /// True when every bit of `other` is set in `self`.
     pub const fn contains(self, other: Flags) -> bool {
@@ -69,7 +75,7 @@ impl std::ops::BitOr for Flags {
 
 impl std::fmt::Debug for Flags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [(Flags, &str); 14] = [
+        const NAMES: [(Flags, &str); 15] = [
             (Flags::READ, "read"),
             (Flags::WRITE, "write"),
             (Flags::ADMIN, "admin"),
@@ -84,6 +90,7 @@ impl std::fmt::Debug for Flags {
             (Flags::MOVABLE_KEYS, "movablekeys"),
             (Flags::NO_AUTH, "no_auth"),
             (Flags::NO_MULTI, "no_multi"),
+            (Flags::RUNS_SCRIPT, "runs-script"),
         ];
         let mut list = f.debug_set();
         for (flag, name) in NAMES {
@@ -203,6 +210,10 @@ pub enum Merge {
     /// counts added name by name (PUBSUB SHARDNUMSUB: each node counts
     /// the subscribers of the shard channels it serves).
     SumPairs,
+    /// Success if any node succeeded, else the most telling error: OK when
+    /// any primary killed a script, `NOTBUSY` only when none was busy
+    /// (SCRIPT KILL, FUNCTION KILL; Redis's `one_succeeded` policy).
+    OneSucceeded,
 }
 
 /// Everything strata knows about one command (or one subcommand).

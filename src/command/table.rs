@@ -994,8 +994,8 @@ static FUNCTION_SUBCOMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
         key_specs: &[],
-        route: Route::Any,
-        merge: Merge::One,
+        route: Route::AllPrimaries,
+        merge: Merge::OneSucceeded,
         subcommands: &[],
     },
     CommandSpec {
@@ -1527,8 +1527,8 @@ static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
         key_specs: &[],
-        route: Route::Any,
-        merge: Merge::One,
+        route: Route::AllPrimaries,
+        merge: Merge::OneSucceeded,
         subcommands: &[],
     },
     CommandSpec {
@@ -2376,7 +2376,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         arity: -3,
         flags: Flags::NOSCRIPT
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -2398,7 +2399,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: Flags::READ
             .union(Flags::NOSCRIPT)
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -2419,7 +2421,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         arity: -3,
         flags: Flags::NOSCRIPT
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -2441,7 +2444,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: Flags::READ
             .union(Flags::NOSCRIPT)
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -2565,7 +2569,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         arity: -3,
         flags: Flags::NOSCRIPT
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -2587,7 +2592,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: Flags::READ
             .union(Flags::NOSCRIPT)
             .union(Flags::STALE)
-            .union(Flags::MOVABLE_KEYS),
+            .union(Flags::MOVABLE_KEYS)
+            .union(Flags::RUNS_SCRIPT),
         first_key: 0,
         last_key: 0,
         step: 0,

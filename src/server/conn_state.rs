@@ -32,6 +32,9 @@ pub struct ConnState {
     pub db: i64,
     /// A SELECT queued inside MULTI: it takes effect at EXEC.
     pub queued_db: Option<i64>,
+    /// A script call is queued inside MULTI: EXEC may run as long as it
+    /// does, so it gets no strata deadline.
+    pub queued_script: bool,
 }
 
 impl ConnState {
@@ -62,6 +65,7 @@ impl ConnState {
                 "exec" => {
                     self.in_multi = false;
                     self.watching = false;
+                    self.queued_script = false;
                     if let Some(db) = self.queued_db.take() {
                         self.db = db;
                     }
@@ -70,6 +74,7 @@ impl ConnState {
                     self.in_multi = false;
                     self.watching = false;
                     self.queued_db = None;
+                    self.queued_script = false;
                 }
                 "select" => {
                     if let Some(db) = args
@@ -79,6 +84,7 @@ impl ConnState {
                         self.queued_db = Some(db);
                     }
                 }
+                _ if spec.has(crate::command::Flags::RUNS_SCRIPT) => self.queued_script = true,
                 _ => {}
             }
             return 1;

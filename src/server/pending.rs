@@ -114,14 +114,38 @@ pub enum Post {
 pub struct Expect {
     /// How many frames (pub/sub messages and MONITOR lines do not count).
     pub frames: usize,
-    /// Fail if they have not all come by then; `None` for blocking commands.
+    /// Fail if they have not all come this long after the command before
+    /// it was answered; `None` for blocking commands and scripts. Counted
+    /// from then, not from when it was queued: a command pipelined behind
+    /// a blocking one or a long script is sent, and run, only after it.
+    pub timeout: Option<std::time::Duration>,
+    /// Set by the writer from `timeout` once this entry is the oldest due.
     pub deadline: Option<tokio::time::Instant>,
+    /// Its place among the commands sent on this connection (see
+    /// [`DedicatedReader::unbounded_at`]).
+    pub seq: u64,
     /// The command was MONITOR: afterwards, status lines are monitor output.
     pub monitor: bool,
     /// Rewrite applied to the reply (single-frame replies only).
     pub post: Post,
     /// For the latency histogram.
     pub timing: Timing,
+    /// Cluster mode, a script call: how to follow a redirect in its reply.
+    pub redirect: Option<Box<Redirectable>>,
+}
+
+/// Cluster mode: a script call sent on the client's own connection (see
+/// `session/scripts.rs`), kept so that a MOVED, ASK or TRYAGAIN in its
+/// reply is followed as the routed path follows it, not handed to a client
+/// that sees strata as one node owning every slot.
+#[derive(Debug)]
+pub struct Redirectable {
+    /// The request, as sent.
+    pub request: Bytes,
+    /// The slot of its keys (`None`: keyless).
+    pub slot: Option<u16>,
+    /// A read-only script (`_RO`): safe to send again after a lost connection.
+    pub read_only: bool,
 }
 
 /// The read side of a dedicated connection, owned by the writer.
@@ -143,6 +167,12 @@ pub struct DedicatedReader {
     /// Cluster mode: frames of the client's shard-channel links
     /// (`server/shard_links.rs`).
     pub links: Option<tokio::sync::mpsc::Receiver<super::shard_links::LinkEvent>>,
+    /// The `seq` of the last command sent without a timeout (a script, a
+    /// blocking command). Redis writes the replies to one read's commands
+    /// only once it has run them all, so a reply whose deadline passes
+    /// while such a command follows it may be held behind that command,
+    /// as long as it runs: the deadline then does not apply.
+    pub unbounded_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.
@@ -155,4 +185,7 @@ pub struct DedicatedReturn {
     /// Cluster mode: the shard-channel links, closed once the writer has
     /// read what was due on them.
     pub links: Vec<super::shard_links::Link>,
+    /// RESET before the pool takes it back; `false` when nothing stateful
+    /// was sent (a RESP2 run of script calls).
+    pub reset: bool,
 }

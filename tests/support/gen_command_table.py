@@ -146,6 +146,10 @@ ROUTE_RULES = {
     # Shard channels live on their slot's primary: ask every primary.
     "pubsub|shardchannels": ("AllPrimaries", "Concat"),
     "pubsub|shardnumsub": ("AllPrimaries", "SumPairs"),
+    # OK if any primary killed a script, NOTBUSY only if none was busy
+    # (Redis's own response_policy for these is one_succeeded).
+    "script|kill": ("AllPrimaries", "OneSucceeded"),
+    "function|kill": ("AllPrimaries", "OneSucceeded"),
 }
 
 # Rule names that this Redis version may legitimately lack (added in a later
@@ -175,7 +179,17 @@ FLAG_MAP = {
 FLAG_ORDER = [
     "READ", "WRITE", "ADMIN", "BLOCKING", "PUBSUB", "CONNECTION_STATE", "FAST",
     "NOSCRIPT", "LOADING", "STALE", "DENYOOM", "MOVABLE_KEYS", "NO_AUTH", "NO_MULTI",
+    "RUNS_SCRIPT",
 ]
+
+
+def runs_script(cmd):
+    """strata's `Flags::RUNS_SCRIPT`: the command runs a Lua script or a
+    function (EVAL, EVALSHA, FCALL and their _RO forms), which can keep the
+    server busy for as long as it runs. Derived from Redis's data, not a list
+    of names: the commands of the @scripting ACL category that take keys
+    (SCRIPT and FUNCTION subcommands take none)."""
+    return "@scripting" in cmd["categories"] and bool(cmd["key_specs"])
 
 
 def route_of(name, flags, first_key, key_specs):
@@ -320,6 +334,7 @@ def parse_command(raw):
         "name": name.lower(),
         "arity": arity,
         "flags": set(flags),
+        "categories": set(raw[6]) if len(raw) > 6 and raw[6] else set(),
         "first": first,
         "last": last,
         "step": step,
@@ -337,6 +352,8 @@ def rust_flags(cmd):
     names = {FLAG_MAP[f] for f in cmd["flags"] if f in FLAG_MAP}
     if cmd["name"] in CONNECTION_STATE:
         names.add("CONNECTION_STATE")
+    if runs_script(cmd):
+        names.add("RUNS_SCRIPT")
     ordered = [n for n in FLAG_ORDER if n in names]
     if not ordered:
         return "Flags(0)"

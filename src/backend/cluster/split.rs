@@ -302,12 +302,25 @@ impl Split {
 /// * `First`: the first reply that is neither an error nor a null
 ///   (RANDOMKEY: one empty node must not hide the others' keys), else the
 ///   first non-error;
-/// * `One`: the first reply.
+/// * `One`: the first reply;
+/// * `OneSucceeded`: the first success, else the first error other than
+///   `NOTBUSY`, else the first reply (SCRIPT KILL: `+OK` if any primary
+///   killed a script, `UNKILLABLE` over `NOTBUSY`, `NOTBUSY` only if no
+///   primary was busy).
 ///
-/// An error reply wins over everything (the first, in reply order).
+/// Otherwise an error reply wins over everything (the first, in reply order).
 /// `KeyOrder` needs the key positions ([`Split::merge`]) and `Scan` the
 /// cursor ([`super::scan`]); asked here, they answer an error.
 pub fn merge_fanout(merge: Merge, replies: &[Bytes]) -> Bytes {
+    if merge == Merge::OneSucceeded {
+        return replies
+            .iter()
+            .find(|r| !is_error(r))
+            .or_else(|| replies.iter().find(|r| !r.starts_with(b"-NOTBUSY")))
+            .or_else(|| replies.first())
+            .cloned()
+            .unwrap_or_else(|| internal("no node answered"));
+    }
     if merge != Merge::First {
         if let Some(err) = replies.iter().find(|r| is_error(r)) {
             return err.clone();
@@ -372,6 +385,7 @@ pub fn merge_fanout(merge: Merge, replies: &[Bytes]) -> Bytes {
             .unwrap_or_else(|| internal("no node answered")),
         Merge::AllTrue => all_true(replies),
         Merge::SumPairs => sum_pairs(replies),
+        Merge::OneSucceeded => internal("unreachable: merged above"),
         Merge::KeyOrder | Merge::Scan => internal("merge needs the request's key order or cursor"),
     }
 }
@@ -712,6 +726,20 @@ mod tests {
             let replies = [Bytes::from_static(b":2\r\n"), Bytes::from_static(b":1\r\n")];
             assert_eq!(&split.merge(&replies)[..], b":3\r\n");
         }
+    }
+
+    /// SCRIPT KILL / FUNCTION KILL over every primary: OK if any node
+    /// killed a script, NOTBUSY only if none was busy.
+    #[test]
+    fn one_succeeded_merge() {
+        let b = |s: &'static [u8]| Bytes::from_static(s);
+        let notbusy = b(b"-NOTBUSY No scripts in execution right now.\r\n");
+        let unkillable = b(b"-UNKILLABLE Sorry the script already executed write commands\r\n");
+        let merge = |r: &[Bytes]| merge_fanout(Merge::OneSucceeded, r);
+        assert_eq!(merge(&[notbusy.clone(), b(b"+OK\r\n")]), b(b"+OK\r\n"));
+        assert_eq!(merge(&[notbusy.clone(), notbusy.clone()]), notbusy);
+        assert_eq!(merge(&[notbusy.clone(), unkillable.clone()]), unkillable);
+        assert_eq!(merge(&[unkillable.clone(), b(b"+OK\r\n")]), b(b"+OK\r\n"));
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl Session {
             self.info.set_dedicated_on(Some((node, backend_id)));
         }
         let buf = std::mem::take(&mut conn.buf);
+        let unbounded_at = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (rd, wr) = stream.into_split();
         // A swap the writer made for an earlier dedicated connection (it
         // raced the client leaving) must not redirect this one.
@@ -90,6 +91,7 @@ impl Session {
                 proto: self.proto,
                 client_id: self.info.id,
                 links,
+                unbounded_at: unbounded_at.clone(),
             }))
             .await
         {
@@ -99,6 +101,8 @@ impl Session {
             wr,
             conn,
             out: BytesMut::new(),
+            sent: 0,
+            unbounded_at,
         });
         Ok(())
     }
@@ -221,6 +225,7 @@ impl Session {
                 return self.error(refused).await;
             }
         }
+        let queued_script = self.state.queued_script;
         let frames = self.state.apply(spec, req.args());
         if !was_in_multi && spec.is_some_and(|s| s.name == "sunsubscribe") {
             self.info.expect_shard_unsubscribes(frames);
@@ -245,13 +250,18 @@ impl Session {
                 _ => Post::Drop,
             };
         }
-        let blocking = spec.is_some_and(|s| s.has(Flags::BLOCKING) || s.name == "wait")
-            && !self.state.in_multi;
-        let deadline = (!blocking)
-            .then(|| tokio::time::Instant::now() + self.shared.backend.request_timeout());
+        // No strata deadline for a command that may block or, like a
+        // script, run for as long as it likes: a direct client would wait.
+        let blocking = !self.state.in_multi
+            && (spec.is_some_and(|s| {
+                s.has(Flags::BLOCKING) || s.has(Flags::RUNS_SCRIPT) || s.name == "wait"
+            }) || (was_in_multi && queued_script));
+        let seq = self.dedicated.as_mut().map_or(0, |d| d.next_seq(blocking));
         let expect = Expect {
             frames,
-            deadline,
+            timeout: (!blocking).then(|| self.shared.backend.request_timeout()),
+            deadline: None,
+            seq,
             monitor: spec.is_some_and(|s| s.name == "monitor") && !was_monitor,
             post: if self.suppress_reply {
                 Post::Drop
@@ -259,6 +269,7 @@ impl Session {
                 post
             },
             timing,
+            redirect: None,
         };
         if spec.is_some_and(|s| s.name == "reset") {
             self.reset_session();
@@ -443,10 +454,14 @@ impl Session {
         let Some(d) = self.dedicated.take() else {
             return Flow::Continue;
         };
+        // Scripts leave no state on the connection: a RESP2 one goes back
+        // as it is; RESET takes any other back to RESP2 and no state.
+        let reset = self.script_run.take().is_none() || self.proto != Protocol::Resp2;
         let ret = DedicatedReturn {
             wr: d.wr,
             conn: d.conn,
             links: self.shard_links.end(),
+            reset,
         };
         // Commands sent next on the multiplexed connection wait until the
         // dedicated connection has answered everything sent on it.

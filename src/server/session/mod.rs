@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod scripts;
 mod shard_links;
 
 use std::collections::HashMap;
@@ -106,13 +107,21 @@ pub async fn serve(
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
         shard_links: super::shard_links::ShardLinks::default(),
+        script_run: None,
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
     let mut departure = info.departure();
-    tokio::select! {
-        () = session.read_loop(shutdown) => {}
-        () = killed(&mut departure) => {}
+    let was_killed = tokio::select! {
+        () = session.read_loop(shutdown) => false,
+        () = killed(&mut departure) => true,
+    };
+    if !was_killed {
+        // A script connection goes back to the pool once answered (rather
+        // than closed with the session). Bounded: it queues an entry, and
+        // a writer that already stopped takes no more.
+        let end = session.end_script_run();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), end).await;
     }
     // Dropping the queue's sender lets the writer finish what is queued.
     drop(session);
@@ -165,6 +174,23 @@ struct DedicatedWriter {
     conn: Dedicated,
     /// Commands parsed in this batch, written together.
     out: BytesMut,
+    /// Commands sent on this connection so far (each `Expect`'s `seq`).
+    sent: u64,
+    /// Shared with the writer: see `DedicatedReader::unbounded_at`.
+    unbounded_at: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DedicatedWriter {
+    /// The `seq` of the next command sent on the connection; a command
+    /// without a timeout is recorded for the writer.
+    fn next_seq(&mut self, unbounded: bool) -> u64 {
+        self.sent += 1;
+        if unbounded {
+            self.unbounded_at
+                .store(self.sent, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sent
+    }
 }
 
 struct Session {
@@ -223,6 +249,9 @@ struct Session {
     /// Cluster mode: shard channels on other nodes than the dedicated
     /// connection's (`server/shard_links.rs`).
     shard_links: super::shard_links::ShardLinks,
+    /// A run of script calls on a connection of the client's own (see
+    /// `scripts.rs`); the connection is `dedicated`.
+    script_run: Option<scripts::ScriptRun>,
 }
 
 impl Session {
@@ -330,6 +359,12 @@ impl Session {
                 // (and stops receiving) without waiting for a command.
                 Some(swap) = self.swaps.recv(), if self.dedicated.is_some() => {
                     self.take_swap(swap);
+                    continue;
+                }
+                () = scripts::idle(self.script_run.is_some()) => {
+                    if self.end_script_run().await == Flow::Close {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -501,6 +536,18 @@ impl Session {
                 }
             }
         }
+        if self.script_run.is_some() {
+            match self.script_run_continues(spec, &req).await {
+                Ok(true) => {
+                    if let Some(spec) = spec {
+                        return self.script_on_run(req, spec, timing, plan).await;
+                    }
+                }
+                Ok(false) if self.end_script_run().await == Flow::Close => return Flow::Close,
+                Ok(false) => {}
+                Err(reply) => return self.reply(reply).await,
+            }
+        }
         if self.dedicated.is_some() {
             return self.handle_dedicated(req, spec, timing, plan).await;
         }
@@ -516,6 +563,16 @@ impl Session {
             if let Some(flow) = self.cluster_special(&req, spec).await {
                 timing.record();
                 return flow;
+            }
+        }
+        if spec.has(Flags::RUNS_SCRIPT) && self.reply_mode == ReplyMode::On {
+            match self.script_node(spec, &req).await {
+                Ok(node) if node.dedicated_available() => {
+                    return self.script_command(node, req, spec, timing, plan).await
+                }
+                // The pool is exhausted: the shared connection, as before.
+                Ok(_) => {}
+                Err(reply) => return self.reply(reply).await,
             }
         }
         match spec.route {

@@ -195,10 +195,15 @@ impl Session {
         );
         let expect = Expect {
             frames,
-            deadline: Some(tokio::time::Instant::now() + self.shared.backend.request_timeout()),
+            timeout: Some(self.shared.backend.request_timeout()),
+            deadline: None,
+            // Sent on a link, not the dedicated connection: it takes the
+            // place of the last command sent there.
+            seq: self.dedicated.as_ref().map_or(0, |d| d.sent),
             monitor: false,
             post: Post::None,
             timing,
+            redirect: None,
         };
         if !self.queue(Pending::Expect(expect)).await {
             return Flow::Close;

@@ -21,9 +21,10 @@ use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
 use super::clients::{ClientInfo, Departure};
-use super::pending::{DedicatedReader, Expect, Pending, Post};
+use super::pending::{DedicatedReader, Expect, Pending, Post, Redirectable};
 use super::shard_links::{next_event, LinkFrames};
 use super::Shared;
+use crate::backend::cluster::redirect::{classify, Redirect};
 use crate::backend::mux::retired_reason;
 use crate::protocol::reply::{self, aggregate_elements, frame_len, string_payload};
 use crate::protocol::ReplyBuf;
@@ -433,6 +434,12 @@ impl Writer {
                 if shard_unsubscribe {
                     self.info.shard_unsubscribe_answered();
                 }
+                let frame = match front.redirect.take() {
+                    Some(r) if classify(&frame) != Redirect::Other => {
+                        self.follow_script(&r, &addr, rd.proto, frame).await?
+                    }
+                    _ => frame,
+                };
                 if from_link {
                     links.observe(&frame);
                 } else {
@@ -461,8 +468,12 @@ impl Writer {
             if rd.buf.capacity() - rd.buf.len() < 4096 {
                 rd.buf.reserve(16 * 1024);
             }
-            if let Some(front) = due.front() {
+            if let Some(front) = due.front_mut() {
                 // Replies are due: read (no new entries until they are in).
+                // The oldest entry's clock starts when it becomes the oldest.
+                if front.deadline.is_none() {
+                    front.deadline = front.timeout.map(|t| tokio::time::Instant::now() + t);
+                }
                 let deadline = front.deadline;
                 if !self.out.is_empty() {
                     self.flush().await?;
@@ -480,6 +491,14 @@ impl Writer {
                         Ok(_) => {}
                     },
                     _ = sleep_until_opt(deadline) => {
+                        if rd.unbounded_at.load(std::sync::atomic::Ordering::Relaxed) > front.seq {
+                            // May be held behind a later script or blocking
+                            // command (see `unbounded_at`): wait as a direct
+                            // client would.
+                            front.timeout = None;
+                            front.deadline = None;
+                            continue;
+                        }
                         self.shared.metrics.error(ErrorKind::BackendTimeout);
                         return self.dedicated_failed(&addr, &mut due, "backend timeout").await;
                     }
@@ -506,7 +525,12 @@ impl Writer {
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                     Some(Pending::Barrier(done)) => drop(done.send(())),
                     Some(Pending::LeaveDedicated(ret)) => {
-                        let super::pending::DedicatedReturn { wr, mut conn, links } = *ret;
+                        let super::pending::DedicatedReturn {
+                            wr,
+                            mut conn,
+                            links,
+                            reset,
+                        } = *ret;
                         // Their readers stop with the receiver, then the
                         // links close.
                         drop(rd.links.take());
@@ -516,7 +540,11 @@ impl Writer {
                             Ok(stream) => {
                                 conn.stream = Some(stream);
                                 conn.buf = rd.buf;
-                                self.shared.backend.release(conn);
+                                if reset {
+                                    self.shared.backend.release(conn);
+                                } else {
+                                    drop(conn); // back to the pool as it is
+                                }
                             }
                             Err(_) => drop(conn),
                         }
@@ -579,6 +607,31 @@ impl Writer {
                 },
             }
         }
+    }
+
+    /// Cluster mode: a script call's reply on the client's own connection
+    /// is a redirect (its slot moves): followed as on the routed path, to
+    /// the new owner's shared connection, once what is written so far has
+    /// gone out.
+    async fn follow_script(
+        &mut self,
+        r: &Redirectable,
+        addr: &str,
+        proto: crate::protocol::Protocol,
+        frame: Bytes,
+    ) -> Result<Bytes, Stop> {
+        let Some(cluster) = self.shared.cluster.clone() else {
+            return Ok(frame);
+        };
+        self.flush().await?;
+        let resend = crate::backend::cluster::Resend {
+            client_id: self.info.id,
+            proto,
+            request: &r.request,
+            slot: r.slot,
+            read_only: r.read_only,
+        };
+        Ok(cluster.follow(resend, addr.to_string(), Ok(frame)).await)
     }
 
     /// The dedicated connection failed: every reply still due gets an error,
