@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs redis-py's own test suite (from its PyPI sdist) straight at redis-server
+# and through strata, in RESP2 and RESP3, and prints per-run tallies plus the
+# per-test differences (tests/compat/compare.py). Issue 13's "Done means".
+#
+# Everything it downloads or builds lives under target/ (not committed).
+# Usage: tests/compat/redis_py.sh [extra pytest args, e.g. tests/test_commands.py]
+# Env: REDIS_PY_VERSION (default 6.0.0), TIMEOUT (per-test seconds, default 60),
+#      SKIP_BUILD=1 to reuse target/release/strata.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+VER=${REDIS_PY_VERSION:-6.0.0}
+TIMEOUT=${TIMEOUT:-60}
+WORK=$ROOT/target/compat
+VENV=$ROOT/target/compat-venv
+SRC=$WORK/redis-$VER
+OUT=$WORK/results
+mkdir -p "$WORK" "$OUT"
+
+if [ -z "${SKIP_BUILD:-}" ]; then (cd "$ROOT" && cargo build --release); fi
+STRATA=$ROOT/target/release/strata
+
+if [ ! -d "$SRC" ]; then
+  (cd "$WORK" && pip download --no-binary :all: --no-deps "redis==$VER" && tar xzf "redis-$VER.tar.gz")
+fi
+if [ ! -x "$VENV/bin/pytest" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q pytest 'pytest-asyncio>=0.23.0' pytest-timeout mock packaging ujson numpy 'redis-entraid==0.4.0b2'
+fi
+"$VENV/bin/pip" install -q --no-deps -e "$SRC"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+start_redis() { # port
+  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    --enable-debug-command yes --logfile "$OUT/redis-$1.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "redis on $1 did not start" >&2; exit 1
+}
+start_strata() { # listen-port backend-port
+  "$STRATA" --listen "127.0.0.1:$1" --backend "127.0.0.1:$2" --metrics-listen "" \
+    --log-level warn >"$OUT/strata-$1.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "strata on $1 did not start" >&2; exit 1
+}
+
+# Same exclusions in every run: cluster-only, module (redis-stack) and TLS tests.
+MARKERS='not onlycluster and not redismod and not ssl'
+
+run() { # name port protocol
+  local name=$1 port=$2 proto=$3
+  (cd "$SRC" && "$VENV/bin/pytest" tests -p no:cacheprovider -q -rA \
+     -m "$MARKERS" --timeout="$TIMEOUT" \
+     --redis-url="redis://127.0.0.1:$port/9" --redis-mod-url="redis://127.0.0.1:1/0" \
+     --protocol="$proto" --junitxml="$OUT/$name.xml" "${@:4}" >"$OUT/$name.log" 2>&1) || true
+  echo "$name: $(tail -1 "$OUT/$name.log")"
+}
+
+# Each run gets its own fresh redis-server; direct and strata runs go in parallel.
+for proto in 2 3; do
+  D=$(free_port); start_redis "$D"
+  B=$(free_port); start_redis "$B"
+  S=$(free_port); start_strata "$S" "$B"
+  run "direct-resp$proto" "$D" "$proto" "$@" & R1=$!
+  run "strata-resp$proto" "$S" "$proto" "$@" & R2=$!
+  wait "$R1" "$R2"
+  cleanup; PIDS=()
+done
+
+"$VENV/bin/python" "$ROOT/tests/compat/compare.py" "$OUT"
