@@ -36,6 +36,9 @@ def main():
         if not (d_path.exists() and s_path.exists()):
             continue
         d, s = outcomes(d_path), outcomes(s_path)
+        for extra, into in ((f"direct-resp{proto}.cred.xml", d), (f"strata-resp{proto}.cred.xml", s)):
+            if (out / extra).exists():
+                into.update(outcomes(out / extra))
         print(f"\n== RESP{proto}")
         print(f"direct: {tally(d)}")
         print(f"strata: {tally(s)}")
