@@ -37,7 +37,7 @@ trap cleanup EXIT
 
 start_redis() { # port
   redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-    --enable-debug-command yes --logfile "$OUT/redis-$1.log" &
+    --enable-debug-command yes --dir "$OUT" --logfile "$OUT/redis-$1.log" &
   PIDS+=($!)
   for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done
   echo "redis on $1 did not start" >&2; exit 1
