@@ -5,7 +5,7 @@ REDIS_PORT ?= 7000
 STRATA_BACKEND ?=
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test deps build release lint fmt bench bench-micro clean
+.PHONY: run test deps build release lint fmt bench bench-micro clean compat
 
 ## Build strata, start a local redis-server on $(REDIS_PORT) unless STRATA_BACKEND
 ## names one, and run strata in front of it on 127.0.0.1:6379.
@@ -45,6 +45,12 @@ test: deps
 
 build:
 	$(CARGO) build
+
+# redis-py's own test suite, straight at redis-server and through strata, RESP2 and
+# RESP3 (docs/COMPATIBILITY.md). Not part of `make test`: it downloads the sdist and
+# takes minutes.
+compat: release
+	SKIP_BUILD=1 tests/compat/redis_py.sh
 
 release:
 	$(CARGO) build --release
