@@ -387,3 +387,35 @@ async fn script_connections_keep_each_clients_protocol() {
     let got = replay(&running.addr.to_string()).await;
     assert_same(&want, &got);
 }
+
+/// `server.scripts_on_own_connection = false` sends scripts on the shared
+/// connection, as strata did before: with one multiplexed connection,
+/// another client's command waits behind a script that turns Redis busy
+/// and is answered when it ends, instead of getting `-BUSY` (the option's
+/// documented cost). The script ends by itself after ~300 ms of TIME.
+#[tokio::test]
+async fn scripts_on_the_shared_connection_when_the_option_is_off() {
+    let redis = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
+    let mut config = support::strata::test_config(&redis.addr());
+    config.backend.connections = 1;
+    config.backend.request_timeout_ms = LONG_TIMEOUT_MS;
+    config.server.scripts_on_own_connection = false;
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+    let addr = running.addr.to_string();
+    let mut a = RawConn::connect(&addr).await;
+    let mut b = RawConn::connect(&addr).await;
+    let script = b"local t = redis.call('TIME') \
+        local start = t[1] * 1000000 + t[2] \
+        while true do \
+          local n = redis.call('TIME') \
+          if n[1] * 1000000 + n[2] - start > 300000 then return 'done' end \
+        end";
+    a.send(&encode(&[b"EVAL", script, b"0"])).await;
+    // Give the script time to start and pass the busy threshold: on the
+    // shared connection, B's GET is queued behind it either way.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reply = b.call(&[b"GET", b"k"]).await;
+    assert_eq!(show(&reply), show(b"$-1\r\n"), "B waited behind the script");
+    assert_eq!(show(&a.read_frame().await), show(b"$4\r\ndone\r\n"));
+}

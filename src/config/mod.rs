@@ -53,6 +53,14 @@ pub struct ServerConfig {
     /// request than two threads on a 2-core machine; docs/PERFORMANCE.md).
     /// With 1, `main` builds tokio's current-thread runtime.
     pub worker_threads: usize,
+    /// Scripts and functions (EVAL, EVALSHA, FCALL, …) run on a backend
+    /// connection of the client's own, so a long script leaves the shared
+    /// connections free: other clients get Redis's `BUSY` and SCRIPT KILL
+    /// reaches Redis at once, as they would directly. `false` sends them on
+    /// the shared connections instead: cheaper for script-heavy load
+    /// (docs/PERFORMANCE.md), but a long script then holds back the
+    /// commands of every client sharing its connection.
+    pub scripts_on_own_connection: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +73,7 @@ impl Default for ServerConfig {
             client_idle_timeout_secs: 0,
             shutdown_grace_ms: 10_000,
             worker_threads: 1,
+            scripts_on_own_connection: true,
         }
     }
 }

@@ -565,7 +565,10 @@ impl Session {
                 return flow;
             }
         }
-        if spec.has(Flags::RUNS_SCRIPT) && self.reply_mode == ReplyMode::On {
+        if spec.has(Flags::RUNS_SCRIPT)
+            && self.reply_mode == ReplyMode::On
+            && self.shared.server.scripts_on_own_connection
+        {
             match self.script_node(spec, &req).await {
                 Ok(node) if node.dedicated_available() => {
                     return self.script_command(node, req, spec, timing, plan).await
