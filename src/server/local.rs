@@ -38,6 +38,9 @@ pub fn valid_name(name: &[u8]) -> bool {
 pub const BAD_NAME: &str =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 
+/// Redis's reply to READONLY, READWRITE and ASKING when cluster mode is off.
+pub const NO_CLUSTER: &str = "ERR This instance has cluster support disabled";
+
 /// What HELLO asks for, once validated.
 #[derive(Debug)]
 pub struct Hello {

@@ -75,6 +75,11 @@ impl Session {
                 Err(e) => self.error(&e).await,
             },
             "select" => self.select(req, spec).await,
+            // Only a cluster node knows them; a standalone Redis (and so
+            // strata in front of one, or of Sentinel) refuses them.
+            "readonly" | "readwrite" | "asking" if self.cluster.is_none() => {
+                self.error(local::NO_CLUSTER).await
+            }
             "readonly" | "readwrite" | "asking" => self.reply(reply::ok()).await,
             "client|setname" => {
                 let name = &args[2];
