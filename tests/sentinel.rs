@@ -579,7 +579,7 @@ async fn readonly_reply_signals_trouble_on_the_node() {
     tokio::pin!(notified);
     let set = bytes::Bytes::from(cmd(&[b"SET", b"k", b"v"]));
     let reply = node
-        .send(1, Protocol::Resp2, set, 1)
+        .send(1, Protocol::Resp2, set, 1, None)
         .await
         .await
         .unwrap()

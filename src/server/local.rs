@@ -221,9 +221,9 @@ pub fn parse_client_kill(args: &[Bytes]) -> Result<(KillFilter, bool), String> {
                 b"master" | b"replica" | b"slave" => f.nobody = true,
                 _ => return Err(format!("ERR Unknown client type '{}'", text())),
             },
-            // strata's clients are all the default user (see `auth`).
-            b"user" if value.as_ref() == b"default" => {}
-            b"user" => return Err(format!("ERR No such user '{}'", text())),
+            // Whether the user exists is the backend's to say (see
+            // `client_kill` in session/login.rs).
+            b"user" => f.user = Some(value.clone()),
             b"addr" => f.addr = Some(text()),
             b"laddr" => f.laddr = Some(text()),
             b"skipme" => match value.to_ascii_lowercase().as_slice() {

@@ -132,6 +132,9 @@ pub struct DedicatedReader {
     pub proto: Protocol,
     /// The client, for logs.
     pub client_id: u64,
+    /// The ACL user the client logged in as (a replacement connection is
+    /// that user's too); `None`: strata's own.
+    pub user: Option<std::sync::Arc<crate::backend::users::Credentials>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

@@ -304,7 +304,7 @@ impl ClusterRouter {
                         );
                     };
                     node_addr = node.addr().to_string();
-                    reply = recv(node.send(client_id, proto, request.clone(), 1).await).await;
+                    reply = recv(node.send(client_id, proto, request.clone(), 1, None).await).await;
                     continue;
                 }
                 Err(e) => {
@@ -349,10 +349,10 @@ impl ClusterRouter {
                         both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
                         both.extend_from_slice(request);
                         second_frame(
-                            recv(node.send(client_id, proto, both.freeze(), 2).await).await,
+                            recv(node.send(client_id, proto, both.freeze(), 2, None).await).await,
                         )
                     } else {
-                        recv(node.send(client_id, proto, request.clone(), 1).await).await
+                        recv(node.send(client_id, proto, request.clone(), 1, None).await).await
                     };
                 }
                 Redirect::TryAgain | Redirect::ClusterDown => {
@@ -372,7 +372,7 @@ impl ClusterRouter {
                         return frame;
                     };
                     node_addr = node.addr().to_string();
-                    reply = recv(node.send(client_id, proto, request.clone(), 1).await).await;
+                    reply = recv(node.send(client_id, proto, request.clone(), 1, None).await).await;
                 }
             }
         }

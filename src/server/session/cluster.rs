@@ -97,7 +97,7 @@ impl Session {
             group.reply = Some(
                 group
                     .node
-                    .send(batch.client_id, batch.proto, frames, group.count)
+                    .send(batch.client_id, batch.proto, frames, group.count, None)
                     .await,
             );
         }

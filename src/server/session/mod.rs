@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod login;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -103,6 +104,7 @@ pub async fn serve(
         barrier: None,
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
+        auth: crate::auth::ClientAuth::new(&shared.auth),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -215,6 +217,8 @@ struct Session {
     input: input::ClientInput,
     /// The last command looked up (see [`command::LookupCache`]).
     lookup_cache: command::LookupCache,
+    /// Who the client is: logged in or not, as which ACL user (`auth/`).
+    auth: crate::auth::ClientAuth,
 }
 
 impl Session {
@@ -401,6 +405,7 @@ impl Session {
                 batch.frames.freeze(),
                 batch.count,
                 batch.read_only,
+                self.auth.backend_user(),
             )
             .await;
         let entry = Pending::Batch {
@@ -458,6 +463,9 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
+        if let crate::policy::Step::Answer(answer) = crate::policy::check(&self.auth, &req, spec) {
+            return self.reply(answer).await;
+        }
         if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
         }
@@ -631,7 +639,14 @@ impl Session {
         let reply = self
             .shared
             .backend
-            .send(self.info.id, self.proto, req.frame, 1, read_only)
+            .send(
+                self.info.id,
+                self.proto,
+                req.frame,
+                1,
+                read_only,
+                self.auth.backend_user(),
+            )
             .await;
         match self.reply_mode {
             ReplyMode::On => {}
