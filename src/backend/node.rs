@@ -88,7 +88,7 @@ impl Node {
             connections: config.connections,
             pool_size: config.dedicated_pool_size,
             metrics: metrics.clone(),
-            breaker: breaker.clone(),
+            breaker: config.breaker.clone(),
             retired: retired_rx.clone(),
             trouble: trouble.clone(),
         }));

@@ -76,8 +76,11 @@ pub struct UserSpawner {
     pub pool_size: u32,
     /// Metrics registry (connection gauges).
     pub metrics: Arc<Metrics>,
-    /// The node's breaker, shared.
-    pub breaker: Arc<Breaker>,
+    /// The node's breaker settings: each user's connections count their
+    /// failures on a breaker of their own, so one user's connections
+    /// failing (its password changed, the user deleted) do not open the
+    /// node's circuit for everyone.
+    pub breaker: crate::config::BreakerConfig,
     /// The node's retirement signal.
     pub retired: watch::Receiver<Option<String>>,
     /// The node's trouble notifier.
@@ -144,6 +147,7 @@ impl UserConns {
         let mut settings = s.settings.clone();
         settings.username = Some(String::from_utf8_lossy(&user.name).into_owned());
         settings.password = Some(String::from_utf8_lossy(&user.password).into_owned());
+        let breaker = Arc::new(Breaker::new(s.breaker.clone()));
         let set = |proto: Protocol| -> Vec<MuxConnection> {
             (0..s.connections)
                 .map(|_| {
@@ -152,7 +156,7 @@ impl UserConns {
                         proto,
                         settings: settings.clone(),
                         metrics: s.metrics.backend_connection(&s.addr, ConnKind::Multiplexed),
-                        breaker: s.breaker.clone(),
+                        breaker: breaker.clone(),
                         retired: s.retired.clone(),
                         trouble: s.trouble.clone(),
                     })
