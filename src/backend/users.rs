@@ -111,18 +111,23 @@ impl UserConns {
 
     /// The user's set, made if needed (and room is left).
     fn get(&self, user: &Credentials) -> Result<Arc<UserSet>, BackendError> {
-        let now = self.now_ms();
+        self.get_at(user, self.now_ms())
+    }
+
+    /// [`UserConns::get`] at `now` (ms since the node's epoch).
+    fn get_at(&self, user: &Credentials, now: u64) -> Result<Arc<UserSet>, BackendError> {
         let mut sets = self.sets.lock().map_err(|_| self.full())?;
         if let Some(set) = sets.get(&user.name) {
             set.last_used.store(now, Ordering::Relaxed);
             return Ok(set.clone());
         }
         if sets.len() >= MAX_USERS {
-            let evictable = now.saturating_sub(EVICTABLE_AFTER.as_millis() as u64);
+            // Used before this (none, in the node's first seconds).
+            let evictable = now.checked_sub(EVICTABLE_AFTER.as_millis() as u64);
             let oldest = sets
                 .iter()
                 .map(|(name, set)| (set.last_used.load(Ordering::Relaxed), name))
-                .filter(|(used, _)| *used <= evictable)
+                .filter(|(used, _)| evictable.is_some_and(|e| *used < e))
                 .min()
                 .map(|(_, name)| name.clone());
             match oldest {
@@ -200,9 +205,16 @@ impl UserConns {
     /// Closes the sets no command used for [`USER_IDLE`]: their
     /// connections end once the last handle is dropped.
     pub fn close_idle(&self) {
-        let idle_before = self.now_ms().saturating_sub(USER_IDLE.as_millis() as u64);
+        self.close_idle_at(self.now_ms());
+    }
+
+    /// [`UserConns::close_idle`] at `now` (ms since the node's epoch).
+    fn close_idle_at(&self, now: u64) {
+        let Some(idle_before) = now.checked_sub(USER_IDLE.as_millis() as u64) else {
+            return; // the node is younger than that
+        };
         if let Ok(mut sets) = self.sets.lock() {
-            sets.retain(|_, set| set.last_used.load(Ordering::Relaxed) > idle_before);
+            sets.retain(|_, set| set.last_used.load(Ordering::Relaxed) >= idle_before);
         }
     }
 
@@ -234,5 +246,59 @@ pub async fn idle_loop(
             return;
         };
         users.close_idle();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn user(i: usize) -> Credentials {
+        Credentials {
+            name: Bytes::from(format!("user{i}")),
+            password: Bytes::from_static(b"pw"),
+        }
+    }
+
+    /// At most MAX_USERS sets; a user already open is still served when
+    /// the node is full, and a new one is refused while all are in use.
+    #[tokio::test]
+    async fn sets_are_bounded_and_made_once_per_user() {
+        let config = crate::config::BackendConfig::default();
+        let (_retire, retired) = watch::channel(None);
+        let users = UserConns::new(UserSpawner {
+            addr: "127.0.0.1:1".into(),
+            settings: ConnSettings::from_config(&config),
+            connections: 1,
+            pool_size: 1,
+            metrics: Arc::new(Metrics::new()),
+            breaker: config.breaker.clone(),
+            retired,
+            trouble: Arc::new(tokio::sync::Notify::new()),
+        });
+        for i in 0..MAX_USERS {
+            users.ensure(&user(i)).unwrap();
+        }
+        users.ensure(&user(0)).unwrap();
+        assert_eq!(users.len(), MAX_USERS);
+        let refused = users.ensure(&user(MAX_USERS)).unwrap_err().to_string();
+        assert!(refused.contains("64 ACL users"), "{refused}");
+        // Recently used sets are not idle.
+        users.close_idle();
+        assert_eq!(users.len(), MAX_USERS);
+        // 11 s later, user 0 used again: a new user takes the place of the
+        // least recently used of the others.
+        let later = EVICTABLE_AFTER.as_millis() as u64 + 1_000;
+        users.get_at(&user(0), later).unwrap();
+        users.get_at(&user(MAX_USERS), later).unwrap();
+        assert_eq!(users.len(), MAX_USERS);
+        let names: Vec<Bytes> = users.sets.lock().unwrap().keys().cloned().collect();
+        assert!(names.contains(&user(0).name) && names.contains(&user(MAX_USERS).name));
+        // A minute after their last use, sets are closed.
+        users.close_idle_at(later + USER_IDLE.as_millis() as u64 - 1);
+        assert_eq!(users.len(), 2);
+        users.close_idle_at(later + USER_IDLE.as_millis() as u64 + 1);
+        assert!(users.is_empty());
     }
 }
