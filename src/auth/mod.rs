@@ -9,8 +9,10 @@
 //! `requirepass` asks: until then only the commands with the table's
 //! `NO_AUTH` flag pass ([`gate`], called by `policy`).
 //!
-//! In cluster mode this is off: AUTH is answered as a Redis without
-//! `requirepass` (`server/local.rs` `auth`).
+//! In cluster mode the check runs on one primary and the user's
+//! connections are made per node as the client's commands reach it: the
+//! ACL users must be the same on every node, as Redis Cluster's own
+//! clients need them to be.
 
 pub mod passthrough;
 
@@ -20,7 +22,7 @@ use bytes::Bytes;
 
 use crate::backend::users::Credentials;
 use crate::command::{CommandSpec, Flags};
-use crate::config::{BackendConfig, BackendMode};
+use crate::config::BackendConfig;
 use crate::protocol::reply;
 
 /// Redis's reply to a command before AUTH, when a password is required.
@@ -34,8 +36,6 @@ pub const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client alre
 /// What every session shares about authentication, from the config.
 #[derive(Debug, Clone)]
 pub struct AuthPolicy {
-    /// AUTH is checked against the backend (off in cluster mode).
-    pub passthrough: bool,
     /// Clients must log in before other commands (strata was given the
     /// backend's password, so the backend requires one).
     pub required: bool,
@@ -47,10 +47,8 @@ pub struct AuthPolicy {
 impl AuthPolicy {
     /// From the `[backend]` section.
     pub fn from_config(c: &BackendConfig) -> AuthPolicy {
-        let passthrough = c.mode != BackendMode::Cluster;
         AuthPolicy {
-            passthrough,
-            required: passthrough && c.resolved_password().is_some(),
+            required: c.resolved_password().is_some(),
             own_user: Bytes::from(c.username.clone().unwrap_or_else(|| "default".into())),
         }
     }
@@ -85,6 +83,13 @@ impl ClientAuth {
     #[inline]
     pub fn backend_user(&self) -> Option<&Credentials> {
         self.user.as_deref()
+    }
+
+    /// As [`ClientAuth::backend_user`], shared (for batches and dedicated
+    /// readers that outlive the borrow).
+    #[inline]
+    pub fn backend_user_arc(&self) -> Option<&Arc<Credentials>> {
+        self.user.as_ref()
     }
 
     /// The client's ACL user name, for CLIENT LIST and CLIENT KILL USER.
@@ -193,7 +198,6 @@ mod tests {
     #[test]
     fn logging_in_as_strata_own_user_shares_its_connections() {
         let policy = AuthPolicy {
-            passthrough: true,
             required: true,
             own_user: Bytes::from_static(b"default"),
         };

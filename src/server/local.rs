@@ -107,21 +107,6 @@ pub fn hello_reply(proto: Protocol, id: u64, version: &str) -> Bytes {
     r.freeze()
 }
 
-/// AUTH without a password configured, or with the default user: what
-/// Redis says when `requirepass` is not set and `default` is `nopass`.
-pub fn auth(args: &[Bytes]) -> Result<(), String> {
-    match args.len() {
-        2 => Err(
-            "ERR AUTH <password> called without any password configured for the default user. \
-                  Are you sure your configuration is correct?"
-                .to_string(),
-        ),
-        3 if args[1].as_ref() == b"default" => Ok(()),
-        3 => Err("WRONGPASS invalid username-password pair or user is disabled.".to_string()),
-        _ => Err("ERR syntax error".to_string()),
-    }
-}
-
 /// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …]
 pub fn client_list(proto: Protocol, args: &[Bytes], registry: &ClientRegistry) -> Bytes {
     let mut r = ReplyBuf::new(proto);

@@ -92,7 +92,7 @@ impl Session {
                 retired,
                 proto: self.proto,
                 client_id: self.info.id,
-                user: self.auth.backend_user().cloned().map(Arc::new),
+                user: self.auth.backend_user_arc().cloned(),
             }))
             .await
         {
@@ -127,7 +127,7 @@ impl Session {
                     }
                     // Checked as anywhere, then sent on the dedicated
                     // connection too, so it runs as the new user as well.
-                    "auth" if self.shared.auth.passthrough => {
+                    "auth" => {
                         if !spec.arity_ok(req.args().len()) {
                             return self.error(&local::wrong_arity(spec.name)).await;
                         }
@@ -135,7 +135,6 @@ impl Session {
                             return self.reply(refused).await;
                         }
                     }
-                    "auth" => return self.local(req, spec).await,
                     n if n.starts_with("client|") => return self.local(req, spec).await,
                     _ => {}
                 }
@@ -174,13 +173,7 @@ impl Session {
                             if let Err(refused) = self.log_in(&auth_args).await {
                                 return self.reply(refused).await;
                             }
-                            if self.shared.auth.passthrough {
-                                hello.extend([
-                                    Bytes::from_static(b"AUTH"),
-                                    user.clone(),
-                                    pass.clone(),
-                                ]);
-                            }
+                            hello.extend([Bytes::from_static(b"AUTH"), user.clone(), pass.clone()]);
                         }
                         if let Some(name) = h.setname {
                             self.info.set_name((!name.is_empty()).then_some(name));

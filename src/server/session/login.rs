@@ -11,13 +11,16 @@ impl Session {
     /// give instead, the backend's own refusal (WRONGPASS, …) or why it
     /// could not be asked.
     pub(super) async fn log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {
-        if !self.shared.auth.passthrough {
-            return local::auth(auth_args).map_err(|e| reply::error(&e));
-        }
+        // Boxed: the connect and the exchange would otherwise make every
+        // command's `handle` future larger, AUTH or not.
+        Box::pin(self.check_and_log_in(auth_args)).await
+    }
+
+    async fn check_and_log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {
         let Some(user) = crate::auth::credentials(auth_args) else {
             return Err(reply::error("ERR syntax error"));
         };
-        let node = self.shared.backend.primary();
+        let node = self.auth_node();
         match passthrough::check(node.addr(), node.request_timeout(), auth_args).await {
             Err(e) => return Err(e.to_reply()),
             Ok(Verdict::Refused(reply)) => return Err(reply),
@@ -39,6 +42,15 @@ impl Session {
         Ok(())
     }
 
+    /// The node AUTH is checked on: the primary (in cluster mode, one of
+    /// the primaries, by client id).
+    fn auth_node(&self) -> Arc<crate::backend::node::Node> {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.view().any_primary(self.info.id).cloned())
+            .unwrap_or_else(|| self.shared.backend.primary())
+    }
+
     /// RESET: the client is the default user again (not logged in, when
     /// a password is required).
     pub(super) fn log_out(&mut self) {
@@ -58,12 +70,7 @@ impl Session {
             Err(e) => return self.error(&e).await,
         };
         if let Some(user) = &filter.user {
-            if !self.shared.auth.passthrough {
-                if *user != self.shared.auth.own_user {
-                    let text = format!("ERR No such user '{}'", String::from_utf8_lossy(user));
-                    return self.error(&text).await;
-                }
-            } else if let Some(refusal) = self.backend_refuses_kill(user.clone()).await {
+            if let Some(refusal) = self.backend_refuses_kill(user.clone()).await {
                 return self.reply(refusal).await;
             }
         }
@@ -94,16 +101,8 @@ impl Session {
             Bytes::from(i64::MAX.to_string()),
         ]);
         let reply = self
-            .shared
-            .backend
-            .send(
-                self.info.id,
-                self.proto,
-                frame,
-                1,
-                false,
-                self.auth.backend_user(),
-            )
+            .auth_node()
+            .send(self.info.id, self.proto, frame, 1, self.auth.backend_user())
             .await;
         match reply.await {
             Ok(Ok(bytes)) if bytes.first() == Some(&b':') => None,
