@@ -295,3 +295,65 @@ async fn config_set_requirepass_through_strata_keeps_others_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A one-node Redis Cluster owning every slot, with the test's ACL users:
+/// the reference for strata in cluster mode.
+async fn single_node_cluster() -> RedisServer {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut c = RawConn::connect(&server.addr()).await;
+    c.expect("CLUSTER ADDSLOTSRANGE 0 16383", b"+OK\r\n").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&c.cmd("CLUSTER INFO").await).contains("cluster_state:ok") {
+        assert!(Instant::now() < deadline, "one-node cluster never ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in USERS {
+        c.expect(line, b"+OK\r\n").await;
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_acl_users_as_redis() {
+    let reference = single_node_cluster().await;
+    let cluster = support::cluster::shared().await;
+    for node in cluster.addrs() {
+        for line in USERS {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            cluster.must(&node, &args);
+        }
+    }
+    let strata = support::cluster_strata::start(&cluster).await;
+    let mut p = Pair::new(&strata, &reference).await;
+
+    p.same("AUTH alice wrong").await;
+    p.same("HELLO 3 AUTH alice wrong").await;
+    assert_eq!(p.same("AUTH alice alicepw").await, b"+OK\r\n");
+    assert_eq!(p.same("ACL WHOAMI").await, b"$5\r\nalice\r\n");
+    assert_eq!(p.same_user_field().await, "alice");
+    // Keys in every slot range: each node runs them as alice.
+    for i in 0..6 {
+        p.same(&format!("SET forbidden:{i} v")).await;
+    }
+    p.same("AUTH limited limitedpw").await;
+    for i in 0..6 {
+        let noperm = p.same(&format!("GET forbidden:{i}")).await;
+        assert!(show(&noperm).starts_with("-NOPERM"), "{}", show(&noperm));
+        p.same(&format!("SET allowed:{i} v")).await;
+        p.same(&format!("GET allowed:{i}")).await;
+    }
+    p.same("ACL WHOAMI").await;
+    p.same("RESET").await;
+    assert_eq!(p.same("ACL WHOAMI").await, b"$7\r\ndefault\r\n");
+    p.same("GET forbidden:1").await;
+
+    let mut alice = Pair::new(&strata, &reference).await;
+    alice.same("AUTH alice alicepw").await;
+    p.same("CLIENT KILL USER nosuchuser").await;
+    assert_eq!(p.same("CLIENT KILL USER alice").await, b":1\r\n");
+    alice.s.expect_closed().await;
+    alice.r.expect_closed().await;
+    for node in cluster.addrs() {
+        cluster.must(&node, &["ACL", "DELUSER", "alice", "limited"]);
+    }
+}
