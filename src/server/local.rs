@@ -1,5 +1,6 @@
 //! Commands strata answers itself, for its own clients: PING, ECHO, HELLO,
-//! AUTH, CLIENT SETNAME/GETNAME/ID/INFO/LIST, … Error texts are Redis's.
+//! CLIENT SETNAME/GETNAME/ID/INFO/LIST, … Error texts are Redis's. (AUTH
+//! is the backend's to answer: `auth/`, `session/login.rs`.)
 
 use bytes::Bytes;
 
