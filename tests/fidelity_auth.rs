@@ -137,6 +137,10 @@ async fn auth_acl_users_noperm_whoami_reset_match_redis() {
     p.same("GET forbidden:k").await;
     p.same("ACL WHOAMI").await;
     p.same("EXEC").await;
+    // Channels are refused too (Redis 7.0: users start with resetchannels).
+    p.same("SUBSCRIBE ch").await;
+    p.same("RESET").await;
+    p.same("AUTH limited limitedpw").await;
     // A failed AUTH leaves the client who it was.
     p.same("AUTH alice wrong").await;
     p.same("ACL WHOAMI").await;
