@@ -276,6 +276,11 @@ async fn config_set_requirepass_through_strata_keeps_others_served() {
     b.same("GET k").await;
     b.same("SET k w").await;
     a.same("GET k").await;
+    // What differs, as README says: a dedicated connection strata must
+    // open now logs in with backend.password_env, which is stale.
+    let multi = show(&b.s.cmd("MULTI").await);
+    assert!(multi.starts_with("-ERR backend unavailable"), "{multi}");
+    b.same("GET k").await;
     // A new client must log in with the new password, as on Redis.
     let mut c = Pair::new(&strata, &reference).await;
     c.same("GET k").await;
