@@ -163,17 +163,25 @@ impl Node {
         if !self.breaker.allow() {
             return failed(self.circuit_open());
         }
-        if let Some(user) = user {
-            return match self.users.mux(user, client_id, proto) {
-                Ok(conn) => conn.send(frames, count).await,
-                Err(e) => failed(e),
-            };
-        }
-        let set = match proto {
-            Protocol::Resp2 => &self.resp2,
-            Protocol::Resp3 => &self.resp3,
+        // One await for both cases, so strata's own user's path stays as
+        // small (and as inlined) as before users existed.
+        let owned;
+        let conn = match user {
+            None => {
+                let set = match proto {
+                    Protocol::Resp2 => &self.resp2,
+                    Protocol::Resp3 => &self.resp3,
+                };
+                &set[(client_id as usize) % set.len()]
+            }
+            Some(user) => match self.users.mux(user, client_id, proto) {
+                Ok(conn) => {
+                    owned = conn;
+                    &owned
+                }
+                Err(e) => return failed(e),
+            },
         };
-        let conn = &set[(client_id as usize) % set.len()];
         conn.send(frames, count).await
     }
 
