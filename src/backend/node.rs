@@ -163,26 +163,32 @@ impl Node {
         if !self.breaker.allow() {
             return failed(self.circuit_open());
         }
-        // One await for both cases, so strata's own user's path stays as
-        // small (and as inlined) as before users existed.
-        let owned;
-        let conn = match user {
-            None => {
-                let set = match proto {
-                    Protocol::Resp2 => &self.resp2,
-                    Protocol::Resp3 => &self.resp3,
-                };
-                &set[(client_id as usize) % set.len()]
-            }
-            Some(user) => match self.users.mux(user, client_id, proto) {
-                Ok(conn) => {
-                    owned = conn;
-                    &owned
-                }
-                Err(e) => return failed(e),
-            },
+        if let Some(user) = user {
+            // Boxed, apart: strata's own user's path below stays as it was
+            // before users existed (the same code, inlined alike).
+            return Box::pin(self.send_as(user, client_id, proto, frames, count)).await;
+        }
+        let set = match proto {
+            Protocol::Resp2 => &self.resp2,
+            Protocol::Resp3 => &self.resp3,
         };
+        let conn = &set[(client_id as usize) % set.len()];
         conn.send(frames, count).await
+    }
+
+    /// [`Node::send`] on `user`'s connections.
+    async fn send_as(
+        &self,
+        user: &Credentials,
+        client_id: u64,
+        proto: Protocol,
+        frames: Bytes,
+        count: usize,
+    ) -> oneshot::Receiver<MuxReply> {
+        match self.users.mux(user, client_id, proto) {
+            Ok(conn) => conn.send(frames, count).await,
+            Err(e) => failed(e),
+        }
     }
 
     /// The per-user connection sets (see `users.rs`).

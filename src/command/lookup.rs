@@ -126,9 +126,7 @@ pub struct LookupCache {
 impl LookupCache {
     /// [`lookup`], answered from the last request when it named the same
     /// command.
-    // Always: once per request, from the session's read loop, which grew
-    // past the point where LLVM inlines it by itself.
-    #[inline(always)]
+    #[inline]
     pub fn lookup<A: ArgList + ?Sized>(&mut self, args: &A) -> Option<&'static CommandSpec> {
         let name = args.arg(0)?;
         if let Some(spec) = self.spec {
