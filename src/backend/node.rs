@@ -164,9 +164,10 @@ impl Node {
             return failed(self.circuit_open());
         }
         if let Some(user) = user {
-            // Boxed, apart: strata's own user's path below stays as it was
-            // before users existed (the same code, inlined alike).
-            return Box::pin(self.send_as(user, client_id, proto, frames, count)).await;
+            return match self.users.mux(user, client_id, proto) {
+                Ok(conn) => conn.send(frames, count).await,
+                Err(e) => failed(e),
+            };
         }
         let set = match proto {
             Protocol::Resp2 => &self.resp2,
@@ -174,21 +175,6 @@ impl Node {
         };
         let conn = &set[(client_id as usize) % set.len()];
         conn.send(frames, count).await
-    }
-
-    /// [`Node::send`] on `user`'s connections.
-    async fn send_as(
-        &self,
-        user: &Credentials,
-        client_id: u64,
-        proto: Protocol,
-        frames: Bytes,
-        count: usize,
-    ) -> oneshot::Receiver<MuxReply> {
-        match self.users.mux(user, client_id, proto) {
-            Ok(conn) => conn.send(frames, count).await,
-            Err(e) => failed(e),
-        }
     }
 
     /// The per-user connection sets (see `users.rs`).

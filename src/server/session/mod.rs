@@ -633,6 +633,21 @@ impl Session {
             }
             other => other,
         };
+        // Boxed: its future (the backend send's among them) would
+        // otherwise be part of every plain command's `forward` future,
+        // which is moved in memory once per request.
+        Box::pin(self.send_alone(req, post, timing, read_only)).await
+    }
+
+    /// A request that is not batched (its reply is rewritten, or not
+    /// wanted): sent alone, after what was batched before it.
+    async fn send_alone(
+        &mut self,
+        req: Request,
+        post: Post,
+        timing: Timing,
+        read_only: bool,
+    ) -> Flow {
         if !self.flush_batch().await || !self.await_barrier().await {
             return Flow::Close;
         }
