@@ -140,15 +140,17 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let auth = crate::auth::AuthPolicy::from_config(&config.backend);
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: config.server,
         backend,
         metrics,
-        clients: server::clients::ClientRegistry::default(),
+        clients: server::clients::ClientRegistry::with_default_user(auth.own_user.clone()),
         started: Instant::now(),
         transforms: Arc::new(transforms),
         cluster,
+        auth,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {

@@ -11,6 +11,8 @@
 //!
 //! * [`app`]: wiring and shutdown; the only module that sees every other one.
 //! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
+//! * [`policy`]: the one seam between command lookup and routing (auth today).
+//! * [`auth`]: who a client is: AUTH checked against the backend's ACL, NOAUTH.
 //! * [`admin`]: `PROXY …` commands (REWRAP), answered by strata itself.
 //! * [`backend`]: multiplexed connections, the dedicated pool, nodes with breakers, the
 //!   router, and the standalone and Sentinel backends.
@@ -24,9 +26,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod command;
 pub mod config;
+pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;

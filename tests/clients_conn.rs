@@ -207,6 +207,36 @@ async fn resp3_replies_match_redis() {
     assert_eq!(v, redis::Value::Double(2.0));
 }
 
+// Regression guard; before the fix strata answered +OK to READONLY and
+// READWRITE in front of a standalone Redis, which refuses them
+// (server/session/local_commands.rs `local`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_readwrite_refused_without_cluster_as_redis() {
+    let env = Env::start().await;
+    let reference = RedisServer::start();
+    let mut s = env.raw().await;
+    let mut r = RawConn::connect(&reference.addr()).await;
+    for line in [
+        "READONLY",
+        "READWRITE",
+        "ASKING",
+        "READONLY x",
+        "READWRITE x",
+    ] {
+        same(&mut s, &mut r, line).await;
+    }
+    assert_eq!(
+        same(&mut s, &mut r, "READONLY").await,
+        b"-ERR This instance has cluster support disabled\r\n"
+    );
+    // The same on a dedicated connection (inside MULTI they are queued).
+    same(&mut s, &mut r, "SELECT 3").await;
+    same(&mut s, &mut r, "READWRITE").await;
+    same(&mut s, &mut r, "MULTI").await;
+    same(&mut s, &mut r, "READONLY").await;
+    same(&mut s, &mut r, "EXEC").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_echo_quit_match_redis() {
     let env = Env::start().await;

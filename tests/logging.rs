@@ -14,9 +14,17 @@ fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(bytes).unwrap();
-    let mut out = vec![0u8; 4096];
-    let n = s.read(&mut out).unwrap_or(0);
-    out.truncate(n);
+    // Every reply that comes within the read timeout: replies to one
+    // write may arrive in several reads (AUTH is checked on the backend).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    }
     out
 }
 

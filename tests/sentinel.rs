@@ -13,8 +13,8 @@ use strata::config::ReadFrom;
 use support::inproc::InProc;
 use support::raw::{self, cmd, escape};
 use support::sentinel::{
-    info, info_field, longest_gap, query, summarize, EventWatcher, Load, Resp, Topology, WriterLog,
-    CALL_TIMEOUT, MASTER,
+    info, info_field, longest_gap, query, query_auth, summarize, EventWatcher, Load, Resp,
+    Topology, WriterLog, CALL_TIMEOUT, MASTER,
 };
 use support::strata::test_config;
 use support::RedisServer;
@@ -526,6 +526,15 @@ fn passwords_for_sentinels_and_redis() {
     let strata = InProc::start(config);
     strata.wait_ready();
     let mut c = raw::connect(&strata.addr, CALL_TIMEOUT);
+    // strata was given Redis's password, so its clients log in as on Redis.
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"GET", b"pw"]), CALL_TIMEOUT).unwrap(),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        raw::call(&mut c, &cmd(&[b"AUTH", b"redis-secret"]), CALL_TIMEOUT).unwrap(),
+        b"+OK\r\n"
+    );
     assert_eq!(
         raw::call(&mut c, &cmd(&[b"SET", b"pw", b"1"]), CALL_TIMEOUT).unwrap(),
         b"+OK\r\n"
@@ -533,7 +542,11 @@ fn passwords_for_sentinels_and_redis() {
 
     topo.force_failover();
     let new = wait_until(LIVENESS, "strata follows the failover", || {
-        let p = strata_primary(&strata.addr);
+        let info = match query_auth(&strata.addr, Some("redis-secret"), &["INFO", "proxy"]) {
+            Ok(Resp::Str(s)) => s,
+            other => panic!("INFO proxy: {other:?}"),
+        };
+        let p = info_field(&info, "backend_address").unwrap_or_default();
         (p != old).then_some(p)
     });
     // strata may switch before the sentinels announce it (it watches the
@@ -579,7 +592,7 @@ async fn readonly_reply_signals_trouble_on_the_node() {
     tokio::pin!(notified);
     let set = bytes::Bytes::from(cmd(&[b"SET", b"k", b"v"]));
     let reply = node
-        .send(1, Protocol::Resp2, set, 1)
+        .send(1, Protocol::Resp2, set, 1, None)
         .await
         .await
         .unwrap()

@@ -218,7 +218,7 @@ async fn step_on(
         return Err("ERR PROXY REWRAP: no [[transform]] rules are configured".into());
     }
     let mut conn = node
-        .dedicated(Protocol::Resp2)
+        .dedicated(Protocol::Resp2, None)
         .await
         .map_err(|e| e.to_string())?;
     let addr = node.addr().to_string();

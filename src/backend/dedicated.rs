@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::{handshake, ConnSettings};
@@ -27,6 +27,10 @@ pub struct DedicatedConn {
     /// The backend's CLIENT ID for this connection (for CLIENT UNBLOCK);
     /// `None` if the backend would not say.
     pub backend_id: Option<i64>,
+    /// The AUTH command the connection was opened with, if any: RESET
+    /// logs a connection back in as the `default` user (unauthenticated
+    /// when it has a password), so it is sent again after RESET.
+    pub auth: Option<Bytes>,
 }
 
 /// The bb8 manager: connects (and authenticates), and PINGs on demand.
@@ -64,6 +68,7 @@ impl bb8::ManageConnection for DedicatedManager {
             stream: Some(stream),
             buf,
             backend_id,
+            auth: super::auth_command(&self.settings),
         })
     }
 
@@ -116,15 +121,28 @@ pub fn looks_alive(conn: &DedicatedConn) -> bool {
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Returns a connection to the pool after RESET, in the background; a
-/// connection that does not answer RESET cleanly is dropped as broken.
+/// Returns a connection to the pool after RESET (and AUTH again, when it
+/// was opened with one), in the background; a connection that does not
+/// answer both cleanly is dropped as broken.
 pub fn release(mut conn: Dedicated, timeout: Duration) {
     tokio::spawn(async move {
-        let DedicatedConn { stream, buf, .. } = &mut *conn;
+        let DedicatedConn {
+            stream, buf, auth, ..
+        } = &mut *conn;
         let ok = match stream.as_mut() {
-            Some(stream) => handshake::call(stream, buf, &[b"RESET"], timeout)
-                .await
-                .is_ok(),
+            Some(stream) => {
+                handshake::call(stream, buf, &[b"RESET"], timeout)
+                    .await
+                    .is_ok()
+                    && match auth {
+                        // The password may have changed since (CONFIG SET
+                        // requirepass): then the connection is closed.
+                        Some(frame) => handshake::call_frame(stream, buf, frame, timeout)
+                            .await
+                            .is_ok(),
+                        None => true,
+                    }
+            }
             None => false,
         };
         if !ok || !conn.buf.is_empty() {

@@ -22,9 +22,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
-    let frame = encode_command(&args);
+    call_frame(stream, buf, &encode_command(&args), timeout).await
+}
+
+/// As [`call`], with the command already encoded.
+pub async fn call_frame<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    frame: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Bytes>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     tokio::time::timeout(timeout, async {
-        stream.write_all(&frame).await?;
+        stream.write_all(frame).await?;
         loop {
             let reply = read_frame(stream, buf).await?;
             if is_push(&reply) {

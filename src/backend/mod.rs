@@ -14,6 +14,8 @@
 //! * [`cluster`]: Redis Cluster mode: the slot map, redirections, splits
 //!   and merges, and the [`cluster::ClusterRouter`] that keeps a node per
 //!   address.
+//! * [`users`]: a node's connections per ACL user, for clients that
+//!   logged in as another user than strata's (made lazily, closed idle).
 //! * [`handshake`]: the few request/reply exchanges strata makes on its own
 //!   (AUTH, HELLO, RESET, PING, INFO) on a raw connection.
 
@@ -25,6 +27,7 @@ pub mod mux;
 pub mod node;
 pub mod router;
 pub mod sentinel;
+pub mod users;
 
 use std::time::Duration;
 
@@ -118,20 +121,26 @@ pub async fn connect(addr: &str, timeout: Duration) -> std::io::Result<tokio::ne
     Ok(stream)
 }
 
+/// The AUTH command for `settings`' credentials, if a password is set.
+pub fn auth_command(settings: &ConnSettings) -> Option<bytes::Bytes> {
+    let password = settings.password.as_ref()?;
+    let mut args = vec![bytes::Bytes::from_static(b"AUTH")];
+    if let Some(user) = &settings.username {
+        args.push(bytes::Bytes::copy_from_slice(user.as_bytes()));
+    }
+    args.push(bytes::Bytes::copy_from_slice(password.as_bytes()));
+    Some(crate::protocol::request::encode_command(&args))
+}
+
 /// Connects, and authenticates when a password is configured.
 pub async fn connect_authenticated(
     addr: &str,
     settings: &ConnSettings,
 ) -> std::io::Result<tokio::net::TcpStream> {
     let mut stream = connect(addr, settings.connect_timeout).await?;
-    if let Some(password) = &settings.password {
+    if let Some(auth) = auth_command(settings) {
         let mut buf = bytes::BytesMut::new();
-        let mut args: Vec<&[u8]> = vec![b"AUTH"];
-        if let Some(user) = &settings.username {
-            args.push(user.as_bytes());
-        }
-        args.push(password.as_bytes());
-        handshake::call(&mut stream, &mut buf, &args, settings.connect_timeout)
+        handshake::call_frame(&mut stream, &mut buf, &auth, settings.connect_timeout)
             .await
             .map_err(|e| {
                 std::io::Error::new(

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::breaker::Breaker;
 use super::dedicated::{self, Dedicated, DedicatedPool};
 use super::mux::{MuxConnection, MuxReply, MuxSetup};
+use super::users::{Credentials, UserConns, UserSpawner};
 use super::{handshake, BackendError, ConnSettings};
 use crate::config::BackendConfig;
 use crate::protocol::Protocol;
@@ -39,6 +40,9 @@ pub struct Node {
     /// Poked by the connections on a `-READONLY` reply or a lost connection:
     /// signs that this may no longer be the primary (Sentinel rediscovers).
     trouble: Arc<tokio::sync::Notify>,
+    /// Connections authenticated as the ACL users clients logged in as
+    /// (see `users.rs`); empty while every client is strata's own user.
+    users: Arc<UserConns>,
 }
 
 impl Node {
@@ -80,6 +84,20 @@ impl Node {
         let resp2 = spawn_set(Protocol::Resp2);
         let resp3 = spawn_set(Protocol::Resp3);
         let pool = dedicated::pool(addr.clone(), config.dedicated_pool_size, settings.clone());
+        let users = Arc::new(UserConns::new(UserSpawner {
+            addr: addr.clone(),
+            settings: settings.clone(),
+            connections: config.connections,
+            pool_size: config.dedicated_pool_size,
+            metrics: metrics.clone(),
+            breaker: config.breaker.clone(),
+            retired: retired_rx.clone(),
+            trouble: trouble.clone(),
+        }));
+        tokio::spawn(super::users::idle_loop(
+            Arc::downgrade(&users),
+            retired_rx.clone(),
+        ));
         let backend = Arc::new(Node {
             addr,
             breaker,
@@ -92,6 +110,7 @@ impl Node {
             healthy: Arc::new(AtomicBool::new(false)),
             version: Arc::new(RwLock::new(String::new())),
             trouble,
+            users,
         });
         tokio::spawn(health_loop(
             backend.addr.clone(),
@@ -133,18 +152,25 @@ impl Node {
 
     /// Sends a request on the multiplexed connection for this client. A
     /// client always uses the same connection, so its commands run in the
-    /// order it sent them.
+    /// order it sent them. `user`: the ACL user the client logged in as,
+    /// when not strata's own (its commands then run on that user's
+    /// connections).
     pub async fn send(
         &self,
         client_id: u64,
         proto: Protocol,
         frames: Bytes,
         count: usize,
+        user: Option<&Credentials>,
     ) -> oneshot::Receiver<MuxReply> {
         if !self.breaker.allow() {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Err(self.circuit_open()));
-            return rx;
+            return failed(self.circuit_open());
+        }
+        if let Some(user) = user {
+            return match self.users.mux(user, client_id, proto) {
+                Ok(conn) => conn.send(frames, count).await,
+                Err(e) => failed(e),
+            };
         }
         let set = match proto {
             Protocol::Resp2 => &self.resp2,
@@ -154,6 +180,11 @@ impl Node {
         conn.send(frames, count).await
     }
 
+    /// The per-user connection sets (see `users.rs`).
+    pub fn users(&self) -> &UserConns {
+        &self.users
+    }
+
     fn circuit_open(&self) -> BackendError {
         BackendError::Unavailable {
             addr: self.addr.clone(),
@@ -161,11 +192,24 @@ impl Node {
         }
     }
 
-    /// Borrows a dedicated connection, speaking `proto`.
-    pub async fn dedicated(&self, proto: Protocol) -> Result<Dedicated, BackendError> {
+    /// Borrows a dedicated connection, speaking `proto`, authenticated as
+    /// `user` (strata's own user when `None`).
+    pub async fn dedicated(
+        &self,
+        proto: Protocol,
+        user: Option<&Credentials>,
+    ) -> Result<Dedicated, BackendError> {
         if !self.breaker.allow() {
             return Err(self.circuit_open());
         }
+        let user_pool;
+        let pool = match user {
+            None => &self.pool,
+            Some(user) => {
+                user_pool = self.users.pool(user)?;
+                &user_pool
+            }
+        };
         let unavailable = |reason: String| BackendError::Unavailable {
             addr: self.addr.clone(),
             reason,
@@ -173,8 +217,7 @@ impl Node {
         // An idle pooled connection may be dead (the backend restarted).
         // Its socket then reads EOF at once: check without a round trip and
         // take another, so the client never inherits a dead connection.
-        let mut conn = self
-            .pool
+        let mut conn = pool
             .get_owned()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
@@ -185,8 +228,7 @@ impl Node {
             if tries > 8 {
                 return Err(unavailable("pooled connections are dead".into()));
             }
-            conn = self
-                .pool
+            conn = pool
                 .get_owned()
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
@@ -257,6 +299,13 @@ impl Node {
 }
 
 use super::dedicated::DedicatedConn;
+
+/// A reply slot already holding an error.
+fn failed(e: BackendError) -> oneshot::Receiver<MuxReply> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(e));
+    rx
+}
 
 /// PINGs the backend on its own connection every `interval`; the result
 /// drives /health/ready. Learns the backend's version on the way.

@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use super::dedicated::Dedicated;
 use super::mux::MuxReply;
 use super::node::Node;
+use super::users::Credentials;
 use super::BackendError;
 use crate::config::{BackendConfig, ReadFrom};
 use crate::protocol::Protocol;
@@ -170,6 +171,7 @@ impl Router {
         frames: Bytes,
         count: usize,
         read_only: bool,
+        user: Option<&Credentials>,
     ) -> oneshot::Receiver<MuxReply> {
         if self.held.load(Ordering::Relaxed) {
             self.wait_hold().await;
@@ -177,12 +179,12 @@ impl Router {
         let topology = self.topology.load();
         if read_only && self.read_from != ReadFrom::Primary && !topology.replicas.is_empty() {
             if let Some(node) = self.pick_replica(&topology.replicas, client_id) {
-                return node.send(client_id, proto, frames, count).await;
+                return node.send(client_id, proto, frames, count, user).await;
             }
         }
         let primary = topology.primary.clone();
         drop(topology);
-        primary.send(client_id, proto, frames, count).await
+        primary.send(client_id, proto, frames, count, user).await
     }
 
     fn pick_replica(&self, replicas: &[Arc<Node>], client_id: u64) -> Option<Arc<Node>> {
@@ -228,12 +230,16 @@ impl Router {
     /// Borrows a dedicated connection to the primary, and says which node
     /// that is (its `retired` signal fires if a failover retires it while
     /// the client holds the connection).
-    pub async fn dedicated(&self, proto: Protocol) -> Result<(Dedicated, Arc<Node>), BackendError> {
+    pub async fn dedicated(
+        &self,
+        proto: Protocol,
+        user: Option<&Credentials>,
+    ) -> Result<(Dedicated, Arc<Node>), BackendError> {
         if self.held.load(Ordering::Relaxed) {
             self.wait_hold().await;
         }
         let primary = self.primary();
-        let conn = primary.dedicated(proto).await?;
+        let conn = primary.dedicated(proto, user).await?;
         Ok((conn, primary))
     }
 

@@ -245,7 +245,9 @@ pub struct BackendConfig {
     /// ACL user strata authenticates as (None: the default user).
     pub username: Option<String>,
     /// Name of an environment variable holding the backend password. The
-    /// password itself never goes in the config file.
+    /// password itself never goes in the config file. When set (outside
+    /// cluster mode), strata's clients must AUTH before other commands, as
+    /// on a Redis with `requirepass`.
     pub password_env: Option<String>,
     /// The per-node circuit breaker.
     pub breaker: BreakerConfig,

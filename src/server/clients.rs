@@ -50,6 +50,8 @@ pub struct KillFilter {
     pub nobody: bool,
     /// `SKIPME yes` (the default in the filter form): the caller is spared.
     pub skip_me: bool,
+    /// `USER name`: clients logged in as that ACL user.
+    pub user: Option<Bytes>,
 }
 
 /// What CLIENT LIST shows about one client.
@@ -71,6 +73,9 @@ pub struct ClientInfo {
     shard_subscriptions: AtomicUsize,
     in_multi: AtomicU8,
     last_command: Mutex<&'static str>,
+    /// The ACL user the client is logged in as (CLIENT LIST's `user=`,
+    /// CLIENT KILL USER).
+    user: Mutex<Bytes>,
     departure: watch::Sender<Departure>,
     /// The node and backend connection id of the dedicated connection the
     /// client holds, for CLIENT UNBLOCK.
@@ -168,6 +173,19 @@ impl ClientInfo {
                 .as_deref()
                 .is_none_or(|a| a == self.laddr.to_string())
             && f.pubsub.is_none_or(|p| p == self.is_pubsub())
+            && f.user.as_ref().is_none_or(|u| *u == self.user())
+    }
+
+    /// The ACL user the client is logged in as.
+    pub fn user(&self) -> Bytes {
+        self.user.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Records the ACL user the client is now logged in as.
+    pub fn set_user(&self, user: Bytes) {
+        if let Ok(mut slot) = self.user.lock() {
+            *slot = user;
+        }
     }
 
     /// The name set by CLIENT SETNAME or HELLO SETNAME.
@@ -237,7 +255,7 @@ impl ClientInfo {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} \
              qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r \
-             cmd={} user=default redir={} resp={}",
+             cmd={} user={} redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -251,6 +269,7 @@ impl ClientInfo {
             ssub,
             if self.in_multi.load(Ordering::Relaxed) == 1 { 0 } else { -1 },
             cmd,
+            String::from_utf8_lossy(&self.user()),
             self.tracking.redirect_id().map_or(-1, |id| id as i64),
             self.resp.load(Ordering::Relaxed),
         )
@@ -263,19 +282,27 @@ pub struct ClientRegistry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     epoch: Instant,
+    /// The ACL user a new client is (strata's own backend user).
+    default_user: Bytes,
 }
 
 impl Default for ClientRegistry {
     fn default() -> Self {
-        ClientRegistry {
-            next_id: AtomicU64::new(1),
-            clients: Mutex::new(BTreeMap::new()),
-            epoch: Instant::now(),
-        }
+        ClientRegistry::with_default_user(Bytes::from_static(b"default"))
     }
 }
 
 impl ClientRegistry {
+    /// A registry whose new clients are the ACL user `default_user`.
+    pub fn with_default_user(default_user: Bytes) -> ClientRegistry {
+        ClientRegistry {
+            next_id: AtomicU64::new(1),
+            clients: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
+            default_user,
+        }
+    }
+
     /// Registers a new client and gives it an id.
     pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +320,7 @@ impl ClientRegistry {
             shard_subscriptions: AtomicUsize::new(0),
             in_multi: AtomicU8::new(0),
             last_command: Mutex::new("NULL"),
+            user: Mutex::new(self.default_user.clone()),
             departure: watch::Sender::new(Departure::Present),
             dedicated_on: Mutex::new(None),
             shard_unsubscribes_due: AtomicUsize::new(0),

@@ -1,5 +1,6 @@
 //! Commands strata answers itself, for its own clients: PING, ECHO, HELLO,
-//! AUTH, CLIENT SETNAME/GETNAME/ID/INFO/LIST, … Error texts are Redis's.
+//! CLIENT SETNAME/GETNAME/ID/INFO/LIST, … Error texts are Redis's. (AUTH
+//! is the backend's to answer: `auth/`, `session/login.rs`.)
 
 use bytes::Bytes;
 
@@ -37,6 +38,9 @@ pub fn valid_name(name: &[u8]) -> bool {
 /// Redis's text for a bad client name.
 pub const BAD_NAME: &str =
     "ERR Client names cannot contain spaces, newlines or special characters.";
+
+/// Redis's reply to READONLY, READWRITE and ASKING when cluster mode is off.
+pub const NO_CLUSTER: &str = "ERR This instance has cluster support disabled";
 
 /// What HELLO asks for, once validated.
 #[derive(Debug)]
@@ -102,21 +106,6 @@ pub fn hello_reply(proto: Protocol, id: u64, version: &str) -> Bytes {
     r.bulk(b"role").bulk(b"master");
     r.bulk(b"modules").array(0);
     r.freeze()
-}
-
-/// AUTH without a password configured, or with the default user: what
-/// Redis says when `requirepass` is not set and `default` is `nopass`.
-pub fn auth(args: &[Bytes]) -> Result<(), String> {
-    match args.len() {
-        2 => Err(
-            "ERR AUTH <password> called without any password configured for the default user. \
-                  Are you sure your configuration is correct?"
-                .to_string(),
-        ),
-        3 if args[1].as_ref() == b"default" => Ok(()),
-        3 => Err("WRONGPASS invalid username-password pair or user is disabled.".to_string()),
-        _ => Err("ERR syntax error".to_string()),
-    }
 }
 
 /// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …]
@@ -218,9 +207,9 @@ pub fn parse_client_kill(args: &[Bytes]) -> Result<(KillFilter, bool), String> {
                 b"master" | b"replica" | b"slave" => f.nobody = true,
                 _ => return Err(format!("ERR Unknown client type '{}'", text())),
             },
-            // strata's clients are all the default user (see `auth`).
-            b"user" if value.as_ref() == b"default" => {}
-            b"user" => return Err(format!("ERR No such user '{}'", text())),
+            // Whether the user exists is the backend's to say (see
+            // `client_kill` in session/login.rs).
+            b"user" => f.user = Some(value.clone()),
             b"addr" => f.addr = Some(text()),
             b"laddr" => f.laddr = Some(text()),
             b"skipme" => match value.to_ascii_lowercase().as_slice() {

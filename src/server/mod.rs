@@ -50,6 +50,9 @@ pub struct Shared {
     /// The cluster router, in cluster mode (`backend.mode = "cluster"`):
     /// ordinary commands are then routed by slot instead of `backend`.
     pub cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
+    /// How clients log in (`auth/`): AUTH checked against the backend,
+    /// whether a login is required.
+    pub auth: crate::auth::AuthPolicy,
 }
 
 impl Shared {

@@ -173,6 +173,9 @@ pub struct DedicatedReader {
     /// while such a command follows it may be held behind that command,
     /// as long as it runs: the deadline then does not apply.
     pub unbounded_at: Arc<std::sync::atomic::AtomicU64>,
+    /// The ACL user the client logged in as (a replacement connection is
+    /// that user's too); `None`: strata's own.
+    pub user: Option<std::sync::Arc<crate::backend::users::Credentials>>,
 }
 
 /// What it takes to give a dedicated connection back to the pool.

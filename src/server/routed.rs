@@ -39,6 +39,9 @@ pub struct RoutedBatch {
     pub client_id: u64,
     /// The protocol the requests were sent in (retries use the same).
     pub proto: Protocol,
+    /// The ACL user the client logged in as (`None`: strata's own); its
+    /// requests, retries included, go on that user's connections.
+    pub user: Option<Arc<crate::backend::users::Credentials>>,
     /// One per node that gets requests.
     pub groups: Vec<NodeGroup>,
     /// Every request, with the index of its group, in the order added:
@@ -150,6 +153,7 @@ impl BatchPool {
                 batch.client_id = client_id;
                 batch.proto = proto;
                 batch.started = started;
+                batch.user = None;
                 batch
             }
             None => Box::new(RoutedBatch::new(view, client_id, proto, started)),
@@ -189,6 +193,7 @@ impl RoutedBatch {
             view,
             client_id,
             proto,
+            user: None,
             groups: Vec::with_capacity(4),
             requests: Vec::with_capacity(16),
             items: Vec::with_capacity(16),

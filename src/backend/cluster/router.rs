@@ -29,6 +29,7 @@ use super::stats::{ClusterStats, RetryKind};
 use super::topology::read_topology;
 use crate::backend::mux::MuxReply;
 use crate::backend::node::Node;
+use crate::backend::users::Credentials;
 use crate::backend::{BackendError, ConnSettings};
 use crate::config::{BackendConfig, ReadFrom};
 use crate::protocol::reply::{self, frame_len};
@@ -131,6 +132,8 @@ pub struct Resend<'a> {
     pub slot: Option<u16>,
     /// A read-only command: safe to send again after a lost connection.
     pub read_only: bool,
+    /// The ACL user the client logged in as (`None`: strata's own).
+    pub user: Option<&'a Credentials>,
 }
 
 /// Routes by slot and keeps the view current.
@@ -310,6 +313,7 @@ impl ClusterRouter {
             request,
             slot,
             read_only,
+            user,
         } = resend;
         let mut hops = Hops::with_limit(self.config.cluster.max_redirects);
         let mut attempts = 0u32;
@@ -336,7 +340,7 @@ impl ClusterRouter {
                         );
                     };
                     node_addr = node.addr().to_string();
-                    reply = recv(node.send(client_id, proto, request.clone(), 1).await).await;
+                    reply = recv(node.send(client_id, proto, request.clone(), 1, user).await).await;
                     continue;
                 }
                 Err(e) => {
@@ -381,10 +385,10 @@ impl ClusterRouter {
                         both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
                         both.extend_from_slice(request);
                         second_frame(
-                            recv(node.send(client_id, proto, both.freeze(), 2).await).await,
+                            recv(node.send(client_id, proto, both.freeze(), 2, user).await).await,
                         )
                     } else {
-                        recv(node.send(client_id, proto, request.clone(), 1).await).await
+                        recv(node.send(client_id, proto, request.clone(), 1, user).await).await
                     };
                 }
                 Redirect::TryAgain | Redirect::ClusterDown => {
@@ -404,7 +408,7 @@ impl ClusterRouter {
                         return frame;
                     };
                     node_addr = node.addr().to_string();
-                    reply = recv(node.send(client_id, proto, request.clone(), 1).await).await;
+                    reply = recv(node.send(client_id, proto, request.clone(), 1, user).await).await;
                 }
             }
         }

@@ -58,9 +58,12 @@ impl Session {
             return Flow::Close;
         };
         let pool = &self.batch_pool;
-        let batch = self
-            .routed
-            .get_or_insert_with(|| pool.take(cluster.view(), client_id, proto, timing.started));
+        let auth = &self.auth;
+        let batch = self.routed.get_or_insert_with(|| {
+            let mut batch = pool.take(cluster.view(), client_id, proto, timing.started);
+            batch.user = auth.backend_user_arc().cloned();
+            batch
+        });
         let item = plan_item(cluster, batch, req, spec, read_only);
         let item = match self.reply_mode {
             ReplyMode::On => item,
@@ -97,7 +100,13 @@ impl Session {
             group.reply = Some(
                 group
                     .node
-                    .send(batch.client_id, batch.proto, frames, group.count)
+                    .send(
+                        batch.client_id,
+                        batch.proto,
+                        frames,
+                        group.count,
+                        batch.user.as_deref(),
+                    )
                     .await,
             );
         }
@@ -231,6 +240,7 @@ impl Session {
         let mut batch = self
             .batch_pool
             .take(cluster.view(), client_id, proto, timing.started);
+        batch.user = self.auth.backend_user_arc().cloned();
         let item = build(&mut batch);
         let item = self.reply_mode_item(item);
         batch.items.push(item);

@@ -53,8 +53,16 @@ impl Session {
         target: Option<Arc<crate::backend::node::Node>>,
     ) -> Result<(), crate::backend::BackendError> {
         let (mut conn, node) = match target {
-            Some(node) => (node.dedicated(self.proto).await?, node),
-            None => self.shared.backend.dedicated(self.proto).await?,
+            Some(node) => (
+                node.dedicated(self.proto, self.auth.backend_user()).await?,
+                node,
+            ),
+            None => {
+                self.shared
+                    .backend
+                    .dedicated(self.proto, self.auth.backend_user())
+                    .await?
+            }
         };
         let (retired, addr) = (node.retired(), node.addr().to_string());
         let Some(stream) = conn.stream.take() else {
@@ -92,6 +100,7 @@ impl Session {
                 client_id: self.info.id,
                 links,
                 unbounded_at: unbounded_at.clone(),
+                user: self.auth.backend_user_arc().cloned(),
             }))
             .await
         {
@@ -123,8 +132,18 @@ impl Session {
                 match spec.name {
                     // These change or read strata's own session, or must not
                     // reach the backend connection: answer locally.
-                    "quit" | "auth" | "readonly" | "readwrite" | "asking" | "client|reply" => {
+                    "quit" | "readonly" | "readwrite" | "asking" | "client|reply" => {
                         return self.local(req, spec).await;
+                    }
+                    // Checked as anywhere, then sent on the dedicated
+                    // connection too, so it runs as the new user as well.
+                    "auth" => {
+                        if !spec.arity_ok(req.args().len()) {
+                            return self.error(&local::wrong_arity(spec.name)).await;
+                        }
+                        if let Err(refused) = self.log_in(req.args()).await {
+                            return self.reply(refused).await;
+                        }
                     }
                     n if n.starts_with("client|") => return self.local(req, spec).await,
                     _ => {}
@@ -179,19 +198,21 @@ impl Session {
                 }
                 "hello" => match local::parse_hello(req.args()) {
                     Err(e) => return self.error(&e).await,
-                    // Same protocol: nothing for the backend to do.
-                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) => {
+                    // Same protocol, same user: nothing for the backend to do.
+                    Ok(h) if h.proto.is_none_or(|p| p == self.proto) && h.auth.is_none() => {
                         return self.local(req, spec).await
                     }
                     Ok(h) => {
-                        // The backend connection must switch protocol too;
-                        // the client sees strata's own HELLO reply.
+                        // The backend connection must switch protocol (and
+                        // user) too; the client sees strata's own HELLO reply.
+                        let mut hello = req.args()[..2].to_vec();
                         if let Some((user, pass)) = &h.auth {
                             let auth_args =
                                 [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
-                            if let Err(e) = local::auth(&auth_args) {
-                                return self.error(&e).await;
+                            if let Err(refused) = self.log_in(&auth_args).await {
+                                return self.reply(refused).await;
                             }
+                            hello.extend([Bytes::from_static(b"AUTH"), user.clone(), pass.clone()]);
                         }
                         if let Some(name) = h.setname {
                             self.info.set_name((!name.is_empty()).then_some(name));
@@ -199,7 +220,7 @@ impl Session {
                         if let Some(p) = h.proto {
                             self.set_proto(p);
                         }
-                        frame = crate::protocol::request::encode_command(&req.args()[..2]);
+                        frame = crate::protocol::request::encode_command(&hello);
                         let version = self.backend_version();
                         post =
                             Post::Replace(local::hello_reply(self.proto, self.info.id, &version));

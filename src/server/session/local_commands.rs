@@ -19,6 +19,7 @@ impl Session {
     }
 
     pub(super) fn reset_session(&mut self) {
+        self.log_out();
         self.set_proto(Protocol::Resp2);
         self.reply_mode = ReplyMode::On;
         self.info.set_name(None);
@@ -57,9 +58,14 @@ impl Session {
                 Ok(h) => {
                     if let Some((user, pass)) = &h.auth {
                         let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
-                        if let Err(e) = local::auth(&auth_args) {
-                            return self.error(&e).await;
+                        if let Err(refused) = self.log_in(&auth_args).await {
+                            return self.reply(refused).await;
                         }
+                    }
+                    // A failed AUTH switched nothing; without AUTH, a client
+                    // that must log in may not switch either.
+                    if !self.auth.is_authenticated() {
+                        return self.error(crate::auth::NOAUTH_HELLO).await;
                     }
                     if let Some(p) = h.proto {
                         self.set_proto(p);
@@ -72,11 +78,16 @@ impl Session {
                         .await
                 }
             },
-            "auth" => match local::auth(args) {
+            "auth" => match self.log_in(args).await {
                 Ok(()) => self.reply(reply::ok()).await,
-                Err(e) => self.error(&e).await,
+                Err(refused) => self.reply(refused).await,
             },
             "select" => self.select(req, spec).await,
+            // Only a cluster node knows them; a standalone Redis (and so
+            // strata in front of one, or of Sentinel) refuses them.
+            "readonly" | "readwrite" | "asking" if self.cluster.is_none() => {
+                self.error(local::NO_CLUSTER).await
+            }
             "readonly" | "readwrite" | "asking" => self.reply(reply::ok()).await,
             "client|setname" => {
                 let name = &args[2];
@@ -129,21 +140,10 @@ impl Session {
                     _ => self.error("ERR syntax error").await,
                 }
             }
-            "client|kill" => match local::parse_client_kill(args) {
-                Err(e) => self.error(&e).await,
-                Ok((filter, old_form)) => {
-                    let (killed, me) = self.shared.clients.kill(&filter, self.info.id);
-                    let flow = self
-                        .reply(local::client_kill_reply(proto, old_form, killed))
-                        .await;
-                    // Killed itself: closed once the reply is written, as in Redis.
-                    if me {
-                        Flow::Close
-                    } else {
-                        flow
-                    }
-                }
-            },
+            "client|kill" => {
+                let args = args.to_vec();
+                self.client_kill(&args).await
+            }
             "client|unblock" => self.client_unblock(args).await,
             "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
             // Connection-state commands the table routes locally but that
@@ -206,7 +206,9 @@ impl Session {
             Bytes::from(backend_id.to_string()),
             Bytes::from_static(mode),
         ]);
-        let reply = node.send(self.info.id, self.proto, frame, 1).await;
+        let reply = node
+            .send(self.info.id, self.proto, frame, 1, self.auth.backend_user())
+            .await;
         let timing = Timing {
             started: Instant::now(),
             metrics: None,

@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod login;
 mod scripts;
 mod shard_links;
 
@@ -108,6 +109,7 @@ pub async fn serve(
         lookup_cache: command::LookupCache::default(),
         shard_links: super::shard_links::ShardLinks::default(),
         script_run: None,
+        auth: crate::auth::ClientAuth::new(&shared.auth),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -252,6 +254,8 @@ struct Session {
     /// A run of script calls on a connection of the client's own (see
     /// `scripts.rs`); the connection is `dedicated`.
     script_run: Option<scripts::ScriptRun>,
+    /// Who the client is: logged in or not, as which ACL user (`auth/`).
+    auth: crate::auth::ClientAuth,
 }
 
 impl Session {
@@ -451,6 +455,7 @@ impl Session {
                 batch.frames.freeze(),
                 batch.count,
                 batch.read_only,
+                self.auth.backend_user(),
             )
             .await;
         let entry = Pending::Batch {
@@ -508,6 +513,9 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
+        if let crate::policy::Step::Answer(answer) = crate::policy::check(&self.auth, &req, spec) {
+            return self.reply(answer).await;
+        }
         if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
         }
@@ -700,13 +708,35 @@ impl Session {
             }
             other => other,
         };
+        // Boxed: its future (the backend send's among them) would
+        // otherwise be part of every plain command's `forward` future,
+        // which is moved in memory once per request.
+        Box::pin(self.send_alone(req, post, timing, read_only)).await
+    }
+
+    /// A request that is not batched (its reply is rewritten, or not
+    /// wanted): sent alone, after what was batched before it.
+    async fn send_alone(
+        &mut self,
+        req: Request,
+        post: Post,
+        timing: Timing,
+        read_only: bool,
+    ) -> Flow {
         if !self.flush_batch().await || !self.await_barrier().await {
             return Flow::Close;
         }
         let reply = self
             .shared
             .backend
-            .send(self.info.id, self.proto, req.frame, 1, read_only)
+            .send(
+                self.info.id,
+                self.proto,
+                req.frame,
+                1,
+                read_only,
+                self.auth.backend_user(),
+            )
             .await;
         match self.reply_mode {
             ReplyMode::On => {}

@@ -161,7 +161,7 @@ impl Session {
         }
         let index = match target {
             OnLink::Open(i) => i,
-            OnLink::New(node) => match node.dedicated(self.proto).await {
+            OnLink::New(node) => match node.dedicated(self.proto, self.auth.backend_user()).await {
                 Ok(mut conn) => match conn.stream.take() {
                     Some(stream) => {
                         let buf = std::mem::take(&mut conn.buf);

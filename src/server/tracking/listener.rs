@@ -48,7 +48,7 @@ pub async fn open(
         .to_reply()
     };
     let mut conn = node
-        .dedicated(Protocol::Resp2)
+        .dedicated(Protocol::Resp2, None)
         .await
         .map_err(|e| e.to_reply())?;
     let backend_id = conn

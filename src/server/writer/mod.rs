@@ -436,7 +436,8 @@ impl Writer {
                 }
                 let frame = match front.redirect.take() {
                     Some(r) if classify(&frame) != Redirect::Other => {
-                        self.follow_script(&r, &addr, rd.proto, frame).await?
+                        self.follow_script(&r, &addr, rd.proto, rd.user.as_deref(), frame)
+                            .await?
                     }
                     _ => frame,
                 };
@@ -618,6 +619,7 @@ impl Writer {
         r: &Redirectable,
         addr: &str,
         proto: crate::protocol::Protocol,
+        user: Option<&crate::backend::users::Credentials>,
         frame: Bytes,
     ) -> Result<Bytes, Stop> {
         let Some(cluster) = self.shared.cluster.clone() else {
@@ -630,6 +632,7 @@ impl Writer {
             request: &r.request,
             slot: r.slot,
             read_only: r.read_only,
+            user,
         };
         Ok(cluster.follow(resend, addr.to_string(), Ok(frame)).await)
     }

@@ -196,7 +196,7 @@ impl Writer {
         subs: &Subscriptions,
     ) -> std::io::Result<()> {
         let mut conn = node
-            .dedicated(rd.proto)
+            .dedicated(rd.proto, rd.user.as_deref())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut stream = conn

@@ -17,6 +17,7 @@ struct Ctx<'a> {
     view: &'a ClusterView,
     client_id: u64,
     proto: Protocol,
+    user: Option<&'a crate::backend::users::Credentials>,
 }
 
 impl Writer {
@@ -52,6 +53,7 @@ impl Writer {
             view: &b.view,
             client_id: b.client_id,
             proto: b.proto,
+            user: b.user.as_deref(),
         };
         for (i, item) in b.items.drain(..).enumerate() {
             // The common case first: one node's reply, passed on as it is.
@@ -178,6 +180,7 @@ impl Writer {
             request: &request,
             slot: sub.slot,
             read_only: sub.read_only,
+            user: ctx.user,
         };
         Ok(ctx.cluster.follow(resend, addr, first).await)
     }

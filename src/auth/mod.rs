@@ -1,0 +1,215 @@
+//! Who a client is, for as long as strata has no users of its own.
+//!
+//! strata is invisible: `AUTH [user] pass` and `HELLO … AUTH user pass`
+//! are checked against the backend's own ACL ([`passthrough`]) and answered
+//! with the backend's reply; a client that logged in as another user than
+//! strata's runs its commands on backend connections authenticated as that
+//! user (`backend/users.rs`). When strata was given the backend's password
+//! (`backend.password_env`), clients must log in first, as Redis's
+//! `requirepass` asks: until then only the commands with the table's
+//! `NO_AUTH` flag pass ([`gate`], called by `policy`).
+//!
+//! In cluster mode the check runs on one primary and the user's
+//! connections are made per node as the client's commands reach it: the
+//! ACL users must be the same on every node, as Redis Cluster's own
+//! clients need them to be.
+
+pub mod passthrough;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::users::Credentials;
+use crate::command::{CommandSpec, Flags};
+use crate::config::BackendConfig;
+use crate::protocol::reply;
+
+/// Redis's reply to a command before AUTH, when a password is required.
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+
+/// Redis's reply to HELLO without AUTH from a client not logged in.
+pub const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already \
+     authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to \
+     authenticate the client and select the RESP protocol version at the same time";
+
+/// What every session shares about authentication, from the config.
+#[derive(Debug, Clone)]
+pub struct AuthPolicy {
+    /// Clients must log in before other commands (strata was given the
+    /// backend's password, so the backend requires one).
+    pub required: bool,
+    /// The ACL user strata's own connections are logged in as: clients
+    /// logged in as this user share them.
+    pub own_user: Bytes,
+}
+
+impl AuthPolicy {
+    /// From the `[backend]` section.
+    pub fn from_config(c: &BackendConfig) -> AuthPolicy {
+        AuthPolicy {
+            required: c.resolved_password().is_some(),
+            own_user: Bytes::from(c.username.clone().unwrap_or_else(|| "default".into())),
+        }
+    }
+}
+
+/// One client's authentication state: the session holds one.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The user the client logged in as, when not strata's own.
+    user: Option<Arc<Credentials>>,
+    /// False until the client logs in, when the policy requires it.
+    authenticated: bool,
+}
+
+impl ClientAuth {
+    /// A new client: strata's own user, logged in unless a password is required.
+    pub fn new(policy: &AuthPolicy) -> ClientAuth {
+        ClientAuth {
+            user: None,
+            authenticated: !policy.required,
+        }
+    }
+
+    /// True once the client may run commands.
+    #[inline]
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The user whose backend connections the client's commands take
+    /// (`None`: strata's own).
+    #[inline]
+    pub fn backend_user(&self) -> Option<&Credentials> {
+        self.user.as_deref()
+    }
+
+    /// As [`ClientAuth::backend_user`], shared (for batches and dedicated
+    /// readers that outlive the borrow).
+    #[inline]
+    pub fn backend_user_arc(&self) -> Option<&Arc<Credentials>> {
+        self.user.as_ref()
+    }
+
+    /// The client's ACL user name, for CLIENT LIST and CLIENT KILL USER.
+    pub fn user_name<'a>(&'a self, policy: &'a AuthPolicy) -> &'a Bytes {
+        self.user.as_ref().map_or(&policy.own_user, |u| &u.name)
+    }
+
+    /// The backend accepted `user`'s password: the client is that user now.
+    pub fn log_in(&mut self, policy: &AuthPolicy, user: Credentials) {
+        self.authenticated = true;
+        self.user = (user.name != policy.own_user).then(|| Arc::new(user));
+    }
+
+    /// RESET: back to the default user, as a new client.
+    pub fn reset(&mut self, policy: &AuthPolicy) {
+        *self = ClientAuth::new(policy);
+    }
+}
+
+/// The credentials an accepted `AUTH` names (`AUTH pass` is the default user's).
+pub fn credentials(auth_args: &[Bytes]) -> Option<Credentials> {
+    match auth_args {
+        [_, password] => Some(Credentials {
+            name: Bytes::from_static(b"default"),
+            password: password.clone(),
+        }),
+        [_, name, password] => Some(Credentials {
+            name: name.clone(),
+            password: password.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// What a client that has not logged in gets instead of running a
+/// command, in Redis's order (`processCommand`): an unknown command or a
+/// wrong arity first, then NOAUTH unless the command is `NO_AUTH`
+/// (AUTH, HELLO, QUIT, RESET, …). `None`: the command may run.
+pub fn gate(spec: Option<&CommandSpec>, args: &[Bytes]) -> Option<Bytes> {
+    let Some(spec) = spec else {
+        return Some(reply::error(&unknown_command(args)));
+    };
+    if !spec.arity_ok(args.len()) {
+        return Some(reply::error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        )));
+    }
+    (!spec.has(Flags::NO_AUTH)).then(|| reply::error(NOAUTH))
+}
+
+/// Redis's unknown-command error.
+fn unknown_command(args: &[Bytes]) -> String {
+    let name = args
+        .first()
+        .map(|a| String::from_utf8_lossy(a))
+        .unwrap_or_default();
+    let mut text = format!("ERR unknown command '{name}', with args beginning with: ");
+    for a in args.iter().skip(1) {
+        text.push('\'');
+        text.push_str(&String::from_utf8_lossy(a));
+        text.push_str("' ");
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
+    }
+
+    fn gated(line: &str) -> Option<String> {
+        let args = a(line);
+        let spec = crate::command::lookup(&args);
+        gate(spec, &args).map(|r| String::from_utf8_lossy(&r).into_owned())
+    }
+
+    #[test]
+    fn only_no_auth_commands_pass_the_gate() {
+        for ok in ["AUTH pw", "HELLO 3", "QUIT", "RESET"] {
+            assert_eq!(gated(ok), None, "{ok}");
+        }
+        assert_eq!(
+            gated("GET k").unwrap(),
+            "-NOAUTH Authentication required.\r\n"
+        );
+        assert_eq!(
+            gated("PING").unwrap(),
+            "-NOAUTH Authentication required.\r\n"
+        );
+        assert_eq!(
+            gated("GET").unwrap(),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert!(gated("NOSUCH x")
+            .unwrap()
+            .starts_with("-ERR unknown command 'NOSUCH'"));
+    }
+
+    #[test]
+    fn logging_in_as_strata_own_user_shares_its_connections() {
+        let policy = AuthPolicy {
+            required: true,
+            own_user: Bytes::from_static(b"default"),
+        };
+        let mut auth = ClientAuth::new(&policy);
+        assert!(!auth.is_authenticated());
+        auth.log_in(&policy, credentials(&a("AUTH pw")).unwrap());
+        assert!(auth.is_authenticated());
+        assert!(auth.backend_user().is_none());
+        auth.log_in(&policy, credentials(&a("AUTH bob pw")).unwrap());
+        assert_eq!(auth.user_name(&policy).as_ref(), b"bob");
+        auth.reset(&policy);
+        assert!(!auth.is_authenticated());
+        assert_eq!(auth.user_name(&policy).as_ref(), b"default");
+    }
+}

@@ -1,0 +1,33 @@
+//! The policy step between command lookup and routing (design.md's data
+//! path: auth, deny, transforms, tier, coordination). One call from the
+//! session for every command; each step a command needs runs here, in
+//! order. Today: authentication (see `auth`).
+//!
+//! For a client that may run commands, this costs one branch.
+
+use bytes::Bytes;
+
+use crate::auth::ClientAuth;
+use crate::command::CommandSpec;
+use crate::protocol::Request;
+
+/// What the policy says about one command.
+#[derive(Debug)]
+pub enum Step {
+    /// Route it.
+    Proceed,
+    /// Do not run it: answer this instead.
+    Answer(Bytes),
+}
+
+/// Runs the policy steps for one command.
+#[inline]
+pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec>) -> Step {
+    if auth.is_authenticated() {
+        return Step::Proceed;
+    }
+    match crate::auth::gate(spec, req.args()) {
+        Some(answer) => Step::Answer(answer),
+        None => Step::Proceed,
+    }
+}

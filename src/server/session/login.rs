@@ -1,0 +1,114 @@
+//! Logging in and out: AUTH and HELLO … AUTH checked against the backend
+//! (`auth/passthrough.rs`), RESET back to the default user, and CLIENT
+//! KILL USER, whose user the backend must know.
+
+use super::*;
+use crate::auth::passthrough::{self, Verdict};
+
+impl Session {
+    /// Checks AUTH's arguments (`AUTH [user] pass`) as the backend would;
+    /// once it accepts them, the client is that user. `Err`: the reply to
+    /// give instead, the backend's own refusal (WRONGPASS, …) or why it
+    /// could not be asked.
+    pub(super) async fn log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {
+        // Boxed: the connect and the exchange would otherwise make every
+        // command's `handle` future larger, AUTH or not.
+        Box::pin(self.check_and_log_in(auth_args)).await
+    }
+
+    async fn check_and_log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {
+        let Some(user) = crate::auth::credentials(auth_args) else {
+            return Err(reply::error("ERR syntax error"));
+        };
+        let node = self.auth_node();
+        match passthrough::check(node.addr(), node.request_timeout(), auth_args).await {
+            Err(e) => return Err(e.to_reply()),
+            Ok(Verdict::Refused(reply)) => return Err(reply),
+            Ok(Verdict::Accepted) => {}
+        }
+        if user.name != self.shared.auth.own_user {
+            node.users().ensure(&user).map_err(|e| e.to_reply())?;
+        }
+        let before = self.auth.backend_user().map(|u| u.name.clone());
+        self.auth.log_in(&self.shared.auth, user);
+        let name = self.auth.user_name(&self.shared.auth).clone();
+        let switched = before.as_ref() != self.auth.backend_user().map(|u| &u.name);
+        self.info.set_user(name);
+        // Later commands go on another user's connections: they wait for
+        // the replies to the earlier ones, as on one Redis connection.
+        if switched && self.dedicated.is_none() && !self.set_barrier().await {
+            return Err(Bytes::new());
+        }
+        Ok(())
+    }
+
+    /// The node AUTH is checked on: the primary (in cluster mode, one of
+    /// the primaries, by client id).
+    fn auth_node(&self) -> Arc<crate::backend::node::Node> {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.view().any_primary(self.info.id).cloned())
+            .unwrap_or_else(|| self.shared.backend.primary())
+    }
+
+    /// RESET: the client is the default user again (not logged in, when
+    /// a password is required).
+    pub(super) fn log_out(&mut self) {
+        self.auth.reset(&self.shared.auth);
+        self.info
+            .set_user(self.auth.user_name(&self.shared.auth).clone());
+    }
+
+    /// CLIENT KILL: strata's own clients, selected by Redis's filters. A
+    /// USER filter is first put to the backend, as this client, with a
+    /// filter that matches none of its connections: the reply says
+    /// whether the user exists (and whether this client may kill), in
+    /// Redis's words.
+    pub(super) async fn client_kill(&mut self, args: &[Bytes]) -> Flow {
+        let (filter, old_form) = match local::parse_client_kill(args) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.error(&e).await,
+        };
+        if let Some(user) = &filter.user {
+            if let Some(refusal) = self.backend_refuses_kill(user.clone()).await {
+                return self.reply(refusal).await;
+            }
+        }
+        let (killed, me) = self.shared.clients.kill(&filter, self.info.id);
+        let flow = self
+            .reply(local::client_kill_reply(self.proto, old_form, killed))
+            .await;
+        // Killed itself: closed once the reply is written, as in Redis.
+        if me {
+            Flow::Close
+        } else {
+            flow
+        }
+    }
+
+    /// `CLIENT KILL USER <user> ID <none>` on the client's connection: the
+    /// backend's error if it has one.
+    async fn backend_refuses_kill(&mut self, user: Bytes) -> Option<Bytes> {
+        if !self.flush_batch().await || !self.await_barrier().await {
+            return None;
+        }
+        let frame = crate::protocol::request::encode_command(&[
+            Bytes::from_static(b"CLIENT"),
+            Bytes::from_static(b"KILL"),
+            Bytes::from_static(b"USER"),
+            user,
+            Bytes::from_static(b"ID"),
+            Bytes::from(i64::MAX.to_string()),
+        ]);
+        let reply = self
+            .auth_node()
+            .send(self.info.id, self.proto, frame, 1, self.auth.backend_user())
+            .await;
+        match reply.await {
+            Ok(Ok(bytes)) if bytes.first() == Some(&b':') => None,
+            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Err(e)) => Some(e.to_reply()),
+            Err(_) => Some(reply::error("ERR backend connection lost")),
+        }
+    }
+}
