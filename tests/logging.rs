@@ -23,7 +23,8 @@ fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
             break;
         }
         out.extend_from_slice(&buf[..n]);
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
     }
     out
 }

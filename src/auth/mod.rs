@@ -130,7 +130,7 @@ pub fn credentials(auth_args: &[Bytes]) -> Option<Credentials> {
 /// (AUTH, HELLO, QUIT, RESET, …). `None`: the command may run.
 pub fn gate(spec: Option<&CommandSpec>, args: &[Bytes]) -> Option<Bytes> {
     let Some(spec) = spec else {
-        return Some(reply::error(&unknown_command(args)));
+        return Some(reply::error(&crate::command::unknown_command_error(args)));
     };
     if !spec.arity_ok(args.len()) {
         return Some(reply::error(&format!(
@@ -139,21 +139,6 @@ pub fn gate(spec: Option<&CommandSpec>, args: &[Bytes]) -> Option<Bytes> {
         )));
     }
     (!spec.has(Flags::NO_AUTH)).then(|| reply::error(NOAUTH))
-}
-
-/// Redis's unknown-command error.
-fn unknown_command(args: &[Bytes]) -> String {
-    let name = args
-        .first()
-        .map(|a| String::from_utf8_lossy(a))
-        .unwrap_or_default();
-    let mut text = format!("ERR unknown command '{name}', with args beginning with: ");
-    for a in args.iter().skip(1) {
-        text.push('\'');
-        text.push_str(&String::from_utf8_lossy(a));
-        text.push_str("' ");
-    }
-    text
 }
 
 #[cfg(test)]

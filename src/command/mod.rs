@@ -9,10 +9,12 @@ mod keys;
 mod lookup;
 pub mod slot;
 mod table;
+mod unknown;
 
 pub use keys::{key_indexes, KeyIndexes};
 pub use lookup::{lookup, lookup_name, LookupCache};
 pub use table::COMMANDS;
+pub use unknown::unknown_command_error;
 
 /// Command flags, a small bitset. Only the flags strata acts on are kept.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -356,7 +356,9 @@ impl Session {
     ) -> Flow {
         let Some(spec) = spec else {
             self.multi_refused = true;
-            return self.error(&unknown_command(req.args())).await;
+            return self
+                .error(&crate::command::unknown_command_error(req.args()))
+                .await;
         };
         match spec.name {
             "discard" => {
@@ -544,16 +546,4 @@ fn plan_item(
             Item::Fanout(merge, subs)
         }
     }
-}
-
-/// Redis's text for an unknown command.
-fn unknown_command(args: &[Bytes]) -> String {
-    let name = String::from_utf8_lossy(&args[0]);
-    let mut text = format!("ERR unknown command '{name}', with args beginning with: ");
-    for a in args.iter().skip(1) {
-        text.push('\'');
-        text.push_str(&String::from_utf8_lossy(a));
-        text.push_str("' ");
-    }
-    text
 }
