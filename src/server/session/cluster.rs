@@ -136,10 +136,20 @@ impl Session {
                 self.multi_refused = false;
                 Some(self.reply(reply::ok()).await)
             }
-            "client|tracking" => Some(
-                self.error("ERR CLIENT TRACKING is not supported by strata in cluster mode")
-                    .await,
-            ),
+            "client|tracking" if !spec.arity_ok(req.args().len()) => {
+                Some(self.error(&local::wrong_arity(spec.name)).await)
+            }
+            "client|tracking" => {
+                let router = self.cluster.clone()?;
+                let out = crate::server::tracking::cluster::command(
+                    &self.shared,
+                    &router,
+                    &self.info,
+                    req.args(),
+                )
+                .await;
+                Some(self.reply(out).await)
+            }
             _ => None,
         }
     }

@@ -21,6 +21,7 @@
 //! * `listener.rs`: the listener task and its bounded delivery.
 //! * `encode.rs`: frames in and out, and the id translations.
 
+pub mod cluster;
 mod command;
 mod encode;
 mod listener;
@@ -54,6 +55,8 @@ pub struct ClientTracking {
     wake: Mutex<Option<mpsc::WeakSender<crate::server::pending::Pending>>>,
     /// This client's redirect, once Redis accepted it.
     link: Mutex<Option<Arc<Link>>>,
+    /// Cluster mode's BCAST tracking: the listeners' supervisor.
+    cluster: Mutex<Option<cluster::Supervisor>>,
 }
 
 /// A tracking client's redirect: the target and the listener serving it.
@@ -165,7 +168,22 @@ impl ClientTracking {
     /// The strata id this client's invalidations are redirected to (CLIENT
     /// LIST's `redir`), while Redis has the redirect.
     pub fn redirect_id(&self) -> Option<u64> {
-        self.link().map(|link| link.target)
+        self.link().map(|link| link.target).or_else(|| {
+            self.cluster
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().and_then(|s| s.target))
+        })
+    }
+
+    /// Cluster mode: the client's listeners (`None`: tracking off).
+    fn set_cluster(&self, next: Option<cluster::Supervisor>) {
+        let old = self
+            .cluster
+            .lock()
+            .ok()
+            .and_then(|mut c| std::mem::replace(&mut *c, next));
+        drop(old);
     }
 
     /// Forgets the client's redirect and stops its listener (the client
@@ -173,6 +191,7 @@ impl ClientTracking {
     pub fn clear(&self) {
         let old = self.link.lock().ok().and_then(|mut l| l.take());
         drop(old);
+        self.set_cluster(None);
     }
 
     /// The writer's part: the reply to a tracking command, as the client
