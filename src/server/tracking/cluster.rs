@@ -64,6 +64,9 @@ pub async fn command(
         return reply::ok();
     }
     let bcast = args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"bcast"));
+    if !bcast && args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"prefix")) {
+        return reply::error("ERR PREFIX option requires BCAST mode to be enabled");
+    }
     if !bcast {
         return reply::error(
             "ERR CLIENT TRACKING without BCAST is not supported by strata in cluster mode",
