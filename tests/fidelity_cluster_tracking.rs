@@ -103,7 +103,13 @@ impl Pair {
 
 /// A RESP3 push invalidating `key`.
 fn push(key: &str) -> String {
-    show(format!(">2\r\n$10\r\ninvalidate\r\n*1\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
+    show(
+        format!(
+            ">2\r\n$10\r\ninvalidate\r\n*1\r\n${}\r\n{key}\r\n",
+            key.len()
+        )
+        .as_bytes(),
+    )
 }
 
 /// A RESP2 `__redis__:invalidate` message invalidating `key`.
@@ -143,12 +149,17 @@ async fn bcast_prefix_pushes_for_keys_on_every_primary() {
     p.plain(Who::T, "CLIENT TRACKING on REDIRECT 999999").await;
 
     assert_eq!(
-        show(&p.plain(Who::T, "CLIENT TRACKING on BCAST PREFIX user:").await),
+        show(
+            &p.plain(Who::T, "CLIENT TRACKING on BCAST PREFIX user:")
+                .await
+        ),
         "+OK\\r\\n"
     );
     for (primary, key) in &keys {
         p.plain(Who::W, &format!("SET {key} v")).await;
-        let got = p.next(Who::T, &format!("invalidation of {key} on {primary}")).await;
+        let got = p
+            .next(Who::T, &format!("invalidation of {key} on {primary}"))
+            .await;
         assert_eq!(show(&got), push(key));
     }
     // A key outside the prefix invalidates nothing: the next push, for a
@@ -180,13 +191,18 @@ async fn bcast_redirect_to_a_subscribed_resp2_target() {
     let keys = place.key_per_primary("k:");
 
     assert_eq!(
-        show(&p.same(Who::T, "CLIENT TRACKING on BCAST REDIRECT {rid}").await),
+        show(
+            &p.same(Who::T, "CLIENT TRACKING on BCAST REDIRECT {rid}")
+                .await
+        ),
         "+OK\\r\\n"
     );
     p.plain(Who::R, "SUBSCRIBE __redis__:invalidate").await;
     for (primary, key) in &keys {
         p.plain(Who::W, &format!("SET {key} v")).await;
-        let got = p.next(Who::R, &format!("message for {key} on {primary}")).await;
+        let got = p
+            .next(Who::R, &format!("message for {key} on {primary}"))
+            .await;
         assert_eq!(show(&got), message(key));
     }
     // The tracking client leaves: its listeners close, no more messages.

@@ -133,13 +133,9 @@ async fn open_all(setup: &Setup) -> Result<(Vec<Link>, BTreeSet<String>), Bytes>
         if !addrs.insert(node.addr().to_string()) {
             continue;
         }
-        let (backend_id, task) = listener::open_with(
-            node,
-            setup.target.clone(),
-            Some(&setup.args),
-            setup.deliver,
-        )
-        .await?;
+        let (backend_id, task) =
+            listener::open_with(node, setup.target.clone(), Some(&setup.args), setup.deliver)
+                .await?;
         links.push(Link {
             target: setup.target.id,
             backend_id,
@@ -183,10 +179,7 @@ async fn supervise(setup: Setup, mut links: Vec<Link>, mut addrs: BTreeSet<Strin
                     addrs = a;
                     seen = setup.router.changes();
                     if setup.deliver {
-                        let all = encode::flush_all(
-                            setup.target.resp(),
-                            setup.target.is_pubsub(),
-                        );
+                        let all = encode::flush_all(setup.target.resp(), setup.target.is_pubsub());
                         if let (Some(all), Some(inbox)) = (all, inbox.as_ref()) {
                             if inbox.send(all).await.is_err() {
                                 return;
