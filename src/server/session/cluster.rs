@@ -154,6 +154,51 @@ impl Session {
         }
     }
 
+    /// Default CLIENT TRACKING in cluster mode: a single-slot read runs on
+    /// the client's own tracked connection to the slot's primary
+    /// (`tracking::cluster::PerRead`), after every reply due, so Redis
+    /// records the key for this client. `None`: not such a read (writes,
+    /// multi-slot or keyless commands, transformed values, CLIENT REPLY
+    /// OFF/SKIP), go on as usual.
+    pub(super) async fn tracked_read(
+        &mut self,
+        req: &Request,
+        spec: &'static CommandSpec,
+        transformed: bool,
+        tracked: &crate::server::tracking::cluster::PerRead,
+    ) -> Option<Flow> {
+        if transformed
+            || self.reply_mode != ReplyMode::On
+            || !spec.has(Flags::READ)
+            || spec.has(Flags::WRITE)
+            || spec.has(Flags::BLOCKING)
+            || !spec.arity_ok(req.args().len())
+        {
+            return None;
+        }
+        let Ok(Plan::Slot(slot)) = split::plan(spec, req.args()) else {
+            return None;
+        };
+        let node = self.cluster.as_ref()?.view().primary(slot)?.clone();
+        // Everything sent before is answered first: the read sees it.
+        if !self.set_barrier().await || !self.await_barrier().await {
+            return Some(Flow::Close);
+        }
+        let out = match tracked.call(&node, self.proto, &req.frame).await {
+            Ok(frame) if crate::backend::cluster::classify(&frame).slot().is_some() => {
+                // MOVED/ASK: the view is stale; the shared path follows it
+                // (the supervisor flushes the client once the view changes).
+                if let Some(cluster) = self.cluster.as_ref() {
+                    cluster.refresh_now().await;
+                }
+                return None;
+            }
+            Ok(frame) => frame,
+            Err(e) => e,
+        };
+        Some(self.reply(out).await)
+    }
+
     /// CLUSTER subcommands: strata is, to its clients, one node that owns
     /// every slot, at the address the client reached it at.
     async fn cluster_command(&mut self, req: &Request, spec: &'static CommandSpec) -> Flow {

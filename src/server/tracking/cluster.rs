@@ -19,17 +19,20 @@
 //! invalidation ("everything", what tracking.c sends when it cannot be
 //! precise, as on FLUSHALL), since changes made meanwhile were not seen.
 //!
-//! Default (non-BCAST) tracking would need the client's reads to run on
-//! connections of its own, per node, and is refused in cluster mode.
+//! Default (non-BCAST) tracking: see [`PerRead`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::{encode, listener, Link};
 use crate::backend::cluster::ClusterRouter;
-use crate::protocol::reply;
+use crate::backend::node::Node;
+use crate::backend::{handshake, BackendError};
+use crate::protocol::{reply, Protocol};
 use crate::server::clients::ClientInfo;
 use crate::server::Shared;
 
@@ -67,11 +70,6 @@ pub async fn command(
     if !bcast && args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"prefix")) {
         return reply::error("ERR PREFIX option requires BCAST mode to be enabled");
     }
-    if !bcast {
-        return reply::error(
-            "ERR CLIENT TRACKING without BCAST is not supported by strata in cluster mode",
-        );
-    }
     let mut rest: Vec<Bytes> = args.to_vec();
     let target = match redirect {
         Some((at, id)) => {
@@ -85,6 +83,12 @@ pub async fn command(
         }
         None => info.clone(),
     };
+    // Asked again: the old state goes first, so Redis checks the options
+    // as it would on a connection not tracking yet.
+    info.tracking.set_cluster(None);
+    if !bcast {
+        return per_read(router, info, target, rest, redirect.map(|(_, id)| id)).await;
+    }
     rest.push(Bytes::from_static(b"REDIRECT"));
     let setup = Setup {
         router: router.clone(),
@@ -93,15 +97,13 @@ pub async fn command(
         // tracking.c: without a redirect, a RESP2 client gets nothing.
         deliver: redirect.is_some() || info.resp() >= 3,
     };
-    // Asked again (more prefixes, …): the old listeners go first, so Redis
-    // checks the options as it would on a connection not tracking yet.
-    info.tracking.set_cluster(None);
     match open_all(&setup).await {
         Ok((links, addrs)) => {
             let target_id = redirect.map(|(_, id)| id);
             let task = tokio::spawn(supervise(setup, links, addrs));
             info.tracking.set_cluster(Some(Supervisor {
                 target: target_id,
+                per_read: None,
                 task,
             }));
             reply::ok()
@@ -115,6 +117,8 @@ pub async fn command(
 pub struct Supervisor {
     /// The REDIRECT target's strata id, if any.
     pub target: Option<u64>,
+    /// Default mode's connections (`None` in BCAST mode).
+    pub per_read: Option<Arc<PerRead>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -200,6 +204,193 @@ async fn supervise(setup: Setup, mut links: Vec<Link>, mut addrs: BTreeSet<Strin
             r = reads.changed() => if r.is_err() { return },
             () = tokio::time::sleep(std::time::Duration::from_millis(500)),
                 if !links.is_empty() => {}
+        }
+    }
+}
+
+/// Default (non-BCAST) tracking in cluster mode: Redis records the keys a
+/// *connection* reads, and the multiplexed connections are shared, so a
+/// tracking client's single-slot reads run on connections of its own, one
+/// per node, opened the first time it reads there: each has `CLIENT
+/// TRACKING on REDIRECT <listener>` toward a listener on that node
+/// (`listener.rs`) serving the target. Reads are sent one at a time
+/// (the session waits for the reply), which keeps the structure simple;
+/// writes and multi-slot commands stay on the shared path.
+#[derive(Debug)]
+pub struct PerRead {
+    router: Arc<ClusterRouter>,
+    target: Arc<ClientInfo>,
+    /// CLIENT TRACKING on [NOLOOP] REDIRECT (the listener's id to come).
+    args: Vec<Bytes>,
+    deliver: bool,
+    /// The client's connections, by node address.
+    conns: tokio::sync::Mutex<HashMap<String, NodeConn>>,
+}
+
+/// One node's tracked connection and the listener its redirect names.
+#[derive(Debug)]
+struct NodeConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    proto: Protocol,
+    listener: Link,
+}
+
+impl PerRead {
+    /// Runs one read on the client's connection to `node` (opened if need
+    /// be) and returns Redis's reply, in `proto`. `Err`: the error reply.
+    pub async fn call(
+        &self,
+        node: &Arc<Node>,
+        proto: Protocol,
+        frame: &[u8],
+    ) -> Result<Bytes, Bytes> {
+        let mut conns = self.conns.lock().await;
+        let addr = node.addr();
+        if conns.get(addr).is_some_and(|c| c.proto != proto) {
+            conns.remove(addr); // the client switched protocols
+        }
+        if !conns.contains_key(addr) {
+            let conn = self.open(node, proto).await?;
+            conns.insert(addr.to_string(), conn);
+        }
+        let Some(conn) = conns.get_mut(addr) else {
+            return Err(reply::error("ERR backend connection broken"));
+        };
+        let io = async {
+            conn.stream.write_all(frame).await?;
+            loop {
+                let f = handshake::read_frame(&mut conn.stream, &mut conn.buf).await?;
+                if !reply::is_push(&f) {
+                    return Ok::<Bytes, std::io::Error>(f);
+                }
+            }
+        };
+        match tokio::time::timeout(node.request_timeout(), io).await {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(e)) => {
+                conns.remove(addr);
+                Err(unavailable(node, &e.to_string()))
+            }
+            Err(_) => {
+                conns.remove(addr);
+                Err(unavailable(node, "backend did not answer in time"))
+            }
+        }
+    }
+
+    async fn open(&self, node: &Arc<Node>, proto: Protocol) -> Result<NodeConn, Bytes> {
+        let (backend_id, task) =
+            listener::open_with(node, self.target.clone(), None, self.deliver).await?;
+        let listener = Link {
+            target: self.target.id,
+            backend_id,
+            task,
+        };
+        let mut conn = node.dedicated(proto).await.map_err(|e| e.to_reply())?;
+        let mut stream = conn
+            .stream
+            .take()
+            .ok_or_else(|| unavailable(node, "connection broken"))?;
+        let mut buf = std::mem::take(&mut conn.buf);
+        drop(conn); // out of the pool for good, as the listener's
+        let id = backend_id.to_string();
+        let mut full: Vec<&[u8]> = self.args.iter().map(|a| &a[..]).collect();
+        full.push(id.as_bytes());
+        handshake::call(&mut stream, &mut buf, &full, node.request_timeout())
+            .await
+            .map_err(|e| reply::error(&e.to_string()))?;
+        Ok(NodeConn {
+            stream,
+            buf,
+            proto,
+            listener,
+        })
+    }
+
+    /// Closes every connection: true when there were some (their keys
+    /// are forgotten by Redis, so the client must forget them too).
+    async fn forget(&self) -> bool {
+        let mut conns = self.conns.lock().await;
+        let had = !conns.is_empty();
+        conns.clear();
+        had
+    }
+
+    /// True when a listener's connection was lost.
+    fn lost(&self) -> bool {
+        self.conns
+            .try_lock()
+            .is_ok_and(|c| c.values().any(|c| c.listener.task.is_finished()))
+    }
+}
+
+fn unavailable(node: &Node, reason: &str) -> Bytes {
+    BackendError::Unavailable {
+        addr: node.addr().to_string(),
+        reason: reason.to_string(),
+    }
+    .to_reply()
+}
+
+/// Default tracking: the client's [`PerRead`], and its supervisor.
+async fn per_read(
+    router: &Arc<ClusterRouter>,
+    info: &Arc<ClientInfo>,
+    target: Arc<ClientInfo>,
+    mut args: Vec<Bytes>,
+    redirect: Option<u64>,
+) -> Bytes {
+    if args[3..]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(b"optin") || a.eq_ignore_ascii_case(b"optout"))
+    {
+        return reply::error(
+            "ERR CLIENT TRACKING OPTIN/OPTOUT is not supported by strata in cluster mode",
+        );
+    }
+    args.push(Bytes::from_static(b"REDIRECT"));
+    let state = Arc::new(PerRead {
+        router: router.clone(),
+        target,
+        args,
+        deliver: redirect.is_some() || info.resp() >= 3,
+        conns: tokio::sync::Mutex::new(HashMap::new()),
+    });
+    let task = tokio::spawn(supervise_per_read(state.clone()));
+    info.tracking.set_cluster(Some(Supervisor {
+        target: redirect,
+        per_read: Some(state),
+        task,
+    }));
+    reply::ok()
+}
+
+/// Default tracking's supervisor: when the view changes or a listener is
+/// lost, the client's connections close (Redis forgets what they read)
+/// and the target gets one null invalidation; the next reads open them
+/// anew on the current owners.
+async fn supervise_per_read(state: Arc<PerRead>) {
+    let mut reads = state.router.topology_reads();
+    let mut seen = state.router.changes();
+    let inbox = state.target.tracking.inbox();
+    loop {
+        if inbox.as_ref().is_none_or(|i| i.is_closed()) {
+            return;
+        }
+        let now = state.router.changes();
+        if (now != seen || state.lost()) && state.forget().await && state.deliver {
+            let all = encode::flush_all(state.target.resp(), state.target.is_pubsub());
+            if let (Some(all), Some(inbox)) = (all, inbox.as_ref()) {
+                if inbox.send(all).await.is_err() {
+                    return;
+                }
+            }
+        }
+        seen = now;
+        tokio::select! {
+            r = reads.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct ClientTracking {
     link: Mutex<Option<Arc<Link>>>,
     /// Cluster mode's BCAST tracking: the listeners' supervisor.
     cluster: Mutex<Option<cluster::Supervisor>>,
+    /// `cluster` holds default tracking's connections.
+    per_read_on: AtomicBool,
 }
 
 /// A tracking client's redirect: the target and the listener serving it.
@@ -176,8 +178,24 @@ impl ClientTracking {
         })
     }
 
+    /// Cluster mode, default tracking: the connections the client's reads
+    /// run on. One relaxed load while the client does not track.
+    pub fn per_read(&self) -> Option<Arc<cluster::PerRead>> {
+        if !self.per_read_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.cluster
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|s| s.per_read.clone()))
+    }
+
     /// Cluster mode: the client's listeners (`None`: tracking off).
     fn set_cluster(&self, next: Option<cluster::Supervisor>) {
+        self.per_read_on.store(
+            next.as_ref().is_some_and(|s| s.per_read.is_some()),
+            Ordering::Relaxed,
+        );
         let old = self
             .cluster
             .lock()
