@@ -7,7 +7,7 @@
 //! which then gets the "invalidate everything" null Redis sends when it
 //! cannot be precise.
 //!
-//! BCAST mode only: default tracking is refused in cluster mode (README).
+//! Default mode and BCAST mode, RESP2 (REDIRECT) and RESP3.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -251,4 +251,107 @@ async fn a_slot_move_flushes_the_tracking_client() {
     assert_eq!(show(&t.read_frame().await), push(&key));
     // Put the slot back for the other tests.
     blocking(|| c.migrate_slot(slot, &primaries[0]));
+}
+
+/// RESP3 default tracking: GETs of keys on every primary, then another
+/// client's SETs; the pushes arrive as from one Redis, only for keys the
+/// client read, once per read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_tracking_pushes_for_keys_read_on_every_primary() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let mut p = Pair::connect(&reference.addr(), &strata.addr.to_string()).await;
+    let keys = place.key_per_primary("d:");
+    for side in [&mut p.reference, &mut p.strata] {
+        side.t.send(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await;
+        let _ = side.t.read_frame().await;
+    }
+    p.plain(Who::T, "CLIENT TRACKING on OPTIN PREFIX a").await;
+    assert_eq!(
+        show(&p.plain(Who::T, "CLIENT TRACKING on").await),
+        "+OK\\r\\n"
+    );
+    for (_, key) in &keys {
+        p.plain(Who::W, &format!("SET {key} v")).await;
+        p.plain(Who::T, &format!("GET {key}")).await;
+    }
+    for (primary, key) in &keys {
+        p.plain(Who::W, &format!("SET {key} w")).await;
+        let got = p
+            .next(Who::T, &format!("invalidation of {key} on {primary}"))
+            .await;
+        assert_eq!(show(&got), push(key));
+    }
+    // Not read since: a second change invalidates nothing; the next push
+    // (same node) is for the key read again.
+    let (_, key) = &keys[2];
+    p.plain(Who::W, &format!("SET {} x", keys[2].1)).await;
+    p.plain(Who::T, &format!("STRLEN {key}")).await;
+    p.plain(Who::W, &format!("SET {key} y")).await;
+    assert_eq!(show(&p.next(Who::T, "read again").await), push(key));
+    p.plain(Who::T, "CLIENT TRACKING off").await;
+    p.plain(Who::T, &format!("GET {key}")).await;
+    p.plain(Who::W, &format!("SET {key} z")).await;
+    assert_eq!(show(&p.plain(Who::T, "PING").await), "+PONG\\r\\n");
+    p.strata.t.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// RESP2 default tracking redirected to a subscribed strata client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_tracking_redirect_to_a_subscribed_resp2_target() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let reference = blocking(one_node_cluster);
+    let mut p = Pair::connect(&reference.addr(), &strata.addr.to_string()).await;
+    let keys = place.key_per_primary("r:");
+    assert_eq!(
+        show(&p.same(Who::T, "CLIENT TRACKING on REDIRECT {rid}").await),
+        "+OK\\r\\n"
+    );
+    p.plain(Who::R, "SUBSCRIBE __redis__:invalidate").await;
+    for (_, key) in &keys {
+        p.plain(Who::T, &format!("GET {key}")).await;
+    }
+    for (primary, key) in &keys {
+        p.plain(Who::W, &format!("SET {key} v")).await;
+        let got = p
+            .next(Who::R, &format!("message for {key} on {primary}"))
+            .await;
+        assert_eq!(show(&got), message(key));
+    }
+}
+
+/// A slot moves under a default tracking client that read one of its
+/// keys: one null push, then reads on the new owner are tracked there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_move_flushes_a_default_tracking_client() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let addr = strata.addr.to_string();
+    let mut t = RawConn::connect(&addr).await;
+    let mut w = RawConn::connect(&addr).await;
+    t.send(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await;
+    let _ = t.read_frame().await;
+    assert_eq!(show(&t.cmd("CLIENT TRACKING on").await), "+OK\\r\\n");
+    let primaries = place.primaries();
+    let key = place.key_on(&primaries[2], "dm:");
+    assert_eq!(show(&t.cmd(&format!("GET {key}")).await), "_\\r\\n");
+    let slot = strata::command::slot::hash_slot(key.as_bytes());
+    blocking(|| c.migrate_slot(slot, &primaries[0]));
+    assert_eq!(show(&w.cmd(&format!("SET {key} v")).await), "+OK\\r\\n");
+    let mut frames = Vec::new();
+    loop {
+        let f = t.read_frame().await;
+        let done = f == b">2\r\n$10\r\ninvalidate\r\n_\r\n";
+        frames.push(show(&f));
+        if done {
+            break;
+        }
+        assert!(frames.len() < 4, "no null invalidation: {frames:?}");
+    }
+    assert_eq!(show(&t.cmd(&format!("GET {key}")).await), "$1\\r\\nv\\r\\n");
+    assert_eq!(show(&w.cmd(&format!("SET {key} w")).await), "+OK\\r\\n");
+    assert_eq!(show(&t.read_frame().await), push(&key));
+    blocking(|| c.migrate_slot(slot, &primaries[2]));
 }

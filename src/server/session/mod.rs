@@ -565,7 +565,10 @@ impl Session {
                 return flow;
             }
             if let Some(tracked) = self.info.tracking.per_read() {
-                if let Some(flow) = self.tracked_read(&req, spec, plan.is_some(), &tracked).await {
+                if let Some(flow) = self
+                    .tracked_read(&req, spec, plan.is_some(), &tracked)
+                    .await
+                {
                     timing.record();
                     return flow;
                 }
