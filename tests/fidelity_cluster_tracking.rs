@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use support::clients::{show, RawConn};
 use support::cluster;
-use support::cluster_strata::{blocking, fresh};
+use support::cluster_strata::{blocking, failover_healthy, fresh};
 use support::redis_server::one_node_cluster;
 
 /// The clients of an exchange, on one server.
@@ -354,4 +354,38 @@ async fn a_slot_move_flushes_a_default_tracking_client() {
     assert_eq!(show(&w.cmd(&format!("SET {key} w")).await), "+OK\\r\\n");
     assert_eq!(show(&t.read_frame().await), push(&key));
     blocking(|| c.migrate_slot(slot, &primaries[2]));
+}
+
+/// A primary fails over under a BCAST tracking client: one null push,
+/// then the changes of that shard's keys come from the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_flushes_a_bcast_tracking_client() {
+    let c = cluster::shared().await;
+    let (strata, place) = fresh(&c).await;
+    let addr = strata.addr.to_string();
+    let mut t = RawConn::connect(&addr).await;
+    let mut w = RawConn::connect(&addr).await;
+    t.send(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await;
+    let _ = t.read_frame().await;
+    assert_eq!(show(&t.cmd("CLIENT TRACKING on BCAST").await), "+OK\\r\\n");
+    let old = place.primaries()[1].clone();
+    let key = place.key_on(&old, "fo:");
+    let replica = place.replica(&key).to_string();
+    blocking(|| failover_healthy(&c, &replica));
+    // The next command on the shard meets MOVED: strata reads the topology.
+    assert_eq!(show(&w.cmd(&format!("SET {key} v")).await), "+OK\\r\\n");
+    let mut frames = Vec::new();
+    loop {
+        let f = t.read_frame().await;
+        let done = f == b">2\r\n$10\r\ninvalidate\r\n_\r\n";
+        frames.push(show(&f));
+        if done {
+            break;
+        }
+        assert!(frames.len() < 4, "no null invalidation: {frames:?}");
+    }
+    assert_eq!(show(&w.cmd(&format!("SET {key} w")).await), "+OK\\r\\n");
+    assert_eq!(show(&t.read_frame().await), push(&key));
+    // Back as it was, for the other tests.
+    blocking(|| failover_healthy(&c, &old));
 }
