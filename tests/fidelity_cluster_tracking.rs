@@ -297,7 +297,9 @@ async fn default_tracking_pushes_for_keys_read_on_every_primary() {
     p.strata.t.expect_silence(Duration::from_millis(300)).await;
 }
 
-/// RESP2 default tracking redirected to a subscribed strata client.
+/// RESP2 default tracking redirected to a subscribed strata client; the
+/// through strata the keys are read by one MGET across every primary
+/// (split per slot, each part tracked on its node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn default_tracking_redirect_to_a_subscribed_resp2_target() {
     let c = cluster::shared().await;
@@ -310,8 +312,14 @@ async fn default_tracking_redirect_to_a_subscribed_resp2_target() {
         "+OK\\r\\n"
     );
     p.plain(Who::R, "SUBSCRIBE __redis__:invalidate").await;
-    for (_, key) in &keys {
-        p.plain(Who::T, &format!("GET {key}")).await;
+    // One MGET of keys on every primary: each is tracked on its node.
+    let names: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+    p.plain(Who::W, &format!("SET {} v0", names[1])).await;
+    // (One Redis Cluster node answers CROSSSLOT; it reads them one by one.)
+    let got = p.strata.t.cmd(&format!("MGET {}", names.join(" "))).await;
+    assert_eq!(show(&got), show(b"*3\r\n$-1\r\n$2\r\nv0\r\n$-1\r\n"));
+    for name in &names {
+        p.reference.t.cmd(&format!("GET {name}")).await;
     }
     for (primary, key) in &keys {
         p.plain(Who::W, &format!("SET {key} v")).await;

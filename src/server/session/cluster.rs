@@ -154,12 +154,13 @@ impl Session {
         }
     }
 
-    /// Default CLIENT TRACKING in cluster mode: a single-slot read runs on
-    /// the client's own tracked connection to the slot's primary
-    /// (`tracking::cluster::PerRead`), after every reply due, so Redis
-    /// records the key for this client. `None`: not such a read (writes,
-    /// multi-slot or keyless commands, transformed values, CLIENT REPLY
-    /// OFF/SKIP), go on as usual.
+    /// Default CLIENT TRACKING in cluster mode: a keyed read runs on the
+    /// client's own tracked connection to its slot's primary
+    /// (`tracking::cluster::PerRead`; a multi-slot MGET part by part,
+    /// merged as on the routed path), after every reply due, so Redis
+    /// records the keys for this client. `None`: not such a read (writes,
+    /// keyless commands, transformed values, CLIENT REPLY OFF/SKIP), go on
+    /// as usual.
     pub(super) async fn tracked_read(
         &mut self,
         req: &Request,
@@ -176,25 +177,47 @@ impl Session {
         {
             return None;
         }
-        let Ok(Plan::Slot(slot)) = split::plan(spec, req.args()) else {
-            return None;
+        // One part per slot: the request itself, or MGET's per-slot parts.
+        let (parts, split) = match split::plan(spec, req.args()) {
+            Ok(Plan::Slot(slot)) => (vec![(slot, req.frame.clone())], None),
+            Ok(Plan::Split(split)) => (
+                split
+                    .parts()
+                    .iter()
+                    .map(|p| (p.slot, p.frame.clone()))
+                    .collect(),
+                Some(split),
+            ),
+            _ => return None,
         };
-        let node = self.cluster.as_ref()?.view().primary(slot)?.clone();
+        let view = self.cluster.as_ref()?.view();
+        let mut nodes = Vec::with_capacity(parts.len());
+        for (slot, _) in &parts {
+            nodes.push(view.primary(*slot)?.clone());
+        }
         // Everything sent before is answered first: the read sees it.
         if !self.set_barrier().await || !self.await_barrier().await {
             return Some(Flow::Close);
         }
-        let out = match tracked.call(&node, self.proto, &req.frame).await {
-            Ok(frame) if crate::backend::cluster::classify(&frame).slot().is_some() => {
-                // MOVED/ASK: the view is stale; the shared path follows it
-                // (the supervisor flushes the client once the view changes).
-                if let Some(cluster) = self.cluster.as_ref() {
-                    cluster.refresh_now().await;
+        let mut replies = Vec::with_capacity(parts.len());
+        for ((_, frame), node) in parts.iter().zip(&nodes) {
+            match tracked.call(node, self.proto, frame).await {
+                Ok(f) if crate::backend::cluster::classify(&f).slot().is_some() => {
+                    // MOVED/ASK: the view is stale; the shared path follows
+                    // it (a read runs again harmlessly; the supervisor
+                    // flushes the client once the view changes).
+                    if let Some(cluster) = self.cluster.as_ref() {
+                        cluster.refresh_now().await;
+                    }
+                    return None;
                 }
-                return None;
+                Ok(f) => replies.push(f),
+                Err(e) => return Some(self.reply(e).await),
             }
-            Ok(frame) => frame,
-            Err(e) => e,
+        }
+        let out = match split {
+            Some(split) => split.merge(&replies),
+            None => replies.pop().unwrap_or_default(),
         };
         Some(self.reply(out).await)
     }
