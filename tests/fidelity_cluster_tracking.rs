@@ -18,6 +18,7 @@ use support::clients::{show, RawConn};
 use support::cluster;
 use support::cluster_strata::{blocking, failover_healthy, fresh};
 use support::redis_server::one_node_cluster;
+use support::sentinel::Resp;
 
 /// The clients of an exchange, on one server.
 struct Side {
@@ -101,6 +102,42 @@ impl Pair {
     }
 }
 
+/// Waits (generous deadline) until the primaries of `c` have `subs`
+/// connections subscribed to `__redis__:invalidate` in all (a strata
+/// client's own subscription) and none tracking keys: strata closed the
+/// tracking client's listeners and tracked connections.
+async fn wait_no_listeners(c: &cluster::Cluster, subs: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut total = 0;
+        let mut tracking = 0;
+        for p in c.primaries() {
+            if let Resp::Array(a) = c.must(&p, &["PUBSUB", "NUMSUB", "__redis__:invalidate"]) {
+                if let Some(Resp::Int(n)) = a.get(1) {
+                    total += n;
+                }
+            }
+            if let Resp::Str(text) = c.must(&p, &["CLIENT", "LIST"]) {
+                tracking += text
+                    .lines()
+                    .filter(|l| {
+                        l.split(' ')
+                            .any(|f| f.starts_with("flags=") && f.contains('t'))
+                    })
+                    .count();
+            }
+        }
+        if total == subs && tracking == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listeners still open: {total} subscribed, {tracking} tracking"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A RESP3 push invalidating `key`.
 fn push(key: &str) -> String {
     show(
@@ -178,6 +215,7 @@ async fn bcast_prefix_pushes_for_keys_on_every_primary() {
     }
     assert_eq!(show(&p.plain(Who::T, "PING").await), "+PONG\\r\\n");
     p.strata.t.expect_silence(Duration::from_millis(300)).await;
+    wait_no_listeners(&c, 0).await;
 }
 
 /// RESP2 REDIRECT to a strata client subscribed to `__redis__:invalidate`:
@@ -213,6 +251,7 @@ async fn bcast_redirect_to_a_subscribed_resp2_target() {
         p.strata.w.cmd(&format!("SET {key} w")).await;
     }
     p.strata.r.expect_silence(Duration::from_millis(300)).await;
+    wait_no_listeners(&c, 1).await;
 }
 
 /// A slot moves to another primary under a BCAST tracking client: it gets
@@ -295,6 +334,7 @@ async fn default_tracking_pushes_for_keys_read_on_every_primary() {
     p.plain(Who::W, &format!("SET {key} z")).await;
     assert_eq!(show(&p.plain(Who::T, "PING").await), "+PONG\\r\\n");
     p.strata.t.expect_silence(Duration::from_millis(300)).await;
+    wait_no_listeners(&c, 0).await;
 }
 
 /// RESP2 default tracking redirected to a subscribed strata client; the
@@ -328,6 +368,9 @@ async fn default_tracking_redirect_to_a_subscribed_resp2_target() {
             .await;
         assert_eq!(show(&got), message(key));
     }
+    // RESET turns tracking off: its connections close.
+    assert_eq!(show(&p.strata.t.cmd("RESET").await), "+RESET\\r\\n");
+    wait_no_listeners(&c, 1).await;
 }
 
 /// A slot moves under a default tracking client that read one of its

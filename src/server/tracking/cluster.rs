@@ -22,7 +22,7 @@
 //! Default (non-BCAST) tracking: see [`PerRead`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -219,7 +219,9 @@ async fn supervise(setup: Setup, mut links: Vec<Link>, mut addrs: BTreeSet<Strin
 #[derive(Debug)]
 pub struct PerRead {
     router: Arc<ClusterRouter>,
-    target: Arc<ClientInfo>,
+    /// Weak: the target may be the client itself, whose `ClientTracking`
+    /// holds this (a strong reference would be a cycle that outlives it).
+    target: Weak<ClientInfo>,
     /// CLIENT TRACKING on [NOLOOP] REDIRECT (the listener's id to come).
     args: Vec<Bytes>,
     deliver: bool,
@@ -280,10 +282,14 @@ impl PerRead {
     }
 
     async fn open(&self, node: &Arc<Node>, proto: Protocol) -> Result<NodeConn, Bytes> {
-        let (backend_id, task) =
-            listener::open_with(node, self.target.clone(), None, self.deliver).await?;
+        let target = self
+            .target
+            .upgrade()
+            .ok_or_else(|| reply::error("ERR The client ID you want redirect to does not exist"))?;
+        let target_id = target.id;
+        let (backend_id, task) = listener::open_with(node, target, None, self.deliver).await?;
         let listener = Link {
-            target: self.target.id,
+            target: target_id,
             backend_id,
             task,
         };
@@ -352,7 +358,7 @@ async fn per_read(
     args.push(Bytes::from_static(b"REDIRECT"));
     let state = Arc::new(PerRead {
         router: router.clone(),
-        target,
+        target: Arc::downgrade(&target),
         args,
         deliver: redirect.is_some() || info.resp() >= 3,
         conns: tokio::sync::Mutex::new(HashMap::new()),
@@ -373,14 +379,17 @@ async fn per_read(
 async fn supervise_per_read(state: Arc<PerRead>) {
     let mut reads = state.router.topology_reads();
     let mut seen = state.router.changes();
-    let inbox = state.target.tracking.inbox();
+    let inbox = state.target.upgrade().and_then(|t| t.tracking.inbox());
     loop {
         if inbox.as_ref().is_none_or(|i| i.is_closed()) {
             return;
         }
         let now = state.router.changes();
         if (now != seen || state.lost()) && state.forget().await && state.deliver {
-            let all = encode::flush_all(state.target.resp(), state.target.is_pubsub());
+            let Some(target) = state.target.upgrade() else {
+                return;
+            };
+            let all = encode::flush_all(target.resp(), target.is_pubsub());
             if let (Some(all), Some(inbox)) = (all, inbox.as_ref()) {
                 if inbox.send(all).await.is_err() {
                     return;
