@@ -145,12 +145,93 @@ impl Session {
                 self.multi_refused = false;
                 Some(self.reply(reply::ok()).await)
             }
-            "client|tracking" => Some(
-                self.error("ERR CLIENT TRACKING is not supported by strata in cluster mode")
-                    .await,
-            ),
+            "client|tracking" if !spec.arity_ok(req.args().len()) => {
+                Some(self.error(&local::wrong_arity(spec.name)).await)
+            }
+            "client|tracking" => {
+                let router = self.cluster.clone()?;
+                let out = crate::server::tracking::cluster::command(
+                    &self.shared,
+                    &router,
+                    &self.info,
+                    req.args(),
+                )
+                .await;
+                Some(self.reply(out).await)
+            }
             _ => None,
         }
+    }
+
+    /// Default CLIENT TRACKING in cluster mode: a keyed read runs on the
+    /// client's own tracked connection to its slot's primary
+    /// (`tracking::cluster::PerRead`; a multi-slot MGET part by part,
+    /// merged as on the routed path), after every reply due, so Redis
+    /// records the keys for this client. `None`: not such a read (writes,
+    /// keyless commands, transformed values, CLIENT REPLY OFF/SKIP), go on
+    /// as usual.
+    pub(super) async fn tracked_read(
+        &mut self,
+        req: &Request,
+        spec: &'static CommandSpec,
+        transformed: bool,
+        tracked: &crate::server::tracking::cluster::PerRead,
+    ) -> Option<Flow> {
+        if transformed
+            || self.reply_mode != ReplyMode::On
+            || !spec.has(Flags::READ)
+            || spec.has(Flags::WRITE)
+            || spec.has(Flags::BLOCKING)
+            || !spec.arity_ok(req.args().len())
+        {
+            return None;
+        }
+        // One part per slot: the request itself, or MGET's per-slot parts.
+        let (parts, split) = match split::plan(spec, req.args()) {
+            Ok(Plan::Slot(slot)) => (vec![(slot, req.frame.clone())], None),
+            Ok(Plan::Split(split)) => (
+                split
+                    .parts()
+                    .iter()
+                    .map(|p| (p.slot, p.frame.clone()))
+                    .collect(),
+                Some(split),
+            ),
+            _ => return None,
+        };
+        let view = self.cluster.as_ref()?.view();
+        let mut nodes = Vec::with_capacity(parts.len());
+        for (slot, _) in &parts {
+            nodes.push(view.primary(*slot)?.clone());
+        }
+        // Everything sent before is answered first: the read sees it.
+        if !self.set_barrier().await || !self.await_barrier().await {
+            return Some(Flow::Close);
+        }
+        let mut replies = Vec::with_capacity(parts.len());
+        for ((_, frame), node) in parts.iter().zip(&nodes) {
+            match tracked
+                .call(node, self.proto, self.auth.backend_user(), frame)
+                .await
+            {
+                Ok(f) if crate::backend::cluster::classify(&f).slot().is_some() => {
+                    // MOVED/ASK: the view is stale; the shared path follows
+                    // it (a read runs again harmlessly; the supervisor
+                    // flushes the client once the view changes).
+                    if let Some(cluster) = self.cluster.as_ref() {
+                        cluster.refresh_now().await;
+                    }
+                    return None;
+                }
+                Ok(f) => replies.push(f),
+                Err(e) => return Some(self.reply(e).await),
+            }
+        }
+        let out = match split {
+            Some(split) => split.merge(&replies),
+            None => replies.pop().unwrap_or_default(),
+        };
+        Some(self.reply(out).await)
     }
 
     /// CLUSTER subcommands: strata is, to its clients, one node that owns

@@ -572,6 +572,15 @@ impl Session {
                 timing.record();
                 return flow;
             }
+            if let Some(tracked) = self.info.tracking.per_read() {
+                if let Some(flow) = self
+                    .tracked_read(&req, spec, plan.is_some(), &tracked)
+                    .await
+                {
+                    timing.record();
+                    return flow;
+                }
+            }
         }
         if spec.has(Flags::RUNS_SCRIPT)
             && self.reply_mode == ReplyMode::On

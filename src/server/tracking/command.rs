@@ -29,7 +29,10 @@ pub struct Prepared {
 
 /// The options as Redis's loop reads them: the REDIRECT id's position and
 /// value, or Redis's error.
-fn parse(args: &[Bytes], exists: impl Fn(u64) -> bool) -> Result<Option<(usize, u64)>, String> {
+pub(super) fn parse(
+    args: &[Bytes],
+    exists: impl Fn(u64) -> bool,
+) -> Result<Option<(usize, u64)>, String> {
     let mut redirect: Option<(usize, u64)> = None;
     let mut redir: i64 = 0;
     let mut j = 3;

@@ -35,6 +35,21 @@ pub async fn open(
     node: &Arc<Node>,
     target: Arc<ClientInfo>,
 ) -> Result<(i64, tokio::task::JoinHandle<()>), Bytes> {
+    open_with(node, target, None, true).await
+}
+
+/// Opens a listener as [`open`] does; with `tracking` (CLIENT TRACKING's
+/// arguments, `REDIRECT` last, its id still to come), the listener first
+/// turns tracking on for its own connection, redirected to itself: cluster
+/// mode's BCAST tracking (`cluster.rs`). `deliver` false: Redis would send
+/// the frames nowhere (a RESP2 client tracking without a redirect), so
+/// they are read and dropped.
+pub async fn open_with(
+    node: &Arc<Node>,
+    target: Arc<ClientInfo>,
+    tracking: Option<&[Bytes]>,
+    deliver: bool,
+) -> Result<(i64, tokio::task::JoinHandle<()>), Bytes> {
     let Some(inbox) = target.tracking.inbox() else {
         return Err(reply::error(
             "ERR The client ID you want redirect to does not exist",
@@ -62,6 +77,18 @@ pub async fn open(
         .ok_or_else(|| unavailable("connection broken".into()))?;
     let mut buf = std::mem::take(&mut conn.buf);
     drop(conn);
+    if let Some(args) = tracking {
+        let id = backend_id.to_string();
+        let mut full: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        full.push(id.as_bytes());
+        handshake::call(&mut stream, &mut buf, &full, node.request_timeout())
+            .await
+            .map_err(|e| match e.kind() {
+                // Redis refused the options (a prefix overlap, …): its text.
+                std::io::ErrorKind::Other => reply::error(&e.to_string()),
+                _ => unavailable(e.to_string()),
+            })?;
+    }
     handshake::call(
         &mut stream,
         &mut buf,
@@ -70,8 +97,13 @@ pub async fn open(
     )
     .await
     .map_err(|e| unavailable(e.to_string()))?;
-    target.tracking.mark_target();
-    Ok((backend_id, tokio::spawn(run(stream, buf, target, inbox))))
+    if deliver {
+        target.tracking.mark_target();
+    }
+    Ok((
+        backend_id,
+        tokio::spawn(run(stream, buf, target, inbox, deliver)),
+    ))
 }
 
 /// Forwards invalidations until the target or the connection goes away.
@@ -80,6 +112,7 @@ async fn run(
     mut buf: BytesMut,
     target: Arc<ClientInfo>,
     inbox: mpsc::Sender<Bytes>,
+    deliver: bool,
 ) {
     let mut departure = target.departure();
     // Frames were dropped: a flush-all is owed once there is room.
@@ -92,7 +125,7 @@ async fn run(
                 Err(_) => return,
             };
             let frame = buf.split_to(len);
-            if lost {
+            if lost || !deliver {
                 continue; // the flush-all owed covers it
             }
             let Some(out) = encode::for_target(&frame, target.resp(), target.is_pubsub()) else {

@@ -21,6 +21,7 @@
 //! * `listener.rs`: the listener task and its bounded delivery.
 //! * `encode.rs`: frames in and out, and the id translations.
 
+pub mod cluster;
 mod command;
 mod encode;
 mod listener;
@@ -54,6 +55,10 @@ pub struct ClientTracking {
     wake: Mutex<Option<mpsc::WeakSender<crate::server::pending::Pending>>>,
     /// This client's redirect, once Redis accepted it.
     link: Mutex<Option<Arc<Link>>>,
+    /// Cluster mode's BCAST tracking: the listeners' supervisor.
+    cluster: Mutex<Option<cluster::Supervisor>>,
+    /// `cluster` holds default tracking's connections.
+    per_read_on: AtomicBool,
 }
 
 /// A tracking client's redirect: the target and the listener serving it.
@@ -165,7 +170,38 @@ impl ClientTracking {
     /// The strata id this client's invalidations are redirected to (CLIENT
     /// LIST's `redir`), while Redis has the redirect.
     pub fn redirect_id(&self) -> Option<u64> {
-        self.link().map(|link| link.target)
+        self.link().map(|link| link.target).or_else(|| {
+            self.cluster
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().and_then(|s| s.target))
+        })
+    }
+
+    /// Cluster mode, default tracking: the connections the client's reads
+    /// run on. One relaxed load while the client does not track.
+    pub fn per_read(&self) -> Option<Arc<cluster::PerRead>> {
+        if !self.per_read_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.cluster
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|s| s.per_read.clone()))
+    }
+
+    /// Cluster mode: the client's listeners (`None`: tracking off).
+    fn set_cluster(&self, next: Option<cluster::Supervisor>) {
+        self.per_read_on.store(
+            next.as_ref().is_some_and(|s| s.per_read.is_some()),
+            Ordering::Relaxed,
+        );
+        let old = self
+            .cluster
+            .lock()
+            .ok()
+            .and_then(|mut c| std::mem::replace(&mut *c, next));
+        drop(old);
     }
 
     /// Forgets the client's redirect and stops its listener (the client
@@ -173,6 +209,7 @@ impl ClientTracking {
     pub fn clear(&self) {
         let old = self.link.lock().ok().and_then(|mut l| l.take());
         drop(old);
+        self.set_cluster(None);
     }
 
     /// The writer's part: the reply to a tracking command, as the client
