@@ -287,6 +287,14 @@ async fn config_set_requirepass_through_strata_keeps_others_served() {
     c.same("AUTH secret").await;
     c.same("AUTH newpw").await;
     c.same("GET k").await;
+    // A client logged in with the new password has connections logged in
+    // with it: the dedicated connection strata opens for it works.
+    c.same("MULTI").await;
+    c.same("GET k").await;
+    c.same("EXEC").await;
+    c.same("SELECT 9").await;
+    c.same("SET k9 v").await;
+    c.same("GET k9").await;
     // strata's health check (on its own connection) still passes.
     let deadline = Instant::now() + Duration::from_secs(10);
     let http = strata.http_addr.unwrap();

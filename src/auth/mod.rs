@@ -39,9 +39,15 @@ pub struct AuthPolicy {
     /// Clients must log in before other commands (strata was given the
     /// backend's password, so the backend requires one).
     pub required: bool,
-    /// The ACL user strata's own connections are logged in as: clients
-    /// logged in as this user share them.
+    /// The ACL user strata's own connections are logged in as.
     pub own_user: Bytes,
+    /// The password they log in with (`backend.password_env`). Clients
+    /// that log in as `own_user` with this password share strata's own
+    /// connections; any other accepted credentials (another user, or
+    /// strata's user with a password set at runtime, e.g. by `CONFIG SET
+    /// requirepass`) get connections logged in with those credentials,
+    /// which keep working when strata must open new ones.
+    pub own_password: Option<Bytes>,
 }
 
 impl AuthPolicy {
@@ -50,7 +56,14 @@ impl AuthPolicy {
         AuthPolicy {
             required: c.resolved_password().is_some(),
             own_user: Bytes::from(c.username.clone().unwrap_or_else(|| "default".into())),
+            own_password: c.resolved_password().map(Bytes::from),
         }
+    }
+
+    /// True when `user` are strata's own credentials: the client shares
+    /// strata's connections.
+    pub fn is_own(&self, user: &Credentials) -> bool {
+        user.name == self.own_user && Some(&user.password) == self.own_password.as_ref()
     }
 }
 
@@ -100,7 +113,7 @@ impl ClientAuth {
     /// The backend accepted `user`'s password: the client is that user now.
     pub fn log_in(&mut self, policy: &AuthPolicy, user: Credentials) {
         self.authenticated = true;
-        self.user = (user.name != policy.own_user).then(|| Arc::new(user));
+        self.user = (!policy.is_own(&user)).then(|| Arc::new(user));
     }
 
     /// RESET: back to the default user, as a new client.
@@ -185,12 +198,18 @@ mod tests {
         let policy = AuthPolicy {
             required: true,
             own_user: Bytes::from_static(b"default"),
+            own_password: Some(Bytes::from_static(b"pw")),
         };
         let mut auth = ClientAuth::new(&policy);
         assert!(!auth.is_authenticated());
         auth.log_in(&policy, credentials(&a("AUTH pw")).unwrap());
         assert!(auth.is_authenticated());
         assert!(auth.backend_user().is_none());
+        // strata's user with another password (set at runtime): its own
+        // connections, logged in with that password.
+        auth.log_in(&policy, credentials(&a("AUTH newpw")).unwrap());
+        assert_eq!(auth.backend_user().unwrap().password.as_ref(), b"newpw");
+        assert_eq!(auth.user_name(&policy).as_ref(), b"default");
         auth.log_in(&policy, credentials(&a("AUTH bob pw")).unwrap());
         assert_eq!(auth.user_name(&policy).as_ref(), b"bob");
         auth.reset(&policy);

@@ -91,7 +91,10 @@ pub struct UserSpawner {
 #[derive(Debug)]
 pub struct UserConns {
     spawner: UserSpawner,
-    sets: Mutex<HashMap<Bytes, Arc<UserSet>>>,
+    /// Keyed by user name and password: a user may have several
+    /// passwords, and a set logs in (and reconnects) with the one its
+    /// clients gave.
+    sets: Mutex<HashMap<(Bytes, Bytes), Arc<UserSet>>>,
     epoch: Instant,
 }
 
@@ -117,7 +120,8 @@ impl UserConns {
     /// [`UserConns::get`] at `now` (ms since the node's epoch).
     fn get_at(&self, user: &Credentials, now: u64) -> Result<Arc<UserSet>, BackendError> {
         let mut sets = self.sets.lock().map_err(|_| self.full())?;
-        if let Some(set) = sets.get(&user.name) {
+        let key = (user.name.clone(), user.password.clone());
+        if let Some(set) = sets.get(&key) {
             set.last_used.store(now, Ordering::Relaxed);
             return Ok(set.clone());
         }
@@ -136,7 +140,7 @@ impl UserConns {
             };
         }
         let set = Arc::new(self.spawn(user, now));
-        sets.insert(user.name.clone(), set.clone());
+        sets.insert(key, set.clone());
         Ok(set)
     }
 
@@ -293,7 +297,13 @@ mod tests {
         users.get_at(&user(0), later).unwrap();
         users.get_at(&user(MAX_USERS), later).unwrap();
         assert_eq!(users.len(), MAX_USERS);
-        let names: Vec<Bytes> = users.sets.lock().unwrap().keys().cloned().collect();
+        let names: Vec<Bytes> = users
+            .sets
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|(name, _)| name.clone())
+            .collect();
         assert!(names.contains(&user(0).name) && names.contains(&user(MAX_USERS).name));
         // A minute after their last use, sets are closed.
         users.close_idle_at(later + USER_IDLE.as_millis() as u64 - 1);

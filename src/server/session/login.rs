@@ -26,13 +26,13 @@ impl Session {
             Ok(Verdict::Refused(reply)) => return Err(reply),
             Ok(Verdict::Accepted) => {}
         }
-        if user.name != self.shared.auth.own_user {
+        if !self.shared.auth.is_own(&user) {
             node.users().ensure(&user).map_err(|e| e.to_reply())?;
         }
-        let before = self.auth.backend_user().map(|u| u.name.clone());
+        let before = self.auth.backend_user().cloned();
         self.auth.log_in(&self.shared.auth, user);
         let name = self.auth.user_name(&self.shared.auth).clone();
-        let switched = before.as_ref() != self.auth.backend_user().map(|u| &u.name);
+        let switched = before.as_ref() != self.auth.backend_user();
         self.info.set_user(name);
         // Later commands go on another user's connections: they wait for
         // the replies to the earlier ones, as on one Redis connection.
