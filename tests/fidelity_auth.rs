@@ -374,3 +374,43 @@ async fn cluster_mode_acl_users_as_redis() {
         cluster.must(&node, &["ACL", "DELUSER", "alice", "limited"]);
     }
 }
+
+/// strata's own handshake on a restricted user's connections (learning the
+/// backend id of a dedicated connection) must not be refused by that
+/// user's ACL and logged in ACL LOG, which the application reads: the log
+/// holds the client's own denials only, as on Redis (redis-py's
+/// `test_acl_log` counts them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_log_holds_only_the_clients_own_denials() {
+    let reference = server(None).await;
+    let backend = server(None).await;
+    let strata = strata(&backend, None).await;
+    let mut admin = Pair::new(&strata, &reference).await;
+    admin.same("ACL LOG RESET").await;
+    let mut p = Pair::new(&strata, &reference).await;
+    p.same("AUTH limited limitedpw").await;
+    // A dedicated connection logged in as `limited` (no CLIENT allowed).
+    p.same("SELECT 9").await;
+    p.same("GET allowed:1").await;
+    p.same("GET denied:1").await;
+    p.same("MULTI").await;
+    p.same("GET allowed:1").await;
+    p.same("EXEC").await;
+    // Only the one denial of the client's own.
+    let count = |log: &[u8]| {
+        String::from_utf8_lossy(log)
+            .lines()
+            .next()
+            .map(str::to_string)
+    };
+    let s = admin.s.cmd("ACL LOG").await;
+    let r = admin.r.cmd("ACL LOG").await;
+    assert_eq!(
+        count(&s),
+        count(&r),
+        "ACL LOG: strata {} vs redis {}",
+        show(&s),
+        show(&r)
+    );
+    assert_eq!(count(&r).as_deref(), Some("*1"));
+}

@@ -54,16 +54,21 @@ impl bb8::ManageConnection for DedicatedManager {
     async fn connect(&self) -> Result<DedicatedConn, std::io::Error> {
         let mut stream = super::connect_authenticated(&self.addr, &self.settings).await?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
-        // An ACL that forbids CLIENT ID only costs CLIENT UNBLOCK.
-        let backend_id = handshake::call(
-            &mut stream,
-            &mut buf,
-            &[b"CLIENT", b"ID"],
-            self.settings.request_timeout,
-        )
-        .await
-        .ok()
-        .and_then(|reply| crate::protocol::reply::integer_payload(&reply));
+        // The id comes from `HELLO 2`'s map, not CLIENT ID: HELLO is never
+        // checked against the ACL, so a connection logged in as a client's
+        // restricted user neither fails it nor leaves a NOPERM entry in
+        // the user's ACL LOG (which the application reads). A Redis
+        // without HELLO (before 6) is asked CLIENT ID. No id only costs
+        // CLIENT UNBLOCK.
+        let timeout = self.settings.request_timeout;
+        let backend_id =
+            match handshake::call(&mut stream, &mut buf, &[b"HELLO", b"2"], timeout).await {
+                Ok(reply) => hello_id(&reply),
+                Err(_) => handshake::call(&mut stream, &mut buf, &[b"CLIENT", b"ID"], timeout)
+                    .await
+                    .ok()
+                    .and_then(|reply| crate::protocol::reply::integer_payload(&reply)),
+            };
         Ok(DedicatedConn {
             stream: Some(stream),
             buf,
@@ -90,6 +95,13 @@ impl bb8::ManageConnection for DedicatedManager {
     fn has_broken(&self, conn: &mut DedicatedConn) -> bool {
         conn.stream.is_none() || !conn.buf.is_empty()
     }
+}
+
+/// The `id` field of a RESP2 `HELLO` reply (`…$2\r\nid\r\n:<id>\r\n…`).
+fn hello_id(reply: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"$2\r\nid\r\n";
+    let at = reply.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    crate::protocol::reply::integer_payload(&reply[at..])
 }
 
 /// The pool type.
@@ -150,4 +162,15 @@ pub fn release(mut conn: Dedicated, timeout: Duration) {
         }
         drop(conn);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_id_of_a_hello_reply() {
+        let reply = b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n\
+            $5\r\nproto\r\n:2\r\n$2\r\nid\r\n:42\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n";
+        assert_eq!(super::hello_id(reply), Some(42));
+        assert_eq!(super::hello_id(b"-ERR unknown command 'HELLO'\r\n"), None);
+    }
 }
