@@ -221,11 +221,20 @@ async fn a_script_longer_than_the_request_timeout_gets_its_reply() {
 /// Cluster mode: the script runs on its key's node; the other clients'
 /// commands for that node get Redis's BUSY; SCRIPT KILL and FUNCTION KILL
 /// go to every primary and answer OK because one node killed a script,
-/// then NOTBUSY when none is busy, as one Redis would.
+/// then NOTBUSY when none is busy, as one Redis Cluster node owning every
+/// slot would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_kill_while_busy_matches_redis() {
     use support::cluster_strata::{blocking, config, config_set_all, reset, start_with, Placement};
-    let reference = RedisServer::start_with(&["--busy-reply-threshold", THRESHOLD]);
+    // The reference: one redis-server in cluster mode owning every slot.
+    let reference = support::redis_server::one_node_cluster();
+    let mut admin = RawConn::connect(&reference.addr()).await;
+    admin
+        .expect(
+            &format!("CONFIG SET busy-reply-threshold {THRESHOLD}"),
+            b"+OK\r\n",
+        )
+        .await;
     let c = support::cluster::shared().await;
     blocking(|| config_set_all(&c, "busy-reply-threshold", THRESHOLD));
     blocking(|| reset(&c));
