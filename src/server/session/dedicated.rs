@@ -112,6 +112,7 @@ impl Session {
             out: BytesMut::new(),
             sent: 0,
             unbounded_at,
+            script_run: None,
         });
         Ok(())
     }
@@ -477,7 +478,7 @@ impl Session {
         };
         // Scripts leave no state on the connection: a RESP2 one goes back
         // as it is; RESET takes any other back to RESP2 and no state.
-        let reset = self.script_run.take().is_none() || self.proto != Protocol::Resp2;
+        let reset = d.script_run.is_none() || self.proto != Protocol::Resp2;
         let ret = DedicatedReturn {
             wr: d.wr,
             conn: d.conn,

@@ -108,7 +108,6 @@ pub async fn serve(
         input: input::ClientInput::new(rd),
         lookup_cache: command::LookupCache::default(),
         shard_links: super::shard_links::ShardLinks::default(),
-        script_run: None,
         auth: crate::auth::ClientAuth::new(&shared.auth),
     };
     // CLIENT KILL from another client stops the reader wherever it waits
@@ -180,6 +179,9 @@ struct DedicatedWriter {
     sent: u64,
     /// Shared with the writer: see `DedicatedReader::unbounded_at`.
     unbounded_at: Arc<std::sync::atomic::AtomicU64>,
+    /// Held for a run of script calls (see `scripts.rs`), not for a
+    /// server-side state: it goes back when the run ends.
+    script_run: Option<scripts::ScriptRun>,
 }
 
 impl DedicatedWriter {
@@ -251,9 +253,6 @@ struct Session {
     /// Cluster mode: shard channels on other nodes than the dedicated
     /// connection's (`server/shard_links.rs`).
     shard_links: super::shard_links::ShardLinks,
-    /// A run of script calls on a connection of the client's own (see
-    /// `scripts.rs`); the connection is `dedicated`.
-    script_run: Option<scripts::ScriptRun>,
     /// Who the client is: logged in or not, as which ACL user (`auth/`).
     auth: crate::auth::ClientAuth,
 }
@@ -350,6 +349,7 @@ impl Session {
                 Some(total) if total > buf.len() => buf.reserve(total - buf.len()),
                 _ => buf.reserve(16 * 1024),
             }
+            let in_script_run = self.in_script_run();
             let read = tokio::select! {
                 r = self.input.read() => r,
                 _ = shutdown.changed() => return,
@@ -365,7 +365,7 @@ impl Session {
                     self.take_swap(swap);
                     continue;
                 }
-                () = scripts::idle(self.script_run.is_some()) => {
+                () = scripts::idle(in_script_run) => {
                     if self.end_script_run().await == Flow::Close {
                         return;
                     }
@@ -544,7 +544,7 @@ impl Session {
                 }
             }
         }
-        if self.script_run.is_some() {
+        if self.in_script_run() {
             match self.script_run_continues(spec, &req).await {
                 Ok(true) => {
                     if let Some(spec) = spec {

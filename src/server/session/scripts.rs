@@ -66,7 +66,9 @@ impl Session {
             self.shared.metrics.error(e.kind());
             return self.reply(e.to_reply()).await;
         }
-        self.script_run = Some(ScriptRun { node });
+        if let Some(d) = self.dedicated.as_mut() {
+            d.script_run = Some(ScriptRun { node });
+        }
         self.script_on_run(req, spec, timing, plan).await
     }
 
@@ -127,14 +129,23 @@ impl Session {
         }
         let node = self.script_node(spec, req).await?;
         Ok(self
-            .script_run
+            .dedicated
             .as_ref()
+            .and_then(|d| d.script_run.as_ref())
             .is_some_and(|run| Arc::ptr_eq(&run.node, &node)))
+    }
+
+    /// True while the client's dedicated connection is held for a run of
+    /// script calls.
+    pub(super) fn in_script_run(&self) -> bool {
+        self.dedicated
+            .as_ref()
+            .is_some_and(|d| d.script_run.is_some())
     }
 
     /// Gives the run's connection back (after its replies), if one is held.
     pub(super) async fn end_script_run(&mut self) -> Flow {
-        if self.script_run.is_none() {
+        if !self.in_script_run() {
             return Flow::Continue;
         }
         self.leave_dedicated().await
