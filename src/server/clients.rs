@@ -77,6 +77,8 @@ pub struct ClientInfo {
     /// CLIENT KILL USER).
     user: Mutex<Bytes>,
     departure: watch::Sender<Departure>,
+    /// Stops the session task: CLIENT KILL, shutdown (see `halt.rs`).
+    pub halt: super::halt::Halt,
     /// The node and backend connection id of the dedicated connection the
     /// client holds, for CLIENT UNBLOCK.
     dedicated_on: Mutex<Option<(Arc<Node>, i64)>>,
@@ -108,6 +110,7 @@ impl ClientInfo {
     /// CLIENT KILL: the tasks serving this client stop at once.
     pub fn kill(&self) {
         self.departure.send_replace(Departure::Killed);
+        self.halt.fire(super::halt::HaltReason::Killed);
     }
 
     /// Records the dedicated connection the client holds (`None`: it gave
@@ -322,6 +325,7 @@ impl ClientRegistry {
             last_command: Mutex::new("NULL"),
             user: Mutex::new(self.default_user.clone()),
             departure: watch::Sender::new(Departure::Present),
+            halt: Default::default(),
             dedicated_on: Mutex::new(None),
             shard_unsubscribes_due: AtomicUsize::new(0),
             tracking: Default::default(),

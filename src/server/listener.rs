@@ -54,15 +54,19 @@ pub async fn run(
         let counted = shared.metrics.client_accepted();
         let shared = shared.clone();
         let done = done_tx.clone();
-        let session_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            super::session::serve(stream, shared.clone(), info, session_shutdown).await;
+            super::session::serve(stream, shared.clone(), info).await;
             drop(counted);
             drop(done);
         });
     }
     drop(listener);
     drop(done_tx);
+    // Every session was registered before its task was spawned, so every
+    // one is told (a task not yet started sees the reason when it starts).
+    for client in shared.clients.snapshot() {
+        client.halt.fire(super::halt::HaltReason::Shutdown);
+    }
     tracing::info!(
         clients = shared.clients.len(),
         "stopped accepting; draining sessions"

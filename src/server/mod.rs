@@ -12,9 +12,11 @@
 
 pub mod clients;
 pub mod conn_state;
+pub mod halt;
 pub mod listener;
 pub mod local;
 pub mod pending;
+pub mod queue;
 pub mod routed;
 pub mod session;
 pub mod shard_links;

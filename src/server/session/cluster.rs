@@ -53,9 +53,23 @@ impl Session {
         if !fits && !self.flush_batch().await {
             return Flow::Close;
         }
+        self.route_into(req, spec, timing, read_only, plan);
+        Flow::Continue
+    }
+
+    /// [`Session::route`] once the command fits the routed batch (or
+    /// there is none).
+    pub(super) fn route_into(
+        &mut self,
+        req: Request,
+        spec: Option<&'static CommandSpec>,
+        timing: Timing,
+        read_only: bool,
+        plan: Option<Box<ReplyPlan>>,
+    ) {
         let (client_id, proto) = (self.info.id, self.proto);
         let Some(cluster) = self.cluster.as_deref() else {
-            return Flow::Close;
+            return;
         };
         let pool = &self.batch_pool;
         let auth = &self.auth;
@@ -81,7 +95,6 @@ impl Session {
         if let Some(m) = timing.metrics {
             batch.metrics.push(m);
         }
-        Flow::Continue
     }
 
     /// Sends the routed batch, one message per node, and queues it for
@@ -90,10 +103,10 @@ impl Session {
         let Some(mut batch) = self.routed.take() else {
             return true;
         };
-        let Ok(permits) = self.inflight.acquire_many(batch.items.len() as u32).await else {
+        let commands = batch.items.len();
+        if !self.tx.wait_room(commands).await {
             return false;
-        };
-        permits.forget(); // given back by the writer when it takes the entry
+        }
         let frames = batch.group_frames();
         for (group, frames) in batch.groups.iter_mut().zip(frames) {
             group.sent = frames.clone();
@@ -110,7 +123,7 @@ impl Session {
                     .await,
             );
         }
-        self.tx.send(Pending::Routed(batch)).await.is_ok()
+        self.tx.send(Pending::Routed(batch), commands).await
     }
 
     /// Cluster mode: commands strata answers differently from a single

@@ -52,7 +52,7 @@ pub struct ClientTracking {
     target: AtomicBool,
     /// The writer's queue, to wake it when `target` turns true while it
     /// waits on the queue alone (weak: it does not keep the writer alive).
-    wake: Mutex<Option<mpsc::WeakSender<crate::server::pending::Pending>>>,
+    wake: Mutex<Option<crate::server::queue::WeakQueueTx>>,
     /// This client's redirect, once Redis accepted it.
     link: Mutex<Option<Arc<Link>>>,
     /// Cluster mode's BCAST tracking: the listeners' supervisor.
@@ -135,7 +135,7 @@ impl ClientTracking {
     }
 
     /// The writer's queue, for [`ClientTracking::mark_target`].
-    pub fn set_wake(&self, queue: mpsc::WeakSender<crate::server::pending::Pending>) {
+    pub fn set_wake(&self, queue: crate::server::queue::WeakQueueTx) {
         if let Ok(mut slot) = self.wake.lock() {
             *slot = Some(queue);
         }
@@ -154,8 +154,8 @@ impl ClientTracking {
             return;
         }
         let queue = self.wake.lock().ok().and_then(|w| w.clone());
-        if let Some(queue) = queue.and_then(|q| q.upgrade()) {
-            let _ = queue.try_send(crate::server::pending::Pending::Wake);
+        if let Some(queue) = queue {
+            queue.try_send(crate::server::pending::Pending::Wake);
         }
     }
 

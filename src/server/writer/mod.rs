@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::clients::{ClientInfo, Departure};
 use super::pending::{DedicatedReader, Expect, Pending, Post, Redirectable};
+use super::queue::{self as queue, QueueRx};
 use super::shard_links::{next_event, LinkFrames};
 use super::Shared;
 use crate::backend::cluster::redirect::{classify, Redirect};
@@ -44,8 +45,7 @@ enum Stop {
 /// Runs the writer until the reader finishes or the client goes away.
 pub async fn run(
     wr: OwnedWriteHalf,
-    rx: mpsc::Receiver<Pending>,
-    inflight: Arc<tokio::sync::Semaphore>,
+    rx: QueueRx,
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
     batch_pool: Arc<crate::server::routed::BatchPool>,
@@ -54,7 +54,6 @@ pub async fn run(
     let mut w = Writer {
         wr,
         rx,
-        inflight,
         out: BytesMut::with_capacity(16 * 1024),
         shared,
         swap: Some(swap),
@@ -69,9 +68,7 @@ pub async fn run(
 
 struct Writer {
     wr: OwnedWriteHalf,
-    rx: mpsc::Receiver<Pending>,
-    /// Commands queued and not yet taken; see `session.rs`.
-    inflight: Arc<tokio::sync::Semaphore>,
+    rx: QueueRx,
     out: BytesMut,
     shared: Arc<Shared>,
     /// Hands the session the write half of a connection the writer took
@@ -131,15 +128,15 @@ impl Writer {
             return Box::pin(self.next_or_invalidations()).await;
         }
         match self.rx.try_recv() {
-            Ok(p) => Some(self.taken(p)),
-            Err(mpsc::error::TryRecvError::Empty) => {
+            Ok(p) => Some(p),
+            Err(queue::TryRecvError::Empty) => {
                 if self.flush().await.is_err() {
                     return None;
                 }
                 let p = self.rx.recv().await?;
-                Some(self.taken(p))
+                Some(p)
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(queue::TryRecvError::Disconnected) => None,
         }
     }
 
@@ -151,7 +148,7 @@ impl Writer {
             self.out.extend_from_slice(&push);
         }
         if let Ok(p) = self.rx.try_recv() {
-            return Some(self.taken(p));
+            return Some(p);
         }
         loop {
             if self.flush().await.is_err() {
@@ -159,23 +156,10 @@ impl Writer {
             }
             tokio::select! {
                 biased;
-                p = self.rx.recv() => return p.map(|p| self.taken(p)),
+                p = self.rx.recv() => return p,
                 Some(push) = self.inbox.recv() => self.out.extend_from_slice(&push),
             }
         }
-    }
-
-    /// An entry left the queue: the commands it stands for no longer count
-    /// against the client's in-flight bound.
-    fn taken(&self, p: Pending) -> Pending {
-        let n = match &p {
-            Pending::Batch { count, .. } => *count,
-            Pending::Routed(batch) => batch.items.len(),
-            Pending::Wake => 0,
-            _ => 1,
-        };
-        self.inflight.add_permits(n);
-        p
     }
 
     /// A reply slot's value: at once if it is there, else after flushing
@@ -412,7 +396,7 @@ impl Writer {
                 // so the entry for this reply is in the queue: take entries
                 // (writing local replies queued before it) until it is.
                 while due.is_empty() {
-                    match self.rx.recv().await.map(|p| self.taken(p)) {
+                    match self.rx.recv().await {
                         Some(Pending::Expect(e)) => due.push_back(e),
                         Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
                         Some(Pending::Barrier(done)) => drop(done.send(())),
@@ -520,7 +504,7 @@ impl Writer {
             // Nothing due: take the next entry, and forward pub/sub messages meanwhile.
             tokio::select! {
                 biased;
-                item = self.rx.recv() => match item.map(|p| self.taken(p)) {
+                item = self.rx.recv() => match item {
                     None => return Err(Stop::Done),
                     Some(Pending::Expect(e)) => due.push_back(e),
                     Some(Pending::Ready(bytes)) => self.out.extend_from_slice(&bytes),
