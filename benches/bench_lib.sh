@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the benchmark scripts (sourced, not run). The caller
 # sets BENCH_NAME, then calls bench_tmpdir.
 
@@ -25,8 +26,8 @@ bench_cleanup() {
 # ones already handed out (no subshell, so USED_PORTS persists).
 USED_PORTS=" "
 free_port() {
-  local p i
-  for i in $(seq 200); do
+  local p _
+  for _ in $(seq 200); do
     p=$((20000 + RANDOM % 40000))
     case "$USED_PORTS" in *" $p "*) continue ;; esac
     if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -41,8 +42,8 @@ free_port() {
 
 # Waits until something on $1 answers PING; $2 names it for the error.
 wait_ping() {
-  local i
-  for i in $(seq 100); do
+  local _
+  for _ in $(seq 100); do
     if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
       return 0
     fi
