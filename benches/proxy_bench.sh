@@ -27,6 +27,8 @@
 #   N_C1         requests per test of the one-client hop-latency run (-c 1 -P 1;
 #                default 20000; 0 skips it)
 #   CLIENTS      redis-benchmark -c (default 50)
+#   RUN_TIMEOUT  seconds after which one redis-benchmark run is stopped and
+#                counted as failed (default 300)
 #   VALUE        redis-benchmark -d (default 128)
 #   STRATA       the strata binary (default target/release/strata)
 #   STRATA_ARGS  extra strata flags, e.g. "--worker-threads 1" (default none)
@@ -63,14 +65,15 @@ N_P1=${N_P1:-200000}
 N_P16=${N_P16:-1000000}
 N_C1=${N_C1:-20000}
 CLIENTS=${CLIENTS:-50}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 VALUE=${VALUE:-128}
 STRATA=${STRATA:-$ROOT/target/release/strata}
 STRATA_ARGS=${STRATA_ARGS:-}
 OUT=${OUT:-$ROOT/target/bench/proxy-latest.txt}
 
-for tool in redis-server redis-cli redis-benchmark nutcracker; do
+for tool in redis-server redis-cli redis-benchmark nutcracker timeout; do
   if ! command -v "$tool" >/dev/null; then
-    echo "proxy_bench: $tool not found; install it: apt-get install redis-server redis-tools nutcracker (or run 'make bench')" >&2
+    echo "proxy_bench: $tool not found; install it: apt-get install redis-server redis-tools nutcracker coreutils (or run 'make bench')" >&2
     exit 1
   fi
 done
@@ -83,6 +86,21 @@ BENCH_NAME=proxy_bench
 # shellcheck source=benches/bench_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_tmpdir strata-bench
+
+# The redis-benchmark being run, if any: it runs in the background (under
+# `timeout`: redis-benchmark spins forever on a port whose proxy has died)
+# so that a signal reaches the traps at once, and the exit trap stops it
+# before the servers.
+BENCH_PID=
+# shellcheck disable=SC2317 # called from the exit trap
+stop_bench() {
+  if [ -n "$BENCH_PID" ]; then
+    kill "$BENCH_PID" 2>/dev/null || true
+    wait "$BENCH_PID" 2>/dev/null || true
+    BENCH_PID=
+  fi
+}
+trap 'stop_bench; bench_cleanup' EXIT
 
 # utime+stime of a process (all its threads), in clock ticks; NA when the
 # process is gone. Field 2 (comm) may hold spaces, so count from the closing
@@ -220,21 +238,35 @@ for r in $(seq "$REPEATS"); do
       target=${TARGETS[$(((k + r) % NT))]}
       port=$(port_of "$target")
       pid=$(pid_of "$target")
+      if ! kill -0 "$pid" 2>/dev/null; then
+        echo "repeat $r mode $mode $target: not run, the $target process has exited (the end of its log is in the summary)" >>"$FAILURES"
+        printf '%s\n' "$r,$mode,$target,SET,NA,NA,NA,NA,NA" "$r,$mode,$target,GET,NA,NA,NA,NA,NA" >>"$RESULTS"
+        echo "  repeat $r mode $mode $target: not run, it has exited" >&2
+        continue
+      fi
       before=$(cpu_ticks "$pid")
       rbefore=$(cpu_ticks "$REDIS_PID")
       rc=0
-      csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -d "$VALUE" -t set,get -n "$n" -P "$pipeline" --csv 2>>"$TMP/benchmark.err") || rc=$?
+      timeout -k 5 "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -d "$VALUE" -t set,get \
+        -n "$n" -P "$pipeline" --csv >"$TMP/run.csv" 2>>"$TMP/benchmark.err" &
+      BENCH_PID=$!
+      wait "$BENCH_PID" || rc=$?
+      BENCH_PID=
       after=$(cpu_ticks "$pid")
       rafter=$(cpu_ticks "$REDIS_PID")
       cpu_us=$(per_req "$after" "$before" $((2 * n)))
       rcpu_us=$(per_req "$rafter" "$rbefore" $((2 * n)))
       # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
       # "p95_latency_ms","p99_latency_ms","max_latency_ms" (7.0.15).
-      rows=$(awk -F, 'NR > 1 { gsub(/"/, ""); print $1 "," $2 "," $5 "," $7 }' <<<"$csv")
-      if [ "$rc" != 0 ] || [ "$(grep -c . <<<"$rows" || true)" != 2 ] || [ "$after" = NA ]; then
-        echo "repeat $r mode $mode $target: redis-benchmark exit $rc, $(grep -c . <<<"$rows" || true) CSV rows$([ "$after" = NA ] && echo ", the $target process has exited")" >>"$FAILURES"
+      rows=$(awk -F, 'NR > 1 { gsub(/"/, ""); print $1 "," $2 "," $5 "," $7 }' "$TMP/run.csv")
+      nrows=$(grep -c . <<<"$rows" || true)
+      if [ "$rc" != 0 ] || [ "$nrows" != 2 ] || [ "$after" = NA ]; then
+        why="redis-benchmark exit $rc"
+        [ "$rc" = 124 ] && why="stopped after ${RUN_TIMEOUT}s (timeout)"
+        [ "$after" = NA ] && why="$why, the $target process exited during the run"
+        echo "repeat $r mode $mode $target: $why, $nrows CSV rows" >>"$FAILURES"
         rows=$'SET,NA,NA,NA\nGET,NA,NA,NA'
-        cpu_us=NA
+        cpu_us=NA rcpu_us=NA
       fi
       awk -F, -v pre="$r,$mode,$target" -v post="$cpu_us,$rcpu_us" '{ print pre "," $0 "," post }' <<<"$rows" >>"$RESULTS"
       printf '  repeat %s -c %-2s -P %-2s %-9s %s cpu %s us/req, redis-server %s\n' "$r" "$clients" "$pipeline" "$target" \
@@ -337,7 +369,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "FAILED RUNS ($(wc -l <"$FAILURES")), left out of the medians:"
     sed 's/^/  /' "$FAILURES"
-    head -3 "$TMP/benchmark.err" 2>/dev/null | sed 's/^/  redis-benchmark: /'
+    { grep -v "Could not fetch server CONFIG" "$TMP/benchmark.err" 2>/dev/null || true; } | head -3 | sed 's/^/  redis-benchmark: /'
   fi
   for c in "${COLS[@]}"; do
     if ! kill -0 "$(pid_of "$c")" 2>/dev/null; then
