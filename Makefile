@@ -87,9 +87,11 @@ bench-deps:
 	done
 
 ## Micro-benchmarks (criterion, short measurement) then the end-to-end proxy
-## benchmark: redis direct vs strata vs twemproxy. Summary in
-## target/bench/proxy-latest.txt; REPEATS=n (default 3) for more runs.
-## Then the Sentinel, transform and cluster sections (below).
+## benchmark: redis direct vs strata vs twemproxy, and vs predixy when
+## PREDIXY_BIN names its binary (e.g. PREDIXY_BIN=../shared/anchors/predixy),
+## interleaved repeats in one run; throughput, p50/p99, CPU per request and
+## PASS/MISS for issue 20's targets. Summary in target/bench/proxy-latest.txt;
+## REPEATS=n (default 5). Then the Sentinel, transform and cluster sections (below).
 bench: release bench-deps
 	$(CARGO) bench --bench protocol --bench command_lookup -- --quick
 	bash benches/proxy_bench.sh

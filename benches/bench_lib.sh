@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the benchmark scripts (sourced, not run). The caller
 # sets BENCH_NAME, then calls bench_tmpdir.
 
@@ -21,15 +22,21 @@ bench_cleanup() {
   rm -rf "$TMP"
 }
 
-# Sets variable $1 to a TCP port nothing listens on, different from the
-# ones already handed out (no subshell, so USED_PORTS persists).
+# Sets variable $1 to a TCP port no socket uses, different from the ones
+# already handed out (no subshell, so USED_PORTS persists). It is taken
+# below the kernel's ephemeral range when there is room: a port inside it
+# can be taken by any outgoing connection on this shared machine between
+# this check and the server's bind (seen: redis-server "Address already in
+# use" in `make bench`).
+BENCH_EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 USED_PORTS=" "
 free_port() {
-  local p i
-  for i in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+  local p _ lo=10000 span=$((BENCH_EPHEMERAL_LOW - 10000))
+  if [ "$span" -lt 1000 ]; then lo=20000 span=40000; fi
+  for _ in $(seq 200); do
+    p=$((lo + (RANDOM * 32768 + RANDOM) % span))
     case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       USED_PORTS="$USED_PORTS$p "
       printf -v "$1" '%s' "$p"
       return 0
@@ -41,8 +48,8 @@ free_port() {
 
 # Waits until something on $1 answers PING; $2 names it for the error.
 wait_ping() {
-  local i
-  for i in $(seq 100); do
+  local _
+  for _ in $(seq 100); do
     if [ "$(redis-cli -p "$1" ping 2>/dev/null)" = "PONG" ]; then
       return 0
     fi
