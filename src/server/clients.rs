@@ -374,6 +374,10 @@ impl ClientRegistry {
                 kill_me = true;
             } else {
                 c.kill();
+                // Gone at once, as Redis frees a killed client at once: a
+                // CLIENT LIST or KILL right after must not count it while
+                // its tasks wind down.
+                self.unregister(c.id);
             }
         }
         (count, kill_me)

@@ -67,6 +67,39 @@ pub enum Pending {
     Wake,
 }
 
+impl Pending {
+    /// The writer is parked on an empty queue and this entry arrives: if
+    /// it is a reply still on its way from a multiplexed connection, the
+    /// writer's waker goes to that reply slot instead of being woken now
+    /// (it could do nothing but park again on the slot). True when done:
+    /// the reply's arrival wakes the writer, one wakeup per request
+    /// instead of two. Entries queued behind it wait for it anyway.
+    pub fn park_writer_on_reply(&mut self, writer: &std::task::Waker) -> bool {
+        use std::future::Future;
+        let reply = match self {
+            Pending::Backend { reply, .. } | Pending::Batch { reply, .. } => reply,
+            _ => return false,
+        };
+        if !reply.is_empty() {
+            return false; // already answered (or dropped): wake the writer
+        }
+        let mut cx = std::task::Context::from_waker(writer);
+        match std::pin::Pin::new(&mut *reply).poll(&mut cx) {
+            std::task::Poll::Pending => true,
+            // Answered between the check and the poll: the value is taken
+            // out of the slot, so it goes back in a fresh one.
+            std::task::Poll::Ready(result) => {
+                let (tx, rx) = oneshot::channel();
+                if let Ok(value) = result {
+                    let _ = tx.send(value);
+                }
+                *reply = rx;
+                false
+            }
+        }
+    }
+}
+
 /// Per-command timing, recorded when the reply is written.
 #[derive(Debug)]
 pub struct Timing {

@@ -207,12 +207,17 @@ impl Future for Send<'_> {
                 park(&mut state.room_waker, cx);
                 return Poll::Pending;
             }
-            let Some(entry) = this.entry.take() else {
+            let Some(mut entry) = this.entry.take() else {
                 return Poll::Ready(true); // `wait_room`: there is room
+            };
+            let waker = match state.rx_waker.take() {
+                // Parked on an empty queue: woken by the reply instead.
+                Some(w) if state.entries.is_empty() && entry.park_writer_on_reply(&w) => None,
+                other => other,
             };
             state.inflight += this.commands;
             state.entries.push_back((entry, this.commands));
-            state.rx_waker.take()
+            waker
         };
         if let Some(w) = waker {
             w.wake();

@@ -11,9 +11,6 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// Views up to this size are copied when sent (see [`BatchFrames::freeze`]).
-const COPY_OUT_BYTES: usize = 4096;
-
 /// The frames of one batch, back to back.
 #[derive(Debug)]
 pub(super) enum BatchFrames {
@@ -71,16 +68,11 @@ impl BatchFrames {
         }
     }
 
-    /// The frames, to send. A small view is copied out: the backend
-    /// connection holds the frames until it writes them, and a view would
-    /// keep the client's whole read buffer shared meanwhile, so the next
-    /// read would have to allocate a fresh one (16 KiB, once per read at
-    /// `-P 1`); a small copy costs less (docs/PERFORMANCE.md).
+    /// The frames, to send. The multiplexed connection copies a batch
+    /// under 16 KiB into its write buffer as it is queued, so the view is
+    /// released at once and the client's read buffer is reused in place.
     pub(super) fn freeze(self) -> Bytes {
         match self {
-            BatchFrames::View { chunk, start, end } if end - start <= COPY_OUT_BYTES => {
-                Bytes::copy_from_slice(&chunk[start..end])
-            }
             BatchFrames::View { chunk, start, end } => chunk.slice(start..end),
             BatchFrames::Copied(copy) => copy.freeze(),
         }
@@ -115,15 +107,8 @@ mod tests {
         assert_eq!(frames.len(), 28);
         let sent = frames.freeze();
         assert_eq!(sent, chunk);
-        // Small: copied out, so the read buffer is not kept shared.
-        assert_ne!(sent.as_ptr(), chunk.as_ptr());
-        // Large: a view, not a copy (the same memory).
-        let big = Bytes::from(vec![b'x'; 2 * COPY_OUT_BYTES]);
-        let mut frames = BatchFrames::first(&big.slice(0..COPY_OUT_BYTES), &big, 0);
-        frames.push(&big.slice(COPY_OUT_BYTES..));
-        let sent = frames.freeze();
-        assert_eq!(sent.as_ptr(), big.as_ptr());
-        assert_eq!(sent.len(), big.len());
+        // A view, not a copy: the same memory.
+        assert_eq!(sent.as_ptr(), chunk.as_ptr());
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! A multiplexed backend connection: many clients, one pipelined socket.
 //!
-//! One task owns the socket. Its writer half takes requests from a bounded
-//! channel, coalesces whatever is queued into one write, and hands each
-//! request's reply slot to the reader half in the same order. The reader
-//! frames replies and completes the slots in FIFO order. Redis answers a
-//! connection's commands in order, so FIFO matching is exact.
+//! Clients append their request bytes and reply slots to the connection's
+//! [`outbox`] themselves, in one order. One task owns the socket: its
+//! writer half swaps the queued bytes out and writes them in one `write`;
+//! its reader half frames replies and completes the slots in FIFO order.
+//! Redis answers a connection's commands in order, so FIFO matching is
+//! exact.
 //!
 //! The connection reconnects by itself with exponential backoff. While it is
 //! down, requests fail at once with a clear error instead of waiting. A
 //! request without a reply after the request timeout fails the whole
 //! connection (the backend stopped answering), so nothing hangs.
+
+mod outbox;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use tokio::sync::watch;
@@ -33,35 +36,39 @@ use crate::telemetry::{BackendConnMetrics, ConnState};
 /// and back to back, or why there are none.
 pub type MuxReply = Result<Bytes, BackendError>;
 
-/// A batch of requests on its way to the backend: the commands one client
-/// pipelined in one read. One channel message, one reply slot and one
-/// wakeup per batch instead of per command.
-#[derive(Debug)]
-pub struct MuxRequest {
-    /// The RESP frames, back to back, exactly as the client sent them.
-    pub frames: Bytes,
-    /// How many commands `frames` holds (and so how many reply frames are due).
-    pub count: usize,
-    /// Where the replies go, all together.
-    pub reply: oneshot::Sender<MuxReply>,
-}
+use outbox::{Outbox, Slot};
 
-/// Queued requests per connection before senders wait (backpressure).
-const QUEUE_DEPTH: usize = 8192;
-/// Coalesce at most this many bytes into one write.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Frames larger than this are written directly instead of copied.
-const DIRECT_WRITE_BYTES: usize = 16 * 1024;
+/// The write buffer's usual size.
+const WRITE_BUF_BYTES: usize = 64 * 1024;
 
 const STATE_CONNECTING: u8 = 0;
 const STATE_UP: u8 = 1;
 const STATE_DOWN: u8 = 2;
 
-/// A handle to a multiplexed connection. Cheap to clone.
-#[derive(Debug, Clone)]
+/// A handle to a multiplexed connection. Cheap to clone; the connection's
+/// task stops once every handle is dropped.
+#[derive(Clone)]
 pub struct MuxConnection {
-    tx: mpsc::Sender<MuxRequest>,
+    outbox: Arc<Outbox>,
     state: Arc<AtomicU8>,
+    _handles: Arc<Handles>,
+}
+
+impl std::fmt::Debug for MuxConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxConnection")
+            .field("addr", &self.outbox.addr)
+            .finish()
+    }
+}
+
+/// Dropped with the last handle: tells the task to stop.
+struct Handles(Arc<Outbox>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// What a multiplexed connection needs to start.
@@ -86,7 +93,7 @@ pub struct MuxSetup {
 impl MuxConnection {
     /// Starts the connection task.
     pub fn spawn(setup: MuxSetup) -> MuxConnection {
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let outbox = Arc::new(Outbox::new(setup.addr.clone()));
         let state = Arc::new(AtomicU8::new(STATE_CONNECTING));
         let task = MuxTask {
             addr: setup.addr,
@@ -96,43 +103,25 @@ impl MuxConnection {
             breaker: setup.breaker,
             state: state.clone(),
             trouble: setup.trouble,
+            outbox: outbox.clone(),
         };
-        tokio::spawn(task.run(rx, setup.retired));
-        MuxConnection { tx, state }
+        tokio::spawn(task.run(setup.retired));
+        MuxConnection {
+            _handles: Arc::new(Handles(outbox.clone())),
+            outbox,
+            state,
+        }
     }
 
     /// Queues `count` commands; the returned receiver yields their replies.
     pub async fn send(&self, frames: Bytes, count: usize) -> oneshot::Receiver<MuxReply> {
-        let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(req)) = self
-            .tx
-            .send(MuxRequest {
-                frames,
-                count,
-                reply,
-            })
-            .await
-        {
-            let _ = req.reply.send(Err(BackendError::Unavailable {
-                addr: "backend".into(),
-                reason: "connection retired".into(),
-            }));
-        }
-        rx
+        self.outbox.send(frames, count).await
     }
 
     /// True while the socket is connected.
     pub fn is_up(&self) -> bool {
         self.state.load(Ordering::Relaxed) == STATE_UP
     }
-}
-
-/// A reply slot waiting for its frames.
-struct Pending {
-    reply: oneshot::Sender<MuxReply>,
-    /// Reply frames still due for this batch.
-    remaining: usize,
-    deadline: Instant,
 }
 
 struct MuxTask {
@@ -143,14 +132,11 @@ struct MuxTask {
     breaker: Arc<Breaker>,
     state: Arc<AtomicU8>,
     trouble: Arc<tokio::sync::Notify>,
+    outbox: Arc<Outbox>,
 }
 
 impl MuxTask {
-    async fn run(
-        self,
-        mut rx: mpsc::Receiver<MuxRequest>,
-        mut retired: watch::Receiver<Option<String>>,
-    ) {
+    async fn run(self, mut retired: watch::Receiver<Option<String>>) {
         let mut backoff = self.settings.reconnect_base;
         let mut last = ConnState::Connecting;
         self.metrics.set_state(None, ConnState::Connecting);
@@ -158,7 +144,7 @@ impl MuxTask {
             let connected = tokio::select! {
                 c = self.connect() => c,
                 reason = retired_reason(&mut retired) => {
-                    self.retire(&mut rx, reason, last);
+                    self.retire(reason, last);
                     return;
                 }
             };
@@ -168,14 +154,14 @@ impl MuxTask {
                     self.breaker.on_success();
                     backoff = self.settings.reconnect_base;
                     tracing::info!(backend = %self.addr, proto = ?self.proto, "multiplexed connection up");
-                    match self.serve(rd, wr, &mut rx, &mut retired).await {
+                    match self.serve(rd, wr, &mut retired).await {
                         Ok(()) => {
                             self.metrics.remove(last);
                             return; // every handle dropped: shutting down
                         }
                         Err(_) if retired.borrow().is_some() => {
                             let reason = retired.borrow().clone().unwrap_or_default();
-                            self.retire(&mut rx, reason, last);
+                            self.retire(reason, last);
                             return;
                         }
                         Err(e) => {
@@ -194,44 +180,42 @@ impl MuxTask {
                 }
             };
             self.set_state(&mut last, ConnState::Down, STATE_DOWN);
-            // Back off; meanwhile fail queued requests at once rather than
-            // leaving clients to wait for a connection that may not come.
+            // Back off; meanwhile requests fail at once rather than leaving
+            // clients to wait for a connection that may not come. Those
+            // queued while connecting fail now.
+            self.outbox
+                .set_accepting(outbox::Accepting::Down(reason.clone()));
+            self.outbox.fail_all(&BackendError::Unavailable {
+                addr: self.addr.clone(),
+                reason,
+            });
             let until = Instant::now() + backoff;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break,
-                    reason = retired_reason(&mut retired) => {
-                        self.retire(&mut rx, reason, last);
-                        return;
-                    }
-                    req = rx.recv() => match req {
-                        Some(req) => {
-                            let _ = req.reply.send(Err(BackendError::Unavailable {
-                                addr: self.addr.clone(),
-                                reason: reason.clone(),
-                            }));
-                        }
-                        None => {
-                            self.metrics.remove(last);
-                            return;
-                        }
-                    }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                reason = retired_reason(&mut retired) => {
+                    self.retire(reason, last);
+                    return;
                 }
+            }
+            if self.outbox.is_closed() {
+                self.metrics.remove(last);
+                return;
             }
             backoff = (backoff * 2).min(self.settings.reconnect_max);
             self.set_state(&mut last, ConnState::Connecting, STATE_CONNECTING);
+            self.outbox.set_accepting(outbox::Accepting::Yes);
         }
     }
 
-    /// The node was retired: fail everything still queued, and stop.
-    fn retire(&self, rx: &mut mpsc::Receiver<MuxRequest>, reason: String, last: ConnState) {
-        rx.close();
-        while let Ok(req) = rx.try_recv() {
-            let _ = req.reply.send(Err(BackendError::ConnectionLost {
-                addr: self.addr.clone(),
-                reason: reason.clone(),
-            }));
-        }
+    /// The node was retired: fail everything queued, refuse what comes,
+    /// and stop.
+    fn retire(&self, reason: String, last: ConnState) {
+        self.outbox
+            .set_accepting(outbox::Accepting::Retired(reason.clone()));
+        self.outbox.fail_all(&BackendError::ConnectionLost {
+            addr: self.addr.clone(),
+            reason: reason.clone(),
+        });
         self.metrics.remove(last);
         self.state.store(STATE_DOWN, Ordering::Relaxed);
         tracing::info!(backend = %self.addr, %reason, "multiplexed connection retired");
@@ -259,19 +243,18 @@ impl MuxTask {
     }
 
     /// Runs one connected socket until it fails (`Err`) or every handle is
-    /// dropped (`Ok`). Requests still in flight when it fails get an error.
+    /// dropped (`Ok`). Requests queued or in flight when it fails get an
+    /// error.
     async fn serve(
         &self,
         rd: OwnedReadHalf,
         wr: OwnedWriteHalf,
-        rx: &mut mpsc::Receiver<MuxRequest>,
         retired: &mut watch::Receiver<Option<String>>,
     ) -> Result<(), BackendError> {
-        let (pending_tx, mut pending_rx) = mpsc::unbounded_channel::<Pending>();
-        let mut in_flight: VecDeque<Pending> = VecDeque::new();
+        let mut in_flight: VecDeque<Slot> = VecDeque::new();
         let result = tokio::select! {
-            r = write_loop(wr, rx, pending_tx, self.settings.request_timeout) => r.map_err(|e| self.lost(e)),
-            r = read_loop(rd, &mut pending_rx, &mut in_flight, &self.addr, self.settings.request_timeout, &self.breaker, &self.trouble) => r,
+            r = write_loop(wr, &self.outbox) => r.map_err(|e| self.lost(e)),
+            r = read_loop(rd, &self.outbox, &mut in_flight, &self.addr, self.settings.request_timeout, &self.breaker, &self.trouble) => r,
             reason = retired_reason(retired) => {
                 Err(BackendError::ConnectionLost { addr: self.addr.clone(), reason })
             }
@@ -280,13 +263,10 @@ impl MuxTask {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        pending_rx.close();
-        while let Ok(p) = pending_rx.try_recv() {
-            in_flight.push_back(p);
-        }
         for p in in_flight {
             let _ = p.reply.send(Err(err.clone()));
         }
+        self.outbox.fail_all(&err);
         Err(err)
     }
 
@@ -298,15 +278,12 @@ impl MuxTask {
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    rx: &mut mpsc::Receiver<MuxRequest>,
-    pending_tx: mpsc::UnboundedSender<Pending>,
-    timeout: std::time::Duration,
-) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
-    while let Some(first) = rx.recv().await {
-        if rx.is_empty() {
+/// Writes what clients queue, until every handle is dropped (`Ok`).
+async fn write_loop(mut wr: OwnedWriteHalf, outbox: &Outbox) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(WRITE_BUF_BYTES);
+    let mut pieces = VecDeque::new();
+    while outbox.wait_bytes().await {
+        if outbox.pushed() <= 1 {
             // Let the other tasks that are ready (sessions with requests
             // read) queue theirs before this write: under load one write,
             // and one read on the server's side, then carries many clients'
@@ -314,42 +291,17 @@ async fn write_loop(
             // costs one trip through the scheduler.
             tokio::task::yield_now().await;
         }
-        let deadline = Instant::now() + timeout;
-        let mut next = Some(first);
-        while let Some(req) = next.take() {
-            // The slot goes to the reader before the bytes go out, so a reply
-            // can never arrive ahead of its slot.
-            if req.count == 0 {
-                let _ = req.reply.send(Ok(Bytes::new()));
-                next = rx.try_recv().ok();
-                continue;
-            }
-            if pending_tx
-                .send(Pending {
-                    reply: req.reply,
-                    remaining: req.count,
-                    deadline,
-                })
-                .is_err()
-            {
-                return Ok(());
-            }
-            if req.frames.len() >= DIRECT_WRITE_BYTES {
-                if !buf.is_empty() {
-                    wr.write_all(&buf).await?;
-                    buf.clear();
-                }
-                wr.write_all(&req.frames).await?;
-            } else {
-                buf.extend_from_slice(&req.frames);
-            }
-            if buf.len() < WRITE_BATCH_BYTES {
-                next = rx.try_recv().ok();
-            }
+        outbox.take_bytes(&mut pieces, &mut buf);
+        for piece in pieces.drain(..) {
+            wr.write_all(&piece).await?;
         }
         if !buf.is_empty() {
             wr.write_all(&buf).await?;
-            buf.clear();
+        }
+        buf.clear();
+        if buf.capacity() > 4 * WRITE_BUF_BYTES {
+            // A burst grew it: do not keep that much per connection.
+            buf = BytesMut::with_capacity(WRITE_BUF_BYTES);
         }
     }
     // Every handle dropped.
@@ -358,8 +310,8 @@ async fn write_loop(
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
-    pending_rx: &mut mpsc::UnboundedReceiver<Pending>,
-    in_flight: &mut VecDeque<Pending>,
+    outbox: &Outbox,
+    in_flight: &mut VecDeque<Slot>,
     addr: &str,
     timeout: std::time::Duration,
     breaker: &Breaker,
@@ -375,21 +327,23 @@ async fn read_loop(
     loop {
         loop {
             if in_flight.is_empty() {
-                match pending_rx.try_recv() {
-                    Ok(p) => in_flight.push_back(p),
-                    Err(_) if buf.is_empty() => break,
-                    Err(_) => match frame_len(&buf) {
-                        Ok(Some(len)) if is_push(&buf[..len]) => {
-                            // Never subscribed on a shared connection: ignore stray pushes.
-                            let _ = buf.split_to(len);
-                            continue;
-                        }
-                        Ok(Some(_)) => {
-                            return Err(lost("reply without a request (protocol desync)".into()))
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Err(lost(e.to_string())),
-                    },
+                outbox.take_slots(in_flight, || Instant::now() + timeout);
+            }
+            if in_flight.is_empty() {
+                if buf.is_empty() {
+                    break;
+                }
+                match frame_len(&buf) {
+                    Ok(Some(len)) if is_push(&buf[..len]) => {
+                        // Never subscribed on a shared connection: ignore stray pushes.
+                        let _ = buf.split_to(len);
+                        continue;
+                    }
+                    Ok(Some(_)) => {
+                        return Err(lost("reply without a request (protocol desync)".into()))
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(lost(e.to_string())),
                 }
             }
             let len = match frame_len(&buf[scanned..]) {
@@ -427,18 +381,21 @@ async fn read_loop(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
-        let deadline = in_flight.front().map(|p| p.deadline);
+        // Slots queued meanwhile are taken now, so the oldest request's
+        // timeout is armed before waiting.
+        outbox.take_slots(in_flight, || Instant::now() + timeout);
+        let deadline = in_flight.front().and_then(|p| p.deadline);
+        let idle = in_flight.is_empty();
         tokio::select! {
             biased;
-            p = pending_rx.recv() => match p {
-                Some(p) => in_flight.push_back(p),
-                None => return Ok(()),
-            },
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => return Err(lost("backend closed the connection".into())),
                 Ok(_) => {}
                 Err(e) => return Err(lost(e.to_string())),
             },
+            // Nothing in flight: a new request must wake this, to arm its
+            // timeout (a reply to it wakes the read anyway).
+            () = outbox::SlotQueued { outbox }, if idle => {}
             _ = sleep_until_opt(deadline) => {
                 return Err(BackendError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() });
             }
