@@ -426,6 +426,62 @@ mod tests {
         assert!(rx.recv().await.is_none());
     }
 
+    /// Counts its wakeups.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parked_writer_is_woken_by_the_reply_not_by_its_entry() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, mut rx) = channel(8);
+        let counter = Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        // The writer parks on the empty queue.
+        assert!(Pin::new(&mut rx.recv()).poll(&mut cx).is_pending());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let batch = Pending::Batch {
+            reply: reply_rx,
+            count: 1,
+            started: std::time::Instant::now(),
+            metrics: Vec::new(),
+            plans: Vec::new(),
+        };
+        assert!(tx.send(batch, 1).await);
+        assert_eq!(counter.0.load(SeqCst), 0, "not woken for a reply still due");
+        // A later entry waits behind it: no wakeup either.
+        assert!(tx.send(ready(7), 1).await);
+        assert_eq!(counter.0.load(SeqCst), 0);
+        let _ = reply_tx.send(Ok(bytes::Bytes::from_static(b"+OK\r\n")));
+        assert_eq!(counter.0.load(SeqCst), 1, "woken by the reply");
+        let Some(Pending::Batch { mut reply, .. }) = rx.try_recv().ok() else {
+            panic!("the batch first");
+        };
+        let got = reply.try_recv().expect("answered").expect("ok");
+        assert_eq!(&got[..], b"+OK\r\n");
+        assert_eq!(rx.try_recv().map(byte), Ok(7));
+
+        // A reply already there: the writer is woken at once.
+        assert!(Pin::new(&mut rx.recv()).poll(&mut cx).is_pending());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let _ = reply_tx.send(Ok(bytes::Bytes::new()));
+        let answered = Pending::Backend {
+            reply: reply_rx,
+            post: crate::server::pending::Post::None,
+            timing: crate::server::pending::Timing {
+                started: std::time::Instant::now(),
+                metrics: None,
+            },
+        };
+        assert!(tx.send(answered, 1).await);
+        assert_eq!(counter.0.load(SeqCst), 2);
+    }
+
     /// Polls once with a no-op waker.
     fn futures_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
         let mut cx = Context::from_waker(Waker::noop());
