@@ -204,9 +204,11 @@ impl ClientInfo {
     }
 
     /// Marks the client active now, running `command`.
-    pub fn touch(&self, epoch: Instant, command: &'static str) {
-        self.last_active_ms
-            .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    pub fn touch(&self, epoch: Instant, now: Instant, command: &'static str) {
+        self.last_active_ms.store(
+            now.saturating_duration_since(epoch).as_millis() as u64,
+            Ordering::Relaxed,
+        );
         if let Ok(mut slot) = self.last_command.lock() {
             *slot = command;
         }

@@ -111,12 +111,14 @@ impl Session {
                 self.reply(r.freeze()).await
             }
             "client|info" => {
-                self.info.touch(self.shared.clients.epoch(), spec.name);
+                self.info
+                    .touch(self.shared.clients.epoch(), Instant::now(), spec.name);
                 let bytes = local::client_info(proto, &self.info, &self.shared.clients);
                 self.reply(bytes).await
             }
             "client|list" => {
-                self.info.touch(self.shared.clients.epoch(), spec.name);
+                self.info
+                    .touch(self.shared.clients.epoch(), Instant::now(), spec.name);
                 let bytes = local::client_list(proto, args, &self.shared.clients);
                 self.reply(bytes).await
             }

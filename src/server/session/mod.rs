@@ -328,7 +328,7 @@ impl Session {
             }
             // Once per read batch, not per command: CLIENT LIST's idle/cmd.
             if let Some(name) = last_command {
-                self.info.touch(self.shared.clients.epoch(), name);
+                self.info.touch(self.shared.clients.epoch(), started, name);
             }
             if !self.flush_dedicated().await {
                 return;
