@@ -36,6 +36,26 @@ pub struct BadReply(String);
 /// without allocating: a count of elements still expected replaces
 /// recursion, so nesting depth cannot exhaust the stack.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, BadReply> {
+    // Most replies are one simple line or one bulk string: measured
+    // without the walk's bookkeeping (the same checks, in the same order).
+    match buf.first() {
+        Some(b'+' | b'-' | b':') => return Ok(find_crlf(buf).map(|cr| cr + 2)),
+        Some(b'$') => {
+            let Some(cr) = find_crlf(buf) else {
+                return Ok(None);
+            };
+            let len = parse_len(&buf[1..cr]).ok_or_else(|| BadReply("bad bulk length".into()))?;
+            if len < 0 {
+                if len != -1 {
+                    return Err(BadReply("negative bulk length".into()));
+                }
+                return Ok(Some(cr + 2));
+            }
+            let end = (cr + 2).saturating_add(len as usize).saturating_add(2);
+            return Ok((buf.len() >= end).then_some(end));
+        }
+        _ => {}
+    }
     let mut pos = 0usize;
     let mut remaining: u64 = 1;
     while remaining > 0 {

@@ -78,6 +78,12 @@ impl Pending {
         use std::future::Future;
         let reply = match self {
             Pending::Backend { reply, .. } | Pending::Batch { reply, .. } => reply,
+            // Cluster: the first node's replies are awaited first.
+            Pending::Routed(batch) => match batch.groups.first_mut().and_then(|g| g.reply.as_mut())
+            {
+                Some(reply) => reply,
+                None => return false,
+            },
             _ => return false,
         };
         if !reply.is_empty() {

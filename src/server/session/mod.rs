@@ -660,9 +660,10 @@ impl Session {
             || self.unbound_multi.is_some()
             || spec.has(Flags::RUNS_SCRIPT)
             || spec.name == "info"
-            || req
-                .arg(0)
-                .is_some_and(|name| self.shared.transforms.concerns(name))
+            || (!self.shared.transforms.is_empty()
+                && req
+                    .arg(0)
+                    .is_some_and(|name| self.shared.transforms.concerns(name)))
             || (self.cluster.is_some() && self.info.tracking.per_read().is_some())
         {
             return Some(req);
