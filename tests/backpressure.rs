@@ -70,3 +70,44 @@ async fn pipelining_without_reading_is_throttled_then_fully_answered() {
     let _wr = writer.await.unwrap();
     running.shutdown().await;
 }
+
+/// A client that does not read its replies must not hold up another one
+/// sharing its multiplexed backend connection: the connection hands each
+/// client its replies and goes on; the slow one waits alone, bounded by its
+/// own in-flight limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_stall_others_on_its_connection() {
+    let redis = support::RedisServer::start();
+    let value = "v".repeat(16 * 1024);
+    redis.raw(
+        format!("SET big {value}\r\n").as_bytes(),
+        Duration::from_millis(300),
+    );
+    let mut config = support::strata::test_config(&redis.addr());
+    config.server.max_inflight_per_client = 64;
+    // One multiplexed connection per protocol: both clients share it.
+    config.backend.connections = 1;
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+
+    const N: usize = 20_000;
+    let slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let (_slow_rd, mut slow_wr) = slow.into_split();
+    let request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(N);
+    let writer = tokio::spawn(async move {
+        let _ = slow_wr.write_all(&request).await;
+        slow_wr
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // Meanwhile another client is served, command after command.
+    let mut other = support::clients::RawConn::connect(&running.addr.to_string()).await;
+    for i in 0..200 {
+        let key = format!("k{i}");
+        assert_eq!(other.cmd(&format!("SET {key} {i}")).await, b"+OK\r\n");
+        let want = format!("${}\r\n{i}\r\n", i.to_string().len());
+        assert_eq!(other.cmd(&format!("GET {key}")).await, want.as_bytes());
+    }
+    writer.abort();
+    running.shutdown().await;
+}
