@@ -32,6 +32,10 @@ pub struct Request {
     /// then follows the canonical `$<len>\r\n` at `first_arg`), else
     /// [`NAME_UNSEEN`]: the lookup reads the name without a walk.
     name_len: u16,
+    /// Where the second argument's payload lies in `frame` (start, length),
+    /// when the parser saw it: the key of most keyed commands, read in
+    /// cluster mode for every command's slot without a walk.
+    second: Option<(u32, u32)>,
     /// The arguments as slices of `frame`, once asked for.
     args: OnceLock<Vec<Bytes>>,
 }
@@ -51,6 +55,7 @@ impl Request {
             frame,
             argc: u32::try_from(args.len()).unwrap_or(u32::MAX),
             name_len: NAME_UNSEEN,
+            second: None,
             args: OnceLock::from(args),
         }
     }
@@ -59,12 +64,13 @@ impl Request {
     /// `argc` bulk strings.
     /// `argc` is at most `i32::MAX` (the parser's limit) and `first_arg`
     /// a few bytes in.
-    fn parsed(frame: Bytes, argc: usize, first_arg: usize, name_len: u16) -> Request {
+    fn parsed(found: Found, frame: Bytes) -> Request {
         Request {
             frame,
-            argc: argc as u32,
-            first_arg: first_arg as u16,
-            name_len,
+            argc: found.argc as u32,
+            first_arg: found.first_arg as u16,
+            name_len: found.name_len,
+            second: found.second,
             args: OnceLock::new(),
         }
     }
@@ -95,6 +101,11 @@ impl Request {
         }
         if let Some(args) = self.args.get() {
             return args.get(i).map(|a| &a[..]);
+        }
+        if i == 1 {
+            if let Some((at, len)) = self.second {
+                return self.frame.get(at as usize..(at as usize + len as usize));
+            }
         }
         if let Some(name) = self.name_range() {
             if i == 0 {
@@ -411,6 +422,7 @@ impl RequestParser {
         // The arguments stay in the frame; only their extent is read.
         let mut pos = header_end + 2;
         let mut name_len = NAME_UNSEEN;
+        let mut second = None;
         for i in 0..count {
             let fast = match buf.get(pos) {
                 None => return Ok(Scan::Incomplete),
@@ -433,6 +445,10 @@ impl RequestParser {
             }
             if i == 0 {
                 name_len = u16::try_from(len).unwrap_or(NAME_UNSEEN);
+            } else if i == 1 {
+                second = u32::try_from(line_end + 2)
+                    .ok()
+                    .zip(u32::try_from(len).ok());
             }
             // Redis does not check the two bytes after the payload; it skips them.
             pos = end + 2;
@@ -442,6 +458,7 @@ impl RequestParser {
             argc: count,
             first_arg: header_end + 2,
             name_len,
+            second,
         }))
     }
 }
@@ -467,6 +484,7 @@ pub struct Found {
     argc: usize,
     first_arg: usize,
     name_len: u16,
+    second: Option<(u32, u32)>,
 }
 
 impl Found {
@@ -479,7 +497,7 @@ impl Found {
     /// found at, taken out of the caller's buffer.
     pub fn request(self, frame: Bytes) -> Request {
         debug_assert_eq!(frame.len(), self.len);
-        Request::parsed(frame, self.argc, self.first_arg, self.name_len)
+        Request::parsed(self, frame)
     }
 }
 
