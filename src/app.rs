@@ -60,6 +60,15 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     .map_err(std::io::Error::other)?;
     let mut metrics = Metrics::new();
     metrics.register_transform_stats(transform_stats);
+    // Postgres tiers: the pool connects lazily and the schema is applied
+    // in the background until Postgres answers, so strata serves the keys
+    // no rule names while Postgres is down.
+    let tiers = crate::tier::Tiers::from_config(config.postgres.as_ref(), &config.tier)
+        .map_err(std::io::Error::other)?;
+    if let (Some(tiers), Some(pg)) = (&tiers, &config.postgres) {
+        metrics.register_tier_stats(tiers.stats().clone());
+        tiers.start_background(pg);
+    }
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
         .then(|| ClusterStats::register(metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -151,6 +160,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         transforms: Arc::new(transforms),
         cluster,
         auth,
+        tiers,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod cluster;
 pub mod cluster_strata;
 pub mod inproc;
+pub mod postgres;
 pub mod raw;
 pub mod redis_server;
 pub mod sentinel;

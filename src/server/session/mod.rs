@@ -16,6 +16,7 @@ mod local_commands;
 mod login;
 mod scripts;
 mod shard_links;
+mod tier;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -542,6 +543,18 @@ impl Session {
                     }
                     return self.error(&text).await;
                 }
+            }
+        }
+        // The tier step (policy/): one branch when no [[tier]] rule exists.
+        if let Some(tiers) = self.shared.tiers.clone() {
+            let cx = crate::tier::plan::Context {
+                dedicated: self.dedicated.is_some()
+                    || self.unbound_multi.is_some()
+                    || self.in_script_run(),
+            };
+            let step = crate::policy::tier(&tiers, &req, spec, cx);
+            if let Err(flow) = Box::pin(self.tier_step(&tiers, step, &timing, &mut plan)).await {
+                return flow;
             }
         }
         if self.in_script_run() {
