@@ -15,6 +15,7 @@ pub mod raw;
 pub mod redis_server;
 pub mod sentinel;
 pub mod strata;
+pub mod tier_env;
 pub mod transform_env;
 
 pub use redis_server::RedisServer;
