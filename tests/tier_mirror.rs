@@ -151,7 +151,8 @@ async fn an_emptied_redis_is_refilled_from_postgres_with_ttls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_key_is_not_served_from_postgres() {
-    let env = TierEnv::start().await;
+    // No sweep during the test: the expired row stays, and must not be served.
+    let env = TierEnv::start_with(3_600_000).await;
     let mut c = env.raw().await;
     c.expect("SET durable:e v EX 1", b"+OK\r\n").await;
     assert!(env.row("durable:e").await.is_some());
@@ -161,15 +162,27 @@ async fn an_expired_key_is_not_served_from_postgres() {
         assert!(Instant::now() < deadline, "redis never expired the key");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Redis lacks it; Postgres's row (swept or not) is past its expiry.
+    // Redis lacks it; Postgres's row is still there, past its expiry.
+    assert!(env.row("durable:e").await.is_some(), "not swept yet");
     c.expect("GET durable:e", b"$-1\r\n").await;
+    c.expect("EXISTS durable:e", b":0\r\n").await;
     direct.expect("EXISTS durable:e", b":0\r\n").await;
-    // The sweep removes the row.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_rows_are_swept() {
+    let env = TierEnv::start_with(100).await;
+    let mut c = env.raw().await;
+    c.expect("SET durable:e v PX 200", b"+OK\r\n").await;
+    c.expect("SET durable:kept v", b"+OK\r\n").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.row("durable:e").await.is_some() {
         assert!(Instant::now() < deadline, "expired row never swept");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(env.row("durable:kept").await.is_some());
+    let swept = metric(&env.metrics().await, "strata_tier_swept_rows_total").expect("counter");
+    assert!(swept >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,12 +24,12 @@ pub struct TierEnv {
 }
 
 /// The test config: [`super::strata::test_config`] with `[postgres]`
-/// (short timeouts, a 100 ms sweep) and [`RULES`].
-pub fn config(redis: &str, pg_url: &str) -> Config {
+/// (short timeouts, sweeps every `sweep_interval_ms`) and [`RULES`].
+pub fn config(redis: &str, pg_url: &str, sweep_interval_ms: u64) -> Config {
     let mut c = super::strata::test_config(redis);
     let tiers: Config = toml::from_str(&format!(
         "[postgres]\nurl = \"{pg_url}\"\nconnect_timeout_ms = 1000\nstatement_timeout_ms = 3000\n\
-         sweep_interval_ms = 100\n{RULES}"
+         sweep_interval_ms = {sweep_interval_ms}\n{RULES}"
     ))
     .expect("tier config");
     c.postgres = tiers.postgres;
@@ -41,9 +41,15 @@ impl TierEnv {
     /// Starts Postgres, Redis and strata; returns once strata is ready and
     /// the schema is in place.
     pub async fn start() -> TierEnv {
+        TierEnv::start_with(100).await
+    }
+
+    /// [`TierEnv::start`] with expired rows swept every `sweep_interval_ms`.
+    pub async fn start_with(sweep_interval_ms: u64) -> TierEnv {
         let pg = Postgres::start();
         let redis = RedisServer::start();
-        let running = super::strata::start_with(config(&redis.addr(), &pg.url())).await;
+        let config = config(&redis.addr(), &pg.url(), sweep_interval_ms);
+        let running = super::strata::start_with(config).await;
         super::strata::wait_ready(&running).await;
         let pool = PgPoolOptions::new()
             .max_connections(2)
