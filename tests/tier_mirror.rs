@@ -164,7 +164,11 @@ async fn an_expired_key_is_not_served_from_postgres() {
     }
     // Redis lacks it; Postgres's row is still there, past its expiry.
     assert!(env.row("durable:e").await.is_some(), "not swept yet");
+    let hits = "strata_tier_readthrough_hits_total";
+    let before = metric(&env.metrics().await, hits).expect("hits");
     c.expect("GET durable:e", b"$-1\r\n").await;
+    // Postgres did not return it (not even to re-warm it already expired).
+    assert_eq!(metric(&env.metrics().await, hits), Some(before));
     c.expect("EXISTS durable:e", b":0\r\n").await;
     direct.expect("EXISTS durable:e", b":0\r\n").await;
 }
