@@ -28,7 +28,10 @@ async fn set_get_round_trip_shows_the_row_in_postgres() {
     c.expect("SET durable:a hello", b"+OK\r\n").await;
     c.expect("GET durable:a", &bulk("hello")).await;
     let (kind, value, v1, expires) = env.row("durable:a").await.expect("row for durable:a");
-    assert_eq!((kind.as_str(), value.as_slice(), expires), ("string", &b"hello"[..], None));
+    assert_eq!(
+        (kind.as_str(), value.as_slice(), expires),
+        ("string", &b"hello"[..], None)
+    );
     assert!(v1 > 0);
 
     let before = now_ms();
@@ -51,7 +54,11 @@ async fn set_get_round_trip_shows_the_row_in_postgres() {
     assert_eq!(env.row_count().await, 1);
 
     // MSET, KEEPTTL, PERSIST, EXPIRE and GETDEL keep the row in step.
-    c.expect("MSET durable:m1 one durable:m2 two cache:m3 three", b"+OK\r\n").await;
+    c.expect(
+        "MSET durable:m1 one durable:m2 two cache:m3 three",
+        b"+OK\r\n",
+    )
+    .await;
     assert_eq!(env.row("durable:m2").await.expect("m2").1, b"two");
     assert!(env.row("cache:m3").await.is_none());
     c.expect("SET durable:a kept KEEPTTL", b"+OK\r\n").await;
@@ -87,7 +94,11 @@ async fn postgres_down_fails_writes_and_keeps_reads_until_it_returns() {
         show(&r)
     );
     let r = c.cmd("DEL durable:k").await;
-    assert!(show(&r).starts_with("-ERR tier unavailable: "), "{}", show(&r));
+    assert!(
+        show(&r).starts_with("-ERR tier unavailable: "),
+        "{}",
+        show(&r)
+    );
     // Nothing half-applied: Redis still holds the committed value …
     let mut direct = env.raw_redis().await;
     direct.expect("GET durable:k", &bulk("v1")).await;
@@ -142,7 +153,8 @@ async fn an_emptied_redis_is_refilled_from_postgres_with_ttls() {
 
     // FLUSHALL does not erase Postgres either.
     direct.expect("FLUSHALL", b"+OK\r\n").await;
-    c.expect("EXISTS durable:p durable:t1 durable:none", b":2\r\n").await;
+    c.expect("EXISTS durable:p durable:t1 durable:none", b":2\r\n")
+        .await;
     // A key evicted from Redis still counts for DEL.
     direct.expect("FLUSHALL", b"+OK\r\n").await;
     c.expect("DEL durable:p durable:none", b":1\r\n").await;
@@ -226,7 +238,10 @@ async fn set_set_del_leaves_no_row() {
     assert!(applied.is_empty(), "an older put came back: {applied:?}");
     assert_eq!(env.row_count().await, 0);
     // A newer one applies.
-    let applied = store.put(&[replay("3", tomb + 1)]).await.expect("newer put");
+    let applied = store
+        .put(&[replay("3", tomb + 1)])
+        .await
+        .expect("newer put");
     assert_eq!(applied.len(), 1);
 }
 
@@ -235,7 +250,8 @@ async fn concurrent_misses_fetch_once() {
     let env = TierEnv::start().await;
     let mut c = env.raw().await;
     let value = "x".repeat(100);
-    c.expect(&format!("SET durable:hot {value}"), b"+OK\r\n").await;
+    c.expect(&format!("SET durable:hot {value}"), b"+OK\r\n")
+        .await;
     let mut direct = env.raw_redis().await;
     direct.expect("FLUSHALL", b"+OK\r\n").await;
     let series = "strata_tier_readthrough_fetches_total";
@@ -245,9 +261,9 @@ async fn concurrent_misses_fetch_once() {
     for _ in 0..50 {
         clients.push(env.raw().await);
     }
-    let gets = clients.into_iter().map(|mut conn| {
-        tokio::spawn(async move { conn.cmd("GET durable:hot").await })
-    });
+    let gets = clients
+        .into_iter()
+        .map(|mut conn| tokio::spawn(async move { conn.cmd("GET durable:hot").await }));
     let replies: Vec<Vec<u8>> = futures_join(gets.collect()).await;
     for r in &replies {
         assert_eq!(show(r), show(&bulk(&value)));

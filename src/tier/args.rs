@@ -215,7 +215,7 @@ pub fn parse_expire(
         0
     };
     if seconds {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return Err(expire_error(command));
         }
         when *= 1000;

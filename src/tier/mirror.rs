@@ -103,8 +103,12 @@ impl Tiers {
             expires_at_ms: expiry,
             version: None,
         };
-        self.commit(link, &[s.key.clone()], self.store.put(&[put]).await)
-            .await?;
+        self.commit(
+            link,
+            std::slice::from_ref(&s.key),
+            self.store.put(&[put]).await,
+        )
+        .await?;
         let mut command = vec![arg("SET"), s.key.clone(), s.value];
         if let Some(at) = expiry {
             command.extend([arg("PXAT"), num(at)]);

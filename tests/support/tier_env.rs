@@ -14,7 +14,8 @@ use super::postgres::Postgres;
 use super::RedisServer;
 
 /// The rule every tier test uses: `durable:*` mirrored write-through.
-pub const RULES: &str = "[[tier]]\npattern = \"durable:*\"\npolicy = \"mirror\"\nwrite = \"through\"\n";
+pub const RULES: &str =
+    "[[tier]]\npattern = \"durable:*\"\npolicy = \"mirror\"\nwrite = \"through\"\n";
 
 pub struct TierEnv {
     pub pg: Postgres,
