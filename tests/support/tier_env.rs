@@ -47,9 +47,18 @@ impl TierEnv {
 
     /// [`TierEnv::start`] with expired rows swept every `sweep_interval_ms`.
     pub async fn start_with(sweep_interval_ms: u64) -> TierEnv {
+        TierEnv::start_custom(sweep_interval_ms, "").await
+    }
+
+    /// [`TierEnv::start_with`] plus `[[transform]]` rules and
+    /// `[transform_keys]` from `extra` (TOML).
+    pub async fn start_custom(sweep_interval_ms: u64, extra: &str) -> TierEnv {
         let pg = Postgres::start();
         let redis = RedisServer::start();
-        let config = config(&redis.addr(), &pg.url(), sweep_interval_ms);
+        let mut config = config(&redis.addr(), &pg.url(), sweep_interval_ms);
+        let extra: Config = toml::from_str(extra).expect("extra config");
+        config.transform = extra.transform;
+        config.transform_keys = extra.transform_keys;
         let running = super::strata::start_with(config).await;
         super::strata::wait_ready(&running).await;
         let pool = PgPoolOptions::new()
