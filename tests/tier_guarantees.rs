@@ -77,8 +77,11 @@ async fn postgres_stores_the_sealed_envelope() {
     let env = TierEnv::start_custom(100, &extra).await;
     let mut c = env.raw().await;
     let secret = "a secret value that is long enough to compress, compress, compress";
-    c.expect(&format!("SET durable:sealed {}", secret.replace(' ', "_")), b"+OK\r\n")
-        .await;
+    c.expect(
+        &format!("SET durable:sealed {}", secret.replace(' ', "_")),
+        b"+OK\r\n",
+    )
+    .await;
     let plain = secret.replace(' ', "_");
     let stored = env.row("durable:sealed").await.expect("row").1;
     assert_eq!(&stored[..4], &support::transform_env::MAGIC, "an envelope");
@@ -94,7 +97,11 @@ async fn postgres_stores_the_sealed_envelope() {
         b.extend_from_slice(b"\r\n");
         b
     };
-    assert_eq!(show(&in_redis), show(&expected), "Redis and Postgres hold the same bytes");
+    assert_eq!(
+        show(&in_redis),
+        show(&expected),
+        "Redis and Postgres hold the same bytes"
+    );
 
     // Re-warmed from Postgres, opened for the client as before.
     direct.expect("FLUSHALL", b"+OK\r\n").await;
