@@ -114,23 +114,29 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let addr = listener.local_addr()?;
         let ready_backend = backend.clone();
         let ready_cluster = cluster.clone();
+        let ready_tiers = tiers.clone();
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
-                if let Some(cluster) = &ready_cluster {
-                    return cluster_readiness(cluster);
-                }
-                let primary = ready_backend.primary();
-                if !primary.is_healthy() {
-                    Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
-                } else if ready_backend.discovery_ok() {
-                    Readiness::Ready
+                let backend = if let Some(cluster) = &ready_cluster {
+                    cluster_readiness(cluster)
                 } else {
-                    Readiness::Degraded(format!(
-                        "discovery: no sentinel answers; serving the last known primary {}",
-                        primary.addr()
-                    ))
-                }
+                    let primary = ready_backend.primary();
+                    if !primary.is_healthy() {
+                        Readiness::NotReady(format!(
+                            "primary {} not answering PING\n",
+                            primary.addr()
+                        ))
+                    } else if ready_backend.discovery_ok() {
+                        Readiness::Ready
+                    } else {
+                        Readiness::Degraded(format!(
+                            "discovery: no sentinel answers; serving the last known primary {}",
+                            primary.addr()
+                        ))
+                    }
+                };
+                tier_readiness(backend, ready_tiers.as_deref())
             }),
         });
         let mut rx = shutdown_rx.clone();
@@ -169,6 +175,18 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         shutdown: shutdown_tx,
         listener,
     })
+}
+
+/// A tier whose Postgres does not answer degrades readiness (200, with the
+/// reason): keys no rule names are still served, and resident mirrored
+/// keys are still read, but mirrored writes fail.
+fn tier_readiness(backend: Readiness, tiers: Option<&crate::tier::Tiers>) -> Readiness {
+    match (backend, tiers) {
+        (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(
+            "tier: postgres unreachable; writes to mirrored keys fail".to_string(),
+        ),
+        (other, _) => other,
+    }
 }
 
 /// Cluster mode: ready while every slot has an owner whose primary answers PING.

@@ -105,6 +105,23 @@ async fn postgres_down_fails_writes_and_keeps_reads_until_it_returns() {
     // … and resident keys, mirrored or not, are still served.
     c.expect("GET durable:k", &bulk("v1")).await;
     c.expect("SET cache:x y", b"+OK\r\n").await;
+    // Readiness says so, and stays 200: strata still serves.
+    let http = env.running.http_addr.expect("http");
+    let ready = || async move {
+        support::strata::http_get(http, "/health/ready")
+            .await
+            .expect("GET /health/ready")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = ready().await;
+        if body.contains("tier: postgres unreachable") {
+            assert_eq!(status, 200, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness never said: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     env.pg.restart();
     env.reconnect_pool().await;
@@ -123,6 +140,9 @@ async fn postgres_down_fails_writes_and_keeps_reads_until_it_returns() {
     }
     assert_eq!(env.row("durable:k").await.expect("row").1, b"v3");
     c.expect("GET durable:k", &bulk("v3")).await;
+    let (status, body) = ready().await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("postgres"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

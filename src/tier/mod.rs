@@ -122,6 +122,11 @@ impl Tiers {
         }
     }
 
+    /// Whether the last statement (or the background probe) reached Postgres.
+    pub fn postgres_up(&self) -> bool {
+        self.stats.postgres_up.load(Ordering::Relaxed) == 1
+    }
+
     /// Records whether the last statement reached Postgres.
     fn postgres_answered(&self, up: bool) {
         self.stats
@@ -166,8 +171,10 @@ impl Tiers {
     /// and tombstones past their retention.
     async fn sweep(&self, batch: i64, retention: Duration) {
         for _ in 0..100 {
+            // Also the probe behind `postgres_up` (readiness, the gauge).
             match self.store.sweep_expired(batch).await {
                 Ok(n) => {
+                    self.postgres_answered(true);
                     self.stats
                         .swept
                         .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -176,6 +183,9 @@ impl Tiers {
                     }
                 }
                 Err(e) => {
+                    if !matches!(e, StoreError::Rejected(_)) {
+                        self.postgres_answered(false);
+                    }
                     tracing::debug!(error = %e, "tier: sweep failed");
                     return;
                 }
