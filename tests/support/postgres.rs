@@ -26,8 +26,9 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// initdb, then start on a free port; returns once it accepts queries.
-    pub fn start() -> Postgres {
+    /// A server not yet initialised or started: a temp dir owned by the
+    /// user the programs run as, a free port.
+    fn unstarted() -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("strata-pg-")
@@ -37,18 +38,73 @@ impl Postgres {
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown pg dir");
         }
-        let mut pg = Postgres {
+        Postgres {
             port: free_port(),
             bin,
             dir,
             child: None,
             run_as,
-        };
+        }
+    }
+
+    /// A streaming replica of `primary` (`pg_basebackup -R`: the copy
+    /// follows the primary's WAL), started on a free port; returns once it
+    /// accepts queries (read-only, `pg_is_in_recovery()` true).
+    pub fn start_replica(primary: &Postgres) -> Postgres {
+        let mut replica = Postgres::unstarted();
+        let out = replica
+            .command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(replica.data_dir())
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        replica.spawn();
+        replica
+    }
+
+    /// Promotes a replica to primary (`pg_ctl promote`, waiting for it).
+    pub fn promote(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("promote")
+            .arg("-w")
+            .arg("-D")
+            .arg(self.data_dir())
+            .output()
+            .expect("run pg_ctl promote");
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// initdb, then start on a free port; returns once it accepts queries.
+    pub fn start() -> Postgres {
+        let mut pg = Postgres::unstarted();
         let out = pg
             .command("initdb")
             .arg("-D")
             .arg(pg.data_dir())
             .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            // Replication from 127.0.0.1 is trusted too (initdb's default
+            // pg_hba.conf), for `start_replica`.
             .output()
             .expect("run initdb");
         assert!(
