@@ -134,6 +134,7 @@ bench: release bench-deps
 	bash benches/sentinel_failover.sh
 	$(MAKE) bench-transforms
 	$(MAKE) bench-cluster
+	$(MAKE) bench-tiers
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -182,3 +183,11 @@ bench-instructions: release bench-deps
 ## across slots vs in one slot. Summary in target/bench/cluster-latest.txt.
 bench-cluster: release bench-deps
 	bash benches/cluster_bench.sh
+
+.PHONY: bench-tiers
+
+## Postgres tiers: SET with no rule vs with rules on other keys, write-through
+## SET (-c 50 and -c 1), GET of resident mirrored keys, a bare Postgres upsert
+## (pgbench) and a 1,000-key MSET. Summary in target/bench/tiers-latest.txt.
+bench-tiers: release bench-deps deps
+	bash benches/tiers_bench.sh
