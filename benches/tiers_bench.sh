@@ -15,7 +15,7 @@
 # the table shows medians over REPEATS. A measurement: it exits 0 whatever
 # the figures; non-zero only when it cannot measure.
 #
-# Environment: REPEATS (3), N (50000 requests per run at -c CLIENTS),
+# Environment: CASES (a subset of the cases above), REPEATS (3), N (50000 requests per run at -c CLIENTS),
 # CLIENTS (50), N_C1 (3000 requests of the one-client latency runs),
 # STRATA (target/release/strata), OUT (target/bench/tiers-latest.txt).
 
@@ -98,7 +98,7 @@ KEYSPACE=1000 bench $S2 "$CLIENTS" 20000 SET rdurable:__rand_int__ v >/dev/null
 
 declare -A RPS P50 P99
 record() { RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; }
-cases=(plain nomatch through read through_c1)
+cases=(${CASES:-plain nomatch through read through_c1})
 for r in $(seq "$REPEATS"); do
   for i in $(seq 0 $((${#cases[@]} - 1))); do
     name=${cases[$(( (i + r) % ${#cases[@]} ))]}
@@ -148,13 +148,13 @@ mkdir -p "$(dirname "$OUT")"
   printf '%-12s %10s %9s %9s\n' case rps p50_ms p99_ms
   for name in "${cases[@]}"; do
     printf '%-12s %10s %9s %9s\n' "$name" \
-      "$(echo ${RPS[$name]} | tr ' ' '\n' | median)" \
-      "$(echo ${P50[$name]} | tr ' ' '\n' | median)" \
-      "$(echo ${P99[$name]} | tr ' ' '\n' | median)"
+      "$(echo ${RPS[$name]:-} | tr ' ' '\n' | median)" \
+      "$(echo ${P50[$name]:-} | tr ' ' '\n' | median)" \
+      "$(echo ${P99[$name]:-} | tr ' ' '\n' | median)"
   done
-  plain=$(echo ${RPS[plain]} | tr ' ' '\n' | median)
-  nomatch=$(echo ${RPS[nomatch]} | tr ' ' '\n' | median)
-  c1=$(echo ${P50[through_c1]} | tr ' ' '\n' | median)
+  plain=$(echo ${RPS[plain]:-} | tr ' ' '\n' | median)
+  nomatch=$(echo ${RPS[nomatch]:-} | tr ' ' '\n' | median)
+  c1=$(echo ${P50[through_c1]:-} | tr ' ' '\n' | median)
   echo
   echo "rules' cost to keys no rule names: $(awk -v a="$plain" -v b="$nomatch" 'BEGIN{printf "%.1f%%", (a-b)/a*100}') (target < 3%)"
   echo "bare Postgres upsert round trip (pgbench, 1 client, avg): ${PG_AVG} ms; write-through SET p50 at -c 1: ${c1} ms" \

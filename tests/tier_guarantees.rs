@@ -132,6 +132,25 @@ async fn multi_refuses_mirrored_writes_and_resp3_gets_resp3() {
     direct.expect("EXISTS cache:m durable:m", b":0\r\n").await;
     assert!(env.row("durable:m").await.is_none());
 
+    // A script naming a mirrored key could write it behind the tier's back.
+    let r = c.cmd("EVAL return_1 1 durable:s").await;
+    assert!(
+        show(&r).starts_with("-ERR tier: 'eval' is not supported on mirrored keys"),
+        "{}",
+        show(&r)
+    );
+    // A script run (its own connection) ends at the next command, which
+    // the tier then runs as usual, in order.
+    let pipeline = [
+        support::clients::encode(&[b"EVAL", b"return 7", b"0"]),
+        support::clients::encode(&[b"SET", b"durable:after", b"1"]),
+        support::clients::encode(&[b"GET", b"durable:after"]),
+    ]
+    .concat();
+    c.pipeline(&pipeline, &[b":7\r\n", b"+OK\r\n", b"$1\r\n1\r\n"])
+        .await;
+    assert!(env.row("durable:after").await.is_some());
+
     let mut r3 = env.raw().await;
     let hello = r3.cmd("HELLO 3").await;
     assert!(hello.starts_with(b"%"), "{}", show(&hello));

@@ -545,16 +545,21 @@ impl Session {
                 }
             }
         }
-        // The tier step (policy/): one branch when no [[tier]] rule exists.
-        if let Some(tiers) = self.shared.tiers.clone() {
+        // The tier step (policy/): one branch when no [[tier]] rule exists;
+        // a command on keys no rule names costs the rule match only.
+        if let Some(tiers) = &self.shared.tiers {
             let cx = crate::tier::plan::Context {
-                dedicated: self.dedicated.is_some()
-                    || self.unbound_multi.is_some()
-                    || self.in_script_run(),
+                // A script run ends at the next other command (tier_step).
+                dedicated: (self.dedicated.is_some() && !self.in_script_run())
+                    || self.unbound_multi.is_some(),
             };
-            let step = crate::policy::tier(&tiers, &req, spec, cx);
-            if let Err(flow) = Box::pin(self.tier_step(&tiers, step, &timing, &mut plan)).await {
-                return flow;
+            let step = crate::policy::tier(tiers, &req, spec, cx);
+            if !matches!(step, crate::tier::Plan::Proceed) {
+                let tiers = tiers.clone();
+                if let Err(flow) = Box::pin(self.tier_step(&tiers, step, &timing, &mut plan)).await
+                {
+                    return flow;
+                }
             }
         }
         if self.in_script_run() {

@@ -32,8 +32,12 @@ impl Session {
             }
             Plan::Warm(keys) => {
                 // What the client sent before runs first (the key may be
-                // deleted or flushed by it).
-                if !self.flush_batch().await || !self.await_barrier().await {
+                // deleted or flushed by it); a script run ends here, as
+                // at any other command.
+                if self.end_script_run().await == Flow::Close
+                    || !self.flush_batch().await
+                    || !self.await_barrier().await
+                {
                     return Err(Flow::Close);
                 }
                 let warmed = {
@@ -47,6 +51,9 @@ impl Session {
             }
             Plan::Write(write) => write,
         };
+        if self.end_script_run().await == Flow::Close {
+            return Err(Flow::Close);
+        }
         if !self.flush_batch().await || !self.await_barrier().await {
             return Err(Flow::Close);
         }
