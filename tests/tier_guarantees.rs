@@ -160,3 +160,96 @@ async fn multi_refuses_mirrored_writes_and_resp3_gets_resp3() {
     r3.expect("DEL durable:n durable:n", b":1\r\n").await;
     r3.expect("GETDEL durable:n", b"_\r\n").await;
 }
+
+/// Redis refusing a change Postgres committed (here: out of memory with
+/// noeviction) leaves the key out of Redis, so the next read comes from
+/// Postgres, and the client is told what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_redis_refuses_is_invalidated_and_served_from_postgres() {
+    let env = TierEnv::start().await;
+    let mut c = env.raw().await;
+    c.expect("SET durable:oom before", b"+OK\r\n").await;
+    let mut direct = env.raw_redis().await;
+    direct
+        .expect("CONFIG SET maxmemory-policy noeviction", b"+OK\r\n")
+        .await;
+    direct.expect("CONFIG SET maxmemory 1", b"+OK\r\n").await;
+    let r = c.cmd("SET durable:oom after").await;
+    assert!(
+        show(&r).starts_with("-ERR tier: committed in Postgres but Redis did not apply it (OOM"),
+        "{}",
+        show(&r)
+    );
+    assert!(show(&r).contains("the key was invalidated"), "{}", show(&r));
+    assert_eq!(env.row("durable:oom").await.expect("row").1, b"after");
+    direct.expect("EXISTS durable:oom", b":0\r\n").await;
+    direct.expect("CONFIG SET maxmemory 0", b"+OK\r\n").await;
+    c.expect("GET durable:oom", &bulk("after")).await;
+}
+
+/// `strata migrate` applies the schema and exits 0; without `[postgres]`
+/// it exits 2. A `[[tier]]` rule that cannot work stops strata at startup
+/// with the rule named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_subcommand_and_invalid_rules() {
+    let pg = tokio::task::spawn_blocking(support::postgres::Postgres::start)
+        .await
+        .expect("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with_pg = dir.path().join("pg.toml");
+    std::fs::write(&with_pg, format!("[postgres]\nurl = \"{}\"\n", pg.url())).expect("write");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .output()
+            .expect("run strata");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&["--config".as_ref(), with_pg.as_os_str(), "migrate".as_ref()]);
+    assert_eq!(code, Some(0), "{text}");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("pool");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
+         ('strata_entries', 'strata_hash_fields', 'strata_tombstones', 'strata_dead_letters')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("tables");
+    assert_eq!(tables, 4);
+    // Twice is fine: each migration applies once.
+    let (code, text) = run(&["--config".as_ref(), with_pg.as_os_str(), "migrate".as_ref()]);
+    assert_eq!(code, Some(0), "{text}");
+
+    let without = dir.path().join("none.toml");
+    std::fs::write(&without, "[server]\nmaxclients = 10\n").expect("write");
+    let (code, text) = run(&["--config".as_ref(), without.as_os_str(), "migrate".as_ref()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no [postgres] section"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[postgres]\nurl = \"{}\"\n[[tier]]\npattern = \"durable:*\"\npolicy = \"mirror\"\n",
+            pg.url()
+        ),
+    )
+    .expect("write");
+    let (code, text) = run(&["--config".as_ref(), bad.as_os_str()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tier[0] (pattern 'durable:*'): policy = \"mirror\" needs write"),
+        "{text}"
+    );
+}
