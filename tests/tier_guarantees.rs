@@ -183,6 +183,14 @@ async fn a_change_redis_refuses_is_invalidated_and_served_from_postgres() {
     assert!(show(&r).contains("the key was invalidated"), "{}", show(&r));
     assert_eq!(env.row("durable:oom").await.expect("row").1, b"after");
     direct.expect("EXISTS durable:oom", b":0\r\n").await;
+    // While Redis cannot take it back, a read says so rather than nil.
+    let r = c.cmd("GET durable:oom").await;
+    assert!(
+        show(&r)
+            .starts_with("-ERR tier: the key is in Postgres but Redis refused to re-warm it (OOM"),
+        "{}",
+        show(&r)
+    );
     direct.expect("CONFIG SET maxmemory 0", b"+OK\r\n").await;
     c.expect("GET durable:oom", &bulk("after")).await;
 }

@@ -112,9 +112,14 @@ impl Tiers {
             .map_err(|e| format!("ERR backend unavailable: {e}"))?;
         for ((key, _), r) in commands.iter().zip(&replies) {
             if let Some(text) = super::redis::error_text(r) {
-                // BUSYKEY: written meanwhile, which is as good.
+                // BUSYKEY: written meanwhile, which is as good. Anything
+                // else (OOM, …): the read would find nothing and answer
+                // as if the key did not exist; refuse it instead.
                 if !text.starts_with("BUSYKEY") {
-                    tracing::warn!(key = %String::from_utf8_lossy(key), error = %text, "tier: re-warm refused by redis");
+                    tracing::debug!(key = %String::from_utf8_lossy(key), error = %text, "tier: re-warm refused by redis");
+                    return Err(format!(
+                        "ERR tier: the key is in Postgres but Redis refused to re-warm it ({text})"
+                    ));
                 }
             }
         }
