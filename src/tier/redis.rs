@@ -4,8 +4,10 @@
 //! client's command would have.
 //!
 //! Standalone and Sentinel: one pipelined message to the primary. Cluster:
-//! each command to its key's primary, with MOVED/ASK/TRYAGAIN followed by
-//! the cluster router as for any routed command.
+//! one pipelined message per primary (the commands grouped by their key's
+//! slot owner, all groups sent before any reply is awaited), and a
+//! MOVED/ASK/TRYAGAIN reply followed by the cluster router for that command
+//! as for any routed command.
 
 use bytes::{Bytes, BytesMut};
 
@@ -43,13 +45,7 @@ impl RedisLink<'_> {
         }
         match self.cluster {
             None => self.call_standalone(commands).await,
-            Some(cluster) => {
-                let mut out = Vec::with_capacity(commands.len());
-                for (key, command) in commands {
-                    out.push(self.call_cluster(cluster, key, command).await?);
-                }
-                Ok(out)
-            }
+            Some(cluster) => self.call_cluster_many(cluster, commands).await,
         }
     }
 
@@ -80,6 +76,90 @@ impl RedisLink<'_> {
             .await;
         let bytes = received(rx.await)?;
         split_frames(&bytes, commands.len())
+    }
+
+    /// Cluster mode: the commands grouped by their key's primary, each
+    /// group pipelined as one message, every group sent before any reply
+    /// is awaited. A reply that is a redirect (MOVED, ASK, TRYAGAIN, …) is
+    /// followed for that command alone; a group that could not be sent at
+    /// all is sent again command by command (with the router's retries).
+    async fn call_cluster_many(
+        &self,
+        cluster: &ClusterRouter,
+        commands: &[(Bytes, Vec<Bytes>)],
+    ) -> Result<Vec<Bytes>, String> {
+        let view = cluster.view();
+        let mut groups: Vec<(std::sync::Arc<crate::backend::node::Node>, Vec<usize>)> = Vec::new();
+        for (i, (key, _)) in commands.iter().enumerate() {
+            let slot = crate::command::slot::hash_slot(key);
+            let Some(node) = view.primary(slot) else {
+                return Err(format!("CLUSTERDOWN hash slot {slot} is not served"));
+            };
+            match groups
+                .iter_mut()
+                .find(|(n, _)| std::sync::Arc::ptr_eq(n, node))
+            {
+                Some((_, members)) => members.push(i),
+                None => groups.push((node.clone(), vec![i])),
+            }
+        }
+        drop(view);
+        let mut sent = Vec::with_capacity(groups.len());
+        for (node, members) in &groups {
+            let mut frames = BytesMut::new();
+            for &i in members {
+                frames.extend_from_slice(&encode_command(&commands[i].1));
+            }
+            sent.push(
+                node.send(
+                    self.client_id,
+                    self.proto,
+                    frames.freeze(),
+                    members.len(),
+                    self.user,
+                )
+                .await,
+            );
+        }
+        let mut out = vec![Bytes::new(); commands.len()];
+        for ((node, members), rx) in groups.iter().zip(sent) {
+            let bytes = match rx.await {
+                Ok(Ok(bytes)) => bytes,
+                // Never sent: each command again, through the router's retries.
+                Ok(Err(crate::backend::BackendError::Unavailable { .. })) => {
+                    for &i in members {
+                        let (key, command) = &commands[i];
+                        out[i] = self.call_cluster(cluster, key, command).await?;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("backend connection closed before replying".into()),
+            };
+            for (&i, frame) in members.iter().zip(split_frames(&bytes, members.len())?) {
+                out[i] = if matches!(
+                    crate::backend::cluster::classify(&frame),
+                    crate::backend::cluster::Redirect::Other
+                ) {
+                    frame
+                } else {
+                    let (key, command) = &commands[i];
+                    let request = encode_command(command);
+                    let resend = Resend {
+                        client_id: self.client_id,
+                        proto: self.proto,
+                        request: &request,
+                        slot: Some(crate::command::slot::hash_slot(key)),
+                        read_only: false,
+                        user: self.user,
+                    };
+                    cluster
+                        .follow(resend, node.addr().to_string(), Ok(frame))
+                        .await
+                };
+            }
+        }
+        Ok(out)
     }
 
     async fn call_cluster(
