@@ -137,6 +137,9 @@ pub struct StoreOptions {
     pub statement_timeout: Duration,
 }
 
+/// A pooled connection idle this long is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// The tier's Postgres: a pool and the statements.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -213,6 +216,19 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.connect_timeout)
+            // sqlx pings every connection it hands out by default: a second
+            // round trip per write. Only a connection idle for a while is
+            // pinged (one unused across a Postgres restart is then replaced
+            // before a write is sent on it); a busy one is used at once.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect.application_name("strata"));
         Ok(Store {
             pool,
