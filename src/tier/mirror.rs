@@ -106,7 +106,7 @@ impl Tiers {
         self.commit(
             link,
             std::slice::from_ref(&s.key),
-            self.store.put(&[put]).await,
+            self.committer.put(vec![put]).await,
         )
         .await?;
         let mut command = vec![arg("SET"), s.key.clone(), s.value];
@@ -144,7 +144,7 @@ impl Tiers {
             })
             .collect();
         let puts = coalesce_puts(puts);
-        self.commit(link, &keys, self.store.put(&puts).await)
+        self.commit(link, &keys, self.committer.put(puts).await)
             .await?;
         let commands = if link.cluster.is_none() {
             // One MSET: atomic in Redis, as the client's would have been.
@@ -305,7 +305,7 @@ impl Tiers {
             return Ok(());
         }
         let put = self.capture(link, key, expires_at_ms).await?;
-        self.commit(link, &keys, self.store.put(&[put]).await)
+        self.commit(link, &keys, self.committer.put(vec![put]).await)
             .await
             .map(|_| ())
     }

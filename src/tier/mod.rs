@@ -15,6 +15,7 @@
 //!   however many clients miss it at once.
 //! * [`mirror`]: write-through: Postgres commits first, then Redis applies,
 //!   then the client is answered.
+//! * [`committer`]: group commit of concurrent writers' rows.
 //! * [`locks`]: per-key locks that order one strata's changes to a key.
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
 //! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
@@ -25,6 +26,7 @@
 //! branch per command). See docs/TIERS.md for the guarantees.
 
 pub mod args;
+pub mod committer;
 pub mod config;
 pub mod locks;
 pub mod mirror;
@@ -52,6 +54,8 @@ pub use store::{Store, StoreError, StoreOptions};
 pub struct Tiers {
     rules: TierRules,
     store: Store,
+    /// Write-through puts, grouped across concurrent writers.
+    committer: committer::Committer,
     locks: locks::KeyLocks,
     stats: Arc<TierStats>,
     /// Set once the migrations have run (at startup, or by the first
@@ -75,9 +79,11 @@ impl Tiers {
         let pg = postgres.ok_or("[[tier]] rules need a [postgres] section")?;
         let store = Store::connect(&store_options(pg)?)?;
         let stats = Arc::new(TierStats::default());
+        let committer = committer::Committer::start(store.clone(), pg.pool_size as usize);
         Ok(Some(Arc::new(Tiers {
             rules: TierRules::new(rules)?,
             store,
+            committer,
             locks: locks::KeyLocks::default(),
             stats,
             schema_ready: AtomicBool::new(false),

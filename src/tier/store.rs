@@ -427,13 +427,46 @@ fn decode(e: sqlx::Error) -> StoreError {
 /// Keeps the newest change per key (the last one given, when versions
 /// are left to the sequence): one statement may not touch a row twice.
 pub fn coalesce_puts(puts: Vec<Put>) -> Vec<Put> {
+    let mut at: std::collections::HashMap<Bytes, usize> =
+        std::collections::HashMap::with_capacity(puts.len());
     let mut out: Vec<Put> = Vec::with_capacity(puts.len());
     for p in puts {
-        match out.iter_mut().find(|q| q.key == p.key) {
-            Some(q) if q.version <= p.version || p.version.is_none() => *q = p,
+        match at.get(&p.key) {
+            Some(&i) if out[i].version <= p.version || p.version.is_none() => out[i] = p,
             Some(_) => {}
-            None => out.push(p),
+            None => {
+                at.insert(p.key.clone(), out.len());
+                out.push(p);
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &'static str, value: &'static str, version: Option<i64>) -> Put {
+        Put {
+            key: Bytes::from_static(key.as_bytes()),
+            kind: "string",
+            value: Bytes::from_static(value.as_bytes()),
+            expires_at_ms: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn coalescing_keeps_the_newest_per_key_in_first_seen_order() {
+        let out = coalesce_puts(vec![
+            put("a", "1", None),
+            put("b", "1", None),
+            put("a", "2", None),
+        ]);
+        let got: Vec<(&[u8], &[u8])> = out.iter().map(|p| (&p.key[..], &p.value[..])).collect();
+        assert_eq!(got, vec![(&b"a"[..], &b"2"[..]), (&b"b"[..], &b"1"[..])]);
+        let out = coalesce_puts(vec![put("a", "new", Some(5)), put("a", "old", Some(3))]);
+        assert_eq!(&out[0].value[..], b"new");
+    }
 }
