@@ -82,6 +82,14 @@ impl Tiers {
         if spec.key_specs.is_empty() {
             return Plan::Proceed;
         }
+        // Most commands name one key at a fixed position (GET, SET, …):
+        // one look at it decides, without the key-spec walk.
+        if spec.first_key > 0 && spec.last_key == spec.first_key && spec.key_specs.len() == 1 {
+            let key = req.arg(spec.first_key as usize);
+            if key.is_none_or(|k| self.rules.find(k).is_none()) {
+                return Plan::Proceed;
+            }
+        }
         let indexes = key_indexes(spec, req);
         let mut rule = None;
         for i in &indexes {
