@@ -303,3 +303,63 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<Vec<u8>>>) -> Vec<Vec
     }
     out
 }
+
+/// Many clients writing the same few keys at once (SET, SET … EX, DEL,
+/// MSET, PERSIST) through one strata: once they are done, Redis and
+/// Postgres agree on every key, value and existence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_leave_both_tiers_agreeing() {
+    let env = TierEnv::start_with(3_600_000).await;
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(env.raw().await);
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(t, mut conn)| {
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let k = (t * 7 + i) % 4;
+                    let line = match (t + i) % 5 {
+                        0 => format!("SET durable:c{k} v{t}x{i}"),
+                        1 => format!("SET durable:c{k} w{t}x{i} EX 1000"),
+                        2 => format!("DEL durable:c{k}"),
+                        3 => format!(
+                            "MSET durable:c{k} m{t}x{i} durable:c{} n{t}x{i}",
+                            (k + 1) % 4
+                        ),
+                        _ => format!("PERSIST durable:c{k}"),
+                    };
+                    let r = conn.cmd(&line).await;
+                    assert!(!r.starts_with(b"-"), "{line}: {}", show(&r));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let mut direct = env.raw_redis().await;
+    for k in 0..4 {
+        let key = format!("durable:c{k}");
+        let in_redis = direct.cmd(&format!("GET {key}")).await;
+        let row = env.row(&key).await;
+        match row {
+            None => assert_eq!(
+                show(&in_redis),
+                "$-1\\r\\n",
+                "{key}: Redis has it, Postgres not"
+            ),
+            Some((_, value, _, expires)) => {
+                assert_eq!(
+                    show(&in_redis),
+                    show(&bulk(&String::from_utf8_lossy(&value))),
+                    "{key}: the tiers disagree"
+                );
+                let at = int_reply(&mut direct, &format!("PEXPIRETIME {key}")).await;
+                assert_eq!(expires.unwrap_or(-1), at, "{key}: expiry");
+            }
+        }
+    }
+}
