@@ -229,7 +229,13 @@ impl Store {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(connect.application_name("strata"));
+            // NOTICEs ("… already exists, skipping" from the migrations
+            // at every start) are not for strata's log.
+            .connect_lazy_with(
+                connect
+                    .application_name("strata")
+                    .options([("client_min_messages", "warning")]),
+            );
         Ok(Store {
             pool,
             statement_timeout: options.statement_timeout,
