@@ -2,15 +2,26 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 REDIS_PORT ?= 7000
+PG_PORT ?= 5433
+PGDATA_DIR ?= $(CURDIR)/target/pgdata
+# PostgreSQL's programs: on PATH, else Debian's versioned directory.
+PG_BIN := $(shell d=$$(dirname "$$(command -v initdb 2>/dev/null)" 2>/dev/null); \
+  if [ -n "$$d" ] && [ -x "$$d/initdb" ]; then dirname "$$(readlink -f "$$d/initdb")"; \
+  else ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; fi)
+export PATH := $(if $(PG_BIN),$(PG_BIN):,)$(PATH)
 STRATA_BACKEND ?=
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
 .PHONY: run test deps build release lint fmt bench bench-micro clean compat
 
 ## Build strata, start a local redis-server on $(REDIS_PORT) unless STRATA_BACKEND
-## names one, and run strata in front of it on 127.0.0.1:6379.
+## names one, and a local PostgreSQL on $(PG_PORT) (data in target/pgdata, trust
+## auth on 127.0.0.1) for the durable:* tier rule, and run strata in front of
+## them on 127.0.0.1:6379.
 run: release
 	@command -v redis-server >/dev/null || $(MAKE) deps
+	@command -v initdb >/dev/null || $(MAKE) deps
+	@$(MAKE) --no-print-directory pg-start
 	@if [ -z "$(STRATA_BACKEND)" ]; then \
 	  if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
 	    echo "starting redis-server on 127.0.0.1:$(REDIS_PORT)"; \
@@ -29,11 +40,38 @@ deps:
 	command -v redis-server   >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli      >/dev/null || missing="$$missing redis-tools"; \
 	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
+	command -v initdb         >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi; \
-	command -v redis-server >/dev/null || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
+	command -v redis-server >/dev/null || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+	  || { echo "initdb is still missing: apt-get install postgresql" >&2; exit 1; }
+
+.PHONY: pg-start pg-stop
+
+## A local PostgreSQL for `make run`: initdb into $(PGDATA_DIR) once, then
+## start it on 127.0.0.1:$(PG_PORT) with trust auth (as the postgres user
+## when run as root, which PostgreSQL refuses to run as).
+pg-start:
+	@as=""; if [ "$$(id -u)" = "0" ]; then as="runuser -u postgres --"; \
+	  mkdir -p $(PGDATA_DIR); chown postgres: $(PGDATA_DIR); chmod 700 $(PGDATA_DIR); fi; \
+	if [ ! -f $(PGDATA_DIR)/PG_VERSION ]; then \
+	  echo "initdb $(PGDATA_DIR)"; \
+	  $$as $(PG_BIN)/initdb -D $(PGDATA_DIR) -U postgres --auth=trust -E UTF8 >/dev/null; \
+	fi; \
+	if ! $(PG_BIN)/pg_isready -h 127.0.0.1 -p $(PG_PORT) >/dev/null 2>&1; then \
+	  echo "starting postgres on 127.0.0.1:$(PG_PORT)"; \
+	  $$as $(PG_BIN)/pg_ctl -D $(PGDATA_DIR) -l $(PGDATA_DIR)/postgres.log -w \
+	    -o "-p $(PG_PORT) -k $(PGDATA_DIR) -c listen_addresses=127.0.0.1" start >/dev/null; \
+	fi
+
+## Stops the PostgreSQL `make run` started.
+pg-stop:
+	@as=""; [ "$$(id -u)" = "0" ] && as="runuser -u postgres --"; \
+	$$as $(PG_BIN)/pg_ctl -D $(PGDATA_DIR) -m fast stop
 
 ## Run every test against real servers (installs them first when missing).
 test: deps
@@ -98,6 +136,7 @@ bench: release bench-deps
 	bash benches/sentinel_failover.sh
 	$(MAKE) bench-transforms
 	$(MAKE) bench-cluster
+	$(MAKE) bench-tiers
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -146,3 +185,11 @@ bench-instructions: release bench-deps
 ## across slots vs in one slot. Summary in target/bench/cluster-latest.txt.
 bench-cluster: release bench-deps
 	bash benches/cluster_bench.sh
+
+.PHONY: bench-tiers
+
+## Postgres tiers: SET with no rule vs with rules on other keys, write-through
+## SET (-c 50 and -c 1), GET of resident mirrored keys, a bare Postgres upsert
+## (pgbench) and a 1,000-key MSET. Summary in target/bench/tiers-latest.txt.
+bench-tiers: release bench-deps deps
+	bash benches/tiers_bench.sh

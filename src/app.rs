@@ -60,6 +60,15 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     .map_err(std::io::Error::other)?;
     let mut metrics = Metrics::new();
     metrics.register_transform_stats(transform_stats);
+    // Postgres tiers: the pool connects lazily and the schema is applied
+    // in the background until Postgres answers, so strata serves the keys
+    // no rule names while Postgres is down.
+    let tiers = crate::tier::Tiers::from_config(config.postgres.as_ref(), &config.tier)
+        .map_err(std::io::Error::other)?;
+    if let (Some(tiers), Some(pg)) = (&tiers, &config.postgres) {
+        metrics.register_tier_stats(tiers.stats().clone());
+        tiers.start_background(pg);
+    }
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
         .then(|| ClusterStats::register(metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -105,23 +114,29 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let addr = listener.local_addr()?;
         let ready_backend = backend.clone();
         let ready_cluster = cluster.clone();
+        let ready_tiers = tiers.clone();
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
-                if let Some(cluster) = &ready_cluster {
-                    return cluster_readiness(cluster);
-                }
-                let primary = ready_backend.primary();
-                if !primary.is_healthy() {
-                    Readiness::NotReady(format!("primary {} not answering PING\n", primary.addr()))
-                } else if ready_backend.discovery_ok() {
-                    Readiness::Ready
+                let backend = if let Some(cluster) = &ready_cluster {
+                    cluster_readiness(cluster)
                 } else {
-                    Readiness::Degraded(format!(
-                        "discovery: no sentinel answers; serving the last known primary {}",
-                        primary.addr()
-                    ))
-                }
+                    let primary = ready_backend.primary();
+                    if !primary.is_healthy() {
+                        Readiness::NotReady(format!(
+                            "primary {} not answering PING\n",
+                            primary.addr()
+                        ))
+                    } else if ready_backend.discovery_ok() {
+                        Readiness::Ready
+                    } else {
+                        Readiness::Degraded(format!(
+                            "discovery: no sentinel answers; serving the last known primary {}",
+                            primary.addr()
+                        ))
+                    }
+                };
+                tier_readiness(backend, ready_tiers.as_deref())
             }),
         });
         let mut rx = shutdown_rx.clone();
@@ -151,6 +166,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         transforms: Arc::new(transforms),
         cluster,
         auth,
+        tiers,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {
@@ -159,6 +175,18 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         shutdown: shutdown_tx,
         listener,
     })
+}
+
+/// A tier whose Postgres does not answer degrades readiness (200, with the
+/// reason): keys no rule names are still served, and resident mirrored
+/// keys are still read, but mirrored writes fail.
+fn tier_readiness(backend: Readiness, tiers: Option<&crate::tier::Tiers>) -> Readiness {
+    match (backend, tiers) {
+        (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(
+            "tier: postgres unreachable; writes to mirrored keys fail".to_string(),
+        ),
+        (other, _) => other,
+    }
 }
 
 /// Cluster mode: ready while every slot has an owner whose primary answers PING.

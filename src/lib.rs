@@ -11,13 +11,14 @@
 //!
 //! * [`app`]: wiring and shutdown; the only module that sees every other one.
 //! * [`server`]: listener, sessions (read → dispatch → ordered replies), local commands.
-//! * [`policy`]: the one seam between command lookup and routing (auth today).
+//! * [`policy`]: the one seam between command lookup and routing (auth, the tier step).
 //! * [`auth`]: who a client is: AUTH checked against the backend's ACL, NOAUTH.
 //! * [`admin`]: `PROXY …` commands (REWRAP), answered by strata itself.
 //! * [`backend`]: multiplexed connections, the dedicated pool, nodes with breakers, the
 //!   router, and the standalone and Sentinel backends.
 //! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
 //! * [`transform`]: per-key-pattern value compression (lz4) and encryption (AES-GCM).
+//! * [`tier`]: Postgres tiers: keys mirrored write-through into Postgres, read-through.
 //! * [`command`]: the command table (data), key positions, hash slots.
 //! * [`config`]: serde structs and validation.
 //! * [`protocol`]: RESP2/RESP3 framing and encoding; imports nothing internal.
@@ -34,4 +35,5 @@ pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;
+pub mod tier;
 pub mod transform;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use strata::config::Config;
 
 /// mimalloc rather than glibc's malloc: per request strata allocates and
@@ -40,6 +40,16 @@ struct Cli {
     /// Runtime worker threads, overriding server.worker_threads (0 = one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the Postgres tier schema (migrations/) to the `[postgres]`
+    /// database of --config, then exit. strata also applies it at startup.
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +72,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Some(Command::Migrate) = cli.command {
+        return migrate(cli.config.as_deref());
     }
     let mut config = match &cli.config {
         Some(path) => match Config::load(path) {
@@ -130,6 +143,46 @@ fn main() -> ExitCode {
         tracing::info!("bye");
         ExitCode::SUCCESS
     })
+}
+
+/// `strata migrate`: exit 0 once the schema is applied, 2 for a config
+/// without `[postgres]`, 1 when Postgres refused or could not be reached.
+fn migrate(path: Option<&std::path::Path>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("strata migrate needs --config with a [postgres] section");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(pg) = config.postgres else {
+        eprintln!("{}: no [postgres] section", path.display());
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(strata::tier::migrate(&pg)) {
+        Ok(()) => {
+            println!("postgres schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strata migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(level: &str, json: bool) {

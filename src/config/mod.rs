@@ -27,6 +27,12 @@ pub struct Config {
     /// `[transform_keys]`: where encryption keys come from (never the keys
     /// themselves).
     pub transform_keys: crate::transform::KeysConfig,
+    /// `[postgres]`: the database the tiers use (see `tier::config`).
+    pub postgres: Option<crate::tier::PostgresConfig>,
+    /// `[[tier]]` rules: keys kept in Postgres too, per key pattern. The
+    /// first matching rule wins.
+    #[serde(rename = "tier")]
+    pub tier: Vec<crate::tier::TierRuleConfig>,
 }
 
 /// The client-facing side.
@@ -335,6 +341,10 @@ pub enum ConfigError {
     /// message names the rule (`transform[1] (pattern 'session:*'): …`).
     #[error("invalid config: {0}")]
     Transform(String),
+    /// `[postgres]` or a `[[tier]]` rule that cannot be used; the message
+    /// names the rule (`tier[0] (pattern 'durable:*'): …`).
+    #[error("invalid config: {0}")]
+    Tier(String),
     /// A value out of range.
     #[error("invalid config: {key}: {message}")]
     Invalid {
@@ -445,6 +455,8 @@ impl Config {
         self.transform_config()
             .validate()
             .map_err(ConfigError::Transform)?;
+        crate::tier::config::validate(self.postgres.as_ref(), &self.tier)
+            .map_err(ConfigError::Tier)?;
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(

@@ -1,7 +1,8 @@
 //! The policy step between command lookup and routing (design.md's data
 //! path: auth, deny, transforms, tier, coordination). One call from the
 //! session for every command; each step a command needs runs here, in
-//! order. Today: authentication (see `auth`).
+//! order. Today: authentication (see `auth`) and, after value transforms,
+//! the Postgres tier step ([`tier`], see `tier/`).
 //!
 //! For a client that may run commands, this costs one branch.
 
@@ -30,4 +31,18 @@ pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec
         Some(answer) => Step::Answer(answer),
         None => Step::Proceed,
     }
+}
+
+/// The tier step: what a command on a key that a `[[tier]]` rule names
+/// needs (nothing, a re-warm, to be run by the tier, or a refusal). Runs
+/// after value transforms, so Postgres stores what Redis stores. Only
+/// called when rules exist.
+#[inline]
+pub fn tier(
+    tiers: &crate::tier::Tiers,
+    req: &Request,
+    spec: Option<&'static CommandSpec>,
+    cx: crate::tier::plan::Context,
+) -> crate::tier::Plan {
+    tiers.plan(req, spec, cx)
 }

@@ -55,6 +55,9 @@ pub struct Shared {
     /// How clients log in (`auth/`): AUTH checked against the backend,
     /// whether a login is required.
     pub auth: crate::auth::AuthPolicy,
+    /// Postgres tiers (`[[tier]]` rules); `None` when there is no rule,
+    /// which the session checks once per command.
+    pub tiers: Option<Arc<crate::tier::Tiers>>,
 }
 
 impl Shared {

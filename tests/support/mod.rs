@@ -10,10 +10,12 @@ pub mod clients;
 pub mod cluster;
 pub mod cluster_strata;
 pub mod inproc;
+pub mod postgres;
 pub mod raw;
 pub mod redis_server;
 pub mod sentinel;
 pub mod strata;
+pub mod tier_env;
 pub mod transform_env;
 
 pub use redis_server::RedisServer;

@@ -16,6 +16,7 @@ mod local_commands;
 mod login;
 mod scripts;
 mod shard_links;
+mod tier;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -534,6 +535,23 @@ impl Session {
                 }
             }
         }
+        // The tier step (policy/): one branch when no [[tier]] rule exists;
+        // a command on keys no rule names costs the rule match only.
+        if let Some(tiers) = &self.shared.tiers {
+            let cx = crate::tier::plan::Context {
+                // A script run ends at the next other command (tier_step).
+                dedicated: (self.dedicated.is_some() && !self.in_script_run())
+                    || self.unbound_multi.is_some(),
+            };
+            let step = crate::policy::tier(tiers, &req, spec, cx);
+            if !matches!(step, crate::tier::Plan::Proceed) {
+                let tiers = tiers.clone();
+                if let Err(flow) = Box::pin(self.tier_step(&tiers, step, &timing, &mut plan)).await
+                {
+                    return flow;
+                }
+            }
+        }
         if self.in_script_run() {
             match self.script_run_continues(spec, &req).await {
                 Ok(true) => {
@@ -683,12 +701,22 @@ impl Session {
         if !fits {
             return Some(req);
         }
-        // The policy seam, as in `handle`: a command it answers goes there.
+        // The policy seam, as in `handle`: a command it answers, or one the
+        // tier step has work for, goes there.
         if !matches!(
             crate::policy::check(&self.auth, &req, Some(spec)),
             crate::policy::Step::Proceed
         ) {
             return Some(req);
+        }
+        if let Some(tiers) = &self.shared.tiers {
+            let cx = crate::tier::plan::Context { dedicated: false };
+            if !matches!(
+                crate::policy::tier(tiers, &req, Some(spec), cx),
+                crate::tier::Plan::Proceed
+            ) {
+                return Some(req);
+            }
         }
         let timing = Timing {
             started,

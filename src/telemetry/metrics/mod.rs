@@ -32,11 +32,13 @@
 //! | `strata_last_failover_duration_seconds` | gauge | |
 //! | `strata_discovery_up` | gauge (1 ok, 0 degraded) | |
 //! | `strata_transform_*` | counters, one gauge | value transforms, see `TransformCollector` |
+//! | `strata_tier_*` | counters, one gauge | Postgres tiers, see `TierCollector` |
 
 mod handles;
 mod labels;
 mod latency;
 mod registry;
+mod tier;
 mod transform;
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Postgres tiers through strata, end to end (docs/PERFORMANCE.md, "Tiers"):
+#
+#   plain      SET key:* through a strata with no [[tier]] rule
+#   nomatch    SET key:* through a strata with the durable:* rule (the cost
+#              of the rules to commands on keys no rule names; target < 3%)
+#   through    SET durable:* write-through (Postgres commit, then Redis)
+#   read       GET of 1,000 resident mirrored keys (the re-warm check)
+#   pg insert  a bare Postgres upsert round trip (pgbench, one client): the
+#              floor under a write-through SET (target: p50 within 2x)
+#   mset1000   a 1,000-key MSET of durable:* keys (target: <= 20 ms)
+#
+# One redis-server, one PostgreSQL (initdb in a temp dir), two strata
+# instances from the same binary. Each repeat measures in a rotating order;
+# the table shows medians over REPEATS. A measurement: it exits 0 whatever
+# the figures; non-zero only when it cannot measure.
+#
+# Environment: CASES (a subset of the cases above), REPEATS (3), N (50000 requests per run at -c CLIENTS),
+# CLIENTS (50), N_C1 (3000 requests of the one-client latency runs),
+# STRATA (target/release/strata), OUT (target/bench/tiers-latest.txt).
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+REPEATS=${REPEATS:-3}
+N=${N:-50000}
+CLIENTS=${CLIENTS:-50}
+N_C1=${N_C1:-3000}
+STRATA=${STRATA:-$ROOT/target/release/strata}
+OUT=${OUT:-$ROOT/target/bench/tiers-latest.txt}
+
+for tool in redis-server redis-cli redis-benchmark python3; do
+  command -v "$tool" >/dev/null || { echo "tiers_bench: $tool not found: apt-get install redis-server redis-tools python3" >&2; exit 1; }
+done
+PG_BIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
+[ -x "$PG_BIN/initdb" ] || { echo "tiers_bench: initdb not found: apt-get install postgresql" >&2; exit 1; }
+[ -x "$STRATA" ] || { echo "tiers_bench: $STRATA missing: cargo build --release" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/strata-tiers-bench.XXXXXX)
+AS=""
+if [ "$(id -u)" = 0 ]; then AS="runuser -u postgres --"; chown postgres: "$WORK"; fi
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port); PG_PORT=$(free_port); S1=$(free_port); S2=$(free_port)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  $AS "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --logfile "$WORK/redis.log" --dir "$WORK" >/dev/null
+$AS "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+$AS "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+  -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
+PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+
+cat > "$WORK/plain.toml" <<TOML
+[backend]
+address = "127.0.0.1:$REDIS_PORT"
+[telemetry]
+listen = ""
+log_level = "warn"
+TOML
+cp "$WORK/plain.toml" "$WORK/tier.toml"
+cat >> "$WORK/tier.toml" <<TOML
+[postgres]
+url = "$PG_URL"
+[[tier]]
+pattern = "durable:*"
+policy = "mirror"
+write = "through"
+[[tier]]
+pattern = "rdurable:*"
+policy = "mirror"
+write = "through"
+TOML
+"$STRATA" --config "$WORK/plain.toml" --listen "127.0.0.1:$S1" & PIDS+=($!)
+"$STRATA" --config "$WORK/tier.toml" --listen "127.0.0.1:$S2" & PIDS+=($!)
+for p in $S1 $S2; do
+  for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+# The schema is applied in the background: wait for the first mirrored write.
+for _ in $(seq 100); do [ "$(redis-cli -p $S2 set durable:warmup x)" = OK ] && break; sleep 0.1; done
+
+# rps p50 p99 of one redis-benchmark run (CSV: test,rps,avg,min,p50,p95,p99,max).
+bench() { # port clients n command...
+  local port=$1 c=$2 n=$3; shift 3
+  redis-benchmark -p "$port" -c "$c" -n "$n" -r "${KEYSPACE:-100000}" --csv "$@" 2>/dev/null \
+    | tail -1 | tr -d '"' | awk -F, '{print $2, $5, $7}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The keys the read case reads, all resident (1,000 of them).
+KEYSPACE=1000 bench $S2 "$CLIENTS" 20000 SET rdurable:__rand_int__ v >/dev/null
+
+declare -A RPS P50 P99
+record() { RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; }
+cases=(${CASES:-plain nomatch through read through_c1})
+for r in $(seq "$REPEATS"); do
+  for i in $(seq 0 $((${#cases[@]} - 1))); do
+    name=${cases[$(( (i + r) % ${#cases[@]} ))]}
+    case $name in
+      plain)      set -- $(bench $S1 "$CLIENTS" "$N" SET key:__rand_int__ v) ;;
+      nomatch)    set -- $(bench $S2 "$CLIENTS" "$N" SET key:__rand_int__ v) ;;
+      through)    set -- $(bench $S2 "$CLIENTS" "$N" SET durable:__rand_int__ v) ;;
+      read)       set -- $(KEYSPACE=1000 bench $S2 "$CLIENTS" "$N" GET rdurable:__rand_int__) ;;
+      through_c1) set -- $(bench $S2 1 "$N_C1" SET durable:__rand_int__ v) ;;
+    esac
+    record "$name" "$1" "$2" "$3"
+  done
+done
+
+# A bare Postgres upsert round trip, one client (pgbench's average latency).
+PGBENCH=$PG_BIN/pgbench
+"$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c \
+  "CREATE TABLE IF NOT EXISTS bench_t (k bigint PRIMARY KEY, v bytea)" >/dev/null
+echo "\\set k random(1, 100000)
+INSERT INTO bench_t VALUES (:k, 'v') ON CONFLICT (k) DO UPDATE SET v = excluded.v;" > "$WORK/ins.sql"
+PG_AVG=$("$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c 1 -T 5 -f "$WORK/ins.sql" postgres 2>/dev/null \
+  | awk '/latency average/ {print $4}')
+
+# 1,000-key MSET of mirrored keys, one client: median of 20 (ms), from
+# sending the command to reading +OK.
+MSET_MS=$(python3 - "$S2" <<'PY'
+import socket, statistics, sys, time
+args = ["MSET"] + [x for i in range(1000) for x in (f"durable:m{i}", f"value{i}")]
+req = (f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)).encode()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+times = []
+for _ in range(20):
+    t0 = time.perf_counter()
+    s.sendall(req)
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        buf += s.recv(65536)
+    times.append((time.perf_counter() - t0) * 1000)
+    assert buf == b"+OK\r\n", buf
+print(f"{statistics.median(times):.1f}")
+PY
+)
+
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "strata tiers benchmark ($(date -u +%F), REPEATS=$REPEATS, N=$N, -c $CLIENTS; medians)"
+  printf '%-12s %10s %9s %9s\n' case rps p50_ms p99_ms
+  for name in "${cases[@]}"; do
+    printf '%-12s %10s %9s %9s\n' "$name" \
+      "$(echo ${RPS[$name]:-} | tr ' ' '\n' | median)" \
+      "$(echo ${P50[$name]:-} | tr ' ' '\n' | median)" \
+      "$(echo ${P99[$name]:-} | tr ' ' '\n' | median)"
+  done
+  plain=$(echo ${RPS[plain]:-} | tr ' ' '\n' | median)
+  nomatch=$(echo ${RPS[nomatch]:-} | tr ' ' '\n' | median)
+  c1=$(echo ${P50[through_c1]:-} | tr ' ' '\n' | median)
+  echo
+  echo "rules' cost to keys no rule names: $(awk -v a="$plain" -v b="$nomatch" 'BEGIN{printf "%.1f%%", (a-b)/a*100}') (target < 3%)"
+  echo "bare Postgres upsert round trip (pgbench, 1 client, avg): ${PG_AVG} ms; write-through SET p50 at -c 1: ${c1} ms" \
+       "($(awk -v a="$c1" -v b="$PG_AVG" 'BEGIN{ if (b>0) printf "%.2fx", a/b; else print "NA"}'); target <= 2x)"
+  echo "1,000-key MSET of mirrored keys, one client, median of 20: ${MSET_MS} ms (target <= 20 ms)"
+} | tee "$OUT"

@@ -1,0 +1,229 @@
+//! Postgres tiers (issue 14): keys that live in Redis *and* Postgres, per
+//! key pattern (`[[tier]]` rules, `config.rs`).
+//!
+//! # Layout
+//!
+//! * [`config`]: `[postgres]` and `[[tier]]`, validated with the rule named.
+//! * [`rules`]: the rules compiled (Redis globs, first match wins).
+//! * [`store`]: the schema (migrations/) and the statements: versioned
+//!   batch upserts, deletes with tombstones, fetches that never return an
+//!   expired row, sweeps.
+//! * [`plan`]: what a command on a mirrored key needs ([`Plan`]): nothing,
+//!   a re-warm before it runs (reads), to be run by the tier (writes), or
+//!   a refusal.
+//! * [`readthrough`]: re-warming missing keys from Postgres, once per key
+//!   however many clients miss it at once.
+//! * [`mirror`]: write-through: Postgres commits first, then Redis applies,
+//!   then the client is answered.
+//! * [`committer`]: group commit of concurrent writers' rows.
+//! * [`locks`]: per-key locks that order one strata's changes to a key.
+//! * [`redis`]: the tier's commands to Redis, on the client's connection.
+//! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
+//! * [`stats`]: counters, exported as `strata_tier_*`.
+//!
+//! The session reaches all of it through one seam, `policy::tier`, and only
+//! when `[[tier]]` rules exist (`Shared::tiers` is `None` otherwise: one
+//! branch per command). See docs/TIERS.md for the guarantees.
+
+pub mod args;
+pub mod committer;
+pub mod config;
+pub mod locks;
+pub mod mirror;
+pub mod plan;
+pub mod readthrough;
+pub mod redis;
+pub mod rules;
+pub mod stats;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{PostgresConfig, TierRuleConfig};
+pub use plan::{Plan, Write};
+pub use redis::RedisLink;
+pub use rules::TierRules;
+pub use stats::TierStats;
+pub use store::{Store, StoreError, StoreOptions};
+
+/// The tiers: rules, the Postgres store and the shared state of the
+/// mirror (locks, counters). One per strata, shared by every session.
+#[derive(Debug)]
+pub struct Tiers {
+    rules: TierRules,
+    store: Store,
+    /// Write-through puts, grouped across concurrent writers.
+    committer: committer::Committer,
+    locks: locks::KeyLocks,
+    stats: Arc<TierStats>,
+    /// Set once the migrations have run (at startup, or by the first
+    /// command after Postgres came back).
+    schema_ready: AtomicBool,
+    /// One migration attempt at a time.
+    migrating: tokio::sync::Mutex<()>,
+}
+
+impl Tiers {
+    /// Builds the tiers from validated config. `None` when no `[[tier]]`
+    /// rule exists (the data path then pays one branch). Connects lazily:
+    /// strata starts while Postgres is down.
+    pub fn from_config(
+        postgres: Option<&PostgresConfig>,
+        rules: &[TierRuleConfig],
+    ) -> Result<Option<Arc<Tiers>>, String> {
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let pg = postgres.ok_or("[[tier]] rules need a [postgres] section")?;
+        let store = Store::connect(&store_options(pg)?)?;
+        let stats = Arc::new(TierStats::default());
+        let committer = committer::Committer::start(store.clone(), pg.pool_size as usize);
+        Ok(Some(Arc::new(Tiers {
+            rules: TierRules::new(rules)?,
+            store,
+            committer,
+            locks: locks::KeyLocks::default(),
+            stats,
+            schema_ready: AtomicBool::new(false),
+            migrating: tokio::sync::Mutex::new(()),
+        })))
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &TierRules {
+        &self.rules
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The counters (shared with the metrics collector).
+    pub fn stats(&self) -> &Arc<TierStats> {
+        &self.stats
+    }
+
+    /// Runs the migrations unless they ran already.
+    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.migrating.lock().await;
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.store.migrate().await {
+            Ok(()) => {
+                self.schema_ready.store(true, Ordering::Release);
+                self.postgres_answered(true);
+                Ok(())
+            }
+            Err(e) => {
+                self.postgres_answered(false);
+                Err(StoreError::Unavailable(e))
+            }
+        }
+    }
+
+    /// Whether the last statement (or the background probe) reached Postgres.
+    pub fn postgres_up(&self) -> bool {
+        self.stats.postgres_up.load(Ordering::Relaxed) == 1
+    }
+
+    /// Records whether the last statement reached Postgres.
+    fn postgres_answered(&self, up: bool) {
+        self.stats
+            .postgres_up
+            .store(u64::from(up), Ordering::Relaxed);
+    }
+
+    /// Startup: migrate (retrying in the background while Postgres is
+    /// unreachable), then sweep expired rows and old tombstones every
+    /// `sweep_interval_ms` until the tiers are dropped.
+    pub fn start_background(self: &Arc<Self>, pg: &PostgresConfig) {
+        let weak = Arc::downgrade(self);
+        let interval = Duration::from_millis(pg.sweep_interval_ms);
+        let batch = pg.sweep_batch;
+        let retention = Duration::from_secs(pg.tombstone_retention_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut logged_down = false;
+            loop {
+                tick.tick().await;
+                let Some(tiers) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = tiers.ensure_schema().await {
+                    if !logged_down {
+                        tracing::warn!(error = %e, "tier: postgres unreachable; retrying");
+                        logged_down = true;
+                    }
+                    continue;
+                }
+                if logged_down {
+                    tracing::info!("tier: postgres reachable, schema ready");
+                    logged_down = false;
+                }
+                tiers.sweep(batch, retention).await;
+            }
+        });
+    }
+
+    /// Deletes expired rows (batch after batch while full ones come back)
+    /// and tombstones past their retention.
+    async fn sweep(&self, batch: i64, retention: Duration) {
+        for _ in 0..100 {
+            // Also the probe behind `postgres_up` (readiness, the gauge).
+            match self.store.sweep_expired(batch).await {
+                Ok(n) => {
+                    self.postgres_answered(true);
+                    self.stats
+                        .swept
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    if (n as i64) < batch {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if !matches!(e, StoreError::Rejected(_)) {
+                        self.postgres_answered(false);
+                    }
+                    tracing::debug!(error = %e, "tier: sweep failed");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.store.sweep_tombstones(retention, batch).await {
+            tracing::debug!(error = %e, "tier: tombstone sweep failed");
+        }
+    }
+}
+
+/// The store's options from `[postgres]`.
+pub fn store_options(pg: &PostgresConfig) -> Result<StoreOptions, String> {
+    Ok(StoreOptions {
+        url: pg.resolved_url()?,
+        pool_size: pg.pool_size,
+        connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
+        statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+    })
+}
+
+/// `strata migrate`: applies the schema and returns.
+pub async fn migrate(pg: &PostgresConfig) -> Result<(), String> {
+    let store = Store::connect(&store_options(pg)?)?;
+    store.migrate().await
+}
+
+/// Milliseconds since the Unix epoch (strata's clock: relative TTLs are
+/// turned into absolute times once, and both tiers get the same time).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,183 @@
+//! What a command needs from the tiers, decided from its name and keys.
+//!
+//! A command none of whose keys matches a rule is not the tiers' business
+//! ([`Plan::Proceed`]). On a mirrored key:
+//!
+//! * a read (the table's READ flag, not WRITE) runs as usual once its keys
+//!   are resident: [`Plan::Warm`] re-warms the ones Redis lacks;
+//! * the writes the mirror implements are run by the tier ([`Plan::Write`]):
+//!   SET (every option), SETEX, PSETEX, MSET, DEL, UNLINK, GETDEL, EXPIRE,
+//!   PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST;
+//! * any other write is refused ([`Plan::Answer`]) rather than let Redis
+//!   and Postgres diverge silently;
+//! * inside MULTI, on a database selected with SELECT, or in a script run,
+//!   writes to mirrored keys are refused and reads run without re-warm.
+
+use bytes::Bytes;
+
+use crate::command::{key_indexes, CommandSpec, Flags};
+use crate::protocol::reply;
+use crate::protocol::{ArgList, Request};
+
+use super::args::{self, SetArgs};
+use super::rules::Mode;
+use super::Tiers;
+
+/// A mirrored write, its arguments read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// SET, SETEX, PSETEX.
+    Set(SetArgs),
+    /// MSET: `(key, value)` in order; `mirrored[i]` for pair i.
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+        mirrored: Vec<bool>,
+    },
+    /// DEL or UNLINK (`unlink`), every key; `mirrored[i]` for key i.
+    Del {
+        keys: Vec<Bytes>,
+        mirrored: Vec<bool>,
+        unlink: bool,
+    },
+    /// GETDEL.
+    GetDel(Bytes),
+    /// EXPIRE and its forms: the absolute time (ms) and conditions.
+    Expire {
+        key: Bytes,
+        when_ms: i64,
+        flags: args::ExpireFlags,
+    },
+    /// PERSIST.
+    Persist(Bytes),
+}
+
+/// What the tier does with a command.
+#[derive(Debug)]
+pub enum Plan {
+    /// Not the tiers' business: route it.
+    Proceed,
+    /// Answer this instead (a refusal, or Redis's error for bad arguments).
+    Answer(Bytes),
+    /// Re-warm these keys from Postgres if Redis lacks them, then route it.
+    Warm(Vec<Bytes>),
+    /// The tier runs it and answers.
+    Write(Write),
+}
+
+/// Where the client stands, for what the tier may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context {
+    /// On a dedicated connection (MULTI, WATCH, SELECT n, blocking, …) or
+    /// in a script run: the tier's own commands cannot join it.
+    pub dedicated: bool,
+}
+
+impl Tiers {
+    /// The plan for one command (after value transforms: the values here
+    /// are what Redis stores, and so what Postgres stores).
+    pub fn plan(&self, req: &Request, spec: Option<&'static CommandSpec>, cx: Context) -> Plan {
+        let Some(spec) = spec else {
+            return Plan::Proceed;
+        };
+        if spec.key_specs.is_empty() {
+            return Plan::Proceed;
+        }
+        // Most commands name one key at a fixed position (GET, SET, …):
+        // one look at it decides, without the key-spec walk.
+        if spec.first_key > 0 && spec.last_key == spec.first_key && spec.key_specs.len() == 1 {
+            let key = req.arg(spec.first_key as usize);
+            if key.is_none_or(|k| self.rules.find(k).is_none()) {
+                return Plan::Proceed;
+            }
+        }
+        let indexes = key_indexes(spec, req);
+        let mut rule = None;
+        for i in &indexes {
+            if let Some(r) = req.arg(i).and_then(|k| self.rules.find(k)) {
+                rule = Some(r);
+                break;
+            }
+        }
+        let Some(rule) = rule else {
+            return Plan::Proceed;
+        };
+        debug_assert_eq!(rule.mode(), Mode::MirrorThrough);
+        let args = req.args();
+        let is_write = spec.has(Flags::WRITE) || spec.has(Flags::RUNS_SCRIPT);
+        if !is_write {
+            if cx.dedicated {
+                return Plan::Proceed;
+            }
+            let keys = indexes
+                .iter()
+                .filter_map(|i| args.get(i))
+                .filter(|k| self.rules.find(k).is_some())
+                .cloned()
+                .collect();
+            return Plan::Warm(keys);
+        }
+        let refuse = |why: &str| {
+            super::TierStats::bump(&self.stats.refused);
+            Plan::Answer(reply::error(&format!(
+                "ERR tier: {why} (a key matches tier rule '{}'; see docs/TIERS.md)",
+                rule.pattern()
+            )))
+        };
+        if cx.dedicated {
+            return refuse(&format!(
+                "'{}' on a mirrored key is not supported inside MULTI, after SELECT or in a script yet",
+                spec.name
+            ));
+        }
+        // Wrong arity: Redis refuses it without running it.
+        if !spec.arity_ok(args.len()) {
+            return Plan::Proceed;
+        }
+        let now = super::now_ms();
+        let answer = |r: Result<Write, String>| match r {
+            Ok(w) => Plan::Write(w),
+            Err(text) => Plan::Answer(reply::error(&text)),
+        };
+        match spec.name {
+            "set" => answer(args::parse_set(args, now).map(Write::Set)),
+            "setex" => answer(args::parse_setex(args, false, now).map(Write::Set)),
+            "psetex" => answer(args::parse_setex(args, true, now).map(Write::Set)),
+            "mset" => {
+                if args.len() % 2 == 0 {
+                    // Redis's own "wrong number of arguments" reply.
+                    return Plan::Proceed;
+                }
+                let pairs: Vec<(Bytes, Bytes)> = args[1..]
+                    .chunks(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect();
+                let mirrored = pairs
+                    .iter()
+                    .map(|(k, _)| self.rules.find(k).is_some())
+                    .collect();
+                Plan::Write(Write::MSet { pairs, mirrored })
+            }
+            "del" | "unlink" => {
+                let keys: Vec<Bytes> = args[1..].to_vec();
+                let mirrored = keys.iter().map(|k| self.rules.find(k).is_some()).collect();
+                Plan::Write(Write::Del {
+                    keys,
+                    mirrored,
+                    unlink: spec.name == "unlink",
+                })
+            }
+            "getdel" => Plan::Write(Write::GetDel(args[1].clone())),
+            "expire" | "pexpire" | "expireat" | "pexpireat" => answer(
+                args::parse_expire(args, spec.name, now).map(|(key, when_ms, flags)| {
+                    Write::Expire {
+                        key,
+                        when_ms,
+                        flags,
+                    }
+                }),
+            ),
+            "persist" => Plan::Write(Write::Persist(args[1].clone())),
+            name => refuse(&format!("'{name}' is not supported on mirrored keys yet")),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `[[tier]]` rules compiled for the data path: a key's rule is the first
+//! whose glob matches it (the same matcher as `[[transform]]` rules).
+
+use crate::transform::glob::Glob;
+
+use super::config::{Policy, TierRuleConfig, WriteMode};
+
+/// What a rule does with its keys (only what this build implements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `policy = "mirror"`, `write = "through"`.
+    MirrorThrough,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct TierRule {
+    glob: Glob,
+    pattern: String,
+    mode: Mode,
+}
+
+impl TierRule {
+    /// The rule's pattern, as configured (for messages).
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// What the rule does.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+/// Every rule, in order.
+#[derive(Debug, Default)]
+pub struct TierRules {
+    rules: Vec<TierRule>,
+}
+
+impl TierRules {
+    /// Compiles validated rules (`config::validate` refused the rest).
+    pub fn new(configs: &[TierRuleConfig]) -> Result<TierRules, String> {
+        let mut rules = Vec::with_capacity(configs.len());
+        for (i, c) in configs.iter().enumerate() {
+            let mode = match (c.policy, c.write) {
+                (Policy::Mirror, Some(WriteMode::Through)) => Mode::MirrorThrough,
+                _ => {
+                    return Err(format!(
+                        "tier[{i}] (pattern '{}'): this policy is not available in this build",
+                        c.pattern
+                    ))
+                }
+            };
+            rules.push(TierRule {
+                glob: Glob::new(c.pattern.as_bytes()),
+                pattern: c.pattern.clone(),
+                mode,
+            });
+        }
+        Ok(TierRules { rules })
+    }
+
+    /// True when there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The first rule matching `key`.
+    #[inline]
+    pub fn find(&self, key: &[u8]) -> Option<&TierRule> {
+        self.rules.iter().find(|r| r.glob.matches(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(pattern: &str) -> TierRuleConfig {
+        TierRuleConfig {
+            pattern: pattern.into(),
+            policy: Policy::Mirror,
+            write: Some(WriteMode::Through),
+            min_size: None,
+            idle_ms: None,
+        }
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let rules = TierRules::new(&[rule("durable:*"), rule("*")]).expect("rules");
+        assert_eq!(
+            rules.find(b"durable:x").map(|r| r.pattern()),
+            Some("durable:*")
+        );
+        assert_eq!(rules.find(b"other").map(|r| r.pattern()), Some("*"));
+        let rules = TierRules::new(&[rule("durable:*")]).expect("rules");
+        assert!(rules.find(b"cache:x").is_none());
+    }
+}
