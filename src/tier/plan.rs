@@ -118,7 +118,11 @@ impl Tiers {
             let keys = indexes
                 .iter()
                 .filter_map(|i| args.get(i))
-                .filter(|k| self.rules.find(k).is_some())
+                .filter(|k| {
+                    self.rules
+                        .find(k)
+                        .is_some_and(|r| r.mode() == Mode::MirrorThrough)
+                })
                 .cloned()
                 .collect();
             return Plan::Warm(keys);

@@ -8,6 +8,7 @@
 //! batch_rows = 200              # a batch is sent when it has this many changes…
 //! batch_ms = 100                # …or its first change is this old
 //! claim_idle_ms = 30000         # a crashed strata's changes are taken over after this long
+//! workers = 4                   # batches in flight per strata
 //! ```
 
 use serde::Deserialize;
@@ -44,6 +45,10 @@ pub struct BehindConfig {
     /// Retry delay while Postgres does not answer (doubles up to 16x).
     #[serde(default = "default_retry_ms")]
     pub retry_ms: u64,
+    /// Batches in flight per strata (each: read, Postgres transaction,
+    /// acknowledgement).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
 }
 
 fn default_outbox_key() -> String {
@@ -67,6 +72,9 @@ fn default_claim_idle_ms() -> u64 {
 fn default_retry_ms() -> u64 {
     250
 }
+fn default_workers() -> usize {
+    4
+}
 
 impl Default for BehindConfig {
     fn default() -> Self {
@@ -79,6 +87,7 @@ impl Default for BehindConfig {
             batch_ms: default_batch_ms(),
             claim_idle_ms: default_claim_idle_ms(),
             retry_ms: default_retry_ms(),
+            workers: default_workers(),
         }
     }
 }
@@ -98,6 +107,9 @@ impl BehindConfig {
         }
         if !(1..=10_000).contains(&self.batch_rows) {
             return Err(format!("{name}.batch_rows must be between 1 and 10000"));
+        }
+        if !(1..=64).contains(&self.workers) {
+            return Err(format!("{name}.workers must be between 1 and 64"));
         }
         if self.batch_ms == 0 || self.claim_idle_ms == 0 || self.retry_ms == 0 {
             return Err(format!(

@@ -38,21 +38,28 @@ use crate::tier::Tiers;
 /// has it: ids count up from 1).
 const DRAIN_CLIENT_ID: u64 = u64::MAX - 0x5354;
 
-/// Starts the drain task; it ends when the tiers are dropped.
+/// Starts the drain's `workers` tasks; they end when the tiers are
+/// dropped. Several batches in flight hide the round trips (Redis read,
+/// Postgres transaction, acknowledgement); batches of one key's changes in
+/// different workers are safe, as between stratas (versions, advisory
+/// locks). Worker 0 alone re-reads this consumer's own pending entries,
+/// claims others', and refreshes the gauges.
 pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeout: Duration) {
-    tokio::spawn(async move {
+    for worker in 0..behind.config.workers {
         let mut drain = Drain {
-            behind,
-            tiers,
-            router,
+            behind: behind.clone(),
+            tiers: tiers.clone(),
+            router: router.clone(),
             timeout,
+            lead: worker == 0,
             group_ready: false,
-            own_cursor: Some(Bytes::from_static(b"0")),
+            own_cursor: (worker == 0).then(|| Bytes::from_static(b"0")),
             claim_cursor: Bytes::from_static(b"0-0"),
             last_claim: None,
+            last_gauges: None,
         };
-        drain.run().await;
-    });
+        tokio::spawn(async move { drain.run().await });
+    }
 }
 
 struct Drain {
@@ -60,12 +67,15 @@ struct Drain {
     tiers: Weak<Tiers>,
     router: Arc<Router>,
     timeout: Duration,
+    /// Worker 0: own pending entries, claims, gauges.
+    lead: bool,
     group_ready: bool,
     /// Reading back this consumer's own pending entries (from this id);
     /// `None` once done.
     own_cursor: Option<Bytes>,
     claim_cursor: Bytes,
     last_claim: Option<Instant>,
+    last_gauges: Option<Instant>,
 }
 
 impl Drain {
@@ -147,9 +157,10 @@ impl Drain {
         let rows = cfg.batch_rows;
         let window = Duration::from_millis(cfg.batch_ms);
         let mut items = Vec::new();
-        let due = self
-            .last_claim
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(cfg.claim_idle_ms / 2));
+        let due = self.lead
+            && self
+                .last_claim
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(cfg.claim_idle_ms / 2));
         if due {
             self.last_claim = Some(Instant::now());
             let claimed = self.claim(rows).await?;
@@ -367,7 +378,15 @@ impl Drain {
         }
     }
 
-    async fn refresh_gauges(&self) {
+    async fn refresh_gauges(&mut self) {
+        if !self.lead
+            || self
+                .last_gauges
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last_gauges = Some(Instant::now());
         let b = &self.behind;
         let commands = [
             (
