@@ -159,7 +159,7 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE s.version < excluded.version
 RETURNING key, version";
 
-pub(crate) const DELETE: &str = "\
+const DELETE: &str = "\
 WITH u AS (
     SELECT k, COALESCE(ver, nextval('strata_version')) AS ver
     FROM UNNEST($1::bytea[], $2::int8[]) AS x(k, ver)
