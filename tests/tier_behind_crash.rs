@@ -3,7 +3,9 @@
 //! its outbox entry are one atomic Redis script; a change leaves the outbox
 //! only after its Postgres commit; the entries the dead strata had read
 //! but not committed are claimed by the strata sharing the drain
-//! (XAUTOCLAIM) and by the restarted one. Real PostgreSQL and redis-server,
+//! (XAUTOCLAIM) and by the restarted one. (A table lock in Postgres holds
+//! the drains' commits for the last 500 ms before the kill, so the killed
+//! strata surely has changes read and not committed.) Real PostgreSQL and redis-server,
 //! and the strata binary as child processes.
 
 mod support;
@@ -84,6 +86,14 @@ async fn sigkill_during_a_write_behind_load_loses_no_acknowledged_write() {
         assert!(Instant::now() < deadline, "load too slow");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Postgres holds the drains' writes for a moment, so that the strata
+    // about to die has batches read from the outbox and not yet committed.
+    let mut lock = env.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE strata_entries IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     a.child.kill().expect("SIGKILL strata"); // std's kill is SIGKILL
     let _ = a.child.wait();
     writer.await.expect("writer");
@@ -97,6 +107,7 @@ async fn sigkill_during_a_write_behind_load_loses_no_acknowledged_write() {
     let at_kill =
         String::from_utf8_lossy(&r.cmd("XPENDING strata:outbox strata-drain").await).into_owned();
     eprintln!("at the kill: {through_a} acknowledged; XPENDING {at_kill:?}");
+    lock.rollback().await.expect("unlock");
 
     // Restarted: the rest of the load (from the first unacknowledged write)
     // through the new process, while B keeps draining.
@@ -143,5 +154,6 @@ async fn sigkill_during_a_write_behind_load_loses_no_acknowledged_write() {
         .and_then(|rest| rest.split("\r\n").nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0.0);
+    assert!(held_by_a > 0.0, "the killed strata had nothing in flight: {at_kill}");
     assert!(claimed >= held_by_a, "claimed {claimed} of {held_by_a}");
 }
