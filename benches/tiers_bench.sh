@@ -151,15 +151,16 @@ PY
 )
 
 # Write-behind. S3 captures into the outbox but cannot reach Postgres (a
-# port nothing listens on), so the outbox fills; then S4, with Postgres,
-# drains it alone (claim_idle_ms 1000 takes over S3's one held batch).
-behind_toml() { # postgres-port
+# port nothing listens on), and reads in a consumer group of its own, so
+# the outbox fills; then S4, with Postgres, drains it alone (its group,
+# created after, starts from the stream's first entry).
+behind_toml() { # postgres-port group
   cat "$WORK/plain.toml"
   cat <<TOML
 [postgres]
 url = "postgres://postgres@127.0.0.1:$1/postgres"
 [postgres.write_behind]
-claim_idle_ms = 1000
+group = "$2"
 outbox_max_bytes = 268435456
 [[tier]]
 pattern = "wdurable:*"
@@ -167,8 +168,8 @@ policy = "mirror"
 write = "behind"
 TOML
 }
-behind_toml "$DEAD_PG" > "$WORK/behind_fill.toml"
-behind_toml "$PG_PORT" > "$WORK/behind.toml"
+behind_toml "$DEAD_PG" bench-fill > "$WORK/behind_fill.toml"
+behind_toml "$PG_PORT" strata-drain > "$WORK/behind.toml"
 "$STRATA" --config "$WORK/behind_fill.toml" --listen "127.0.0.1:$S3" & S3_PID=$!; PIDS+=($S3_PID)
 for _ in $(seq 100); do redis-cli -p "$S3" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-benchmark -p "$S3" -c "$CLIENTS" -n "$BEHIND_N" -r 1000000000 -q SET wdurable:__rand_int__ v >/dev/null 2>&1
@@ -178,7 +179,9 @@ kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true
 drained() { curl -s "http://127.0.0.1:$M4/metrics" | awk '/^strata_tier_behind_drained_total/ {print $2}'; }
 # From the first committed batch (startup and schema check excluded) to
 # the outbox empty.
-for _ in $(seq 1000); do D0=$(drained); [ -n "$D0" ] && [ "$D0" != 0 ] && break; sleep 0.01; done
+D0=""
+for _ in $(seq 3000); do D0=$(drained); [ -n "$D0" ] && [ "$D0" != 0 ] && break; sleep 0.01; done
+[ -n "$D0" ] || { echo "tiers_bench: write-behind drain never started" >&2; exit 1; }
 T0=$(date +%s.%N)
 while [ "$(redis-cli -p "$REDIS_PORT" xlen strata:outbox)" != 0 ]; do sleep 0.02; done
 T1=$(date +%s.%N)
@@ -186,6 +189,7 @@ D1=$(drained)
 DRAIN_RATE=$(awk -v n="$((D1 - D0))" -v a="$T0" -v b="$T1" 'BEGIN{printf "%d", n/(b-a)}')
 DRAIN_SECS=$(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.2f", b-a}')
 DRAINED=$((D1 - D0))
+echo "tiers_bench: write-behind filled=$FILLED drained $D0 -> $D1" >&2
 
 # Steady load: BEHIND_RATE SETs/s through S4 (pipelined every 10 ms), then
 # the lag p99 from the histogram's buckets over that run only.

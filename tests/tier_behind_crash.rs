@@ -154,6 +154,9 @@ async fn sigkill_during_a_write_behind_load_loses_no_acknowledged_write() {
         .and_then(|rest| rest.split("\r\n").nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0.0);
-    assert!(held_by_a > 0.0, "the killed strata had nothing in flight: {at_kill}");
+    assert!(
+        held_by_a > 0.0,
+        "the killed strata had nothing in flight: {at_kill}"
+    );
     assert!(claimed >= held_by_a, "claimed {claimed} of {held_by_a}");
 }

@@ -45,6 +45,10 @@ const DRAIN_CLIENT_ID: u64 = u64::MAX - 0x5354;
 /// locks). Worker 0 alone re-reads this consumer's own pending entries,
 /// claims others', and refreshes the gauges.
 pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeout: Duration) {
+    // The others start reading once worker 0 has re-read this consumer's
+    // own pending entries: else it would read theirs as its own, twice.
+    let (own_done, own_done_rx) = tokio::sync::watch::channel(false);
+    let own_done = Arc::new(own_done);
     for worker in 0..behind.config.workers {
         let mut drain = Drain {
             behind: behind.clone(),
@@ -57,8 +61,18 @@ pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeo
             claim_cursor: Bytes::from_static(b"0-0"),
             last_claim: None,
             last_gauges: None,
+            own_done: own_done.clone(),
         };
-        tokio::spawn(async move { drain.run().await });
+        let mut wait = own_done_rx.clone();
+        let done = own_done.clone();
+        tokio::spawn(async move {
+            if worker != 0 && wait.wait_for(|done| *done).await.is_err() {
+                return;
+            }
+            drain.run().await;
+            // Worker 0 gone (shutting down): release the others to end too.
+            done.send_replace(true);
+        });
     }
 }
 
@@ -76,6 +90,8 @@ struct Drain {
     claim_cursor: Bytes,
     last_claim: Option<Instant>,
     last_gauges: Option<Instant>,
+    /// Set by worker 0 once its own pending entries are re-read.
+    own_done: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Drain {
@@ -177,7 +193,10 @@ impl Drain {
             if self.own_cursor.is_some() {
                 match got.last() {
                     Some(last) => self.own_cursor = Some(last.id().clone()),
-                    None => self.own_cursor = None,
+                    None => {
+                        self.own_cursor = None;
+                        self.own_done.send_replace(true);
+                    }
                 }
                 items.extend(got);
                 continue;
