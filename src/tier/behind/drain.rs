@@ -13,7 +13,8 @@
 //! * Every `claim_idle_ms / 2`, XAUTOCLAIM takes over entries another
 //!   consumer read and has not acknowledged for `claim_idle_ms` (a crashed
 //!   or stuck strata).
-//! * Postgres unreachable: the batch is kept and retried with backoff, no
+//! * Postgres unreachable: the batch is kept and retried with backoff (its
+//!   entries' idle time reset at each retry, so nobody claims them), no
 //!   new entries are read; the outbox fills, and its bound pushes back on
 //!   writers. Nothing to do by hand when Postgres returns.
 //! * A batch Postgres refuses permanently is split: each change is applied
@@ -318,6 +319,7 @@ impl Drain {
                     }
                     self.behind.stats.retries.inc();
                     drop(tiers);
+                    self.heartbeat(items).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(
                         self.behind.config.retry_ms.saturating_mul(16),
@@ -368,6 +370,26 @@ impl Drain {
             }
         }
         Ok(())
+    }
+
+    /// Resets the idle time of entries this strata holds while it retries
+    /// them (XCLAIM to itself, JUSTID), so that no strata — this one's
+    /// claim pass included — takes over changes that are not abandoned,
+    /// only waiting for Postgres.
+    async fn heartbeat(&self, items: &[Item]) {
+        let b = &self.behind;
+        let mut command = vec![
+            arg("XCLAIM"),
+            b.stream.clone(),
+            Bytes::from(b.config.group.clone()),
+            Bytes::from(b.consumer.clone()),
+            arg("0"),
+        ];
+        command.extend(items.iter().map(|i| i.id().clone()));
+        command.push(arg("JUSTID"));
+        if let Err(e) = self.link().call_one(&b.stream, command).await {
+            tracing::debug!(error = %e, "tier behind: heartbeat failed");
+        }
     }
 
     /// Acknowledges and deletes the entries, giving their bytes back. A
