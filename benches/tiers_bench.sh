@@ -9,6 +9,11 @@
 #   pg insert  a bare Postgres upsert round trip (pgbench, one client): the
 #              floor under a write-through SET (target: p50 within 2x)
 #   mset1000   a 1,000-key MSET of durable:* keys (target: <= 20 ms)
+#   behind     write-behind: the drain rate into Postgres (an outbox of
+#              BEHIND_N changes filled first, then one strata drains it;
+#              target >= 50,000 keys/s), and the capture-to-commit lag p99
+#              at a steady BEHIND_RATE writes/s for BEHIND_SECS seconds
+#              (strata_tier_behind_lag_seconds; target < 1 s)
 #
 # One redis-server, one PostgreSQL (initdb in a temp dir), two strata
 # instances from the same binary. Each repeat measures in a rotating order;
@@ -17,6 +22,7 @@
 #
 # Environment: CASES (a subset of the cases above), REPEATS (3), N (50000 requests per run at -c CLIENTS),
 # CLIENTS (50), N_C1 (3000 requests of the one-client latency runs),
+# BEHIND_N (200000), BEHIND_RATE (20000), BEHIND_SECS (10),
 # STRATA (target/release/strata), OUT (target/bench/tiers-latest.txt).
 
 set -euo pipefail
@@ -41,6 +47,8 @@ AS=""
 if [ "$(id -u)" = 0 ]; then AS="runuser -u postgres --"; chown postgres: "$WORK"; fi
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port); PG_PORT=$(free_port); S1=$(free_port); S2=$(free_port)
+S3=$(free_port); S4=$(free_port); M4=$(free_port); DEAD_PG=$(free_port)
+BEHIND_N=${BEHIND_N:-200000}; BEHIND_RATE=${BEHIND_RATE:-20000}; BEHIND_SECS=${BEHIND_SECS:-10}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -142,6 +150,89 @@ print(f"{statistics.median(times):.1f}")
 PY
 )
 
+# Write-behind. S3 captures into the outbox but cannot reach Postgres (a
+# port nothing listens on), and reads in a consumer group of its own, so
+# the outbox fills; then S4, with Postgres, drains it alone (its group,
+# created after, starts from the stream's first entry).
+behind_toml() { # postgres-port group
+  cat "$WORK/plain.toml"
+  cat <<TOML
+[postgres]
+url = "postgres://postgres@127.0.0.1:$1/postgres"
+[postgres.write_behind]
+group = "$2"
+outbox_max_bytes = 268435456
+[[tier]]
+pattern = "wdurable:*"
+policy = "mirror"
+write = "behind"
+TOML
+}
+behind_toml "$DEAD_PG" bench-fill > "$WORK/behind_fill.toml"
+behind_toml "$PG_PORT" strata-drain > "$WORK/behind.toml"
+"$STRATA" --config "$WORK/behind_fill.toml" --listen "127.0.0.1:$S3" & S3_PID=$!; PIDS+=($S3_PID)
+for _ in $(seq 100); do redis-cli -p "$S3" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-benchmark -p "$S3" -c "$CLIENTS" -n "$BEHIND_N" -r 1000000000 -q SET wdurable:__rand_int__ v >/dev/null 2>&1
+FILLED=$(redis-cli -p "$REDIS_PORT" xlen strata:outbox)
+kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true
+"$STRATA" --config "$WORK/behind.toml" --listen "127.0.0.1:$S4" --metrics-listen "127.0.0.1:$M4" & PIDS+=($!)
+drained() { curl -s "http://127.0.0.1:$M4/metrics" | awk '/^strata_tier_behind_drained_total/ {print $2}'; }
+# From the first committed batch (startup and schema check excluded) to
+# the outbox empty.
+D0=""
+for _ in $(seq 3000); do D0=$(drained); [ -n "$D0" ] && [ "$D0" != 0 ] && break; sleep 0.01; done
+[ -n "$D0" ] || { echo "tiers_bench: write-behind drain never started" >&2; exit 1; }
+T0=$(date +%s.%N)
+while [ "$(redis-cli -p "$REDIS_PORT" xlen strata:outbox)" != 0 ]; do sleep 0.02; done
+T1=$(date +%s.%N)
+D1=$(drained)
+DRAIN_RATE=$(awk -v n="$((D1 - D0))" -v a="$T0" -v b="$T1" 'BEGIN{printf "%d", n/(b-a)}')
+DRAIN_SECS=$(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.2f", b-a}')
+DRAINED=$((D1 - D0))
+echo "tiers_bench: write-behind filled=$FILLED drained $D0 -> $D1" >&2
+
+# Steady load: BEHIND_RATE SETs/s through S4 (pipelined every 10 ms), then
+# the lag p99 from the histogram's buckets over that run only.
+lag_buckets() { curl -s "http://127.0.0.1:$M4/metrics" | grep '^strata_tier_behind_lag_seconds_bucket'; }
+lag_buckets > "$WORK/lag0"
+STEADY=$(python3 - "$S4" "$BEHIND_RATE" "$BEHIND_SECS" <<'PY'
+# BEHIND_RATE SETs/s over 4 connections (a tier write holds back its
+# client's next command, so one connection cannot carry the rate alone),
+# each pipelining rate/400 SETs every 10 ms on a fixed schedule.
+import socket, sys, threading, time
+port, rate, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+CONNS, TICK = 4, 0.01
+per_tick = max(1, rate // CONNS // 100)
+sent = [0] * CONNS
+def run(c):
+    s = socket.create_connection(("127.0.0.1", port))
+    t0 = time.perf_counter(); n = 0; i = 0
+    while time.perf_counter() - t0 < secs:
+        keys = [b"wdurable:s%d:%d" % (c, i + j) for j in range(per_tick)]
+        s.sendall(b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n" % (len(k), k) for k in keys))
+        i += per_tick
+        want, buf = per_tick * 5, b""
+        while len(buf) < want:
+            buf += s.recv(65536)
+        assert buf == b"+OK\r\n" * per_tick, buf[:200]
+        n += 1
+        pause = t0 + n * TICK - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    sent[c] = i
+t0 = time.perf_counter()
+ts = [threading.Thread(target=run, args=(c,)) for c in range(CONNS)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(int(sum(sent) / (time.perf_counter() - t0)))
+PY
+)
+while [ "$(redis-cli -p "$REDIS_PORT" xlen strata:outbox)" != 0 ]; do sleep 0.02; done
+lag_buckets > "$WORK/lag1"
+LAG_P99=$(paste -d' ' "$WORK/lag0" "$WORK/lag1" | awk '
+  { match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5); n[NR] = $4 - $2; l[NR] = le }
+  END { total = n[NR]; for (i = 1; i <= NR; i++) if (n[i] >= 0.99 * total) { print l[i]; exit } }')
+
 mkdir -p "$(dirname "$OUT")"
 {
   echo "strata tiers benchmark ($(date -u +%F), REPEATS=$REPEATS, N=$N, -c $CLIENTS; medians)"
@@ -160,4 +251,6 @@ mkdir -p "$(dirname "$OUT")"
   echo "bare Postgres upsert round trip (pgbench, 1 client, avg): ${PG_AVG} ms; write-through SET p50 at -c 1: ${c1} ms" \
        "($(awk -v a="$c1" -v b="$PG_AVG" 'BEGIN{ if (b>0) printf "%.2fx", a/b; else print "NA"}'); target <= 2x)"
   echo "1,000-key MSET of mirrored keys, one client, median of 20: ${MSET_MS} ms (target <= 20 ms)"
+  echo "write-behind drain: $DRAINED of $FILLED changes in ${DRAIN_SECS} s = ${DRAIN_RATE} keys/s, one strata (target >= 50,000)"
+  echo "write-behind lag p99 at ${STEADY} writes/s (asked ${BEHIND_RATE}) for ${BEHIND_SECS} s: <= ${LAG_P99} s (histogram bucket; target < 1 s)"
 } | tee "$OUT"

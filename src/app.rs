@@ -67,6 +67,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         .map_err(std::io::Error::other)?;
     if let (Some(tiers), Some(pg)) = (&tiers, &config.postgres) {
         metrics.register_tier_stats(tiers.stats().clone());
+        if let Some(behind) = tiers.behind() {
+            behind.stats().register(metrics.registry_mut());
+        }
         tiers.start_background(pg);
     }
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
@@ -100,6 +103,12 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             ))
         }
     };
+    if let Some(tiers) = &tiers {
+        // Write-behind's drain shares the backend's connections.
+        tiers
+            .start_drain(backend.clone(), cluster.is_some())
+            .map_err(std::io::Error::other)?;
+    }
     tokio::spawn(export_backend_metrics(
         Arc::downgrade(&backend),
         cluster.as_ref().map(Arc::downgrade),

@@ -19,7 +19,7 @@
 //! `validate` refuses, with the rule named, what cannot work: a rule
 //! without `[postgres]`, a mirror without `write`, a spill without a
 //! threshold, an option of one policy on another. Policies this build does
-//! not implement yet (`write = "behind"`, `spill`) are refused at startup
+//! not implement yet (`spill`) are refused at startup
 //! rather than accepted and ignored.
 
 use serde::Deserialize;
@@ -60,6 +60,10 @@ pub struct PostgresConfig {
     /// arrives late from bringing the key back).
     #[serde(default = "default_tombstone_retention_secs")]
     pub tombstone_retention_secs: u64,
+    /// `[postgres.write_behind]`: the outbox and its drain
+    /// (`tier/behind/config.rs`).
+    #[serde(default)]
+    pub write_behind: super::behind::BehindConfig,
 }
 
 fn default_pool_size() -> u32 {
@@ -148,6 +152,7 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
         if pg.sweep_interval_ms == 0 || pg.sweep_batch <= 0 {
             return Err("postgres.sweep_interval_ms and sweep_batch must be at least 1".into());
         }
+        pg.write_behind.validate()?;
         let url = pg.resolved_url()?;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("postgres.url must start with postgres:// or postgresql://".into());
@@ -181,13 +186,7 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
                             "{name}: policy = \"mirror\" needs write = \"through\" or \"behind\""
                         ))
                     }
-                    Some(WriteMode::Behind) => {
-                        return Err(format!(
-                            "{name}: write = \"behind\" is not available in this build yet \
-                             (only write = \"through\")"
-                        ))
-                    }
-                    Some(WriteMode::Through) => {}
+                    Some(WriteMode::Behind) | Some(WriteMode::Through) => {}
                 }
             }
             Policy::Spill => {
@@ -227,6 +226,17 @@ mod tests {
     }
 
     #[test]
+    fn mirror_behind_is_valid() {
+        let r = rule("pattern = \"q:*\"\npolicy = \"mirror\"\nwrite = \"behind\"");
+        assert_eq!(validate(Some(&pg()), &[r]), Ok(()));
+        let mut p = pg();
+        p.write_behind.batch_rows = 0;
+        assert!(validate(Some(&p), &[])
+            .expect_err("invalid")
+            .contains("batch_rows"));
+    }
+
+    #[test]
     fn invalid_rules_are_named() {
         let cases = [
             ("pattern = \"a\"\npolicy = \"mirror\"", "needs write"),
@@ -238,10 +248,6 @@ mod tests {
             (
                 "pattern = \"a\"\npolicy = \"spill\"\nwrite = \"through\"",
                 "mirror option",
-            ),
-            (
-                "pattern = \"a\"\npolicy = \"mirror\"\nwrite = \"behind\"",
-                "not available",
             ),
         ];
         for (text, expected) in cases {

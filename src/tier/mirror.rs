@@ -33,6 +33,9 @@ use super::{TierStats, Tiers};
 impl Tiers {
     /// Runs a mirrored write; the reply is the client's (its protocol).
     pub async fn write(&self, link: &RedisLink<'_>, write: Write) -> Bytes {
+        if let Some(behind) = self.behind_for(&write) {
+            return behind.write(link, write).await;
+        }
         if let Err(e) = self.ensure_schema().await {
             TierStats::bump(&self.stats.write_failures);
             return reply::error(&super::readthrough::unavailable(&e));

@@ -20,12 +20,15 @@
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
 //! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
 //! * [`stats`]: counters, exported as `strata_tier_*`.
+//! * [`behind`]: `write = "behind"`: capture into a Redis outbox stream,
+//!   drained into Postgres by every strata through a consumer group.
 //!
 //! The session reaches all of it through one seam, `policy::tier`, and only
 //! when `[[tier]]` rules exist (`Shared::tiers` is `None` otherwise: one
 //! branch per command). See docs/TIERS.md for the guarantees.
 
 pub mod args;
+pub mod behind;
 pub mod committer;
 pub mod config;
 pub mod locks;
@@ -63,6 +66,10 @@ pub struct Tiers {
     schema_ready: AtomicBool,
     /// One migration attempt at a time.
     migrating: tokio::sync::Mutex<()>,
+    /// Write-behind's outbox and drain, when a rule asks for it.
+    behind: Option<Arc<behind::Behind>>,
+    /// `[postgres] statement_timeout_ms` (the drain's transactions).
+    statement_timeout: Duration,
 }
 
 impl Tiers {
@@ -80,8 +87,14 @@ impl Tiers {
         let store = Store::connect(&store_options(pg)?)?;
         let stats = Arc::new(TierStats::default());
         let committer = committer::Committer::start(store.clone(), pg.pool_size as usize);
+        let rules = TierRules::new(rules)?;
+        let behind = rules
+            .any_behind()
+            .then(|| behind::Behind::new(&pg.write_behind));
         Ok(Some(Arc::new(Tiers {
-            rules: TierRules::new(rules)?,
+            rules,
+            behind,
+            statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
             store,
             committer,
             locks: locks::KeyLocks::default(),
@@ -104,6 +117,36 @@ impl Tiers {
     /// The counters (shared with the metrics collector).
     pub fn stats(&self) -> &Arc<TierStats> {
         &self.stats
+    }
+
+    /// Write-behind's state (its series are registered from it).
+    pub fn behind(&self) -> Option<&Arc<behind::Behind>> {
+        self.behind.as_ref()
+    }
+
+    /// Starts write-behind's drain on the backend (when a rule is
+    /// write-behind). Cluster mode is refused: its outbox would need a
+    /// stream per slot, which this build does not have.
+    pub fn start_drain(
+        self: &Arc<Self>,
+        router: Arc<crate::backend::router::Router>,
+        cluster: bool,
+    ) -> Result<(), String> {
+        let Some(b) = &self.behind else {
+            return Ok(());
+        };
+        if cluster {
+            return Err(
+                "tier: write = \"behind\" is not available in cluster mode in this build".into(),
+            );
+        }
+        behind::drain::start(
+            b.clone(),
+            Arc::downgrade(self),
+            router,
+            self.statement_timeout,
+        );
+        Ok(())
     }
 
     /// Runs the migrations unless they ran already.

@@ -73,6 +73,19 @@ pub struct Context {
 }
 
 impl Tiers {
+    /// Write-behind's state when `write`'s mirrored keys are write-behind
+    /// ones (`plan` refused commands that mix both modes).
+    pub(super) fn behind_for(&self, write: &Write) -> Option<&super::behind::Behind> {
+        let behind = self.behind.as_deref()?;
+        let key = match write {
+            Write::Set(s) => &s.key,
+            Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => k,
+            Write::MSet { pairs, mirrored } => &pairs.iter().zip(mirrored).find(|(_, m)| **m)?.0 .0,
+            Write::Del { keys, mirrored, .. } => keys.iter().zip(mirrored).find(|(_, m)| **m)?.0,
+        };
+        (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
+    }
+
     /// The plan for one command (after value transforms: the values here
     /// are what Redis stores, and so what Postgres stores).
     pub fn plan(&self, req: &Request, spec: Option<&'static CommandSpec>, cx: Context) -> Plan {
@@ -101,17 +114,23 @@ impl Tiers {
         let Some(rule) = rule else {
             return Plan::Proceed;
         };
-        debug_assert_eq!(rule.mode(), Mode::MirrorThrough);
         let args = req.args();
         let is_write = spec.has(Flags::WRITE) || spec.has(Flags::RUNS_SCRIPT);
         if !is_write {
-            if cx.dedicated {
+            // Write-behind: Redis holds the newest value; a re-warm from
+            // Postgres could resurrect a change still in the outbox
+            // (tier/behind/mod.rs).
+            if cx.dedicated || rule.mode() == Mode::MirrorBehind {
                 return Plan::Proceed;
             }
             let keys = indexes
                 .iter()
                 .filter_map(|i| args.get(i))
-                .filter(|k| self.rules.find(k).is_some())
+                .filter(|k| {
+                    self.rules
+                        .find(k)
+                        .is_some_and(|r| r.mode() == Mode::MirrorThrough)
+                })
                 .cloned()
                 .collect();
             return Plan::Warm(keys);
@@ -138,6 +157,33 @@ impl Tiers {
             Ok(w) => Plan::Write(w),
             Err(text) => Plan::Answer(reply::error(&text)),
         };
+        if self.behind.is_some()
+            && !matches!(
+                spec.name,
+                "set"
+                    | "setex"
+                    | "psetex"
+                    | "getdel"
+                    | "expire"
+                    | "pexpire"
+                    | "expireat"
+                    | "pexpireat"
+                    | "persist"
+            )
+        {
+            // One command's mirrored keys must share one write mode.
+            let mut modes = indexes
+                .iter()
+                .filter_map(|i| args.get(i).and_then(|k| self.rules.find(k)))
+                .map(|r| r.mode());
+            let first = modes.next();
+            if modes.any(|m| Some(m) != first) {
+                return refuse(&format!(
+                    "'{}' mixing write-through and write-behind keys is not supported",
+                    spec.name
+                ));
+            }
+        }
         match spec.name {
             "set" => answer(args::parse_set(args, now).map(Write::Set)),
             "setex" => answer(args::parse_setex(args, false, now).map(Write::Set)),

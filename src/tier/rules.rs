@@ -10,6 +10,8 @@ use super::config::{Policy, TierRuleConfig, WriteMode};
 pub enum Mode {
     /// `policy = "mirror"`, `write = "through"`.
     MirrorThrough,
+    /// `policy = "mirror"`, `write = "behind"` (`tier/behind/`).
+    MirrorBehind,
 }
 
 /// One compiled rule.
@@ -45,6 +47,7 @@ impl TierRules {
         for (i, c) in configs.iter().enumerate() {
             let mode = match (c.policy, c.write) {
                 (Policy::Mirror, Some(WriteMode::Through)) => Mode::MirrorThrough,
+                (Policy::Mirror, Some(WriteMode::Behind)) => Mode::MirrorBehind,
                 _ => {
                     return Err(format!(
                         "tier[{i}] (pattern '{}'): this policy is not available in this build",
@@ -64,6 +67,11 @@ impl TierRules {
     /// True when there is no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// True when some rule is write-behind.
+    pub fn any_behind(&self) -> bool {
+        self.rules.iter().any(|r| r.mode == Mode::MirrorBehind)
     }
 
     /// The first rule matching `key`.

@@ -147,7 +147,7 @@ pub struct Store {
     statement_timeout: Duration,
 }
 
-const UPSERT: &str = "\
+pub(crate) const UPSERT: &str = "\
 WITH u AS (
     SELECT k, t, v, e, COALESCE(ver, nextval('strata_version')) AS ver
     FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::int8[], $5::int8[]) AS x(k, t, v, e, ver)

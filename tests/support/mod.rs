@@ -6,6 +6,7 @@
 // Test support: a failed setup step should panic with its error.
 #![allow(clippy::unwrap_used)]
 
+pub mod behind_env;
 pub mod clients;
 pub mod cluster;
 pub mod cluster_strata;

@@ -1,0 +1,145 @@
+-- Write-behind capture (src/tier/behind/capture.rs): applies a write to a
+-- mirrored key AND appends its outbox entry, in one atomic script, so a
+-- change is either in Redis and in the outbox, or in neither.
+--
+-- KEYS[1] the outbox stream, KEYS[2] its meta hash (fields `bytes`: what
+-- the outbox holds, `ver`: the last version given), KEYS[3..] the keys.
+-- ARGV[1] op, ARGV[2] outbox bound in bytes, ARGV[3] strata's clock (ms),
+-- then the op's arguments.
+--
+-- Entry fields: k key, o 'p' (put) or 'd' (delete), t type, v value (a
+-- DUMP payload for non-strings), e absolute expiry in ms or '', n version.
+-- Versions come from Redis's clock in microseconds and only grow (a
+-- version is never given twice, even if the clock steps back), so the
+-- order of versions is the order Redis applied the changes in.
+-- The reply is the client's reply to its command.
+
+local stream, meta = KEYS[1], KEYS[2]
+local op, max, now_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local OVERHEAD = 64
+
+local function full()
+  return redis.error_reply('ERR tier backlog full (the write-behind outbox holds '
+    .. (redis.call('HGET', meta, 'bytes') or '0') .. ' of ' .. ARGV[2]
+    .. ' bytes; Postgres is behind or unreachable)')
+end
+
+local function room(need)
+  local used = tonumber(redis.call('HGET', meta, 'bytes') or 0)
+  return used + need <= max
+end
+
+local function version()
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call('HGET', meta, 'ver') or 0)
+  if v <= last then v = last + 1 end
+  local s = string.format('%d', v)
+  redis.call('HSET', meta, 'ver', s)
+  return s
+end
+
+local function record(k, o, t, v, e)
+  redis.call('XADD', stream, '*', 'k', k, 'o', o, 't', t, 'v', v, 'e', e, 'n', version())
+  redis.call('HINCRBY', meta, 'bytes', #k + #v + OVERHEAD)
+end
+
+-- The key as a put: its type and value (strings) or DUMP payload.
+local function snapshot(k)
+  local t = redis.call('TYPE', k).ok
+  if t == 'string' then return t, redis.call('GET', k) end
+  return t, redis.call('DUMP', k)
+end
+
+if op == 'set' then
+  local k, v = KEYS[3], ARGV[4]
+  local nx, xx, get, mode, at = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1', ARGV[8], ARGV[9]
+  local old = false
+  if get then
+    old = redis.pcall('GET', k)
+    if type(old) == 'table' and old.err then return old end
+  end
+  local exists = redis.call('EXISTS', k) == 1
+  if (nx and exists) or (xx and not exists) then return old end
+  if not room(#k + #v + OVERHEAD) then return full() end
+  if mode == 'keep' then
+    local t = redis.call('PEXPIRETIME', k)
+    if t > 0 then at = string.format('%d', t) else at = '' end
+    redis.call('SET', k, v, 'KEEPTTL')
+  elseif mode == 'at' then
+    redis.call('SET', k, v, 'PXAT', at)
+  else
+    at = ''
+    redis.call('SET', k, v)
+  end
+  record(k, 'p', 'string', v, at)
+  if get then return old end
+  return redis.status_reply('OK')
+elseif op == 'mset' then
+  -- ARGV[4]: '1'/'0' per key (mirrored or not); ARGV[5..]: the values.
+  local flags, need = ARGV[4], 0
+  for i = 3, #KEYS do
+    if string.sub(flags, i - 2, i - 2) == '1' then need = need + #KEYS[i] + #ARGV[i + 2] + OVERHEAD end
+  end
+  if not room(need) then return full() end
+  for i = 3, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[i + 2])
+    if string.sub(flags, i - 2, i - 2) == '1' then record(KEYS[i], 'p', 'string', ARGV[i + 2], '') end
+  end
+  return redis.status_reply('OK')
+elseif op == 'del' then
+  -- ARGV[4]: DEL or UNLINK; ARGV[5]: '1'/'0' per key. A mirrored key's
+  -- delete is recorded even when Redis lacks it (evicted): Postgres must
+  -- drop it too.
+  local flags, need = ARGV[5], 0
+  for i = 3, #KEYS do
+    if string.sub(flags, i - 2, i - 2) == '1' then need = need + #KEYS[i] + OVERHEAD end
+  end
+  if not room(need) then return full() end
+  local n = 0
+  for i = 3, #KEYS do
+    n = n + redis.call(ARGV[4], KEYS[i])
+    if string.sub(flags, i - 2, i - 2) == '1' then record(KEYS[i], 'd', '', '', '') end
+  end
+  return n
+elseif op == 'getdel' then
+  local k = KEYS[3]
+  local old = redis.pcall('GET', k)
+  if type(old) == 'table' and old.err then return old end
+  if not old then return false end
+  if not room(#k + OVERHEAD) then return full() end
+  redis.call('DEL', k)
+  record(k, 'd', '', '', '')
+  return old
+elseif op == 'expire' then
+  -- ARGV[4]: absolute time (ms); ARGV[5]: NX XX GT LT as four '1'/'0'.
+  local k, when, f = KEYS[3], tonumber(ARGV[4]), ARGV[5]
+  local cur = redis.call('PEXPIRETIME', k)
+  if cur == -2 then return 0 end
+  local has = cur ~= -1
+  if string.sub(f, 1, 1) == '1' and has then return 0 end
+  if string.sub(f, 2, 2) == '1' and not has then return 0 end
+  if string.sub(f, 3, 3) == '1' and (not has or when <= cur) then return 0 end
+  if string.sub(f, 4, 4) == '1' and has and when >= cur then return 0 end
+  if when <= now_ms then
+    -- Already past: Redis deletes the key.
+    if not room(#k + OVERHEAD) then return full() end
+    redis.call('DEL', k)
+    record(k, 'd', '', '', '')
+    return 1
+  end
+  local t, v = snapshot(k)
+  if not room(#k + #v + OVERHEAD) then return full() end
+  redis.call('PEXPIREAT', k, ARGV[4])
+  record(k, 'p', t, v, ARGV[4])
+  return 1
+elseif op == 'persist' then
+  local k = KEYS[3]
+  if redis.call('PEXPIRETIME', k) < 0 then return 0 end
+  local t, v = snapshot(k)
+  if not room(#k + #v + OVERHEAD) then return full() end
+  redis.call('PERSIST', k)
+  record(k, 'p', t, v, '')
+  return 1
+end
+return redis.error_reply('ERR tier: unknown write-behind op ' .. op)

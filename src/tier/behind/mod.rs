@@ -1,0 +1,87 @@
+//! `mirror` with `write = "behind"`: the client is answered once Redis has
+//! the write; Postgres gets it shortly after, in batches, crash-safe.
+//!
+//! # How a change travels
+//!
+//! 1. **Capture** ([`capture`]): one Lua script (`lua/tier_behind_capture.lua`,
+//!    EVALSHA on the client's own connection) applies the write *and*
+//!    appends an entry to the outbox stream, atomically: a change is in
+//!    both or in neither, whatever crashes. The entry carries the key's
+//!    new state (value or DUMP payload, type, absolute expiry) or a
+//!    delete, and a version from Redis's clock that only grows. Before
+//!    writing, the script checks the outbox's byte count against
+//!    `outbox_max_bytes` and refuses with `-ERR tier backlog full`.
+//! 2. **Drain** ([`drain`]): every strata joins one consumer group on the
+//!    stream (XREADGROUP), reads batches (`batch_rows` or `batch_ms`),
+//!    keeps the newest change per key, and applies the batch in one
+//!    Postgres transaction ([`apply`]) with the store's versioned upsert
+//!    and tombstoned delete. Only then are the entries acknowledged and
+//!    deleted, and their bytes given back (`lua/tier_behind_ack.lua`).
+//!    A strata that dies leaves its read entries pending; the others
+//!    claim them after `claim_idle_ms` (XAUTOCLAIM).
+//! 3. **Failures**: Postgres unreachable → the batch is retried with
+//!    backoff, entries wait in the outbox (and the bound pushes back on
+//!    writers). A change Postgres refuses permanently (a constraint, a
+//!    value out of range) goes to `strata_dead_letters` with the reason,
+//!    and the rest of the batch goes on.
+//!
+//! Delivery is at least once; the versions make it idempotent and keep
+//! each key's order, deletes included.
+//!
+//! Reads of write-behind keys are not re-warmed from Postgres: Redis holds
+//! the newest state, and a miss cannot be told from a delete still in the
+//! outbox. Standalone and Sentinel only in this build (cluster mode needs
+//! an outbox per slot).
+
+pub mod apply;
+pub mod capture;
+pub mod config;
+pub mod drain;
+pub mod entry;
+pub mod script;
+pub mod stats;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use config::BehindConfig;
+pub use stats::BehindStats;
+
+/// Write-behind's shared state: one per strata.
+#[derive(Debug)]
+pub struct Behind {
+    config: BehindConfig,
+    /// The outbox stream's key and its meta hash's.
+    stream: Bytes,
+    meta: Bytes,
+    consumer: String,
+    stats: BehindStats,
+    capture: script::Script,
+    ack: script::Script,
+}
+
+impl Behind {
+    /// From validated config.
+    pub fn new(config: &BehindConfig) -> Arc<Behind> {
+        Arc::new(Behind {
+            stream: Bytes::from(config.outbox_key.clone()),
+            meta: Bytes::from(format!("{}:meta", config.outbox_key)),
+            consumer: config.consumer_name(),
+            config: config.clone(),
+            stats: BehindStats::default(),
+            capture: script::Script::new(include_str!("../../../lua/tier_behind_capture.lua")),
+            ack: script::Script::new(include_str!("../../../lua/tier_behind_ack.lua")),
+        })
+    }
+
+    /// The series (registered once at startup).
+    pub fn stats(&self) -> &BehindStats {
+        &self.stats
+    }
+
+    /// The config.
+    pub fn config(&self) -> &BehindConfig {
+        &self.config
+    }
+}
