@@ -386,7 +386,10 @@ mod tests {
         let big = Bytes::from(vec![b'x'; MAX_QUEUED_BYTES]);
         let _first = outbox.send(big.clone(), 1).await;
         let o = outbox.clone();
-        let mut second = tokio::spawn(async move { o.send(Bytes::from_static(b"y"), 1).await });
+        // Only the send is awaited (its receiver, the reply, never comes here).
+        let mut second = tokio::spawn(async move {
+            let _reply = o.send(Bytes::from_static(b"y"), 1).await;
+        });
         let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut second).await;
         assert!(waited.is_err(), "queued past the bound");
         assert_eq!(taken(&outbox).len(), MAX_QUEUED_BYTES);
