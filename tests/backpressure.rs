@@ -18,8 +18,10 @@ fn processed(redis: &support::RedisServer) -> u64 {
         .expect("total_commands_processed")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelining_without_reading_is_throttled_then_fully_answered() {
+/// A backend holding `big` (16 KiB) and strata in front of it with at most
+/// 64 commands in flight per client (and `connections` multiplexed
+/// connections per protocol, when given).
+async fn start(connections: Option<usize>) -> (support::RedisServer, String, strata::app::Running) {
     let redis = support::RedisServer::start();
     let value = "v".repeat(16 * 1024);
     redis.raw(
@@ -28,8 +30,17 @@ async fn pipelining_without_reading_is_throttled_then_fully_answered() {
     );
     let mut config = support::strata::test_config(&redis.addr());
     config.server.max_inflight_per_client = 64;
+    if let Some(n) = connections {
+        config.backend.connections = n;
+    }
     let running = support::strata::start_with(config).await;
     support::strata::wait_ready(&running).await;
+    (redis, value, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelining_without_reading_is_throttled_then_fully_answered() {
+    let (redis, value, running) = start(None).await;
 
     const N: usize = 20_000;
     let client = tokio::net::TcpStream::connect(running.addr).await.unwrap();
@@ -77,18 +88,8 @@ async fn pipelining_without_reading_is_throttled_then_fully_answered() {
 /// own in-flight limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_stall_others_on_its_connection() {
-    let redis = support::RedisServer::start();
-    let value = "v".repeat(16 * 1024);
-    redis.raw(
-        format!("SET big {value}\r\n").as_bytes(),
-        Duration::from_millis(300),
-    );
-    let mut config = support::strata::test_config(&redis.addr());
-    config.server.max_inflight_per_client = 64;
     // One multiplexed connection per protocol: both clients share it.
-    config.backend.connections = 1;
-    let running = support::strata::start_with(config).await;
-    support::strata::wait_ready(&running).await;
+    let (_redis, _value, running) = start(Some(1)).await;
 
     const N: usize = 20_000;
     let slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();

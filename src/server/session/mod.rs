@@ -459,15 +459,23 @@ impl Session {
         self.tx.send(entry, batch.count).await
     }
 
-    /// Queues a locally made reply, honouring CLIENT REPLY OFF/SKIP.
-    async fn reply(&mut self, bytes: Bytes) -> Flow {
+    /// CLIENT REPLY: whether this command's reply is to be written (OFF:
+    /// never; SKIP: not this one, and ON again after it).
+    fn reply_wanted(&mut self) -> bool {
         match self.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => return Flow::Continue,
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
             ReplyMode::Skip => {
                 self.reply_mode = ReplyMode::On;
-                return Flow::Continue;
+                false
             }
+        }
+    }
+
+    /// Queues a locally made reply, honouring CLIENT REPLY OFF/SKIP.
+    async fn reply(&mut self, bytes: Bytes) -> Flow {
+        if !self.reply_wanted() {
+            return Flow::Continue;
         }
         if self.queue(Pending::Ready(bytes)).await {
             Flow::Continue
@@ -762,13 +770,8 @@ impl Session {
             };
             let _ = tx.send(Ok(reply));
         });
-        match self.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => return Flow::Continue,
-            ReplyMode::Skip => {
-                self.reply_mode = ReplyMode::On;
-                return Flow::Continue;
-            }
+        if !self.reply_wanted() {
+            return Flow::Continue;
         }
         let entry = Pending::Backend {
             reply: rx,
@@ -842,13 +845,8 @@ impl Session {
                 self.auth.backend_user(),
             )
             .await;
-        match self.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => return Flow::Continue,
-            ReplyMode::Skip => {
-                self.reply_mode = ReplyMode::On;
-                return Flow::Continue;
-            }
+        if !self.reply_wanted() {
+            return Flow::Continue;
         }
         if self
             .queue(Pending::Backend {

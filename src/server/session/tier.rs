@@ -96,13 +96,8 @@ impl Session {
 
     /// Queues a reply entry, honouring CLIENT REPLY OFF/SKIP.
     async fn queue_reply(&mut self, entry: Pending) -> Flow {
-        match self.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => return Flow::Continue,
-            ReplyMode::Skip => {
-                self.reply_mode = ReplyMode::On;
-                return Flow::Continue;
-            }
+        if !self.reply_wanted() {
+            return Flow::Continue;
         }
         if self.queue(entry).await {
             Flow::Continue
