@@ -20,6 +20,7 @@
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
 //! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
 //! * [`stats`]: counters, exported as `strata_tier_*`.
+//! * [`walk`]: the live rows matching a glob, a batch at a time (admin).
 //!
 //! The session reaches all of it through one seam, `policy::tier`, and only
 //! when `[[tier]]` rules exist (`Shared::tiers` is `None` otherwise: one
@@ -36,6 +37,7 @@ pub mod redis;
 pub mod rules;
 pub mod stats;
 pub mod store;
+pub mod walk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

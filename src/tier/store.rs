@@ -32,11 +32,18 @@ use sqlx::Row;
 /// The schema, embedded in the binary (no files needed at run time).
 /// Applied at startup and by `strata migrate`; sqlx records what ran in
 /// `_sqlx_migrations`, so each applies once.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tier schema",
-    include_str!("../../migrations/0001_tier_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tier schema",
+        include_str!("../../migrations/0001_tier_schema.sql"),
+    ),
+    (
+        2,
+        "checkpoints",
+        include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+];
 
 /// The embedded migrations, as sqlx's migrator takes them (the same
 /// bookkeeping as `sqlx::migrate!`, without the proc-macro crate).
