@@ -90,7 +90,10 @@ async fn flushall_leaves_postgres_and_tier_flush_erases_matching_rows() {
     assert_eq!(n, 2);
     assert!(env.row("durable:a1").await.is_none());
     assert!(env.row("durable:a2").await.is_none());
-    assert!(env.row("durable:b1").await.is_some(), "non-matching rows stay");
+    assert!(
+        env.row("durable:b1").await.is_some(),
+        "non-matching rows stay"
+    );
     // A flushed key is gone for read-through too (no resurrection).
     let got: Option<String> = query(&mut c, &["GET", "durable:a1"]).await;
     assert_eq!(got, None);
@@ -98,7 +101,10 @@ async fn flushall_leaves_postgres_and_tier_flush_erases_matching_rows() {
     assert_eq!(got.as_deref(), Some("v"));
     // Redis is not touched by TIER FLUSH.
     let _: () = query(&mut c, &["SET", "durable:a3", "x"]).await;
-    assert_eq!(int(&proxy(&mut c, &["TIER", "FLUSH", "durable:a3"]).await), 1);
+    assert_eq!(
+        int(&proxy(&mut c, &["TIER", "FLUSH", "durable:a3"]).await),
+        1
+    );
     let mut d = direct(&env).await;
     let got: Option<String> = query(&mut d, &["GET", "durable:a3"]).await;
     assert_eq!(got.as_deref(), Some("x"));
@@ -118,7 +124,10 @@ async fn tier_warm_loads_rows_with_their_ttl_and_never_overwrites() {
     let _: () = query(&mut d, &["SET", "durable:w3", "newer"]).await;
 
     let r = proxy(&mut c, &["TIER", "WARM", "durable:w*"]).await;
-    assert_eq!((int(field(&r, "loaded")), int(field(&r, "present"))), (2, 1));
+    assert_eq!(
+        (int(field(&r, "loaded")), int(field(&r, "present"))),
+        (2, 1)
+    );
 
     let w1: Option<String> = query(&mut d, &["GET", "durable:w1"]).await;
     assert_eq!(w1.as_deref(), Some("one"));
@@ -165,13 +174,19 @@ async fn tier_verify_reports_every_diverged_key_within_its_limit() {
         found,
         vec![
             ("durable:v2".into(), "value differs".into()),
-            ("durable:v3".into(), "ttl: redis has one, postgres none".into()),
+            (
+                "durable:v3".into(),
+                "ttl: redis has one, postgres none".into()
+            ),
             ("durable:v5".into(), "missing in postgres".into()),
         ]
     );
     let r = proxy(&mut c, &["TIER", "VERIFY", "durable:v*", "LIMIT", "1"]).await;
     assert_eq!(int(field(&r, "disagreeing")), 3);
-    assert!(matches!(field(&r, "keys"), Value::Array(k) if k.len() == 1), "{r:?}");
+    assert!(
+        matches!(field(&r, "keys"), Value::Array(k) if k.len() == 1),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +202,11 @@ async fn tier_stats_counts_rows_bytes_and_read_through_per_rule() {
 
     for v in [
         proxy(&mut c, &["TIER", "STATS"]).await,
-        proxy(&mut connect_rs(&format!("redis://{}/?protocol=resp3", env.running.addr)).await, &["TIER", "STATS"]).await,
+        proxy(
+            &mut connect_rs(&format!("redis://{}/?protocol=resp3", env.running.addr)).await,
+            &["TIER", "STATS"],
+        )
+        .await,
     ] {
         assert_eq!(int(field(&v, "rows")), 2, "{v:?}");
         assert_eq!(int(field(&v, "bytes")), (10 + 3) + (10 + 5));
@@ -237,7 +256,10 @@ async fn checkpoint_round_trip_restores_every_key_byte_for_byte() {
     .fetch_one(&env.pool)
     .await
     .expect("count");
-    assert_eq!(stored, 5, "the matching keys, and only them, are in Postgres");
+    assert_eq!(
+        stored, 5,
+        "the matching keys, and only them, are in Postgres"
+    );
     let list = proxy(&mut c, &["CHECKPOINT", "LIST"]).await;
     let Value::Array(items) = &list else {
         panic!("{list:?}")
@@ -255,7 +277,10 @@ async fn checkpoint_round_trip_restores_every_key_byte_for_byte() {
     let _: () = query(&mut c, &["PERSIST", "cp:ttl"]).await;
 
     let r = proxy(&mut c, &["CHECKPOINT", "RESTORE", &id.to_string()]).await;
-    assert_eq!((int(field(&r, "restored")), int(field(&r, "expired"))), (5, 0));
+    assert_eq!(
+        (int(field(&r, "restored")), int(field(&r, "expired"))),
+        (5, 0)
+    );
     for (k, dump) in keys.iter().zip(&before) {
         let now: Vec<u8> = query(&mut d, &["DUMP", k]).await;
         assert_eq!(&now, dump, "{k} byte for byte");
@@ -295,7 +320,9 @@ async fn tier_commands_without_tiers_are_redis_style_errors() {
     ] {
         let r = raw.cmd(line).await;
         assert!(
-            show(&r).starts_with("-ERR PROXY TIER/CHECKPOINT: no [postgres] and [[tier]] rules are configured"),
+            show(&r).starts_with(
+                "-ERR PROXY TIER/CHECKPOINT: no [postgres] and [[tier]] rules are configured"
+            ),
             "{line}: {}",
             show(&r)
         );
@@ -303,7 +330,15 @@ async fn tier_commands_without_tiers_are_redis_style_errors() {
     let r = raw.cmd("PROXY TIER").await;
     assert!(show(&r).starts_with("-ERR syntax error"), "{}", show(&r));
     let r = raw.cmd("PROXY CHECKPOINT RESTORE abc").await;
-    assert!(show(&r).starts_with("-ERR PROXY CHECKPOINT: the id must be"), "{}", show(&r));
+    assert!(
+        show(&r).starts_with("-ERR PROXY CHECKPOINT: the id must be"),
+        "{}",
+        show(&r)
+    );
     let r = raw.cmd("PROXY HELP").await;
-    assert!(show(&r).starts_with('*') && show(&r).contains("CHECKPOINT RESTORE"), "{}", show(&r));
+    assert!(
+        show(&r).starts_with('*') && show(&r).contains("CHECKPOINT RESTORE"),
+        "{}",
+        show(&r)
+    );
 }

@@ -249,14 +249,19 @@ async fn restore(
     proto: Protocol,
 ) -> Result<Bytes, String> {
     let pool = tiers.store().pool();
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM strata_checkpoints WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(pg_error)?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM strata_checkpoints WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(pg_error)?;
     match state.as_deref() {
         Some("complete") => {}
-        Some(_) => return Err(format!("ERR PROXY CHECKPOINT: checkpoint {id} is not complete")),
+        Some(_) => {
+            return Err(format!(
+                "ERR PROXY CHECKPOINT: checkpoint {id} is not complete"
+            ))
+        }
         None => return Err(format!("ERR PROXY CHECKPOINT: no such checkpoint {id}")),
     }
     let (mut restored, mut expired) = (0i64, 0i64);

@@ -112,7 +112,8 @@ pub struct Context<'a> {
 }
 
 /// The error for a tier command without tiers configured.
-pub const NO_TIERS: &str = "ERR PROXY TIER/CHECKPOINT: no [postgres] and [[tier]] rules are configured";
+pub const NO_TIERS: &str =
+    "ERR PROXY TIER/CHECKPOINT: no [postgres] and [[tier]] rules are configured";
 
 /// Runs a parsed `PROXY` command; the reply frame (errors included).
 pub async fn run(ctx: Context<'_>, cmd: ProxyCommand, proto: Protocol) -> Bytes {
@@ -200,7 +201,10 @@ mod tests {
         assert!(parse(&args(&["proxy", "tier", "nope"])).is_err());
         assert!(parse(&args(&["proxy", "checkpoint", "drop", "x"])).is_err());
         assert!(parse(&args(&["proxy", "tier", "verify", "d:*", "LIMIT", "0"])).is_err());
-        assert_eq!(parse(&args(&["proxy", "help"])).unwrap(), ProxyCommand::Help);
+        assert_eq!(
+            parse(&args(&["proxy", "help"])).unwrap(),
+            ProxyCommand::Help
+        );
         let e = parse(&args(&["proxy"])).unwrap_err();
         assert!(e.contains("wrong number of arguments"), "{e}");
         let e = parse(&args(&["proxy", "nope"])).unwrap_err();

@@ -199,11 +199,7 @@ impl<'a> Nodes<'a> {
             Bytes::from_static(b"COUNT"),
             Bytes::from(count.to_string()),
         ];
-        let frame = self
-            .on(node, &[command])
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let frame = self.on(node, &[command]).await?.pop().unwrap_or_default();
         if is_error(&frame) {
             return Err(error_text(&frame));
         }

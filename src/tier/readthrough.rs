@@ -82,7 +82,7 @@ impl Tiers {
         );
         for key in &still {
             if let Some(rule) = self.rules.find(key) {
-                let counter = if rows.iter().any(|r| &r.key == key) {
+                let counter = if rows.iter().any(|r| r.key == key) {
                     &rule.hits
                 } else {
                     &rule.misses
