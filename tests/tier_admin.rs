@@ -342,3 +342,82 @@ async fn tier_commands_without_tiers_are_redis_style_errors() {
         show(&r)
     );
 }
+
+/// Cluster mode: CREATE scans every primary, RESTORE and WARM write each
+/// key on its slot's primary, VERIFY reads every primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_checkpoints_and_warms_across_every_primary() {
+    use std::time::{Duration, Instant};
+    let cluster = tokio::task::spawn_blocking(support::cluster::Cluster::start)
+        .await
+        .expect("cluster");
+    let pg = tokio::task::spawn_blocking(support::postgres::Postgres::start)
+        .await
+        .expect("postgres");
+    let mut config = support::cluster_strata::config(&cluster, strata::config::ReadFrom::Primary);
+    let tiers = support::tier_env::config("127.0.0.1:1", &pg.url(), 100);
+    config.postgres = tiers.postgres;
+    config.tier = tiers.tier;
+    let running = support::cluster_strata::start_with(config).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("pool");
+    let mut c = support::clients::RawConn::connect(&running.addr.to_string()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.cmd("SET durable:0 v0").await;
+        if r == b"+OK\r\n" {
+            break;
+        }
+        // The schema is applied in the background at startup.
+        assert!(Instant::now() < deadline, "{}", show(&r));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 1..20 {
+        c.expect(&format!("SET durable:{i} v{i}"), b"+OK\r\n").await;
+    }
+    let mut dumps = Vec::new();
+    for i in 0..30 {
+        c.expect(&format!("RPUSH cp:{i} a{i} b{i}"), b":2\r\n")
+            .await;
+        dumps.push(c.cmd(&format!("DUMP cp:{i}")).await);
+    }
+
+    let r = c.cmd("PROXY CHECKPOINT CREATE cp:*").await;
+    let id: i64 = String::from_utf8_lossy(&r[1..])
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", show(&r)));
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM strata_checkpoint_entries WHERE checkpoint_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(stored, 30, "keys on every primary");
+
+    for primary in cluster.primaries() {
+        cluster.must(&primary, &["FLUSHALL"]);
+    }
+    let r = c.cmd(&format!("PROXY CHECKPOINT RESTORE {id}")).await;
+    assert_eq!(
+        show(&r),
+        show(b"*4\r\n$8\r\nrestored\r\n:30\r\n$7\r\nexpired\r\n:0\r\n")
+    );
+    for (i, dump) in dumps.iter().enumerate() {
+        assert_eq!(&c.cmd(&format!("DUMP cp:{i}")).await, dump, "cp:{i}");
+    }
+
+    let r = c.cmd("PROXY TIER WARM durable:*").await;
+    assert_eq!(
+        show(&r),
+        show(b"*4\r\n$6\r\nloaded\r\n:20\r\n$7\r\npresent\r\n:0\r\n")
+    );
+    let r = c.cmd("PROXY TIER VERIFY durable:*").await;
+    assert!(show(&r).contains(r"disagreeing\r\n:0"), "{}", show(&r));
+    let r = c.cmd("PROXY TIER STATS").await;
+    assert!(show(&r).contains(r"rows\r\n:20"), "{}", show(&r));
+}
