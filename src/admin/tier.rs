@@ -12,7 +12,8 @@ use bytes::Bytes;
 use super::nodes::Nodes;
 use crate::protocol::{Protocol, ReplyBuf};
 use crate::tier::redis::{arg, bulk, int, num};
-use crate::tier::walk::{Walk, WalkRow};
+use crate::tier::store::Entry;
+use crate::tier::walk::Walk;
 use crate::tier::Tiers;
 
 /// VERIFY's default and largest LIMIT: how many disagreeing keys it lists.
@@ -174,8 +175,8 @@ async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
 /// The Redis command that loads a row without overwriting anything:
 /// `SET … NX` (strings) or `RESTORE` without REPLACE (DUMP payloads), with
 /// the row's absolute expiry, as read-through does.
-fn load_command(row: &WalkRow) -> Vec<Bytes> {
-    let value = row.value.clone().unwrap_or_default();
+fn load_command(row: &Entry) -> Vec<Bytes> {
+    let value = row.value.clone();
     if row.kind == "string" {
         let mut c = vec![arg("SET"), row.key.clone(), value];
         if let Some(at) = row.expires_at_ms {
@@ -201,10 +202,19 @@ async fn warm(
     pattern: &[u8],
     proto: Protocol,
 ) -> Result<Bytes, String> {
-    let mut walk = Walk::new(pattern, true);
+    let mut walk = Walk::new(pattern, false);
     let (mut loaded, mut present) = (0i64, 0i64);
     while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
-        let commands: Vec<(Bytes, Vec<Bytes>)> = batch
+        if batch.is_empty() {
+            continue;
+        }
+        // Under the keys' locks, as read-through: a write or delete through
+        // this strata is not undone by a row read just before it; the rows
+        // are read again once the locks are held.
+        let keys: Vec<Bytes> = batch.into_iter().map(|r| r.key).collect();
+        let _guards = tiers.lock_keys(&keys).await;
+        let rows = tiers.store().fetch(&keys).await.map_err(pg_error)?;
+        let commands: Vec<(Bytes, Vec<Bytes>)> = rows
             .iter()
             .map(|row| (row.key.clone(), load_command(row)))
             .collect();

@@ -103,6 +103,12 @@ impl Tiers {
         &self.store
     }
 
+    /// Takes the per-key locks the mirror and read-through take (byte
+    /// order), for admin commands that write keys (`PROXY TIER WARM`).
+    pub async fn lock_keys(&self, keys: &[bytes::Bytes]) -> Vec<locks::KeyGuard<'_>> {
+        self.locks.lock_all(keys).await
+    }
+
     /// The counters (shared with the metrics collector).
     pub fn stats(&self) -> &Arc<TierStats> {
         &self.stats
