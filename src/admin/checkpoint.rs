@@ -281,36 +281,43 @@ async fn restore(
         .map_err(pg_error)?;
         let now = crate::tier::now_ms();
         let mut commands = Vec::with_capacity(rows.len());
+        // Keys a mirror rule covers: (key, expiry, deleted), written to
+        // Postgres too.
+        let mut mirrored: Vec<(Bytes, Option<i64>, bool)> = Vec::new();
         for row in &rows {
             let key: Vec<u8> = row.try_get(0).map_err(pg_error)?;
             let payload: Vec<u8> = row.try_get(1).map_err(pg_error)?;
             let at: Option<i64> = row.try_get(2).map_err(pg_error)?;
             let key = Bytes::from(key);
-            let command = match at {
-                Some(at) if at <= now => {
-                    expired += 1;
-                    vec![arg("DEL"), key.clone()]
-                }
-                _ => {
-                    restored += 1;
-                    vec![
-                        arg("RESTORE"),
-                        key.clone(),
-                        num(at.unwrap_or(0)),
-                        Bytes::from(payload),
-                        arg("REPLACE"),
-                        arg("ABSTTL"),
-                    ]
-                }
+            let gone = at.is_some_and(|at| at <= now);
+            let command = if gone {
+                expired += 1;
+                vec![arg("DEL"), key.clone()]
+            } else {
+                restored += 1;
+                vec![
+                    arg("RESTORE"),
+                    key.clone(),
+                    num(at.unwrap_or(0)),
+                    Bytes::from(payload),
+                    arg("REPLACE"),
+                    arg("ABSTTL"),
+                ]
             };
+            if tiers.rules().find(&key).is_some() {
+                mirrored.push((key.clone(), at, gone));
+            }
             commands.push((key, command));
         }
+        let locked: Vec<Bytes> = mirrored.iter().map(|(k, _, _)| k.clone()).collect();
+        let _guards = tiers.lock_keys(&locked).await;
         let replies = nodes.by_key(&commands).await?;
         for r in &replies {
             if let Some(t) = crate::tier::redis::error_text(r) {
                 return Err(format!("ERR PROXY CHECKPOINT RESTORE: redis: {t}"));
             }
         }
+        mirror_restored(tiers, nodes, &mirrored).await?;
         if rows.len() < BATCH {
             break;
         }
@@ -321,6 +328,76 @@ async fn restore(
     r.bulk(b"restored").integer(restored);
     r.bulk(b"expired").integer(expired);
     Ok(r.freeze())
+}
+
+/// Writes restored keys that a mirror rule covers to Postgres as a
+/// write-through capture would (their type, then GET or DUMP, read back
+/// from Redis), and deletes the expired ones. If Postgres fails, the keys
+/// are deleted from Redis so the tiers cannot disagree silently (the next
+/// read re-warms what Postgres holds), and the error says so. The caller
+/// holds the keys' tier locks.
+async fn mirror_restored(
+    tiers: &Tiers,
+    nodes: &mut Nodes<'_>,
+    keys: &[(Bytes, Option<i64>, bool)],
+) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let deleted: Vec<(Bytes, Option<i64>)> = keys
+        .iter()
+        .filter(|(_, _, gone)| *gone)
+        .map(|(k, _, _)| (k.clone(), None))
+        .collect();
+    let live: Vec<&(Bytes, Option<i64>, bool)> = keys.iter().filter(|(_, _, gone)| !gone).collect();
+    let mut reads = Vec::with_capacity(live.len() * 3);
+    for (k, _, _) in &live {
+        reads.push((k.clone(), vec![arg("TYPE"), k.clone()]));
+        reads.push((k.clone(), vec![arg("GET"), k.clone()]));
+        reads.push((k.clone(), vec![arg("DUMP"), k.clone()]));
+    }
+    let replies = nodes.by_key(&reads).await?;
+    let mut puts = Vec::with_capacity(live.len());
+    for ((key, at, _), r) in live.iter().zip(replies.chunks(3)) {
+        let kind: &'static str = match crate::protocol::reply::string_payload(&r[0]) {
+            Some(b"string") => "string",
+            Some(b"hash") => "hash",
+            Some(b"list") => "list",
+            Some(b"set") => "set",
+            Some(b"zset") => "zset",
+            Some(b"stream") => "stream",
+            _ => continue, // gone or changed meanwhile
+        };
+        let value = if kind == "string" {
+            bulk(&r[1])
+        } else {
+            bulk(&r[2])
+        };
+        let Some(value) = value else { continue };
+        puts.push(crate::tier::store::Put {
+            key: key.clone(),
+            kind,
+            value,
+            expires_at_ms: *at,
+            version: None,
+        });
+    }
+    let written = async {
+        tiers.store().put(&puts).await?;
+        tiers.store().delete(&deleted).await
+    }
+    .await;
+    if let Err(e) = written {
+        let invalidate: Vec<(Bytes, Vec<Bytes>)> = keys
+            .iter()
+            .map(|(k, _, _)| (k.clone(), vec![arg("DEL"), k.clone()]))
+            .collect();
+        let _ = nodes.by_key(&invalidate).await;
+        return Err(format!(
+            "ERR tier unavailable: {e} (the restored keys under mirror rules were removed from Redis; their Postgres rows are unchanged)"
+        ));
+    }
+    Ok(())
 }
 
 async fn drop_one(tiers: &Tiers, id: i64) -> Result<Bytes, String> {
