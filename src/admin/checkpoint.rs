@@ -25,9 +25,8 @@
 //! RESTORE writes every copied key back with `RESTORE … REPLACE ABSTTL`
 //! and the expiry it had (a key whose expiry has passed since is deleted,
 //! as it would have expired). Keys created since the checkpoint are left
-//! alone. RESTORE talks to Redis directly: mirrored keys it restores reach
-//! Postgres through the tier only at their next write (`PROXY TIER VERIFY`
-//! shows them).
+//! alone. Restored keys a mirror rule covers are written to Postgres too
+//! ([`mirror_restored`]).
 
 use bytes::Bytes;
 use sqlx::Row;
