@@ -117,20 +117,27 @@ fn pg_error(e: impl std::fmt::Display) -> String {
 
 async fn create(tiers: &Tiers, nodes: &mut Nodes<'_>, pattern: &Bytes) -> Result<i64, String> {
     let pool = tiers.store().pool();
-    let id: i64 =
-        sqlx::query_scalar("INSERT INTO strata_checkpoints (pattern) VALUES ($1) RETURNING id")
-            .bind(&pattern[..])
-            .fetch_one(pool)
-            .await
-            .map_err(pg_error)?;
+    let id: i64 = tiers
+        .store()
+        .timed(
+            sqlx::query_scalar("INSERT INTO strata_checkpoints (pattern) VALUES ($1) RETURNING id")
+                .bind(&pattern[..])
+                .fetch_one(pool),
+        )
+        .await
+        .map_err(pg_error)?;
     match copy_keys(tiers, nodes, pattern, id).await {
         Ok(()) => Ok(id),
         Err(e) => {
             // Nothing half-made stays behind (best effort: a Postgres that
             // failed may refuse this too; the row then stays 'creating').
-            let _ = sqlx::query("DELETE FROM strata_checkpoints WHERE id = $1")
-                .bind(id)
-                .execute(pool)
+            let _ = tiers
+                .store()
+                .timed(
+                    sqlx::query("DELETE FROM strata_checkpoints WHERE id = $1")
+                        .bind(id)
+                        .execute(pool),
+                )
                 .await;
             Err(e)
         }
@@ -173,7 +180,7 @@ async fn copy_keys(
                 expiries.push((pttl >= 0).then_some(now + pttl));
             }
             if !names.is_empty() {
-                sqlx::query(
+                let insert = sqlx::query(
                     "INSERT INTO strata_checkpoint_entries (checkpoint_id, key, payload, expires_at) \
                      SELECT $1, k, p, timestamptz 'epoch' + e * interval '1 millisecond' \
                      FROM UNNEST($2::bytea[], $3::bytea[], $4::int8[]) AS x(k, p, e) \
@@ -182,10 +189,12 @@ async fn copy_keys(
                 .bind(id)
                 .bind(names)
                 .bind(payloads)
-                .bind(expiries)
-                .execute(pool)
-                .await
-                .map_err(pg_error)?;
+                .bind(expiries);
+                tiers
+                    .store()
+                    .timed(insert.execute(pool))
+                    .await
+                    .map_err(pg_error)?;
             }
             if next == 0 {
                 break;
@@ -193,32 +202,40 @@ async fn copy_keys(
             cursor = next;
         }
     }
-    sqlx::query(
-        "UPDATE strata_checkpoints SET state = 'complete', completed_at = now(), \
+    tiers
+        .store()
+        .timed(
+            sqlx::query(
+                "UPDATE strata_checkpoints SET state = 'complete', completed_at = now(), \
          keys = (SELECT count(*) FROM strata_checkpoint_entries WHERE checkpoint_id = $1), \
          bytes = (SELECT coalesce(sum(octet_length(key) + octet_length(payload)), 0) \
                   FROM strata_checkpoint_entries WHERE checkpoint_id = $1) \
          WHERE id = $1",
-    )
-    .bind(id)
-    .execute(pool)
-    .await
-    .map_err(pg_error)?;
+            )
+            .bind(id)
+            .execute(pool),
+        )
+        .await
+        .map_err(pg_error)?;
     Ok(())
 }
 
 /// Every checkpoint, oldest first: a map each (id, pattern, state, keys,
 /// bytes, times in Unix ms).
 async fn list(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
-    let rows = sqlx::query(
-        "SELECT id, pattern, state, keys, bytes, \
+    let rows = tiers
+        .store()
+        .timed(
+            sqlx::query(
+                "SELECT id, pattern, state, keys, bytes, \
          (extract(epoch FROM started_at) * 1000)::int8, \
          (extract(epoch FROM completed_at) * 1000)::int8 \
          FROM strata_checkpoints ORDER BY id",
-    )
-    .fetch_all(tiers.store().pool())
-    .await
-    .map_err(pg_error)?;
+            )
+            .fetch_all(tiers.store().pool()),
+        )
+        .await
+        .map_err(pg_error)?;
     let mut r = ReplyBuf::new(proto);
     r.array(rows.len());
     for row in &rows {
@@ -248,12 +265,15 @@ async fn restore(
     proto: Protocol,
 ) -> Result<Bytes, String> {
     let pool = tiers.store().pool();
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM strata_checkpoints WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(pg_error)?;
+    let state: Option<String> = tiers
+        .store()
+        .timed(
+            sqlx::query_scalar("SELECT state FROM strata_checkpoints WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool),
+        )
+        .await
+        .map_err(pg_error)?;
     match state.as_deref() {
         Some("complete") => {}
         Some(_) => {
@@ -266,18 +286,22 @@ async fn restore(
     let (mut restored, mut expired) = (0i64, 0i64);
     let mut last: Option<Vec<u8>> = None;
     loop {
-        let rows = sqlx::query(
-            "SELECT key, payload, (extract(epoch FROM expires_at) * 1000)::int8 \
+        let rows = tiers
+            .store()
+            .timed(
+                sqlx::query(
+                    "SELECT key, payload, (extract(epoch FROM expires_at) * 1000)::int8 \
              FROM strata_checkpoint_entries \
              WHERE checkpoint_id = $1 AND ($2::bytea IS NULL OR key > $2) \
              ORDER BY key LIMIT $3",
-        )
-        .bind(id)
-        .bind(last.as_deref())
-        .bind(BATCH as i64)
-        .fetch_all(pool)
-        .await
-        .map_err(pg_error)?;
+                )
+                .bind(id)
+                .bind(last.as_deref())
+                .bind(BATCH as i64)
+                .fetch_all(pool),
+            )
+            .await
+            .map_err(pg_error)?;
         let now = crate::tier::now_ms();
         let mut commands = Vec::with_capacity(rows.len());
         // Keys a mirror rule covers: (key, expiry, deleted), written to
@@ -400,9 +424,13 @@ async fn mirror_restored(
 }
 
 async fn drop_one(tiers: &Tiers, id: i64) -> Result<Bytes, String> {
-    let done = sqlx::query("DELETE FROM strata_checkpoints WHERE id = $1")
-        .bind(id)
-        .execute(tiers.store().pool())
+    let done = tiers
+        .store()
+        .timed(
+            sqlx::query("DELETE FROM strata_checkpoints WHERE id = $1")
+                .bind(id)
+                .execute(tiers.store().pool()),
+        )
         .await
         .map_err(pg_error)?;
     if done.rows_affected() == 0 {

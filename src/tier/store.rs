@@ -265,6 +265,23 @@ impl Store {
         &self.pool
     }
 
+    /// Runs an admin statement (`admin/`, `walk`) within
+    /// `statement_timeout`: a Postgres that stops answering fails the
+    /// command instead of holding it forever.
+    pub async fn timed<T>(
+        &self,
+        statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.statement_timeout, statement).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(StoreError::Ambiguous(format!(
+                "no answer from postgres within {:?}",
+                self.statement_timeout
+            ))),
+        }
+    }
+
     /// Writes rows, each only over an older version (and not over a newer
     /// tombstone). Returns the keys written and their versions; a key left
     /// out was already newer in Postgres. Keys must be distinct

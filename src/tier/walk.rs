@@ -77,14 +77,16 @@ impl Walk {
         if self.done {
             return Ok(None);
         }
-        let rows = sqlx::query(WALK)
-            .bind(self.last.as_deref())
-            .bind(&self.prefix[..])
-            .bind(BATCH)
-            .bind(self.values)
-            .fetch_all(store.pool())
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let rows = store
+            .timed(
+                sqlx::query(WALK)
+                    .bind(self.last.as_deref())
+                    .bind(&self.prefix[..])
+                    .bind(BATCH)
+                    .bind(self.values)
+                    .fetch_all(store.pool()),
+            )
+            .await?;
         if (rows.len() as i64) < BATCH {
             self.done = true;
         }
