@@ -448,3 +448,40 @@ async fn checkpoint_restore_of_mirrored_keys_reaches_postgres() {
     let v = proxy(&mut c, &["TIER", "VERIFY", "durable:c*"]).await;
     assert_eq!(int(field(&v, "disagreeing")), 0, "{v:?}");
 }
+
+/// Postgres stopped: every admin command answers `-ERR tier unavailable: …`
+/// (no hang, no crash), and works again once Postgres is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_say_tier_unavailable_while_postgres_is_down() {
+    let mut env = TierEnv::start().await;
+    let mut raw = env.raw().await;
+    raw.expect("SET durable:p v", b"+OK\r\n").await;
+    env.pg.stop();
+    for line in [
+        "PROXY TIER STATS",
+        "PROXY TIER FLUSH durable:*",
+        "PROXY TIER WARM durable:*",
+        "PROXY TIER VERIFY durable:*",
+        "PROXY CHECKPOINT CREATE durable:*",
+        "PROXY CHECKPOINT LIST",
+    ] {
+        let r = raw.cmd(line).await;
+        assert!(
+            show(&r).starts_with("-ERR tier unavailable: "),
+            "{line}: {}",
+            show(&r)
+        );
+    }
+    env.pg.restart();
+    env.reconnect_pool().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = raw.cmd("PROXY TIER FLUSH durable:*").await;
+        if r == b":1\r\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", show(&r));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.row_count().await, 0);
+}
