@@ -253,7 +253,8 @@ impl Found {
 
 /// Compares the tiers key by key: every live row against Redis (a row
 /// Redis lacks is not a disagreement: read-through serves it), then every
-/// Redis key a rule mirrors against Postgres.
+/// Redis key a rule mirrors against Postgres. `checked` counts both passes
+/// (a key resident in both is counted twice).
 async fn verify(
     tiers: &Tiers,
     nodes: &mut Nodes<'_>,
@@ -320,9 +321,9 @@ async fn verify(
                 .collect();
             if !mirrored.is_empty() {
                 let rows = tiers.store().fetch(&mirrored).await.map_err(pg_error)?;
+                checked += mirrored.len() as i64;
                 for k in mirrored {
                     if !rows.iter().any(|r| r.key == k) {
-                        checked += 1;
                         found.add(k, "missing in postgres".into());
                     }
                 }
