@@ -22,6 +22,7 @@
 //! * [`stats`]: counters, exported as `strata_tier_*`.
 //! * [`behind`]: `write = "behind"`: capture into a Redis outbox stream,
 //!   drained into Postgres by every strata through a consumer group.
+//! * [`walk`]: the live rows matching a glob, a batch at a time (admin).
 //!
 //! The session reaches all of it through one seam, `policy::tier`, and only
 //! when `[[tier]]` rules exist (`Shared::tiers` is `None` otherwise: one
@@ -39,6 +40,7 @@ pub mod redis;
 pub mod rules;
 pub mod stats;
 pub mod store;
+pub mod walk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -112,6 +114,12 @@ impl Tiers {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Takes the per-key locks the mirror and read-through take (byte
+    /// order), for admin commands that write keys (`PROXY TIER WARM`).
+    pub async fn lock_keys(&self, keys: &[bytes::Bytes]) -> Vec<locks::KeyGuard<'_>> {
+        self.locks.lock_all(keys).await
     }
 
     /// The counters (shared with the metrics collector).

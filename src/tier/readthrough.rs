@@ -80,6 +80,16 @@ impl Tiers {
             (still.len() - rows.len()) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        for key in &still {
+            if let Some(rule) = self.rules.find(key) {
+                let counter = if rows.iter().any(|r| r.key == key) {
+                    &rule.hits
+                } else {
+                    &rule.misses
+                };
+                TierStats::bump(counter);
+            }
+        }
         if rows.is_empty() {
             return Ok(());
         }

@@ -20,6 +20,11 @@ pub struct TierRule {
     glob: Glob,
     pattern: String,
     mode: Mode,
+    /// Read-through lookups of this rule's keys that found a row
+    /// (`PROXY TIER STATS`).
+    pub hits: std::sync::atomic::AtomicU64,
+    /// … and that found none.
+    pub misses: std::sync::atomic::AtomicU64,
 }
 
 impl TierRule {
@@ -31,6 +36,11 @@ impl TierRule {
     /// What the rule does.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// True when `key` matches the rule's pattern.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        self.glob.matches(key)
     }
 }
 
@@ -59,6 +69,8 @@ impl TierRules {
                 glob: Glob::new(c.pattern.as_bytes()),
                 pattern: c.pattern.clone(),
                 mode,
+                hits: Default::default(),
+                misses: Default::default(),
             });
         }
         Ok(TierRules { rules })
@@ -72,6 +84,11 @@ impl TierRules {
     /// True when some rule is write-behind.
     pub fn any_behind(&self) -> bool {
         self.rules.iter().any(|r| r.mode == Mode::MirrorBehind)
+    }
+
+    /// Every rule, in order.
+    pub fn all(&self) -> &[TierRule] {
+        &self.rules
     }
 
     /// The first rule matching `key`.

@@ -32,11 +32,18 @@ use sqlx::Row;
 /// The schema, embedded in the binary (no files needed at run time).
 /// Applied at startup and by `strata migrate`; sqlx records what ran in
 /// `_sqlx_migrations`, so each applies once.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tier schema",
-    include_str!("../../migrations/0001_tier_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tier schema",
+        include_str!("../../migrations/0001_tier_schema.sql"),
+    ),
+    (
+        2,
+        "checkpoints",
+        include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+];
 
 /// The embedded migrations, as sqlx's migrator takes them (the same
 /// bookkeeping as `sqlx::migrate!`, without the proc-macro crate).
@@ -256,6 +263,23 @@ impl Store {
     /// The pool (for tests and admin queries).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Runs an admin statement (`admin/`, `walk`) within
+    /// `statement_timeout`: a Postgres that stops answering fails the
+    /// command instead of holding it forever.
+    pub async fn timed<T>(
+        &self,
+        statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.statement_timeout, statement).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(StoreError::Ambiguous(format!(
+                "no answer from postgres within {:?}",
+                self.statement_timeout
+            ))),
+        }
     }
 
     /// Writes rows, each only over an older version (and not over a newer

@@ -738,37 +738,25 @@ impl Session {
         None
     }
 
-    /// `PROXY …`: strata's own administration commands.
+    /// `PROXY …`: strata's own administration commands (`admin::run`).
     async fn proxy(&mut self, req: Request, timing: Timing) -> Flow {
-        let crate::admin::ProxyCommand::Rewrap(args) = match crate::admin::parse(req.args()) {
+        let cmd = match crate::admin::parse(req.args()) {
             Ok(cmd) => cmd,
             Err(text) => return self.error(&text).await,
         };
-        if self.shared.transforms.is_empty() {
-            return self
-                .error("ERR PROXY REWRAP: no [[transform]] rules are configured")
-                .await;
-        }
-        // One bounded step on a connection of its own, in a task: this
-        // client's later commands are still read meanwhile, and the reply
-        // keeps its place in the order.
+        // In a task: this client's later commands are still read
+        // meanwhile, and the reply keeps its place in the order.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = self.shared.clone();
         let proto = self.proto;
         tokio::spawn(async move {
-            let result = match &shared.cluster {
-                Some(cluster) => {
-                    crate::admin::rewrap::step_cluster(cluster, &shared.transforms, &args).await
-                }
-                None => {
-                    crate::admin::rewrap::step(&shared.backend, &shared.transforms, &args).await
-                }
+            let ctx = crate::admin::Context {
+                router: &shared.backend,
+                cluster: shared.cluster.as_deref(),
+                transforms: &shared.transforms,
+                tiers: shared.tiers.as_deref(),
             };
-            let reply = match result {
-                Ok(progress) => progress.to_reply(proto),
-                Err(text) => reply::error(&text),
-            };
-            let _ = tx.send(Ok(reply));
+            let _ = tx.send(Ok(Box::pin(crate::admin::run(ctx, cmd, proto)).await));
         });
         if !self.reply_wanted() {
             return Flow::Continue;

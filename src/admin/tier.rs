@@ -1,0 +1,346 @@
+//! `PROXY TIER STATS | FLUSH | WARM | VERIFY`: the tiers' administration
+//! (docs/TIERS.md, "Admin commands").
+//!
+//! Every command that takes a pattern walks Postgres a batch at a time
+//! (`tier::walk`) and talks to Redis on borrowed dedicated connections
+//! (`nodes`), so memory stays at one batch (plus VERIFY's bounded list).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::nodes::Nodes;
+use crate::protocol::{Protocol, ReplyBuf};
+use crate::tier::redis::{arg, bulk, int, num};
+use crate::tier::store::Entry;
+use crate::tier::walk::Walk;
+use crate::tier::Tiers;
+
+/// VERIFY's default and largest LIMIT: how many disagreeing keys it lists.
+pub const VERIFY_DEFAULT_LIMIT: usize = 100;
+/// See [`VERIFY_DEFAULT_LIMIT`].
+pub const VERIFY_MAX_LIMIT: usize = 10_000;
+/// Two expiries further apart than this disagree (clocks and the time
+/// between reading the two tiers).
+const TTL_SLACK_MS: i64 = 2_000;
+
+/// A parsed `PROXY TIER …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierCommand {
+    /// `PROXY TIER STATS`.
+    Stats,
+    /// `PROXY TIER FLUSH <pattern>`.
+    Flush(Bytes),
+    /// `PROXY TIER WARM <pattern>`.
+    Warm(Bytes),
+    /// `PROXY TIER VERIFY <pattern> [LIMIT n]`.
+    Verify { pattern: Bytes, limit: usize },
+}
+
+/// Parses the words after `PROXY TIER`.
+pub fn parse(args: &[Bytes]) -> Result<TierCommand, String> {
+    let syntax = || format!("ERR syntax error. Try {}", super::USAGE);
+    let Some(sub) = args.first() else {
+        return Err(syntax());
+    };
+    let pattern = || -> Result<Bytes, String> {
+        match args.get(1) {
+            Some(p) if !p.is_empty() => Ok(p.clone()),
+            Some(_) => Err("ERR PROXY TIER: the pattern must not be empty".into()),
+            None => Err(syntax()),
+        }
+    };
+    let upper = sub.to_ascii_uppercase();
+    match &upper[..] {
+        b"STATS" if args.len() == 1 => Ok(TierCommand::Stats),
+        b"FLUSH" if args.len() == 2 => Ok(TierCommand::Flush(pattern()?)),
+        b"WARM" if args.len() == 2 => Ok(TierCommand::Warm(pattern()?)),
+        b"VERIFY" => {
+            let pattern = pattern()?;
+            let limit = match args.get(2..) {
+                None | Some([]) => VERIFY_DEFAULT_LIMIT,
+                Some([word, n]) if word.eq_ignore_ascii_case(b"limit") => {
+                    std::str::from_utf8(n)
+                        .ok()
+                        .and_then(|s| s.parse::<usize>().ok())
+                        .filter(|n| (1..=VERIFY_MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            format!(
+                                "ERR PROXY TIER VERIFY: LIMIT must be an integer from 1 to {VERIFY_MAX_LIMIT}"
+                            )
+                        })?
+                }
+                Some(_) => return Err(syntax()),
+            };
+            Ok(TierCommand::Verify { pattern, limit })
+        }
+        b"STATS" | b"FLUSH" | b"WARM" => Err(syntax()),
+        _ => Err(format!(
+            "ERR unknown PROXY TIER subcommand '{}'. Try {}",
+            crate::transform::envelope::show(sub),
+            super::USAGE
+        )),
+    }
+}
+
+/// Runs one `PROXY TIER` command; the reply frame (errors included).
+pub async fn run(tiers: &Tiers, nodes: &mut Nodes<'_>, cmd: TierCommand, proto: Protocol) -> Bytes {
+    if let Err(e) = tiers.ensure_schema().await {
+        return crate::protocol::reply::error(&format!("ERR tier unavailable: {e}"));
+    }
+    let result = match cmd {
+        TierCommand::Stats => stats(tiers, proto).await,
+        TierCommand::Flush(p) => flush(tiers, &p).await.map(|n| {
+            let mut r = ReplyBuf::new(proto);
+            r.integer(n);
+            r.freeze()
+        }),
+        TierCommand::Warm(p) => warm(tiers, nodes, &p, proto).await,
+        TierCommand::Verify { pattern, limit } => {
+            verify(tiers, nodes, &pattern, limit, proto).await
+        }
+    };
+    result.unwrap_or_else(|text| crate::protocol::reply::error(&text))
+}
+
+fn pg_error(e: impl std::fmt::Display) -> String {
+    format!("ERR tier unavailable: {e}")
+}
+
+fn sat(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Rows and bytes per rule (each live row counted under the first rule
+/// its key matches, as the data path decides), with the counters.
+async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
+    let rules = tiers.rules().all();
+    let mut rows = vec![0i64; rules.len()];
+    let mut bytes = vec![0i64; rules.len()];
+    let mut walk = Walk::new(b"*", false);
+    while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        for row in batch {
+            if let Some(i) = rules.iter().position(|r| r.matches(&row.key)) {
+                rows[i] += 1;
+                bytes[i] += row.len + row.key.len() as i64;
+            }
+        }
+    }
+    let s = tiers.stats();
+    let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
+    let mut r = ReplyBuf::new(proto);
+    r.map(8);
+    r.bulk(b"postgres")
+        .bulk(if tiers.postgres_up() { b"up" } else { b"down" });
+    r.bulk(b"rows").integer(rows.iter().sum());
+    r.bulk(b"bytes").integer(bytes.iter().sum());
+    r.bulk(b"backlog").integer(0);
+    r.bulk(b"lag_ms").integer(0);
+    r.bulk(b"readthrough_hits").integer(get(&s.hits));
+    r.bulk(b"readthrough_misses").integer(get(&s.misses));
+    r.bulk(b"rules").array(rules.len());
+    for (i, rule) in rules.iter().enumerate() {
+        r.map(9);
+        r.bulk(b"pattern").bulk(rule.pattern().as_bytes());
+        r.bulk(b"policy").bulk(b"mirror");
+        r.bulk(b"write").bulk(b"through");
+        r.bulk(b"rows").integer(rows[i]);
+        r.bulk(b"bytes").integer(bytes[i]);
+        r.bulk(b"backlog").integer(0);
+        r.bulk(b"lag_ms").integer(0);
+        r.bulk(b"readthrough_hits")
+            .integer(sat(rule.hits.load(Ordering::Relaxed)));
+        r.bulk(b"readthrough_misses")
+            .integer(sat(rule.misses.load(Ordering::Relaxed)));
+    }
+    Ok(r.freeze())
+}
+
+/// Deletes the matching rows (with tombstones, as a DEL would: an older
+/// change replayed later cannot bring them back). Redis is not touched.
+async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
+    let mut walk = Walk::new(pattern, false);
+    let mut deleted = 0i64;
+    while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        if batch.is_empty() {
+            continue;
+        }
+        let keys: Vec<(Bytes, Option<i64>)> = batch.into_iter().map(|r| (r.key, None)).collect();
+        let gone = tiers.store().delete(&keys).await.map_err(pg_error)?;
+        deleted += gone.len() as i64;
+    }
+    Ok(deleted)
+}
+
+/// The Redis command that loads a row without overwriting anything:
+/// `SET … NX` (strings) or `RESTORE` without REPLACE (DUMP payloads), with
+/// the row's absolute expiry, as read-through does.
+fn load_command(row: &Entry) -> Vec<Bytes> {
+    let value = row.value.clone();
+    if row.kind == "string" {
+        let mut c = vec![arg("SET"), row.key.clone(), value];
+        if let Some(at) = row.expires_at_ms {
+            c.extend([arg("PXAT"), num(at)]);
+        }
+        c.push(arg("NX"));
+        c
+    } else {
+        vec![
+            arg("RESTORE"),
+            row.key.clone(),
+            num(row.expires_at_ms.unwrap_or(0)),
+            value,
+            arg("ABSTTL"),
+        ]
+    }
+}
+
+/// Loads the matching live rows Redis lacks: `[loaded, already in redis]`.
+async fn warm(
+    tiers: &Tiers,
+    nodes: &mut Nodes<'_>,
+    pattern: &[u8],
+    proto: Protocol,
+) -> Result<Bytes, String> {
+    let mut walk = Walk::new(pattern, false);
+    let (mut loaded, mut present) = (0i64, 0i64);
+    while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        if batch.is_empty() {
+            continue;
+        }
+        // Under the keys' locks, as read-through: a write or delete through
+        // this strata is not undone by a row read just before it; the rows
+        // are read again once the locks are held.
+        let keys: Vec<Bytes> = batch.into_iter().map(|r| r.key).collect();
+        let _guards = tiers.lock_keys(&keys).await;
+        let rows = tiers.store().fetch(&keys).await.map_err(pg_error)?;
+        let commands: Vec<(Bytes, Vec<Bytes>)> = rows
+            .iter()
+            .map(|row| (row.key.clone(), load_command(row)))
+            .collect();
+        let replies = nodes.by_key(&commands).await?;
+        for r in &replies {
+            match crate::tier::redis::error_text(r) {
+                None if crate::tier::redis::is_nil(r) => present += 1,
+                None => loaded += 1,
+                Some(t) if t.starts_with("BUSYKEY") => present += 1,
+                Some(t) => return Err(format!("ERR PROXY TIER WARM: redis refused a key ({t})")),
+            }
+        }
+    }
+    let mut r = ReplyBuf::new(proto);
+    r.map(2);
+    r.bulk(b"loaded").integer(loaded);
+    r.bulk(b"present").integer(present);
+    Ok(r.freeze())
+}
+
+/// Disagreements found so far, at most `limit` kept.
+struct Found {
+    limit: usize,
+    total: i64,
+    list: Vec<(Bytes, String)>,
+}
+
+impl Found {
+    fn add(&mut self, key: Bytes, why: String) {
+        self.total += 1;
+        if self.list.len() < self.limit {
+            self.list.push((key, why));
+        }
+    }
+}
+
+/// Compares the tiers key by key: every live row against Redis (a row
+/// Redis lacks is not a disagreement: read-through serves it), then every
+/// Redis key a rule mirrors against Postgres. `checked` counts both passes
+/// (a key resident in both is counted twice).
+async fn verify(
+    tiers: &Tiers,
+    nodes: &mut Nodes<'_>,
+    pattern: &Bytes,
+    limit: usize,
+    proto: Protocol,
+) -> Result<Bytes, String> {
+    let mut found = Found {
+        limit,
+        total: 0,
+        list: Vec::new(),
+    };
+    let mut checked = 0i64;
+    let mut walk = Walk::new(pattern, true);
+    while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        let mut commands = Vec::with_capacity(batch.len() * 3);
+        for row in &batch {
+            let read = if row.kind == "string" { "GET" } else { "DUMP" };
+            commands.push((row.key.clone(), vec![arg("TYPE"), row.key.clone()]));
+            commands.push((row.key.clone(), vec![arg("PTTL"), row.key.clone()]));
+            commands.push((row.key.clone(), vec![arg(read), row.key.clone()]));
+        }
+        let replies = nodes.by_key(&commands).await?;
+        let now = crate::tier::now_ms();
+        for (row, r) in batch.into_iter().zip(replies.chunks(3)) {
+            checked += 1;
+            let ty = crate::protocol::reply::string_payload(&r[0]).unwrap_or_default();
+            if ty == b"none" {
+                continue;
+            }
+            if ty != row.kind.as_bytes() {
+                let why = format!(
+                    "type: redis {} postgres {}",
+                    String::from_utf8_lossy(ty),
+                    row.kind
+                );
+                found.add(row.key, why);
+                continue;
+            }
+            if bulk(&r[2]).as_deref() != row.value.as_deref() {
+                found.add(row.key, "value differs".into());
+                continue;
+            }
+            let redis_at = int(&r[1]).filter(|&t| t >= 0).map(|t| now + t);
+            match (redis_at, row.expires_at_ms) {
+                (None, None) => {}
+                (Some(_), None) => found.add(row.key, "ttl: redis has one, postgres none".into()),
+                (None, Some(_)) => found.add(row.key, "ttl: postgres has one, redis none".into()),
+                (Some(a), Some(b)) if (a - b).abs() > TTL_SLACK_MS => {
+                    found.add(row.key, format!("ttl: expiries {} ms apart", (a - b).abs()));
+                }
+                _ => {}
+            }
+        }
+    }
+    // Keys Redis holds under a mirror rule that Postgres lacks.
+    for node in nodes.primaries() {
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = nodes.scan(&node, cursor, pattern, 500).await?;
+            let mirrored: Vec<Bytes> = keys
+                .into_iter()
+                .filter(|k| tiers.rules().find(k).is_some())
+                .collect();
+            if !mirrored.is_empty() {
+                let rows = tiers.store().fetch(&mirrored).await.map_err(pg_error)?;
+                checked += mirrored.len() as i64;
+                for k in mirrored {
+                    if !rows.iter().any(|r| r.key == k) {
+                        found.add(k, "missing in postgres".into());
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    let mut r = ReplyBuf::new(proto);
+    r.map(3);
+    r.bulk(b"checked").integer(checked);
+    r.bulk(b"disagreeing").integer(found.total);
+    r.bulk(b"keys").array(found.list.len());
+    for (key, why) in &found.list {
+        r.array(2).bulk(key).bulk(why.as_bytes());
+    }
+    Ok(r.freeze())
+}
