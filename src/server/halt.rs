@@ -61,7 +61,7 @@ impl Halt {
         HaltWait {
             halt: self,
             at_least,
-            stored: None,
+            stored: false,
         }
     }
 }
@@ -71,9 +71,13 @@ impl Halt {
 pub struct HaltWait<'a> {
     halt: &'a Halt,
     at_least: HaltReason,
-    /// The waker this future stored: polled again by the same task, it
-    /// need not take the lock (the signal keeps what it was given).
-    stored: Option<Waker>,
+    /// This future stored its task's waker: polled again (by the same task:
+    /// only the session's own task waits), it need not take the lock, as
+    /// the signal keeps what it was given. A flag, not `Waker::will_wake`:
+    /// callgrind showed every poll taking the lock and cloning, so the
+    /// comparison with the stored clone failed (a clone of tokio's waker
+    /// can carry another copy of its vtable).
+    stored: bool,
 }
 
 impl Future for HaltWait<'_> {
@@ -83,11 +87,7 @@ impl Future for HaltWait<'_> {
         if self.halt.reason() >= self.at_least {
             return Poll::Ready(());
         }
-        if self
-            .stored
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if self.stored {
             return Poll::Pending;
         }
         {
@@ -96,7 +96,7 @@ impl Future for HaltWait<'_> {
                 *slot = Some(cx.waker().clone());
             }
         }
-        self.stored = Some(cx.waker().clone());
+        self.stored = true;
         // Fired between the check and the store: seen now.
         if self.halt.reason() >= self.at_least {
             return Poll::Ready(());

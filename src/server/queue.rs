@@ -136,7 +136,7 @@ impl QueueTx {
     pub fn closed(&self) -> Closed {
         Closed {
             inner: self.inner.clone(),
-            stored: None,
+            stored: false,
         }
     }
 
@@ -230,10 +230,11 @@ impl Future for Send<'_> {
 #[derive(Debug)]
 pub struct Closed {
     inner: Arc<Inner>,
-    /// The waker stored: the session polls this on every read, and the
+    /// The waker is stored: the session polls this on every read, and the
     /// slot is only emptied when the writer goes, so polled again by the
-    /// same task it need not take the lock.
-    stored: Option<Waker>,
+    /// same task it need not take the lock (a flag: see `halt.rs` on why
+    /// not `Waker::will_wake`).
+    stored: bool,
 }
 
 impl Future for Closed {
@@ -244,11 +245,7 @@ impl Future for Closed {
         if self.inner.rx_gone.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        if self
-            .stored
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if self.stored {
             return Poll::Pending;
         }
         let mut state = self.inner.lock();
@@ -257,7 +254,7 @@ impl Future for Closed {
         }
         park(&mut state.closed_waker, cx);
         drop(state);
-        self.stored = Some(cx.waker().clone());
+        self.stored = true;
         Poll::Pending
     }
 }
