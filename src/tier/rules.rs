@@ -18,6 +18,10 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct TierRule {
     glob: Glob,
+    /// The literal bytes every match starts with (`durable:` for
+    /// `durable:*`): most keys on the data path match no rule, and a
+    /// prefix comparison turns them away before the glob runs.
+    prefix: Vec<u8>,
     pattern: String,
     mode: Mode,
     /// Read-through lookups of this rule's keys that found a row
@@ -67,6 +71,7 @@ impl TierRules {
             };
             rules.push(TierRule {
                 glob: Glob::new(c.pattern.as_bytes()),
+                prefix: super::walk::literal_prefix(c.pattern.as_bytes()).to_vec(),
                 pattern: c.pattern.clone(),
                 mode,
                 hits: Default::default(),
@@ -94,7 +99,9 @@ impl TierRules {
     /// The first rule matching `key`.
     #[inline]
     pub fn find(&self, key: &[u8]) -> Option<&TierRule> {
-        self.rules.iter().find(|r| r.glob.matches(key))
+        self.rules
+            .iter()
+            .find(|r| key.starts_with(&r.prefix) && r.glob.matches(key))
     }
 }
 
