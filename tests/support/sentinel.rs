@@ -292,7 +292,9 @@ impl Topology {
             redis_password: redis.map(Into::into),
             sentinel_password: sentinel.map(Into::into),
         };
-        topo.wait_healthy(Duration::from_secs(30));
+        // Generous: sentinels find each other by hello messages every 2 s,
+        // and on a loaded 2-core machine that took over 30 s once.
+        topo.wait_healthy(Duration::from_secs(90));
         topo
     }
 
