@@ -382,14 +382,9 @@ async fn mirror_restored(
     let replies = nodes.by_key(&reads).await?;
     let mut puts = Vec::with_capacity(live.len());
     for ((key, at, _), r) in live.iter().zip(replies.chunks(3)) {
-        let kind: &'static str = match crate::protocol::reply::string_payload(&r[0]) {
-            Some(b"string") => "string",
-            Some(b"hash") => "hash",
-            Some(b"list") => "list",
-            Some(b"set") => "set",
-            Some(b"zset") => "zset",
-            Some(b"stream") => "stream",
-            _ => continue, // gone or changed meanwhile
+        let Some(kind) = crate::tier::redis_type(crate::protocol::reply::string_payload(&r[0]))
+        else {
+            continue; // gone or changed meanwhile
         };
         let value = if kind == "string" {
             bulk(&r[1])

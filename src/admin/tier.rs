@@ -11,8 +11,7 @@ use bytes::Bytes;
 
 use super::nodes::Nodes;
 use crate::protocol::{Protocol, ReplyBuf};
-use crate::tier::redis::{arg, bulk, int, num};
-use crate::tier::store::Entry;
+use crate::tier::redis::{arg, bulk, int};
 use crate::tier::walk::Walk;
 use crate::tier::Tiers;
 
@@ -172,29 +171,6 @@ async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
     Ok(deleted)
 }
 
-/// The Redis command that loads a row without overwriting anything:
-/// `SET … NX` (strings) or `RESTORE` without REPLACE (DUMP payloads), with
-/// the row's absolute expiry, as read-through does.
-fn load_command(row: &Entry) -> Vec<Bytes> {
-    let value = row.value.clone();
-    if row.kind == "string" {
-        let mut c = vec![arg("SET"), row.key.clone(), value];
-        if let Some(at) = row.expires_at_ms {
-            c.extend([arg("PXAT"), num(at)]);
-        }
-        c.push(arg("NX"));
-        c
-    } else {
-        vec![
-            arg("RESTORE"),
-            row.key.clone(),
-            num(row.expires_at_ms.unwrap_or(0)),
-            value,
-            arg("ABSTTL"),
-        ]
-    }
-}
-
 /// Loads the matching live rows Redis lacks: `[loaded, already in redis]`.
 async fn warm(
     tiers: &Tiers,
@@ -216,7 +192,12 @@ async fn warm(
         let rows = tiers.store().fetch(&keys).await.map_err(pg_error)?;
         let commands: Vec<(Bytes, Vec<Bytes>)> = rows
             .iter()
-            .map(|row| (row.key.clone(), load_command(row)))
+            .map(|row| {
+                (
+                    row.key.clone(),
+                    crate::tier::readthrough::rewarm_command(row),
+                )
+            })
             .collect();
         let replies = nodes.by_key(&commands).await?;
         for r in &replies {

@@ -325,15 +325,11 @@ impl Tiers {
             .call_one(key, vec![arg("TYPE"), key.clone()])
             .await
             .map_err(backend_down)?;
-        let kind: &'static str = match crate::protocol::reply::string_payload(&kind) {
-            Some(b"string") => "string",
-            Some(b"hash") => "hash",
-            Some(b"list") => "list",
-            Some(b"set") => "set",
-            Some(b"zset") => "zset",
-            Some(b"stream") => "stream",
-            _ => return Err(reply::error("ERR tier: cannot capture this key's type")),
-        };
+        let kind: &'static str =
+            match crate::tier::redis_type(crate::protocol::reply::string_payload(&kind)) {
+                Some(kind) => kind,
+                None => return Err(reply::error("ERR tier: cannot capture this key's type")),
+            };
         let read = if kind == "string" { "GET" } else { "DUMP" };
         let value = link
             .call_one(key, vec![arg(read), key.clone()])

@@ -278,3 +278,18 @@ pub fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// The Redis type a TYPE reply (or a stored type name) names, as the
+/// `type` column holds it; `None` for anything else (`none`, a module
+/// type, a malformed name).
+pub fn redis_type(name: Option<&[u8]>) -> Option<&'static str> {
+    Some(match name? {
+        b"string" => "string",
+        b"hash" => "hash",
+        b"list" => "list",
+        b"set" => "set",
+        b"zset" => "zset",
+        b"stream" => "stream",
+        _ => return None,
+    })
+}

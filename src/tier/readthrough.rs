@@ -94,27 +94,8 @@ impl Tiers {
             return Ok(());
         }
         let commands: Vec<(Bytes, Vec<Bytes>)> = rows
-            .into_iter()
-            .map(|row| {
-                let command = if row.kind == "string" {
-                    let mut c = vec![arg("SET"), row.key.clone(), row.value];
-                    if let Some(at) = row.expires_at_ms {
-                        c.extend([arg("PXAT"), num(at)]);
-                    }
-                    c.push(arg("NX"));
-                    c
-                } else {
-                    // Other types are stored as DUMP payloads.
-                    vec![
-                        arg("RESTORE"),
-                        row.key.clone(),
-                        num(row.expires_at_ms.unwrap_or(0)),
-                        row.value,
-                        arg("ABSTTL"),
-                    ]
-                };
-                (row.key, command)
-            })
+            .iter()
+            .map(|row| (row.key.clone(), rewarm_command(row)))
             .collect();
         let replies = link
             .call(&commands)
@@ -140,4 +121,28 @@ impl Tiers {
 /// `-ERR tier unavailable: …` text.
 pub fn unavailable(e: &StoreError) -> String {
     format!("ERR tier unavailable: {e}")
+}
+
+/// The Redis command that puts a row back without overwriting anything
+/// newer: `SET … NX` for strings, `RESTORE` without REPLACE for the other
+/// types (stored as DUMP payloads), each with the row's absolute expiry.
+/// Read-through and `PROXY TIER WARM` both use it.
+pub fn rewarm_command(row: &super::store::Entry) -> Vec<Bytes> {
+    let value = row.value.clone();
+    if row.kind == "string" {
+        let mut c = vec![arg("SET"), row.key.clone(), value];
+        if let Some(at) = row.expires_at_ms {
+            c.extend([arg("PXAT"), num(at)]);
+        }
+        c.push(arg("NX"));
+        c
+    } else {
+        vec![
+            arg("RESTORE"),
+            row.key.clone(),
+            num(row.expires_at_ms.unwrap_or(0)),
+            value,
+            arg("ABSTTL"),
+        ]
+    }
 }

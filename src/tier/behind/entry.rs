@@ -148,14 +148,9 @@ fn parse_fields(id: Bytes, frame: &Bytes) -> Item {
     let op = match op.as_deref() {
         Some(b"d") => Op::Delete,
         Some(b"p") => {
-            let kind = match kind.as_deref() {
-                Some(b"string") => "string",
-                Some(b"hash") => "hash",
-                Some(b"list") => "list",
-                Some(b"set") => "set",
-                Some(b"zset") => "zset",
-                Some(b"stream") => "stream",
-                _ => return malformed(Some(key), "unknown type"),
+            let kind = match crate::tier::redis_type(kind.as_deref()) {
+                Some(kind) => kind,
+                None => return malformed(Some(key), "unknown type"),
             };
             let expires_at_ms = match expiry.as_deref() {
                 None | Some(b"") => None,
