@@ -127,16 +127,7 @@ impl BehindEnv {
 
     /// The row of `key`: (type, value, version, expires_at as Unix ms).
     pub async fn row(&self, key: &str) -> Option<(String, Vec<u8>, i64, Option<i64>)> {
-        use sqlx::Row;
-        sqlx::query(
-            "SELECT type, value, version, (extract(epoch FROM expires_at) * 1000)::int8 \
-             FROM strata_entries WHERE key = $1",
-        )
-        .bind(key.as_bytes())
-        .fetch_optional(&self.pool)
-        .await
-        .expect("select row")
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        super::tier_env::entry_row(&self.pool, key).await
     }
 
     /// Every tier table, rendered row by row (hex for bytes), in key order:

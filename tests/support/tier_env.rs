@@ -120,15 +120,7 @@ impl TierEnv {
     /// The row of `key` as users see it: (type, value, version, expires_at
     /// as Unix ms).
     pub async fn row(&self, key: &str) -> Option<(String, Vec<u8>, i64, Option<i64>)> {
-        sqlx::query(
-            "SELECT type, value, version, (extract(epoch FROM expires_at) * 1000)::int8 \
-             FROM strata_entries WHERE key = $1",
-        )
-        .bind(key.as_bytes())
-        .fetch_optional(&self.pool)
-        .await
-        .expect("select row")
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        entry_row(&self.pool, key).await
     }
 
     /// Rows in strata_entries.
@@ -146,4 +138,18 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64
+}
+
+/// The `strata_entries` row of `key` as users see it: (type, value,
+/// version, expires_at as Unix ms).
+pub async fn entry_row(pool: &PgPool, key: &str) -> Option<(String, Vec<u8>, i64, Option<i64>)> {
+    sqlx::query(
+        "SELECT type, value, version, (extract(epoch FROM expires_at) * 1000)::int8 \
+         FROM strata_entries WHERE key = $1",
+    )
+    .bind(key.as_bytes())
+    .fetch_optional(pool)
+    .await
+    .expect("select row")
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
 }
