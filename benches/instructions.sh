@@ -18,7 +18,8 @@
 #               all three, as in `make bench-cluster`.
 #
 # Environment: STRATA (binary, default target/release/strata), N (default
-# 100000), OUT (default target/bench/instructions-latest.txt), KEEP (a
+# 100000), P (pipeline depth, default 16), MODES (default "standalone
+# cluster"), OUT (default target/bench/instructions-latest.txt), KEEP (a
 # directory: the callgrind profiles are copied there, for callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ done
 
 STRATA=${STRATA:-target/release/strata}
 N=${N:-100000}
+P=${P:-16}
+MODES=${MODES:-standalone cluster}
 OUT=${OUT:-target/bench/instructions-latest.txt}
 [ -x "$STRATA" ] || { echo "instructions: $STRATA not built (make release)" >&2; exit 1; }
 mkdir -p "$(dirname "$OUT")"
@@ -136,8 +139,8 @@ measure() {
     sleep 0.1
   done
   callgrind_control -z "$pid" >/dev/null 2>&1
-  redis-benchmark -p "$port" -c 50 -d 128 -r 100000 -t get -n "$N" -P 16 -q >/dev/null
-  redis-benchmark -p "$port" -c 50 -d 128 -r 100000 -t set -n "$N" -P 16 -q >/dev/null
+  redis-benchmark -p "$port" -c 50 -d 128 -r 100000 -t get -n "$N" -P "$P" -q >/dev/null
+  redis-benchmark -p "$port" -c 50 -d 128 -r 100000 -t set -n "$N" -P "$P" -q >/dev/null
   kill -INT "$pid"
   wait "$pid" 2>/dev/null || true
   # The dump written at exit holds what ran since the counters were zeroed.
@@ -153,7 +156,6 @@ measure() {
 {
   echo "strata instructions per request (callgrind), $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "binary: $STRATA ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-  echo "load: redis-benchmark -c 50 -d 128 -r 100000 -P 16, $N GET then $N SET"
-  measure standalone
-  measure cluster
+  echo "load: redis-benchmark -c 50 -d 128 -r 100000 -P $P, $N GET then $N SET"
+  for mode in $MODES; do measure "$mode"; done
 } | tee "$OUT"

@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// (docs/PERFORMANCE.md), but a long script then holds back the
     /// commands of every client sharing its connection.
     pub scripts_on_own_connection: bool,
+    /// Redis's `client-output-buffer-limit`, per client class (`normal`,
+    /// `pubsub`): `["normal 0 0 0", "pubsub 32mb 8mb 60"]` by default, as
+    /// in Redis. See `server/writer/limit.rs`.
+    pub client_output_buffer_limit: crate::server::writer::OutputLimits,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             worker_threads: 1,
             scripts_on_own_connection: true,
+            client_output_buffer_limit: crate::server::writer::OutputLimits::default(),
         }
     }
 }

@@ -7,14 +7,16 @@
 //! per command and passing pub/sub messages and MONITOR lines through as
 //! they come.
 
+mod limit;
 mod resubscribe;
 mod routed;
 
+pub use limit::{ClassLimit, OutputLimits};
 pub use resubscribe::{confirmation, DedicatedSwap};
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot::error::TryRecvError;
@@ -61,6 +63,7 @@ pub async fn run(
         departure: info.departure(),
         inbox: info.tracking.open_inbox(),
         info,
+        limit: limit::LimitWatch::default(),
     };
     let _ = w.mux_loop().await;
     let _ = w.wr.shutdown().await;
@@ -85,6 +88,9 @@ struct Writer {
     /// TRACKING (`server/tracking/`): whole frames, written between
     /// replies whenever the writer would otherwise wait.
     inbox: mpsc::Receiver<Bytes>,
+    /// The client's pending output against its class's output-buffer
+    /// limit (`limit.rs`).
+    limit: limit::LimitWatch,
 }
 
 /// A reply slot dropped without an answer: the backend connection it
@@ -113,9 +119,55 @@ impl Writer {
             return Ok(());
         }
         self.shared.metrics.bytes_out(self.out.len() as u64);
+        let normal = self.shared.server.client_output_buffer_limit.normal;
+        if !normal.is_unlimited() {
+            return self.flush_limited(normal).await;
+        }
         let r = self.wr.write_all(&self.out).await;
         self.out.clear();
         r.map_err(|_| Stop::ClientGone)
+    }
+
+    /// [`Writer::flush`] under a `normal` output-buffer limit: what is
+    /// still unwritten is held against it while the client does not read.
+    #[cold]
+    async fn flush_limited(&mut self, limit: ClassLimit) -> Result<(), Stop> {
+        while !self.out.is_empty() {
+            self.check_limit(&limit, "normal")?;
+            let soft = self.limit.soft_deadline(&limit);
+            tokio::select! {
+                biased;
+                r = write_some(&mut self.wr, &self.out) => {
+                    let n = r.map_err(|_| Stop::ClientGone)?;
+                    self.out.advance(n);
+                }
+                () = sleep_until_opt(soft.map(tokio::time::Instant::from_std)) => {}
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Closes the client (Redis: "scheduled to be closed ASAP for
+    /// overcoming of output buffer limits") when what strata holds for it
+    /// breaks its class's limit.
+    fn check_limit(&mut self, limit: &ClassLimit, class: &'static str) -> Result<(), Stop> {
+        let pending = self.out.len();
+        if !self
+            .limit
+            .exceeded(limit, pending, std::time::Instant::now())
+        {
+            return Ok(());
+        }
+        self.shared.metrics.error(ErrorKind::OutputBufferLimit);
+        tracing::warn!(
+            client = self.info.id,
+            addr = %self.info.addr,
+            class,
+            pending,
+            "client closed for overcoming of output buffer limits"
+        );
+        Err(Stop::ClientGone)
     }
 
     /// The next entry: without waiting if one is queued, else after
@@ -341,7 +393,12 @@ impl Writer {
         let mut topology = self.shared.cluster.as_ref().map(|c| c.topology_reads());
         // Cluster mode: shard channels on other nodes (`shard_links.rs`).
         let mut links = LinkFrames::default();
+        let pubsub_limit = self.shared.server.client_output_buffer_limit.pubsub;
         loop {
+            // A subscriber under a pubsub limit is not waited for: its
+            // messages are read on and held (up to the limit) while it does
+            // not read, and written as its socket takes them.
+            let buffering = !monitor && subs.any() && !pubsub_limit.is_unlimited();
             // Forward every complete frame already buffered.
             loop {
                 let (frame, from_link) = match links.pending.pop_front() {
@@ -447,9 +504,15 @@ impl Writer {
                     }
                 }
             }
-            if self.out.len() >= FLUSH_BYTES || (due.is_empty() && self.rx.is_empty()) {
+            if buffering {
+                self.check_limit(&pubsub_limit, "pubsub")?;
+            } else if self.out.len() >= FLUSH_BYTES || (due.is_empty() && self.rx.is_empty()) {
                 self.flush().await?;
             }
+            let soft = buffering
+                .then(|| self.limit.soft_deadline(&pubsub_limit))
+                .flatten()
+                .map(tokio::time::Instant::from_std);
             if rd.buf.capacity() - rd.buf.len() < 4096 {
                 rd.buf.reserve(16 * 1024);
             }
@@ -460,10 +523,14 @@ impl Writer {
                     front.deadline = front.timeout.map(|t| tokio::time::Instant::now() + t);
                 }
                 let deadline = front.deadline;
-                if !self.out.is_empty() {
+                if !buffering && !self.out.is_empty() {
                     self.flush().await?;
                 }
                 tokio::select! {
+                    r = write_some(&mut self.wr, &self.out), if buffering && !self.out.is_empty() => {
+                        self.wrote(r)?;
+                    }
+                    () = sleep_until_opt(soft), if soft.is_some() => {}
                     // A blocking command (no deadline) whose client left:
                     // stop, and the connection, still blocked in Redis, is
                     // closed (not pooled), so Redis unblocks it without
@@ -504,6 +571,10 @@ impl Writer {
             // Nothing due: take the next entry, and forward pub/sub messages meanwhile.
             tokio::select! {
                 biased;
+                r = write_some(&mut self.wr, &self.out), if buffering && !self.out.is_empty() => {
+                    self.wrote(r)?;
+                }
+                () = sleep_until_opt(soft), if soft.is_some() => {}
                 item = self.rx.recv() => match item {
                     None => return Err(Stop::Done),
                     Some(Pending::Expect(e)) => due.push_back(e),
@@ -592,6 +663,14 @@ impl Writer {
                 },
             }
         }
+    }
+
+    /// Bytes the client's socket took from the front of `out`.
+    fn wrote(&mut self, r: std::io::Result<usize>) -> Result<(), Stop> {
+        let n = r.map_err(|_| Stop::ClientGone)?;
+        self.shared.metrics.bytes_out(n as u64);
+        self.out.advance(n);
+        Ok(())
     }
 
     /// Cluster mode: a script call's reply on the client's own connection
@@ -697,6 +776,15 @@ async fn hung_up(departure: &mut watch::Receiver<Departure>) {
         .is_err()
     {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Writes what the socket takes of `out` (at least a byte), waiting until
+/// it takes some. Cancel-safe: nothing is written unless it completes.
+async fn write_some(wr: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<usize> {
+    match wr.write(out).await {
+        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+        r => r,
     }
 }
 

@@ -31,11 +31,13 @@ pub enum ErrorKind {
     MaxClients,
     /// A bug or an unexpected condition inside strata.
     Internal,
+    /// A client was closed for overcoming its output-buffer limit.
+    OutputBufferLimit,
 }
 
 impl ErrorKind {
     /// Every kind, in discriminant order (`ALL[k as usize] == k`).
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Protocol,
         ErrorKind::BackendTimeout,
         ErrorKind::BackendUnavailable,
@@ -43,6 +45,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::MaxClients,
         ErrorKind::Internal,
+        ErrorKind::OutputBufferLimit,
     ];
 
     /// The label value: snake_case, stable, part of the metrics contract.
@@ -55,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::MaxClients => "max_clients",
             ErrorKind::Internal => "internal",
+            ErrorKind::OutputBufferLimit => "output_buffer_limit",
         }
     }
 }
