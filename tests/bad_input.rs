@@ -632,3 +632,68 @@ fn nul_byte_in_a_header_matches_redis() {
     }
     strata.shutdown();
 }
+
+/// A client from `source` (any 127/8 address is loopback on Linux):
+/// tokio's `TcpSocket` binds a source address before it connects.
+fn connect_from(source: &str, addr: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        s.connect(addr.parse().unwrap())
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(IDLE)).unwrap();
+    stream
+}
+
+fn ping_from(c: &mut std::net::TcpStream) -> String {
+    use std::io::{Read, Write};
+    c.write_all(&cmd(&[b"PING"])).unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn max_clients_per_address_turns_away_one_address_only() {
+    let backend = RedisServer::start();
+    let mut config = test_config(&backend.addr());
+    config.server.max_clients_per_address = 2;
+    let strata = InProc::start(config);
+    strata.wait_ready();
+
+    let mut a = connect_from("127.0.0.1", &strata.addr);
+    let mut b = connect_from("127.0.0.1", &strata.addr);
+    assert_eq!(ping_from(&mut a), "+PONG\r\n");
+    assert_eq!(ping_from(&mut b), "+PONG\r\n");
+    let mut third = connect_from("127.0.0.1", &strata.addr);
+    assert_eq!(
+        ping_from(&mut third),
+        "-ERR max number of clients reached for this address\r\n"
+    );
+    // Another address is still welcome.
+    let mut other = connect_from("127.0.0.2", &strata.addr);
+    assert_eq!(ping_from(&mut other), "+PONG\r\n");
+
+    // One leaves: its address may connect again once strata sees the close.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = connect_from("127.0.0.1", &strata.addr);
+        if ping_from(&mut c) == "+PONG\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot freed for 127.0.0.1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(b);
+    strata.shutdown();
+}

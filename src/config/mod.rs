@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// Redis's `maxclients`: connections past this get
     /// "ERR max number of clients reached" and are closed.
     pub maxclients: usize,
+    /// Connections from one client IP address past this get "ERR max
+    /// number of clients reached for this address" and are closed (0: no
+    /// limit). Keeps one misbehaving pod or host from taking every slot.
+    pub max_clients_per_address: usize,
     /// Redis's `proto-max-bulk-len`: the longest bulk string a client may send.
     pub proto_max_bulk_len: usize,
     /// Requests one client may have in flight before strata stops reading
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 6379)),
             maxclients: 10_000,
+            max_clients_per_address: 0,
             proto_max_bulk_len: crate::protocol::DEFAULT_MAX_BULK_LEN,
             max_inflight_per_client: 1024,
             client_idle_timeout_secs: 0,

@@ -4,8 +4,8 @@
 //! CLIENT KILL only; the per-command path touches just the client's own
 //! atomics.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -289,6 +289,9 @@ pub struct ClientRegistry {
     epoch: Instant,
     /// The ACL user a new client is (strata's own backend user).
     default_user: Bytes,
+    /// Connected clients per client IP address, for
+    /// `server.max_clients_per_address`.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Default for ClientRegistry {
@@ -305,6 +308,7 @@ impl ClientRegistry {
             clients: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
             default_user,
+            per_address: Mutex::new(HashMap::new()),
         }
     }
 
@@ -335,13 +339,34 @@ impl ClientRegistry {
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());
         }
+        if let Ok(mut counts) = self.per_address.lock() {
+            *counts.entry(addr.ip()).or_default() += 1;
+        }
         info
+    }
+
+    /// Clients connected from `ip`.
+    pub fn from_address(&self, ip: IpAddr) -> usize {
+        self.per_address
+            .lock()
+            .map(|counts| counts.get(&ip).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Removes a client that disconnected.
     pub fn unregister(&self, id: u64) {
-        if let Ok(mut map) = self.clients.lock() {
-            map.remove(&id);
+        let removed = self.clients.lock().ok().and_then(|mut map| map.remove(&id));
+        let (Some(info), Ok(mut counts)) = (removed, self.per_address.lock()) else {
+            return;
+        };
+        let ip = info.addr.ip();
+        if let Some(n) = counts.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Bounded by the clients connected, not by every address
+                // ever seen.
+                counts.remove(&ip);
+            }
         }
     }
 

@@ -8,7 +8,26 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use crate::telemetry::ErrorKind;
+use crate::telemetry::{ErrorKind, RejectReason};
+
+/// Why a new client from `ip` is turned away, if it is: `maxclients`
+/// (Redis's text), or `max_clients_per_address`.
+fn refusal(shared: &Shared, ip: std::net::IpAddr) -> Option<(RejectReason, &'static [u8])> {
+    if shared.clients.len() >= shared.server.maxclients {
+        return Some((
+            RejectReason::MaxClients,
+            b"-ERR max number of clients reached\r\n",
+        ));
+    }
+    let per_address = shared.server.max_clients_per_address;
+    if per_address > 0 && shared.clients.from_address(ip) >= per_address {
+        return Some((
+            RejectReason::MaxClientsPerAddress,
+            b"-ERR max number of clients reached for this address\r\n",
+        ));
+    }
+    None
+}
 
 /// Accepts clients until `shutdown` turns true, then waits up to `grace`
 /// for every session to finish the replies it owes.
@@ -36,15 +55,11 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        if shared.clients.len() >= shared.server.maxclients {
-            shared
-                .metrics
-                .client_rejected(crate::telemetry::RejectReason::MaxClients);
+        if let Some((reason, text)) = refusal(&shared, addr.ip()) {
+            shared.metrics.client_rejected(reason);
             shared.metrics.error(ErrorKind::MaxClients);
             tokio::spawn(async move {
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
+                let _ = stream.write_all(text).await;
                 let _ = stream.shutdown().await;
             });
             continue;

@@ -74,16 +74,20 @@ impl EncodeLabelValue for ErrorKind {
 pub enum RejectReason {
     /// The configured `maxclients` was reached.
     MaxClients,
+    /// `max_clients_per_address` was reached for the client's address.
+    MaxClientsPerAddress,
 }
 
 impl RejectReason {
     /// Every reason, in discriminant order (`ALL[r as usize] == r`).
-    pub const ALL: [RejectReason; 1] = [RejectReason::MaxClients];
+    pub const ALL: [RejectReason; 2] =
+        [RejectReason::MaxClients, RejectReason::MaxClientsPerAddress];
 
     /// The label value; `maxclients` matches the Redis configuration name.
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::MaxClients => "maxclients",
+            RejectReason::MaxClientsPerAddress => "max_clients_per_address",
         }
     }
 }
