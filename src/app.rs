@@ -72,6 +72,17 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         }
         tiers.start_background(pg);
     }
+    let audit = if config.audit.enabled {
+        let audit = crate::auth::audit::Audit::start(
+            &config.audit,
+            metrics.registry_mut(),
+            config.postgres.as_ref(),
+        )
+        .map_err(std::io::Error::other)?;
+        Some(Arc::new(audit))
+    } else {
+        None
+    };
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
         .then(|| ClusterStats::register(metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -108,6 +119,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         tiers
             .start_drain(backend.clone(), cluster.is_some())
             .map_err(std::io::Error::other)?;
+    }
+    if let Some(audit) = &audit {
+        tokio::spawn(audit_failovers(Arc::downgrade(&backend), audit.clone()));
     }
     tokio::spawn(export_backend_metrics(
         Arc::downgrade(&backend),
@@ -176,6 +190,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         cluster,
         auth,
         tiers,
+        audit,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {
@@ -189,6 +204,29 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
 /// A tier whose Postgres does not answer degrades readiness (200, with the
 /// reason): keys no rule names are still served, and resident mirrored
 /// keys are still read, but mirrored writes fail.
+/// Records each change of the backend's primary (a Sentinel failover
+/// followed) in the audit log. A watcher, not a hook in the Sentinel
+/// follower: the backend knows nothing of the audit log.
+async fn audit_failovers(backend: std::sync::Weak<Router>, audit: Arc<crate::auth::audit::Audit>) {
+    let mut primary = match backend.upgrade() {
+        Some(b) => b.primary().addr().to_string(),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let Some(b) = backend.upgrade() else {
+            return;
+        };
+        let now = b.primary().addr().to_string();
+        if now != primary {
+            audit.record(crate::auth::audit::Event::Failover {
+                from: std::mem::replace(&mut primary, now.clone()),
+                to: now,
+            });
+        }
+    }
+}
+
 fn tier_readiness(backend: Readiness, tiers: Option<&crate::tier::Tiers>) -> Readiness {
     match (backend, tiers) {
         (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(

@@ -99,7 +99,13 @@ fn verify_no_lost_writes(strata: &str, logs: &[WriterLog], tag: &str) -> usize {
 fn forced_failover_under_write_load_loses_no_acknowledged_write() {
     let topo = Topology::start();
     let old = topo.current_primary();
-    let strata = InProc::start(topo.strata_config());
+    // The failover is recorded in the audit log too.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_log = audit_dir.path().join("audit.jsonl");
+    let mut config = topo.strata_config();
+    config.audit.enabled = true;
+    config.audit.output = strata::auth::audit::AuditOutput::File(audit_log.clone());
+    let strata = InProc::start(config);
     strata.wait_ready();
     assert_eq!(strata_primary(&strata.addr), old);
 
@@ -153,6 +159,11 @@ fn forced_failover_under_write_load_loses_no_acknowledged_write() {
         metrics.contains("strata_last_failover_duration_seconds "),
         "{metrics}"
     );
+    let want = format!("\"event\":\"failover\",\"from\":\"{old}\",\"to\":\"{new}\"");
+    wait_until(LIVENESS, "the failover in the audit log", || {
+        let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        text.contains(&want).then_some(())
+    });
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! ACL users must be the same on every node, as Redis Cluster's own
 //! clients need them to be.
 
+pub mod audit;
 pub mod passthrough;
 
 use std::sync::Arc;

@@ -33,6 +33,8 @@ pub struct Config {
     /// first matching rule wins.
     #[serde(rename = "tier")]
     pub tier: Vec<crate::tier::TierRuleConfig>,
+    /// `[audit]`: the audit log (see `auth/audit`).
+    pub audit: crate::auth::audit::AuditConfig,
 }
 
 /// The client-facing side.
@@ -467,6 +469,9 @@ impl Config {
             .map_err(ConfigError::Transform)?;
         crate::tier::config::validate(self.postgres.as_ref(), &self.tier)
             .map_err(ConfigError::Tier)?;
+        if let Err(message) = self.audit.validate(self.postgres.is_some()) {
+            return invalid("audit", message);
+        }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(

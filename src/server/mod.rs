@@ -58,6 +58,8 @@ pub struct Shared {
     /// Postgres tiers (`[[tier]]` rules); `None` when there is no rule,
     /// which the session checks once per command.
     pub tiers: Option<Arc<crate::tier::Tiers>>,
+    /// The audit log (`[audit]`); `None` when it is off.
+    pub audit: crate::auth::audit::SharedAudit,
 }
 
 impl Shared {

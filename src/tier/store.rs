@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "checkpoints",
         include_str!("../../migrations/0002_checkpoints.sql"),
     ),
+    (
+        3,
+        "audit log",
+        include_str!("../../migrations/0003_audit.sql"),
+    ),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them (the same

@@ -13,7 +13,10 @@ impl Session {
     pub(super) async fn log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {
         // Boxed: the connect and the exchange would otherwise make every
         // command's `handle` future larger, AUTH or not.
-        Box::pin(self.check_and_log_in(auth_args)).await
+        let result = Box::pin(self.check_and_log_in(auth_args)).await;
+        let user = crate::auth::credentials(auth_args);
+        self.audit_login(user.as_ref().map(|c| &c.name[..]), &result);
+        result
     }
 
     async fn check_and_log_in(&mut self, auth_args: &[Bytes]) -> Result<(), Bytes> {

@@ -8,6 +8,7 @@
 //! so a client that pipelines faster than its replies drain stops being
 //! read: the backpressure reaches its TCP window and no one else.
 
+mod audit;
 mod cluster;
 mod dedicated;
 mod frames;
@@ -513,11 +514,13 @@ impl Session {
             metrics: self.command_metrics(spec),
         };
         if let crate::policy::Step::Answer(answer) = crate::policy::check(&self.auth, &req, spec) {
+            self.audit_refused(&req, spec, &answer);
             return self.reply(answer).await;
         }
         if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
         }
+        self.audit_admin_command(&req, spec);
         // Value transforms: seal the values of the request, refuse what a
         // rule forbids, and keep the plan for opening the reply. Commands
         // transforms never look at keep their arguments in the frame.
@@ -686,6 +689,7 @@ impl Session {
             || self.unbound_multi.is_some()
             || spec.has(Flags::RUNS_SCRIPT)
             || spec.name == "info"
+            || self.audits_admin(Some(spec))
             || (!self.shared.transforms.is_empty()
                 && req
                     .arg(0)
@@ -740,6 +744,15 @@ impl Session {
 
     /// `PROXY …`: strata's own administration commands (`admin::run`).
     async fn proxy(&mut self, req: Request, timing: Timing) -> Flow {
+        if self.shared.audit.is_some() {
+            let words: Vec<String> = req
+                .args()
+                .iter()
+                .take(2)
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect();
+            self.audit_admin(words.join(" "));
+        }
         let cmd = match crate::admin::parse(req.args()) {
             Ok(cmd) => cmd,
             Err(text) => return self.error(&text).await,

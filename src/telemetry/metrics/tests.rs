@@ -43,7 +43,10 @@ fn fresh_registry_exports_zeroes_build_info_and_eof() {
         "strata_client_connections 0"
     );
     assert_eq!(
-        line(&text, "strata_client_connections_rejected_total{reason=\"maxclients\"}"),
+        line(
+            &text,
+            "strata_client_connections_rejected_total{reason=\"maxclients\"}"
+        ),
         "strata_client_connections_rejected_total{reason=\"maxclients\"} 0"
     );
     for kind in ErrorKind::ALL {
@@ -190,7 +193,10 @@ fn client_connections_follow_guards() {
         "strata_client_connections_accepted_total 2"
     );
     assert_eq!(
-        line(&text, "strata_client_connections_rejected_total{reason=\"maxclients\"}"),
+        line(
+            &text,
+            "strata_client_connections_rejected_total{reason=\"maxclients\"}"
+        ),
         "strata_client_connections_rejected_total{reason=\"maxclients\"} 1"
     );
     drop(b);
