@@ -108,6 +108,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         tiers
             .start_drain(backend.clone(), cluster.is_some())
             .map_err(std::io::Error::other)?;
+        tiers.start_spill(backend.clone(), cluster.clone());
     }
     tokio::spawn(export_backend_metrics(
         Arc::downgrade(&backend),
