@@ -75,6 +75,9 @@ pub struct Tiers {
     behind: Option<Arc<behind::Behind>>,
     /// Spill's scripts and counters, when a rule spills.
     spill: Option<Arc<spill::Spill>>,
+    /// Cluster mode (set at start): a command the spill step runs itself
+    /// must then name keys of one slot.
+    cluster: AtomicBool,
     /// `[postgres] statement_timeout_ms` (the drain's transactions).
     statement_timeout: Duration,
 }
@@ -105,6 +108,7 @@ impl Tiers {
             rules,
             behind,
             spill,
+            cluster: AtomicBool::new(false),
             statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
             store,
             committer,
@@ -178,6 +182,7 @@ impl Tiers {
         router: Arc<crate::backend::router::Router>,
         cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
     ) {
+        self.cluster.store(cluster.is_some(), Ordering::Relaxed);
         if let Some(s) = &self.spill {
             spill::scanner::start(Arc::downgrade(self), router, cluster, s.config().clone());
         }

@@ -118,13 +118,15 @@ impl Tiers {
         {
             return Plan::Proceed;
         }
-        let one_slot = indexes
-            .iter()
-            .filter_map(|&i| args.get(i))
-            .map(|k| crate::command::slot::hash_slot(k))
-            .collect::<Vec<_>>()
-            .windows(2)
-            .all(|w| w[0] == w[1]);
+        let cluster = self.cluster.load(std::sync::atomic::Ordering::Relaxed);
+        let one_slot = !cluster
+            || indexes
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .map(|k| crate::command::slot::hash_slot(k))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .all(|w| w[0] == w[1]);
         let inline = !cx.dedicated
             && one_slot
             && matches!(spec.route, Route::Key | Route::SplitBySlot)
