@@ -231,6 +231,38 @@ mod tests {
     }
 
     #[test]
+    fn spill_rules_are_valid_and_checked() {
+        let r = rule("pattern = \"a\"\npolicy = \"spill\"\nmin_size = 1000\nhold_ms = 5");
+        assert_eq!(validate(Some(&pg()), &[r]), Ok(()));
+        let cases = [
+            (
+                "pattern = \"a\"\npolicy = \"spill\"\nmin_size = 0",
+                "min_size must be at least 1",
+            ),
+            (
+                "pattern = \"a\"\npolicy = \"spill\"\nidle_ms = 10\nhold_ms = 20",
+                "hold_ms (20) must not exceed idle_ms (10)",
+            ),
+            (
+                "pattern = \"a\"\npolicy = \"mirror\"\nwrite = \"through\"\nhold_ms = 1",
+                "spill options",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = validate(Some(&pg()), &[rule(text)]).expect_err(text);
+            assert!(
+                err.contains("tier[0] (pattern 'a')") && err.contains(expected),
+                "{err}"
+            );
+        }
+        let mut p = pg();
+        p.spill.keys_per_sec = 0;
+        assert!(validate(Some(&p), &[])
+            .expect_err("invalid")
+            .contains("keys_per_sec"));
+    }
+
+    #[test]
     fn invalid_rules_are_named() {
         let cases = [
             ("pattern = \"a\"\npolicy = \"mirror\"", "needs write"),

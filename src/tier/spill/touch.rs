@@ -140,10 +140,7 @@ impl Tiers {
             }
         };
         for (key, s) in &stubs {
-            let Some(row) = rows
-                .iter()
-                .find(|r| r.key == key && r.version == s.version)
-            else {
+            let Some(row) = rows.iter().find(|r| r.key == key && r.version == s.version) else {
                 return Err(format!(
                     "ERR tier: the spilled value of '{}' (version {}) is missing from Postgres",
                     String::from_utf8_lossy(key),
