@@ -76,7 +76,8 @@ pub struct SpillStats {
     pub spilled: AtomicU64,
     /// Spills given up because the key changed meanwhile.
     pub raced: AtomicU64,
-    /// Keys restored on touch (one Postgres fetch each).
+    /// Stubs fetched from Postgres to be restored on touch (one per
+    /// spilled key however many clients touch it at once).
     pub restored: AtomicU64,
 }
 

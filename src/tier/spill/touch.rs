@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::protocol::reply;
 use crate::tier::readthrough::unavailable;
 use crate::tier::redis::{bulk, error_text, int, RedisLink};
-use crate::tier::{TierStats, Tiers};
+use crate::tier::Tiers;
 
 use super::evict::DELETE_VERSION;
 use super::{parse_stub, Stub, MAGIC};
@@ -129,6 +129,10 @@ impl Tiers {
         };
         self.ensure_schema().await.map_err(|e| unavailable(&e))?;
         let names: Vec<Bytes> = stubs.iter().map(|(k, _)| k.clone()).collect();
+        spill
+            .stats
+            .restored
+            .fetch_add(names.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let rows = match self.store.fetch(&names).await {
             Ok(rows) => {
                 self.postgres_answered(true);
@@ -142,7 +146,7 @@ impl Tiers {
         for (key, s) in &stubs {
             let Some(row) = rows.iter().find(|r| r.key == key && r.version == s.version) else {
                 return Err(format!(
-                    "ERR tier: the spilled value of '{}' (version {}) is missing from Postgres",
+                    "ERR tier: the spilled value of '{}' (version {}) is missing from Postgres (DEL the key to drop its stub)",
                     String::from_utf8_lossy(key),
                     s.version
                 ));
@@ -163,7 +167,6 @@ impl Tiers {
                 ));
             }
             if int(&r) == Some(1) {
-                TierStats::bump(&spill.stats.restored);
                 self.delete_row(key, s.version).await;
             }
         }
