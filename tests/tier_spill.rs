@@ -462,3 +462,33 @@ async fn cluster_mode_spills_on_every_primary() {
         cluster.must(&primary, &["FLUSHALL"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_straight_to_redis_racing_a_spill_wins() {
+    // Writes that do not go through this strata's key lock (another
+    // strata, or Redis itself) race each spill's read, Postgres upsert and
+    // stub: the stub must only replace the value it copied.
+    let env = SpillEnv::start().await;
+    let mut c = env.strata().await;
+    let blob = "w".repeat(50_000);
+    let mut spilled_total = 0;
+    for i in 0..150u64 {
+        let _: () = q(&mut c, &["SET", "sp:race", &format!("{i}{blob}")]).await;
+        let mut spiller = env.strata().await;
+        let spill = tokio::spawn(async move {
+            let n: i64 = q(&mut spiller, &["PROXY", "TIER", "SPILL", "sp:race"]).await;
+            n
+        });
+        let mut d = env.direct().await;
+        tokio::time::sleep(Duration::from_micros((i % 7) * 300)).await;
+        let _: () = q(&mut d, &["SET", "sp:race", &format!("direct-{i}")]).await;
+        spilled_total += spill.await.expect("spill");
+        let v: String = q(&mut c, &["GET", "sp:race"]).await;
+        assert_eq!(
+            v,
+            format!("direct-{i}"),
+            "round {i}: the direct write was lost"
+        );
+    }
+    assert!(spilled_total > 0, "no spill ever ran before the write");
+}
