@@ -219,6 +219,13 @@ async fn large_and_cold_keys_spill_and_the_key_space_stays_exact() {
     let (ty, _, at) = row(&env.pool, "big:s").await.expect("big:s row");
     assert_eq!(ty, "string");
     assert!(at.is_some(), "big:s's expiry reached Postgres");
+    // As for mirrored rows: a string's bytes, queryable.
+    let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM strata_entries WHERE key = $1")
+        .bind(&b"big:s"[..])
+        .fetch_one(&env.pool)
+        .await
+        .expect("value");
+    assert_eq!(value, blob.as_bytes());
     assert!(!is_stub(&mut d, "big:tiny").await, "small keys stay");
 
     // Through strata, as if resident.
@@ -498,4 +505,24 @@ async fn a_write_straight_to_redis_racing_a_spill_wins() {
         );
     }
     assert!(spilled_total > 0, "no spill ever ran before the write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_of_spilled_keys_holds_their_values() {
+    let env = SpillEnv::start().await;
+    let mut c = env.strata().await;
+    let _: () = q(&mut c, &["SET", "sp:cp:s", "string value", "EX", "1000"]).await;
+    let _: i64 = q(&mut c, &["HSET", "sp:cp:h", "f", "v", "g", "w"]).await;
+    let n: i64 = q(&mut c, &["PROXY", "TIER", "SPILL", "sp:cp:*"]).await;
+    assert_eq!(n, 2);
+    let id: i64 = q(&mut c, &["PROXY", "CHECKPOINT", "CREATE", "sp:cp:*"]).await;
+    let n: i64 = q(&mut c, &["DEL", "sp:cp:s", "sp:cp:h"]).await;
+    assert_eq!(n, 2);
+    let _: Value = q(&mut c, &["PROXY", "CHECKPOINT", "RESTORE", &id.to_string()]).await;
+    let v: String = q(&mut c, &["GET", "sp:cp:s"]).await;
+    assert_eq!(v, "string value");
+    let ttl: i64 = q(&mut c, &["TTL", "sp:cp:s"]).await;
+    assert!((900..=1000).contains(&ttl), "{ttl}");
+    let v: String = q(&mut c, &["HGET", "sp:cp:h", "g"]).await;
+    assert_eq!(v, "w");
 }

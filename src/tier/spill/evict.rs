@@ -128,7 +128,9 @@ impl Tiers {
         let kind = bulk(&frame.slice(parts[0].clone()));
         let kind = crate::tier::redis_type(kind.as_deref())
             .ok_or_else(|| "ERR tier: spill: a module type cannot be spilled".to_string())?;
-        let payload = bulk(&frame.slice(parts[1].clone())).ok_or("ERR tier: spill: no DUMP")?;
+        // A string's bytes, or a DUMP payload: the row holds what the
+        // mirror's rows hold for that type.
+        let payload = bulk(&frame.slice(parts[1].clone())).ok_or("ERR tier: spill: no value")?;
         let at = int(&frame[parts[2].clone()]).ok_or("ERR tier: spill: no PEXPIRETIME")?;
         let expires = (at > 0).then_some(at);
         // The row first: a stub never points at nothing.
@@ -154,7 +156,12 @@ impl Tiers {
                 link,
                 key,
                 std::slice::from_ref(key),
-                &[payload, num(at), stub(version, kind)],
+                &[
+                    payload,
+                    num(at),
+                    stub(version, kind),
+                    Bytes::from_static(kind.as_bytes()),
+                ],
             )
             .await?;
         // An error or no reply: the stub may be in place, so the row stays.

@@ -7,8 +7,8 @@
 //! PTTL, EXPIRETIME and RANDOMKEY stay exact and Redis still expires it on
 //! time: its value becomes a short string, [`MAGIC`] then the version of
 //! its `strata_entries` row and its real type (`\0strata-spill\0<v>:hash`),
-//! with its TTL kept. The row holds the DUMP payload (`value`), the type
-//! and `expires_at`.
+//! with its TTL kept. The row holds the value as the mirror's rows do (a
+//! string's bytes; other types' DUMP payload), the type and `expires_at`.
 //!
 //! # Moving a key out ([`evict`])
 //!
@@ -16,7 +16,7 @@
 //! strata): one script reads the type, DUMP payload and PEXPIRETIME at one
 //! instant (skipping stubs and keys touched within the rule's `hold_ms`);
 //! the row is upserted with a new version; a second script replaces the
-//! key by its stub only if its payload and expiry are still those read.
+//! key by its stub only if its value and expiry are still those read.
 //! A write racing the spill therefore wins and the spill is given up (its
 //! row deleted): a write is never lost.
 //!
@@ -25,7 +25,7 @@
 //! Commands on a spill rule's keys are run by the tier under the keys'
 //! locks (one key at a time per strata, as the mirror's writes): a script
 //! says whether a key is a stub; a stub is restored (the row fetched, then
-//! `RESTORE … REPLACE ABSTTL` with the stub's expiry, by a script that
+//! `SET … KEEPTTL` or `RESTORE … REPLACE ABSTTL` with the stub's expiry, by a script that
 //! checks the stub is still there) and its row deleted; then the client's
 //! command runs on its own connection and its reply is the client's. Fifty
 //! clients touching one spilled key wait on its lock; the first restores,

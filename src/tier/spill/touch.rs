@@ -157,7 +157,11 @@ impl Tiers {
                     link,
                     key,
                     std::slice::from_ref(key),
-                    &[s.raw.clone(), row.value.clone()],
+                    &[
+                        s.raw.clone(),
+                        row.value.clone(),
+                        Bytes::from(row.kind.clone()),
+                    ],
                 )
                 .await
                 .map_err(|e| format!("ERR backend unavailable: {e}"))?;
