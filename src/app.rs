@@ -70,6 +70,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         if let Some(behind) = tiers.behind() {
             behind.stats().register(metrics.registry_mut());
         }
+        if let Some(spill) = tiers.spill() {
+            spill.stats().register(metrics.registry_mut());
+        }
         tiers.start_background(pg);
     }
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)

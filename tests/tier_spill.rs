@@ -317,6 +317,20 @@ async fn proxy_tier_spill_then_writes_behave_as_on_resident_keys() {
         .expect("MULTI GET");
     assert_eq!(v, "v4");
     assert_eq!(stat(&mut c, "spilled_keys").await, 0);
+
+    // RESP3: the tier's scripts answer in the client's protocol.
+    let mut c3 = connect_rs(&format!("redis://{}/?protocol=resp3", env.running.addr)).await;
+    let _: i64 = q(&mut c3, &["HSET", "sp:r3", "f", "v"]).await;
+    let n: i64 = q(&mut c3, &["PROXY", "TIER", "SPILL", "sp:r3"]).await;
+    assert_eq!(n, 1);
+    let ty: String = q(&mut c3, &["TYPE", "sp:r3"]).await;
+    assert_eq!(ty, "hash");
+    let all: std::collections::HashMap<String, String> = q(&mut c3, &["HGETALL", "sp:r3"]).await;
+    assert_eq!(all.get("f").map(String::as_str), Some("v"));
+
+    let text = support::clients::metrics_text(env.running.http_addr.expect("http")).await;
+    let spilled = support::clients::metric(&text, "strata_tier_spill_spilled_total").unwrap_or(0.0);
+    assert!(spilled >= 6.0, "strata_tier_spill_spilled_total {spilled}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,7 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
     r.bulk(b"spilled_keys").integer(spilled_keys);
     r.bulk(b"spilled_bytes").integer(spilled_bytes);
     r.bulk(b"spill_restores")
-        .integer(tiers.spill().map_or(0, |sp| get(&sp.stats().restored)));
+        .integer(tiers.spill().map_or(0, |sp| sat(sp.stats().restores.get())));
     r.bulk(b"rules").array(rules.len());
     for (i, rule) in rules.iter().enumerate() {
         r.map(9);

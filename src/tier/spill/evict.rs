@@ -169,11 +169,11 @@ impl Tiers {
             return Err(text);
         }
         if int(&stubbed) == Some(1) {
-            crate::tier::TierStats::bump(&spill.stats.spilled);
+            spill.stats.spilled.inc();
             return Ok(true);
         }
         // Changed since the read: the write wins, the copy goes.
-        crate::tier::TierStats::bump(&spill.stats.raced);
+        spill.stats.raced.inc();
         let _ = self
             .store
             .timed(

@@ -44,13 +44,13 @@
 pub mod config;
 pub mod evict;
 pub mod scanner;
+pub mod stats;
 pub mod touch;
-
-use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 
 pub use config::SpillConfig;
+pub use stats::SpillStats;
 pub use touch::{Touch, TouchKind};
 
 use super::behind::script::Script;
@@ -67,18 +67,6 @@ pub struct Spill {
     stub: Script,
     restore: Script,
     stats: SpillStats,
-}
-
-/// Counters (`PROXY TIER STATS`).
-#[derive(Debug, Default)]
-pub struct SpillStats {
-    /// Keys moved to Postgres.
-    pub spilled: AtomicU64,
-    /// Spills given up because the key changed meanwhile.
-    pub raced: AtomicU64,
-    /// Stubs fetched from Postgres to be restored on touch (one per
-    /// spilled key however many clients touch it at once).
-    pub restored: AtomicU64,
 }
 
 impl Spill {

@@ -54,7 +54,12 @@ pub fn start(
                 examined: 0,
             };
             match pass.run(&tiers, &link).await {
-                Ok(()) => logged = false,
+                Ok(()) => {
+                    logged = false;
+                    if let Some(s) = tiers.spill() {
+                        s.stats().scan_passes.inc();
+                    }
+                }
                 Err(e) if !logged => {
                     tracing::warn!(error = %e, "tier: spill scan failed; retrying");
                     logged = true;
@@ -74,6 +79,11 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     async fn run(&mut self, tiers: &Tiers, link: &RedisLink<'_>) -> Result<(), String> {
+        // Postgres down: nothing can be spilled; the next pass tries again.
+        tiers
+            .ensure_schema()
+            .await
+            .map_err(|e| format!("postgres: {e}"))?;
         let rules: Vec<(usize, Bytes, SpillThresholds)> = tiers
             .rules()
             .all()
@@ -118,6 +128,9 @@ impl Pass<'_> {
             return Ok(());
         }
         self.throttle(keys.len() as u64).await;
+        if let Some(s) = tiers.spill() {
+            s.stats().examined.inc_by(keys.len() as u64);
+        }
         let mut commands = Vec::with_capacity(keys.len() * 2);
         for k in keys {
             commands.push((k.clone(), vec![arg("OBJECT"), arg("IDLETIME"), k.clone()]));

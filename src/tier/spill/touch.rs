@@ -129,10 +129,7 @@ impl Tiers {
         };
         self.ensure_schema().await.map_err(|e| unavailable(&e))?;
         let names: Vec<Bytes> = stubs.iter().map(|(k, _)| k.clone()).collect();
-        spill
-            .stats
-            .restored
-            .fetch_add(names.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        spill.stats.restores.inc_by(names.len() as u64);
         let rows = match self.store.fetch(&names).await {
             Ok(rows) => {
                 self.postgres_answered(true);
