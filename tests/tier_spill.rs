@@ -292,10 +292,12 @@ async fn proxy_tier_spill_then_writes_behave_as_on_resident_keys() {
     assert_eq!(row(&env.pool, "sp:0").await, None);
     let n: i64 = q(&mut d, &["EXISTS", "sp:0"]).await;
     assert_eq!(n, 0);
-    // SET overwrites (after a restore: SET … GET, KEEPTTL, NX need it).
+    // SET overwrites, without a fetch; its row goes.
     let _: () = q(&mut c, &["SET", "sp:1", "new"]).await;
     let v: String = q(&mut c, &["GET", "sp:1"]).await;
     assert_eq!(v, "new");
+    assert_eq!(row(&env.pool, "sp:1").await, None);
+    assert_eq!(stat(&mut c, "spill_restores").await, restores);
     // APPEND restores, then appends.
     let n: i64 = q(&mut c, &["APPEND", "sp:2", "+more"]).await;
     assert_eq!(n, 7);
@@ -306,7 +308,7 @@ async fn proxy_tier_spill_then_writes_behave_as_on_resident_keys() {
     assert_eq!(n, 1);
     let v: String = q(&mut d, &["GET", "sp:3"]).await;
     assert_eq!(v, "v3");
-    assert_eq!(stat(&mut c, "spill_restores").await, restores + 3);
+    assert_eq!(stat(&mut c, "spill_restores").await, restores + 2);
     // A command the tier does not run itself (MULTI) still sees the value.
     let (v,): (String,) = redis::pipe()
         .atomic()

@@ -140,7 +140,17 @@ impl Tiers {
         }
         let kind = match spec.name {
             "type" => TouchKind::Type,
-            "del" | "unlink" => TouchKind::Del,
+            "del" | "unlink" | "setex" | "psetex" | "mset" => TouchKind::Replace,
+            // SET replaces the key whole unless its outcome depends on it.
+            "set"
+                if !args.get(3..).unwrap_or_default().iter().any(|a| {
+                    [&b"nx"[..], b"xx", b"get", b"keepttl"]
+                        .iter()
+                        .any(|w| a.eq_ignore_ascii_case(w))
+                }) =>
+            {
+                TouchKind::Replace
+            }
             _ => TouchKind::Run,
         };
         Plan::Write(Write::Spill(Touch {

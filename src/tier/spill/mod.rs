@@ -30,7 +30,8 @@
 //! command runs on its own connection and its reply is the client's. Fifty
 //! clients touching one spilled key wait on its lock; the first restores,
 //! the others find it resident: one fetch. TYPE of a stub is answered from
-//! the stub; DEL/UNLINK of a stub delete it and its row without a fetch;
+//! the stub; DEL, UNLINK and overwriting SET/SETEX/PSETEX/MSET replace a
+//! stub and delete its row without a fetch;
 //! EXISTS, TTL, PTTL, EXPIRETIME, PEXPIRETIME and TOUCH are answered by the
 //! stub itself (no extra round trip).
 //!

@@ -19,8 +19,10 @@ pub enum TouchKind {
     Run,
     /// TYPE: a stub answers its real type.
     Type,
-    /// DEL/UNLINK: stubs are deleted with their rows, never fetched.
-    Del,
+    /// A command that deletes or overwrites its keys whole (DEL, UNLINK,
+    /// SET without NX/XX/GET/KEEPTTL, SETEX, PSETEX, MSET): stubs are never
+    /// fetched; once the command ran, their rows are deleted.
+    Replace,
 }
 
 /// A command on spill keys, run by the tier.
@@ -57,7 +59,7 @@ impl Tiers {
                 }
                 Err(text) => return reply::error(&text),
             },
-            TouchKind::Del => match self.stubs(link, &t.keys).await {
+            TouchKind::Replace => match self.stubs(link, &t.keys).await {
                 Ok(stubs) => deleted = stubs.into_iter().map(|(k, s)| (k, s.version)).collect(),
                 Err(text) => return reply::error(&text),
             },
