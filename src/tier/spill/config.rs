@@ -18,8 +18,8 @@
 //! Two thresholds keep keys from bouncing between the tiers: a key is
 //! spilled when it is large or cold, and restored on its next touch; it is
 //! spilled again only once it has not been touched for `hold_ms`, however
-//! large it is. `hold_ms` defaults to `idle_ms` (or 60 s for a rule with
-//! `min_size` alone) and may not exceed `idle_ms`.
+//! large it is. `hold_ms` defaults to 60 s (or `idle_ms` when shorter)
+//! and may not exceed `idle_ms`.
 
 use serde::Deserialize;
 
@@ -108,8 +108,34 @@ pub fn validate_rule(name: &str, rule: &TierRuleConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// The rule's hold (hysteresis), its default applied.
+/// The rule's hold (hysteresis), its default applied: 60 s, or `idle_ms`
+/// when shorter (a key idle for `idle_ms` is cold whatever its size).
 pub fn hold_ms(rule: &TierRuleConfig) -> u64 {
-    rule.hold_ms
-        .unwrap_or_else(|| rule.idle_ms.unwrap_or(DEFAULT_HOLD_MS))
+    rule.hold_ms.unwrap_or_else(|| {
+        rule.idle_ms
+            .map_or(DEFAULT_HOLD_MS, |i| i.min(DEFAULT_HOLD_MS))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_defaults_to_a_minute_or_idle_ms() {
+        let rule = |text: &str| -> TierRuleConfig {
+            toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let base = "pattern = \"a\"\npolicy = \"spill\"\n";
+        assert_eq!(hold_ms(&rule(&format!("{base}min_size = 1"))), 60_000);
+        assert_eq!(hold_ms(&rule(&format!("{base}idle_ms = 5000"))), 5_000);
+        assert_eq!(
+            hold_ms(&rule(&format!("{base}idle_ms = 3600000\nmin_size = 1"))),
+            60_000
+        );
+        assert_eq!(
+            hold_ms(&rule(&format!("{base}min_size = 1\nhold_ms = 7"))),
+            7
+        );
+    }
 }
