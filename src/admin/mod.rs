@@ -199,6 +199,11 @@ mod tests {
             parse(&args(&["proxy", "checkpoint", "restore", "7"])).unwrap(),
             ProxyCommand::Checkpoint(checkpoint::CheckpointCommand::Restore(7))
         );
+        assert_eq!(
+            parse(&args(&["proxy", "tier", "spill", "blob:*"])).unwrap(),
+            ProxyCommand::Tier(tier::TierCommand::Spill(Bytes::from_static(b"blob:*")))
+        );
+        assert!(parse(&args(&["proxy", "tier", "spill"])).is_err());
         assert!(parse(&args(&["proxy", "tier", "flush"])).is_err());
         assert!(parse(&args(&["proxy", "tier", "nope"])).is_err());
         assert!(parse(&args(&["proxy", "checkpoint", "drop", "x"])).is_err());
