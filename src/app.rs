@@ -70,6 +70,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         if let Some(behind) = tiers.behind() {
             behind.stats().register(metrics.registry_mut());
         }
+        if let Some(spill) = tiers.spill() {
+            spill.stats().register(metrics.registry_mut());
+        }
         tiers.start_background(pg);
     }
     let audit = if config.audit.enabled {
@@ -119,6 +122,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         tiers
             .start_drain(backend.clone(), cluster.is_some())
             .map_err(std::io::Error::other)?;
+        tiers.start_spill(backend.clone(), cluster.clone());
     }
     if let Some(audit) = &audit {
         tokio::spawn(audit_failovers(Arc::downgrade(&backend), audit.clone()));

@@ -40,9 +40,18 @@ use crate::tier::Tiers;
 const BATCH: usize = 500;
 
 /// `DUMP` and `PTTL` of one key at one instant; nil when it is gone.
+/// With ARGV[1] (spill's stub prefix, for keys a spill rule names), a
+/// key that is a spill stub also gives the stub as a third element: it is
+/// then restored (`tier/spill/`) and copied again.
 const COPY_SCRIPT: &str = "local d = redis.call('DUMP', KEYS[1]) \
 if not d then return nil end \
-return {d, redis.call('PTTL', KEYS[1])}";
+local r = {d, redis.call('PTTL', KEYS[1])} \
+if ARGV[1] and redis.call('TYPE', KEYS[1]).ok == 'string' \
+  and redis.call('STRLEN', KEYS[1]) <= 512 then \
+  local v = redis.call('GET', KEYS[1]) \
+  if string.sub(v, 1, #ARGV[1]) == ARGV[1] then r[3] = v end \
+end \
+return r";
 
 /// A parsed `PROXY CHECKPOINT …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,11 +166,18 @@ async fn copy_keys(
             let (next, keys) = nodes.scan(&node, cursor, pattern, BATCH).await?;
             let commands: Vec<Vec<Bytes>> = keys
                 .iter()
-                .map(|k| vec![arg("EVAL"), arg(COPY_SCRIPT), arg("1"), k.clone()])
+                .map(|k| {
+                    let mut c = vec![arg("EVAL"), arg(COPY_SCRIPT), arg("1"), k.clone()];
+                    if spill_key(tiers, k) {
+                        c.push(Bytes::from_static(crate::tier::spill::MAGIC));
+                    }
+                    c
+                })
                 .collect();
             let replies = nodes.on(&node, &commands).await?;
             let now = crate::tier::now_ms();
             let (mut names, mut payloads, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
+            let mut stubs: Vec<(usize, crate::tier::spill::Stub)> = Vec::new();
             for (key, frame) in keys.iter().zip(&replies) {
                 if let Some(t) = crate::tier::redis::error_text(frame) {
                     return Err(format!("ERR PROXY CHECKPOINT CREATE: redis: {t}"));
@@ -175,9 +191,54 @@ async fn copy_keys(
                 ) else {
                     continue;
                 };
+                if let Some(stub) = elems
+                    .get(2)
+                    .and_then(|r| bulk(&frame.slice(r.clone())))
+                    .and_then(|raw| crate::tier::spill::parse_stub(&raw))
+                {
+                    stubs.push((names.len(), stub));
+                }
                 names.push(key.to_vec());
                 payloads.push(payload.to_vec());
                 expiries.push((pttl >= 0).then_some(now + pttl));
+            }
+            // Spilled keys: restored first, then copied as resident keys
+            // (a stub's row may hold a string's bytes, not a DUMP payload).
+            if !stubs.is_empty() {
+                let mut again = Vec::with_capacity(stubs.len());
+                for (i, _) in stubs.iter().rev() {
+                    again.push(Bytes::from(names.remove(*i)));
+                    payloads.remove(*i);
+                    expiries.remove(*i);
+                }
+                tiers
+                    .unspill(&nodes.link(CHECKPOINT_CLIENT_ID), &again)
+                    .await?;
+                let commands: Vec<Vec<Bytes>> = again
+                    .iter()
+                    .map(|k| vec![arg("EVAL"), arg(COPY_SCRIPT), arg("1"), k.clone()])
+                    .collect();
+                let replies = nodes
+                    .by_key(&again.iter().cloned().zip(commands).collect::<Vec<_>>())
+                    .await?;
+                let now = crate::tier::now_ms();
+                for (key, frame) in again.iter().zip(&replies) {
+                    if let Some(t) = crate::tier::redis::error_text(frame) {
+                        return Err(format!("ERR PROXY CHECKPOINT CREATE: redis: {t}"));
+                    }
+                    let Some(elems) = crate::protocol::reply::aggregate_elements(frame) else {
+                        continue;
+                    };
+                    let (Some(payload), Some(pttl)) = (
+                        elems.first().and_then(|r| bulk(&frame.slice(r.clone()))),
+                        elems.get(1).and_then(|r| int(&frame[r.clone()])),
+                    ) else {
+                        continue;
+                    };
+                    names.push(key.to_vec());
+                    payloads.push(payload.to_vec());
+                    expiries.push((pttl >= 0).then_some(now + pttl));
+                }
             }
             if !names.is_empty() {
                 let insert = sqlx::query(
@@ -218,6 +279,18 @@ async fn copy_keys(
         .await
         .map_err(pg_error)?;
     Ok(())
+}
+
+/// CREATE's client id on the multiplexed connections, for restoring
+/// spilled keys (no real client has it).
+const CHECKPOINT_CLIENT_ID: u64 = u64::MAX - 0x5352;
+
+/// True when a spill rule names `key`.
+fn spill_key(tiers: &Tiers, key: &[u8]) -> bool {
+    tiers
+        .rules()
+        .find(key)
+        .is_some_and(|r| r.mode() == crate::tier::rules::Mode::Spill)
 }
 
 /// Every checkpoint, oldest first: a map each (id, pattern, state, keys,

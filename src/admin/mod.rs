@@ -4,7 +4,7 @@
 //!
 //! * [`rewrap`]: `PROXY REWRAP <pattern> [COUNT n] [RESUME cursor]` moves
 //!   stored values to the transform rules' current keys.
-//! * [`tier`]: `PROXY TIER STATS | FLUSH | WARM | VERIFY` (Postgres tiers).
+//! * [`tier`]: `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY` (Postgres tiers).
 //! * [`checkpoint`]: `PROXY CHECKPOINT CREATE | LIST | RESTORE | DROP`.
 //! * [`nodes`]: the primaries' dedicated connections those two use.
 //!
@@ -39,6 +39,8 @@ pub const HELP: &[&str] = &[
     "    Delete the matching rows from Postgres (Redis is not touched).",
     "TIER WARM <pattern>",
     "    Load the matching live rows into Redis with their TTL (never over a key Redis holds).",
+    "TIER SPILL <pattern>",
+    "    Move the matching keys of spill rules to Postgres now, leaving stubs; returns how many.",
     "TIER VERIFY <pattern> [LIMIT n]",
     "    List keys whose tiers disagree (type, value, TTL, missing in Postgres).",
     "CHECKPOINT CREATE <pattern>",
@@ -197,6 +199,11 @@ mod tests {
             parse(&args(&["proxy", "checkpoint", "restore", "7"])).unwrap(),
             ProxyCommand::Checkpoint(checkpoint::CheckpointCommand::Restore(7))
         );
+        assert_eq!(
+            parse(&args(&["proxy", "tier", "spill", "blob:*"])).unwrap(),
+            ProxyCommand::Tier(tier::TierCommand::Spill(Bytes::from_static(b"blob:*")))
+        );
+        assert!(parse(&args(&["proxy", "tier", "spill"])).is_err());
         assert!(parse(&args(&["proxy", "tier", "flush"])).is_err());
         assert!(parse(&args(&["proxy", "tier", "nope"])).is_err());
         assert!(parse(&args(&["proxy", "checkpoint", "drop", "x"])).is_err());

@@ -111,6 +111,18 @@ impl<'a> Nodes<'a> {
         }
     }
 
+    /// The tier's way to Redis on the multiplexed connections, as
+    /// `client_id` (for the tier's scripts: `PROXY TIER SPILL`).
+    pub fn link(&self, client_id: u64) -> crate::tier::RedisLink<'a> {
+        crate::tier::RedisLink {
+            router: self.router,
+            cluster: self.cluster,
+            client_id,
+            proto: Protocol::Resp2,
+            user: None,
+        }
+    }
+
     /// Every primary (one in standalone and Sentinel mode).
     pub fn primaries(&self) -> Vec<Arc<Node>> {
         match self.cluster {

@@ -1,4 +1,4 @@
-//! `PROXY TIER STATS | FLUSH | WARM | VERIFY`: the tiers' administration
+//! `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY`: the tiers' administration
 //! (docs/TIERS.md, "Admin commands").
 //!
 //! Every command that takes a pattern walks Postgres a batch at a time
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::nodes::Nodes;
 use crate::protocol::{Protocol, ReplyBuf};
 use crate::tier::redis::{arg, bulk, int};
+use crate::tier::rules::Mode;
 use crate::tier::walk::Walk;
 use crate::tier::Tiers;
 
@@ -32,6 +33,8 @@ pub enum TierCommand {
     Flush(Bytes),
     /// `PROXY TIER WARM <pattern>`.
     Warm(Bytes),
+    /// `PROXY TIER SPILL <pattern>`.
+    Spill(Bytes),
     /// `PROXY TIER VERIFY <pattern> [LIMIT n]`.
     Verify { pattern: Bytes, limit: usize },
 }
@@ -54,6 +57,7 @@ pub fn parse(args: &[Bytes]) -> Result<TierCommand, String> {
         b"STATS" if args.len() == 1 => Ok(TierCommand::Stats),
         b"FLUSH" if args.len() == 2 => Ok(TierCommand::Flush(pattern()?)),
         b"WARM" if args.len() == 2 => Ok(TierCommand::Warm(pattern()?)),
+        b"SPILL" if args.len() == 2 => Ok(TierCommand::Spill(pattern()?)),
         b"VERIFY" => {
             let pattern = pattern()?;
             let limit = match args.get(2..) {
@@ -73,7 +77,7 @@ pub fn parse(args: &[Bytes]) -> Result<TierCommand, String> {
             };
             Ok(TierCommand::Verify { pattern, limit })
         }
-        b"STATS" | b"FLUSH" | b"WARM" => Err(syntax()),
+        b"STATS" | b"FLUSH" | b"WARM" | b"SPILL" => Err(syntax()),
         _ => Err(format!(
             "ERR unknown PROXY TIER subcommand '{}'. Try {}",
             crate::transform::envelope::show(sub),
@@ -95,6 +99,11 @@ pub async fn run(tiers: &Tiers, nodes: &mut Nodes<'_>, cmd: TierCommand, proto: 
             r.freeze()
         }),
         TierCommand::Warm(p) => warm(tiers, nodes, &p, proto).await,
+        TierCommand::Spill(p) => spill(tiers, nodes, &p).await.map(|n| {
+            let mut r = ReplyBuf::new(proto);
+            r.integer(n);
+            r.freeze()
+        }),
         TierCommand::Verify { pattern, limit } => {
             verify(tiers, nodes, &pattern, limit, proto).await
         }
@@ -127,8 +136,17 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
     }
     let s = tiers.stats();
     let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
+    let spill_rule = |i: usize| rules[i].mode() == Mode::Spill;
+    let spilled_keys: i64 = (0..rules.len())
+        .filter(|&i| spill_rule(i))
+        .map(|i| rows[i])
+        .sum();
+    let spilled_bytes: i64 = (0..rules.len())
+        .filter(|&i| spill_rule(i))
+        .map(|i| bytes[i])
+        .sum();
     let mut r = ReplyBuf::new(proto);
-    r.map(8);
+    r.map(11);
     r.bulk(b"postgres")
         .bulk(if tiers.postgres_up() { b"up" } else { b"down" });
     r.bulk(b"rows").integer(rows.iter().sum());
@@ -137,12 +155,21 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
     r.bulk(b"lag_ms").integer(0);
     r.bulk(b"readthrough_hits").integer(get(&s.hits));
     r.bulk(b"readthrough_misses").integer(get(&s.misses));
+    r.bulk(b"spilled_keys").integer(spilled_keys);
+    r.bulk(b"spilled_bytes").integer(spilled_bytes);
+    r.bulk(b"spill_restores")
+        .integer(tiers.spill().map_or(0, |sp| sat(sp.stats().restores.get())));
     r.bulk(b"rules").array(rules.len());
     for (i, rule) in rules.iter().enumerate() {
         r.map(9);
         r.bulk(b"pattern").bulk(rule.pattern().as_bytes());
-        r.bulk(b"policy").bulk(b"mirror");
-        r.bulk(b"write").bulk(b"through");
+        let (policy, write): (&[u8], &[u8]) = match rule.mode() {
+            Mode::MirrorThrough => (b"mirror", b"through"),
+            Mode::MirrorBehind => (b"mirror", b"behind"),
+            Mode::Spill => (b"spill", b""),
+        };
+        r.bulk(b"policy").bulk(policy);
+        r.bulk(b"write").bulk(write);
         r.bulk(b"rows").integer(rows[i]);
         r.bulk(b"bytes").integer(bytes[i]);
         r.bulk(b"backlog").integer(0);
@@ -164,7 +191,16 @@ async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
         if batch.is_empty() {
             continue;
         }
-        let keys: Vec<(Bytes, Option<i64>)> = batch.into_iter().map(|r| (r.key, None)).collect();
+        // A spilled key's row is its value: flushing it would leave a stub
+        // pointing at nothing.
+        let keys: Vec<(Bytes, Option<i64>)> = batch
+            .into_iter()
+            .filter(|r| !spilled(tiers, &r.key))
+            .map(|r| (r.key, None))
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
         let gone = tiers.store().delete(&keys).await.map_err(pg_error)?;
         deleted += gone.len() as i64;
     }
@@ -187,7 +223,14 @@ async fn warm(
         // Under the keys' locks, as read-through: a write or delete through
         // this strata is not undone by a row read just before it; the rows
         // are read again once the locks are held.
-        let keys: Vec<Bytes> = batch.into_iter().map(|r| r.key).collect();
+        let keys: Vec<Bytes> = batch
+            .into_iter()
+            .map(|r| r.key)
+            .filter(|k| !spilled(tiers, k))
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
         let _guards = tiers.lock_keys(&keys).await;
         let rows = tiers.store().fetch(&keys).await.map_err(pg_error)?;
         let commands: Vec<(Bytes, Vec<Bytes>)> = rows
@@ -215,6 +258,50 @@ async fn warm(
     r.bulk(b"present").integer(present);
     Ok(r.freeze())
 }
+
+/// Spills every key matching `pattern` that a spill rule names, now
+/// (whatever its size or idle time); returns how many became stubs. Keys
+/// already spilled, or changed while being spilled, are not counted.
+async fn spill(tiers: &Tiers, nodes: &mut Nodes<'_>, pattern: &Bytes) -> Result<i64, String> {
+    if tiers.spill().is_none() {
+        return Err("ERR PROXY TIER SPILL: no [[tier]] rule has policy = \"spill\"".into());
+    }
+    let link = nodes.link(SPILL_CLIENT_ID);
+    let mut spilled = 0i64;
+    for node in nodes.primaries() {
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = nodes.scan(&node, cursor, pattern, 500).await?;
+            for k in keys {
+                if tiers
+                    .rules()
+                    .find(&k)
+                    .is_some_and(|r| r.mode() == Mode::Spill)
+                    && tiers.spill_key(&link, &k, 0).await?
+                {
+                    spilled += 1;
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(spilled)
+}
+
+/// True when a spill rule names `key` (its row is a spilled value).
+fn spilled(tiers: &Tiers, key: &[u8]) -> bool {
+    tiers
+        .rules()
+        .find(key)
+        .is_some_and(|r| r.mode() == Mode::Spill)
+}
+
+/// `PROXY TIER SPILL`'s client id on the multiplexed connections (no real
+/// client has it).
+const SPILL_CLIENT_ID: u64 = u64::MAX - 0x5351;
 
 /// Disagreements found so far, at most `limit` kept.
 struct Found {
@@ -251,6 +338,11 @@ async fn verify(
     let mut checked = 0i64;
     let mut walk = Walk::new(pattern, true);
     while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        // Spill rows stand for keys whose Redis side is a stub.
+        let batch: Vec<_> = batch
+            .into_iter()
+            .filter(|r| !spilled(tiers, &r.key))
+            .collect();
         let mut commands = Vec::with_capacity(batch.len() * 3);
         for row in &batch {
             let read = if row.kind == "string" { "GET" } else { "DUMP" };
@@ -298,7 +390,12 @@ async fn verify(
             let (next, keys) = nodes.scan(&node, cursor, pattern, 500).await?;
             let mirrored: Vec<Bytes> = keys
                 .into_iter()
-                .filter(|k| tiers.rules().find(k).is_some())
+                .filter(|k| {
+                    tiers
+                        .rules()
+                        .find(k)
+                        .is_some_and(|r| r.mode() != Mode::Spill)
+                })
                 .collect();
             if !mirrored.is_empty() {
                 let rows = tiers.store().fetch(&mirrored).await.map_err(pg_error)?;

@@ -18,9 +18,7 @@
 //!
 //! `validate` refuses, with the rule named, what cannot work: a rule
 //! without `[postgres]`, a mirror without `write`, a spill without a
-//! threshold, an option of one policy on another. Policies this build does
-//! not implement yet (`spill`) are refused at startup
-//! rather than accepted and ignored.
+//! threshold, an option of one policy on another.
 
 use serde::Deserialize;
 
@@ -64,6 +62,9 @@ pub struct PostgresConfig {
     /// (`tier/behind/config.rs`).
     #[serde(default)]
     pub write_behind: super::behind::BehindConfig,
+    /// `[postgres.spill]`: the spill scanner (`tier/spill/config.rs`).
+    #[serde(default)]
+    pub spill: super::spill::SpillConfig,
 }
 
 fn default_pool_size() -> u32 {
@@ -135,6 +136,10 @@ pub struct TierRuleConfig {
     /// Spill only: keys idle longer than this move to Postgres.
     #[serde(default)]
     pub idle_ms: Option<u64>,
+    /// Spill only: a key touched within this long is never spilled (the
+    /// second threshold: a restored key stays until it is cold again).
+    #[serde(default)]
+    pub hold_ms: Option<u64>,
 }
 
 /// Checks `[postgres]` and `[[tier]]` together. `implemented` says which
@@ -153,6 +158,7 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
             return Err("postgres.sweep_interval_ms and sweep_batch must be at least 1".into());
         }
         pg.write_behind.validate()?;
+        pg.spill.validate()?;
         let url = pg.resolved_url()?;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("postgres.url must start with postgres:// or postgresql://".into());
@@ -175,9 +181,9 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
         }
         match rule.policy {
             Policy::Mirror => {
-                if rule.min_size.is_some() || rule.idle_ms.is_some() {
+                if rule.min_size.is_some() || rule.idle_ms.is_some() || rule.hold_ms.is_some() {
                     return Err(format!(
-                        "{name}: min_size and idle_ms are spill options, not mirror's"
+                        "{name}: min_size, idle_ms and hold_ms are spill options, not mirror's"
                     ));
                 }
                 match rule.write {
@@ -189,19 +195,7 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
                     Some(WriteMode::Behind) | Some(WriteMode::Through) => {}
                 }
             }
-            Policy::Spill => {
-                if rule.write.is_some() {
-                    return Err(format!("{name}: write is a mirror option, not spill's"));
-                }
-                if rule.min_size.is_none() && rule.idle_ms.is_none() {
-                    return Err(format!(
-                        "{name}: policy = \"spill\" needs min_size and/or idle_ms"
-                    ));
-                }
-                return Err(format!(
-                    "{name}: policy = \"spill\" is not available in this build yet"
-                ));
-            }
+            Policy::Spill => super::spill::config::validate_rule(&name, rule)?,
         }
     }
     Ok(())
@@ -234,6 +228,38 @@ mod tests {
         assert!(validate(Some(&p), &[])
             .expect_err("invalid")
             .contains("batch_rows"));
+    }
+
+    #[test]
+    fn spill_rules_are_valid_and_checked() {
+        let r = rule("pattern = \"a\"\npolicy = \"spill\"\nmin_size = 1000\nhold_ms = 5");
+        assert_eq!(validate(Some(&pg()), &[r]), Ok(()));
+        let cases = [
+            (
+                "pattern = \"a\"\npolicy = \"spill\"\nmin_size = 0",
+                "min_size must be at least 1",
+            ),
+            (
+                "pattern = \"a\"\npolicy = \"spill\"\nidle_ms = 10\nhold_ms = 20",
+                "hold_ms (20) must not exceed idle_ms (10)",
+            ),
+            (
+                "pattern = \"a\"\npolicy = \"mirror\"\nwrite = \"through\"\nhold_ms = 1",
+                "spill options",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = validate(Some(&pg()), &[rule(text)]).expect_err(text);
+            assert!(
+                err.contains("tier[0] (pattern 'a')") && err.contains(expected),
+                "{err}"
+            );
+        }
+        let mut p = pg();
+        p.spill.keys_per_sec = 0;
+        assert!(validate(Some(&p), &[])
+            .expect_err("invalid")
+            .contains("keys_per_sec"));
     }
 
     #[test]

@@ -33,6 +33,17 @@ use super::{TierStats, Tiers};
 impl Tiers {
     /// Runs a mirrored write; the reply is the client's (its protocol).
     pub async fn write(&self, link: &RedisLink<'_>, write: Write) -> Bytes {
+        let write = match write {
+            Write::Spill(touch) => return self.touch(link, touch).await,
+            w => w,
+        };
+        // Spill keys named with mirrored ones (MSET, DEL) are made
+        // resident first, so the command sees their values.
+        if let Some(spilled) = self.spilled_among(&write) {
+            if let Err(text) = self.unspill(link, &spilled).await {
+                return reply::error(&text);
+            }
+        }
         if let Some(behind) = self.behind_for(&write) {
             return behind.write(link, write).await;
         }
@@ -55,6 +66,7 @@ impl Tiers {
                 flags,
             } => self.expire(link, key, when_ms, flags).await,
             Write::Persist(key) => self.persist(link, key).await,
+            Write::Spill(touch) => Ok(self.touch(link, touch).await),
         };
         match result {
             Ok(reply) => {
@@ -63,6 +75,35 @@ impl Tiers {
             }
             Err(reply) => reply,
         }
+    }
+
+    /// The spill keys of a mirrored MSET or DEL, if any.
+    fn spilled_among(&self, write: &Write) -> Option<Vec<Bytes>> {
+        self.spill.as_ref()?;
+        let keys: Vec<Bytes> = match write {
+            Write::MSet { pairs, mirrored } => pairs
+                .iter()
+                .zip(mirrored)
+                .filter(|(_, m)| !**m)
+                .map(|((k, _), _)| k.clone())
+                .collect(),
+            Write::Del { keys, mirrored, .. } => keys
+                .iter()
+                .zip(mirrored)
+                .filter(|(_, m)| !**m)
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => return None,
+        };
+        let spilled: Vec<Bytes> = keys
+            .into_iter()
+            .filter(|k| {
+                self.rules
+                    .find(k)
+                    .is_some_and(|r| r.mode() == super::rules::Mode::Spill)
+            })
+            .collect();
+        (!spilled.is_empty()).then_some(spilled)
     }
 
     async fn set(&self, link: &RedisLink<'_>, s: SetArgs) -> Result<Bytes, Bytes> {

@@ -22,6 +22,8 @@
 //! * [`stats`]: counters, exported as `strata_tier_*`.
 //! * [`behind`]: `write = "behind"`: capture into a Redis outbox stream,
 //!   drained into Postgres by every strata through a consumer group.
+//! * [`spill`]: `policy = "spill"`: large or cold keys moved to Postgres
+//!   behind a stub, restored on first touch; the background scanner.
 //! * [`walk`]: the live rows matching a glob, a batch at a time (admin).
 //!
 //! The session reaches all of it through one seam, `policy::tier`, and only
@@ -38,6 +40,7 @@ pub mod plan;
 pub mod readthrough;
 pub mod redis;
 pub mod rules;
+pub mod spill;
 pub mod stats;
 pub mod store;
 pub mod walk;
@@ -70,6 +73,11 @@ pub struct Tiers {
     migrating: tokio::sync::Mutex<()>,
     /// Write-behind's outbox and drain, when a rule asks for it.
     behind: Option<Arc<behind::Behind>>,
+    /// Spill's scripts and counters, when a rule spills.
+    spill: Option<Arc<spill::Spill>>,
+    /// Cluster mode (set at start): a command the spill step runs itself
+    /// must then name keys of one slot.
+    cluster: AtomicBool,
     /// `[postgres] statement_timeout_ms` (the drain's transactions).
     statement_timeout: Duration,
 }
@@ -93,9 +101,14 @@ impl Tiers {
         let behind = rules
             .any_behind()
             .then(|| behind::Behind::new(&pg.write_behind));
+        let spill = rules
+            .any_spill()
+            .then(|| Arc::new(spill::Spill::new(&pg.spill)));
         Ok(Some(Arc::new(Tiers {
             rules,
             behind,
+            spill,
+            cluster: AtomicBool::new(false),
             statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
             store,
             committer,
@@ -155,6 +168,24 @@ impl Tiers {
             self.statement_timeout,
         );
         Ok(())
+    }
+
+    /// Spill's state, when a rule spills.
+    pub fn spill(&self) -> Option<&Arc<spill::Spill>> {
+        self.spill.as_ref()
+    }
+
+    /// Starts spill's background scanner (when a rule spills): it SCANs
+    /// every primary, so it takes the cluster router in cluster mode.
+    pub fn start_spill(
+        self: &Arc<Self>,
+        router: Arc<crate::backend::router::Router>,
+        cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
+    ) {
+        self.cluster.store(cluster.is_some(), Ordering::Relaxed);
+        if let Some(s) = &self.spill {
+            spill::scanner::start(Arc::downgrade(self), router, cluster, s.config().clone());
+        }
     }
 
     /// Runs the migrations unless they ran already.

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use crate::command::{key_indexes, CommandSpec, Flags};
+use crate::command::{key_indexes, CommandSpec, Flags, Route};
 use crate::protocol::reply;
 use crate::protocol::{ArgList, Request};
 
@@ -49,6 +49,8 @@ pub enum Write {
     },
     /// PERSIST.
     Persist(Bytes),
+    /// A command on spill keys (`tier/spill/touch.rs`).
+    Spill(super::spill::Touch),
 }
 
 /// What the tier does with a command.
@@ -82,8 +84,81 @@ impl Tiers {
             Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => k,
             Write::MSet { pairs, mirrored } => &pairs.iter().zip(mirrored).find(|(_, m)| **m)?.0 .0,
             Write::Del { keys, mirrored, .. } => keys.iter().zip(mirrored).find(|(_, m)| **m)?.0,
+            Write::Spill(_) => return None,
         };
         (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
+    }
+
+    /// True when a mirror rule (not a spill rule) names `key`.
+    fn mirrored(&self, key: &[u8]) -> bool {
+        self.rules
+            .find(key)
+            .is_some_and(|r| r.mode() != Mode::Spill)
+    }
+
+    /// The plan for a command whose keys only spill rules name. EXISTS,
+    /// TTL and the like are answered by the stub as by the key. Commands
+    /// the tier can run on the client's connection (one node, not
+    /// blocking, no script, not inside MULTI) are run by it under the keys'
+    /// locks; the others restore the stubs first and are routed as usual.
+    fn spill_plan(
+        &self,
+        args: &[Bytes],
+        spec: &'static CommandSpec,
+        indexes: &[usize],
+        keys: Vec<Bytes>,
+        cx: Context,
+    ) -> Plan {
+        use super::spill::{Touch, TouchKind};
+        if matches!(
+            spec.name,
+            "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "touch"
+        ) || !spec.arity_ok(args.len())
+            || keys.is_empty()
+        {
+            return Plan::Proceed;
+        }
+        let cluster = self.cluster.load(std::sync::atomic::Ordering::Relaxed);
+        let one_slot = !cluster
+            || indexes
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .map(|k| crate::command::slot::hash_slot(k))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .all(|w| w[0] == w[1]);
+        let inline = !cx.dedicated
+            && one_slot
+            && matches!(spec.route, Route::Key | Route::SplitBySlot)
+            && !spec.has(Flags::RUNS_SCRIPT)
+            && !spec.has(Flags::BLOCKING);
+        let Some(route) = indexes.first().and_then(|&i| args.get(i)).cloned() else {
+            return Plan::Proceed;
+        };
+        if !inline {
+            return Plan::Warm(keys);
+        }
+        let kind = match spec.name {
+            "type" => TouchKind::Type,
+            "del" | "unlink" | "setex" | "psetex" | "mset" => TouchKind::Replace,
+            // SET replaces the key whole unless its outcome depends on it.
+            "set"
+                if !args.get(3..).unwrap_or_default().iter().any(|a| {
+                    [&b"nx"[..], b"xx", b"get", b"keepttl"]
+                        .iter()
+                        .any(|w| a.eq_ignore_ascii_case(w))
+                }) =>
+            {
+                TouchKind::Replace
+            }
+            _ => TouchKind::Run,
+        };
+        Plan::Write(Write::Spill(Touch {
+            kind,
+            keys,
+            route,
+            args: args.to_vec(),
+        }))
     }
 
     /// The plan for one command (after value transforms: the values here
@@ -111,28 +186,49 @@ impl Tiers {
                 break;
             }
         }
-        let Some(rule) = rule else {
+        let Some(mut rule) = rule else {
             return Plan::Proceed;
         };
         let args = req.args();
+        // Spill keys: run by the spill step unless a mirror rule also
+        // names a key of the command (then the mirror's plan runs, after
+        // the spilled keys are restored: `Tiers::write`, `warm`).
+        if self.spill.is_some() {
+            let mut spilled = Vec::new();
+            let mut mirror = None;
+            for &i in indexes.as_slice() {
+                let Some(k) = args.get(i) else { continue };
+                match self.rules.find(k) {
+                    Some(r) if r.mode() == Mode::Spill => spilled.push(k.clone()),
+                    Some(r) => mirror = mirror.or(Some(r)),
+                    None => {}
+                }
+            }
+            match mirror {
+                None => return self.spill_plan(args, spec, indexes.as_slice(), spilled, cx),
+                Some(r) => rule = r,
+            }
+        }
         let is_write = spec.has(Flags::WRITE) || spec.has(Flags::RUNS_SCRIPT);
         if !is_write {
             // Write-behind: Redis holds the newest value; a re-warm from
             // Postgres could resurrect a change still in the outbox
             // (tier/behind/mod.rs).
-            if cx.dedicated || rule.mode() == Mode::MirrorBehind {
-                return Plan::Proceed;
-            }
-            let keys = indexes
+            let warm_mode = |m: Mode| {
+                m == Mode::Spill
+                    || (m == Mode::MirrorThrough
+                        && !cx.dedicated
+                        && rule.mode() != Mode::MirrorBehind)
+            };
+            let keys: Vec<Bytes> = indexes
                 .iter()
                 .filter_map(|i| args.get(i))
-                .filter(|k| {
-                    self.rules
-                        .find(k)
-                        .is_some_and(|r| r.mode() == Mode::MirrorThrough)
-                })
+                .filter(|k| self.rules.find(k).is_some_and(|r| warm_mode(r.mode())))
                 .cloned()
                 .collect();
+            if keys.is_empty() {
+                return Plan::Proceed;
+            }
             return Plan::Warm(keys);
         }
         let refuse = |why: &str| {
@@ -175,7 +271,8 @@ impl Tiers {
             let mut modes = indexes
                 .iter()
                 .filter_map(|i| args.get(i).and_then(|k| self.rules.find(k)))
-                .map(|r| r.mode());
+                .map(|r| r.mode())
+                .filter(|m| *m != Mode::Spill);
             let first = modes.next();
             if modes.any(|m| Some(m) != first) {
                 return refuse(&format!(
@@ -197,15 +294,12 @@ impl Tiers {
                     .chunks(2)
                     .map(|p| (p[0].clone(), p[1].clone()))
                     .collect();
-                let mirrored = pairs
-                    .iter()
-                    .map(|(k, _)| self.rules.find(k).is_some())
-                    .collect();
+                let mirrored = pairs.iter().map(|(k, _)| self.mirrored(k)).collect();
                 Plan::Write(Write::MSet { pairs, mirrored })
             }
             "del" | "unlink" => {
                 let keys: Vec<Bytes> = args[1..].to_vec();
-                let mirrored = keys.iter().map(|k| self.rules.find(k).is_some()).collect();
+                let mirrored = keys.iter().map(|k| self.mirrored(k)).collect();
                 Plan::Write(Write::Del {
                     keys,
                     mirrored,

@@ -21,6 +21,24 @@ impl Tiers {
     /// client (Postgres could not be asked about a key Redis lacks: its
     /// value is unknown, so the read is refused rather than answered nil).
     pub async fn warm(&self, link: &RedisLink<'_>, keys: &[Bytes]) -> Result<(), String> {
+        // Spill keys: their stubs are restored (`spill/touch.rs`).
+        let owned;
+        let mut keys = keys;
+        if self.spill.is_some() {
+            let (spilled, rest): (Vec<Bytes>, Vec<Bytes>) = keys.iter().cloned().partition(|k| {
+                self.rules
+                    .find(k)
+                    .is_some_and(|r| r.mode() == super::rules::Mode::Spill)
+            });
+            if !spilled.is_empty() {
+                self.unspill(link, &spilled).await?;
+                owned = rest;
+                keys = &owned;
+                if keys.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
         let missing = self.missing(link, keys).await?;
         if missing.is_empty() {
             return Ok(());

@@ -12,6 +12,19 @@ pub enum Mode {
     MirrorThrough,
     /// `policy = "mirror"`, `write = "behind"` (`tier/behind/`).
     MirrorBehind,
+    /// `policy = "spill"` (`tier/spill/`).
+    Spill,
+}
+
+/// A spill rule's thresholds (`tier/spill/config.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpillThresholds {
+    /// Spill keys whose MEMORY USAGE is at least this.
+    pub min_size: Option<u64>,
+    /// Spill keys idle at least this long.
+    pub idle_ms: Option<u64>,
+    /// Never spill a key touched within this long (hysteresis).
+    pub hold_ms: u64,
 }
 
 /// One compiled rule.
@@ -24,6 +37,8 @@ pub struct TierRule {
     prefix: Vec<u8>,
     pattern: String,
     mode: Mode,
+    /// The thresholds of a spill rule (default for the others).
+    spill: SpillThresholds,
     /// Read-through lookups of this rule's keys that found a row
     /// (`PROXY TIER STATS`).
     pub hits: std::sync::atomic::AtomicU64,
@@ -40,6 +55,11 @@ impl TierRule {
     /// What the rule does.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// A spill rule's thresholds.
+    pub fn spill(&self) -> SpillThresholds {
+        self.spill
     }
 
     /// True when `key` matches the rule's pattern.
@@ -62,6 +82,7 @@ impl TierRules {
             let mode = match (c.policy, c.write) {
                 (Policy::Mirror, Some(WriteMode::Through)) => Mode::MirrorThrough,
                 (Policy::Mirror, Some(WriteMode::Behind)) => Mode::MirrorBehind,
+                (Policy::Spill, None) => Mode::Spill,
                 _ => {
                     return Err(format!(
                         "tier[{i}] (pattern '{}'): this policy is not available in this build",
@@ -74,6 +95,11 @@ impl TierRules {
                 prefix: super::walk::literal_prefix(c.pattern.as_bytes()).to_vec(),
                 pattern: c.pattern.clone(),
                 mode,
+                spill: SpillThresholds {
+                    min_size: c.min_size,
+                    idle_ms: c.idle_ms,
+                    hold_ms: super::spill::config::hold_ms(c),
+                },
                 hits: Default::default(),
                 misses: Default::default(),
             });
@@ -89,6 +115,11 @@ impl TierRules {
     /// True when some rule is write-behind.
     pub fn any_behind(&self) -> bool {
         self.rules.iter().any(|r| r.mode == Mode::MirrorBehind)
+    }
+
+    /// True when some rule is spill.
+    pub fn any_spill(&self) -> bool {
+        self.rules.iter().any(|r| r.mode == Mode::Spill)
     }
 
     /// Every rule, in order.
@@ -116,6 +147,7 @@ mod tests {
             write: Some(WriteMode::Through),
             min_size: None,
             idle_ms: None,
+            hold_ms: None,
         }
     }
 

@@ -85,6 +85,13 @@ impl Behind {
                 args[0] = arg("persist");
                 keys.push(key);
             }
+            // `Tiers::write` runs these before it looks for write-behind.
+            Write::Spill(touch) => {
+                return reply::error(&format!(
+                    "ERR tier: '{}' on a spilled key reached write-behind",
+                    String::from_utf8_lossy(touch.args.first().map_or(&b""[..], |a| a))
+                ))
+            }
         }
         let route = keys[2].clone();
         match self.capture.run(link, &route, &keys, &args).await {
