@@ -17,6 +17,8 @@ use crate::server::{self, Shared};
 use crate::telemetry::{self, Metrics, Readiness};
 use crate::transform::{TransformStats, Transforms};
 
+pub mod reload;
+
 /// A running strata: its bound addresses and the handle to stop it.
 #[derive(Debug)]
 pub struct Running {
@@ -26,6 +28,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listener: JoinHandle<()>,
+    /// Hot reload (SIGHUP, `PROXY RELOAD`, `PROXY CONFIG SET`).
+    pub reloader: Arc<reload::Reloader>,
 }
 
 impl Running {
@@ -50,6 +54,12 @@ impl Running {
 /// Starts strata: binds the listeners, connects the backend, and serves.
 /// Must run inside a tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<Running> {
+    start_from(config, reload::Origin::default()).await
+}
+
+/// [`start`] for a config read from `origin` (a file, and the command
+/// line's settings): what a reload reads again.
+pub async fn start_from(config: Config, origin: reload::Origin) -> std::io::Result<Running> {
     // Keys are read here: a missing or malformed key stops startup.
     let transform_stats = Arc::new(TransformStats::new());
     let transforms = Transforms::from_config(
@@ -86,6 +96,11 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     } else {
         None
     };
+    let reloader = Arc::new(reload::Reloader::new(
+        origin,
+        &config,
+        metrics.registry_mut(),
+    ));
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
         .then(|| ClusterStats::register(metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -185,29 +200,29 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let auth = crate::auth::AuthPolicy::from_config(&config.backend);
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
-        server: config.server,
+        server: arc_swap::ArcSwap::from_pointee(config.server),
         backend,
         metrics,
         clients: server::clients::ClientRegistry::with_default_user(auth.own_user.clone()),
         started: Instant::now(),
-        transforms: Arc::new(transforms),
+        transforms: crate::transform::LiveTransforms::new(transforms),
         cluster,
         auth,
         tiers,
         audit,
+        reloader: reloader.clone(),
     });
+    reloader.attach(&shared);
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {
         addr,
         http_addr,
         shutdown: shutdown_tx,
         listener,
+        reloader,
     })
 }
 
-/// A tier whose Postgres does not answer degrades readiness (200, with the
-/// reason): keys no rule names are still served, and resident mirrored
-/// keys are still read, but mirrored writes fail.
 /// Records each change of the backend's primary (a Sentinel failover
 /// followed) in the audit log. A watcher, not a hook in the Sentinel
 /// follower: the backend knows nothing of the audit log.
@@ -231,6 +246,9 @@ async fn audit_failovers(backend: std::sync::Weak<Router>, audit: Arc<crate::aut
     }
 }
 
+/// A tier whose Postgres does not answer degrades readiness (200, with the
+/// reason): keys no rule names are still served, and resident mirrored
+/// keys are still read, but mirrored writes fail.
 fn tier_readiness(backend: Readiness, tiers: Option<&crate::tier::Tiers>) -> Readiness {
     match (backend, tiers) {
         (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(

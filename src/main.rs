@@ -191,10 +191,23 @@ fn init_logging(level: &str, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // A config reload replaces the filter (`telemetry.log_level`).
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            strata::telemetry::set_log_reloader(move |level| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            });
+            builder.init();
+        }};
+    }
     if json {
-        builder.json().init();
+        install!(builder.json());
     } else {
-        builder.init();
+        install!(builder);
     }
 }
 

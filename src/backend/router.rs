@@ -113,6 +113,26 @@ impl Router {
         }
     }
 
+    /// Replaces the topology for a config reload: requests already sent
+    /// to nodes no longer in it are answered there (they are retired only
+    /// after `grace`, the request timeout and a margin), new ones go to
+    /// the new nodes.
+    pub fn swap_draining(self: &Arc<Self>, next: Topology, reason: &str, grace: Duration) {
+        let keep: Vec<String> = std::iter::once(next.primary.addr().to_string())
+            .chain(next.replicas.iter().map(|n| n.addr().to_string()))
+            .collect();
+        let old = self.topology.swap(Arc::new(next));
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for node in std::iter::once(&old.primary).chain(old.replicas.iter()) {
+                if !keep.iter().any(|a| a == node.addr()) {
+                    node.retire(reason.clone());
+                }
+            }
+        });
+    }
+
     /// Records a completed failover for metrics and INFO.
     pub fn record_failover(&self, duration: Duration) {
         self.failovers.fetch_add(1, Ordering::Relaxed);

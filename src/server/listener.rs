@@ -13,13 +13,14 @@ use crate::telemetry::{ErrorKind, RejectReason};
 /// Why a new client from `ip` is turned away, if it is: `maxclients`
 /// (Redis's text), or `max_clients_per_address`.
 fn refusal(shared: &Shared, ip: std::net::IpAddr) -> Option<(RejectReason, &'static [u8])> {
-    if shared.clients.len() >= shared.server.maxclients {
+    let server = shared.server.load();
+    if shared.clients.len() >= server.maxclients {
         return Some((
             RejectReason::MaxClients,
             b"-ERR max number of clients reached\r\n",
         ));
     }
-    let per_address = shared.server.max_clients_per_address;
+    let per_address = server.max_clients_per_address;
     if per_address > 0 && shared.clients.from_address(ip) >= per_address {
         return Some((
             RejectReason::MaxClientsPerAddress,

@@ -34,8 +34,11 @@ use crate::telemetry::Metrics;
 /// What every session shares, built once at startup.
 #[derive(Debug)]
 pub struct Shared {
-    /// The `[server]` settings.
-    pub server: ServerConfig,
+    /// The `[server]` settings; swapped whole by a reload
+    /// (`app/reload.rs`). Read where a setting is used, so a reload
+    /// reaches new clients (the in-flight bound, the idle timeout) and
+    /// every client's next flush (output-buffer limits).
+    pub server: arc_swap::ArcSwap<ServerConfig>,
     /// The backend.
     pub backend: Arc<Router>,
     /// Metrics registry handles.
@@ -48,7 +51,7 @@ pub struct Shared {
     pub started: Instant,
     /// Value transform rules and keys (`[[transform]]`); empty when none
     /// are configured, which the session checks once per command.
-    pub transforms: Arc<crate::transform::Transforms>,
+    pub transforms: crate::transform::LiveTransforms,
     /// The cluster router, in cluster mode (`backend.mode = "cluster"`):
     /// ordinary commands are then routed by slot instead of `backend`.
     pub cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
@@ -60,6 +63,8 @@ pub struct Shared {
     pub tiers: Option<Arc<crate::tier::Tiers>>,
     /// The audit log (`[audit]`); `None` when it is off.
     pub audit: crate::auth::audit::SharedAudit,
+    /// Hot reload, for `PROXY RELOAD` and `PROXY CONFIG`.
+    pub reloader: Arc<crate::app::reload::Reloader>,
 }
 
 impl Shared {
@@ -76,7 +81,7 @@ impl Shared {
             env!("CARGO_PKG_VERSION"),
             self.started.elapsed().as_secs(),
             self.clients.len(),
-            self.server.maxclients,
+            self.server.load().maxclients,
             self.backend.mode(),
             backend.addr(),
             if backend.is_healthy() { "up" } else { "down" },

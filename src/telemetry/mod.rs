@@ -16,9 +16,11 @@
 //! admin modules depend on it.
 
 pub mod http;
+mod log;
 pub mod metrics;
 
 pub use http::{serve, HttpState, Readiness};
+pub use log::{reload_log_level, set_log_reloader};
 pub use metrics::{
     record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
     ConnKind, ConnState, ErrorKind, Metrics, RejectReason,

@@ -43,6 +43,7 @@ pub mod config;
 pub mod envelope;
 pub mod glob;
 pub mod keyring;
+mod live;
 mod replies;
 pub mod rules;
 pub mod stats;
@@ -58,6 +59,7 @@ pub use commands::{encode_request, Prepared, ReplyPlan, Rewrite};
 pub use config::{Compression, KeySource, KeysConfig, RuleConfig, TransformConfig};
 pub use envelope::{open, seal, Location, Opened, TransformError};
 pub use keyring::Keyring;
+pub use live::LiveTransforms;
 pub use rules::{Rule, Rules};
 pub use stats::{FailureKind, StatsSnapshot, TransformStats};
 

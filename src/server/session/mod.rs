@@ -61,7 +61,7 @@ enum ReplyMode {
 /// Serves one client until it leaves, fails, or strata shuts down.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>) {
     let (rd, wr) = stream.into_split();
-    let max_inflight = shared.server.max_inflight_per_client;
+    let max_inflight = shared.server.load().max_inflight_per_client;
     // Bounded in commands, not entries (see `queue.rs`).
     let (tx, rx) = super::queue::channel(max_inflight);
     info.tracking.set_wake(tx.downgrade());
@@ -255,7 +255,7 @@ impl Session {
         };
         tokio::pin!(stop);
         let mut found: Vec<(usize, Found)> = Vec::new();
-        let idle = self.shared.server.client_idle_timeout_secs;
+        let idle = self.shared.server.load().client_idle_timeout_secs;
         loop {
             let mut last_command = None;
             // One clock read per read batch: its commands arrived together.
@@ -529,7 +529,7 @@ impl Session {
             .arg(0)
             .is_some_and(|name| self.shared.transforms.concerns(name))
         {
-            match self.shared.transforms.prepare(req.args()) {
+            match self.shared.transforms.load().prepare(req.args()) {
                 Ok(prepared) => {
                     if let Rewrite::Args(args) = prepared.rewrite {
                         req = Request::with_frame(encode_request(&args), args);
@@ -603,7 +603,7 @@ impl Session {
         }
         if spec.has(Flags::RUNS_SCRIPT)
             && self.reply_mode == ReplyMode::On
-            && self.shared.server.scripts_on_own_connection
+            && self.shared.server.load().scripts_on_own_connection
         {
             match self.script_node(spec, &req).await {
                 Ok(node) if node.dedicated_available() => {
@@ -763,10 +763,11 @@ impl Session {
         let shared = self.shared.clone();
         let proto = self.proto;
         tokio::spawn(async move {
+            let transforms = shared.transforms.load_full();
             let ctx = crate::admin::Context {
                 router: &shared.backend,
                 cluster: shared.cluster.as_deref(),
-                transforms: &shared.transforms,
+                transforms: &transforms,
                 tiers: shared.tiers.as_deref(),
             };
             let _ = tx.send(Ok(Box::pin(crate::admin::run(ctx, cmd, proto)).await));

@@ -119,7 +119,7 @@ impl Writer {
             return Ok(());
         }
         self.shared.metrics.bytes_out(self.out.len() as u64);
-        let normal = self.shared.server.client_output_buffer_limit.normal;
+        let normal = self.shared.server.load().client_output_buffer_limit.normal;
         if !normal.is_unlimited() {
             return self.flush_limited(normal).await;
         }
@@ -320,11 +320,15 @@ impl Writer {
                 }
             }
             Post::Transform(plan) => {
-                let frame = self.shared.transforms.apply_reply(&plan, frame);
+                let frame = self.shared.transforms.load().apply_reply(&plan, frame);
                 self.out.extend_from_slice(&frame);
             }
             Post::TransformExec(plans) => {
-                let frame = self.shared.transforms.apply_exec_reply(&plans, frame);
+                let frame = self
+                    .shared
+                    .transforms
+                    .load()
+                    .apply_exec_reply(&plans, frame);
                 self.out.extend_from_slice(&frame);
             }
             Post::AppendProxyInfo(proto) => match string_payload(&frame) {
@@ -374,7 +378,7 @@ impl Writer {
             pos += len;
             match plans.next_if(|(at, _)| *at == i) {
                 Some((_, plan)) => {
-                    let opened = self.shared.transforms.apply_reply(plan, frame);
+                    let opened = self.shared.transforms.load().apply_reply(plan, frame);
                     self.out.extend_from_slice(&opened);
                 }
                 None => self.out.extend_from_slice(&frame),
@@ -393,7 +397,7 @@ impl Writer {
         let mut topology = self.shared.cluster.as_ref().map(|c| c.topology_reads());
         // Cluster mode: shard channels on other nodes (`shard_links.rs`).
         let mut links = LinkFrames::default();
-        let pubsub_limit = self.shared.server.client_output_buffer_limit.pubsub;
+        let pubsub_limit = self.shared.server.load().client_output_buffer_limit.pubsub;
         loop {
             // A subscriber under a pubsub limit is not waited for: its
             // messages are read on and held (up to the limit) while it does

@@ -76,7 +76,7 @@ impl Writer {
                 other => (self.resolve(&ctx, &mut replies, other).await?, false),
             };
             let frame = match plans.next_if(|(at, _)| *at == i) {
-                Some((_, plan)) => self.shared.transforms.apply_reply(&plan, frame),
+                Some((_, plan)) => self.shared.transforms.load().apply_reply(&plan, frame),
                 None => frame,
             };
             if !silent {
