@@ -128,9 +128,23 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
     let s = tiers.stats();
     let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
     let mut r = ReplyBuf::new(proto);
-    r.map(8);
+    r.map(9);
     r.bulk(b"postgres")
         .bulk(if tiers.postgres_up() { b"up" } else { b"down" });
+    // Each configured host as the last probe found it (`tier::ha`).
+    let hosts = tiers.store().hosts();
+    r.bulk(b"hosts").array(hosts.all().len());
+    for (i, h) in hosts.all().iter().enumerate() {
+        r.map(4);
+        r.bulk(b"host").bulk(h.name.as_bytes());
+        r.bulk(b"role").bulk(h.role().name().as_bytes());
+        r.bulk(b"writes")
+            .integer(i64::from(i == hosts.primary_index()));
+        r.bulk(b"lag_ms").integer(
+            h.lag_ms()
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        );
+    }
     r.bulk(b"rows").integer(rows.iter().sum());
     r.bulk(b"bytes").integer(bytes.iter().sum());
     r.bulk(b"backlog").integer(0);
@@ -158,7 +172,7 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
 /// Deletes the matching rows (with tombstones, as a DEL would: an older
 /// change replayed later cannot bring them back). Redis is not touched.
 async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
-    let mut walk = Walk::new(pattern, false);
+    let mut walk = Walk::new(pattern, false).on_primary();
     let mut deleted = 0i64;
     while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
         if batch.is_empty() {

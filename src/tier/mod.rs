@@ -15,6 +15,8 @@
 //!   however many clients miss it at once.
 //! * [`mirror`]: write-through: Postgres commits first, then Redis applies,
 //!   then the client is answered.
+//! * [`ha`]: replicas: which host is the primary now (found by probing,
+//!   so a promoted replica is followed), and which replica a read may use.
 //! * [`committer`]: group commit of concurrent writers' rows.
 //! * [`locks`]: per-key locks that order one strata's changes to a key.
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
@@ -32,6 +34,7 @@ pub mod args;
 pub mod behind;
 pub mod committer;
 pub mod config;
+pub mod ha;
 pub mod locks;
 pub mod mirror;
 pub mod plan;
@@ -51,7 +54,7 @@ pub use plan::{Plan, Write};
 pub use redis::RedisLink;
 pub use rules::TierRules;
 pub use stats::TierStats;
-pub use store::{Store, StoreError, StoreOptions};
+pub use store::{ReplicaOptions, Store, StoreError, StoreOptions};
 
 /// The tiers: rules, the Postgres store and the shared state of the
 /// mirror (locks, counters). One per strata, shared by every session.
@@ -86,7 +89,7 @@ impl Tiers {
             return Ok(None);
         }
         let pg = postgres.ok_or("[[tier]] rules need a [postgres] section")?;
-        let store = Store::connect(&store_options(pg)?)?;
+        let store = Store::connect_with_replicas(&store_options(pg)?, &replica_options(pg))?;
         let stats = Arc::new(TierStats::default());
         let committer = committer::Committer::start(store.clone(), pg.pool_size as usize);
         let rules = TierRules::new(rules)?;
@@ -262,6 +265,16 @@ pub fn store_options(pg: &PostgresConfig) -> Result<StoreOptions, String> {
         connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
         statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
     })
+}
+
+/// The replicas and read routing from `[postgres]`.
+pub fn replica_options(pg: &PostgresConfig) -> store::ReplicaOptions {
+    store::ReplicaOptions {
+        urls: pg.replicas.clone(),
+        read_from: pg.read_from,
+        max_lag_ms: pg.max_replica_lag_ms,
+        probe_interval: Duration::from_millis(pg.probe_interval_ms),
+    }
 }
 
 /// `strata migrate`: applies the schema and returns.
