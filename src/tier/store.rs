@@ -187,7 +187,15 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE s.version < excluded.version
 RETURNING key, version";
 
-const DELETE: &str = "\
+/// The one versioned delete (write-through, admin, and write-behind's
+/// batches, `behind/apply.rs`): the row goes only under an older version,
+/// and the tombstone is left only when no row of the delete's version or
+/// newer exists. A delete that lost to a newer change is a no-op in every
+/// table: it must not leave a tombstone either, or replaying changes
+/// (batches cut differently, so coalesced differently) would add
+/// tombstones the first pass did not. Every CTE sees the statement's
+/// snapshot, so the rows the NOT EXISTS finds are the ones `d` keeps.
+pub(crate) const DELETE: &str = "\
 WITH u AS (
     SELECT k, COALESCE(ver, nextval('strata_version')) AS ver
     FROM UNNEST($1::bytea[], $2::int8[]) AS x(k, ver)
@@ -198,6 +206,7 @@ WITH u AS (
 ), t AS (
     INSERT INTO strata_tombstones AS ts (key, version, deleted_at)
     SELECT k, ver, now() FROM u
+    WHERE NOT EXISTS (SELECT 1 FROM strata_entries s WHERE s.key = u.k AND s.version >= u.ver)
     ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at
     WHERE ts.version < excluded.version
 )

@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 
 use super::entry::{Change, Op};
-use crate::tier::store::UPSERT;
+use crate::tier::store::{DELETE, UPSERT};
 
 /// Why a batch did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +36,6 @@ SELECT count(pg_advisory_xact_lock(21332, h)) FROM (
     SELECT DISTINCT ('x' || left(md5(k), 8))::bit(32)::int4 AS h
     FROM UNNEST($1::bytea[]) AS k ORDER BY 1
 ) x";
-
-/// The store's tombstoned delete (`store::DELETE`), except that a delete
-/// older than the key's row leaves no tombstone either: a change that lost
-/// to a newer one must be a no-op in every table, or replaying the outbox
-/// (batches cut differently, so not coalesced the same way) would add
-/// tombstones the first pass did not. All CTEs see the statement's
-/// snapshot: the rows the NOT EXISTS finds are the ones not deleted.
-const DELETE: &str = "\
-WITH u AS (
-    SELECT k, ver FROM UNNEST($1::bytea[], $2::int8[]) AS x(k, ver)
-), d AS (
-    DELETE FROM strata_entries s USING u
-    WHERE s.key = u.k AND s.version < u.ver
-)
-INSERT INTO strata_tombstones AS ts (key, version, deleted_at)
-SELECT k, ver, now() FROM u
-WHERE NOT EXISTS (SELECT 1 FROM strata_entries s WHERE s.key = u.k AND s.version >= u.ver)
-ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at
-WHERE ts.version < excluded.version";
 
 const DEAD_LETTER: &str = "\
 INSERT INTO strata_dead_letters (key, type, value, expires_at, version, reason)
