@@ -45,6 +45,11 @@ pub struct PostgresConfig {
     /// A replica further behind than this (ms) is not read.
     #[serde(default = "super::ha::config::default_max_replica_lag_ms")]
     pub max_replica_lag_ms: u64,
+    /// `/health/ready` answers 503 (not ready) while Postgres is
+    /// unreachable, instead of 200 "degraded" (the default: strata still
+    /// serves every key no rule names, and resident mirrored keys).
+    #[serde(default)]
+    pub ready_needs_postgres: bool,
     /// How often every host is asked its role and replay lag (ms).
     #[serde(default = "super::ha::config::default_probe_interval_ms")]
     pub probe_interval_ms: u64,

@@ -75,6 +75,8 @@ pub struct Tiers {
     behind: Option<Arc<behind::Behind>>,
     /// `[postgres] statement_timeout_ms` (the drain's transactions).
     statement_timeout: Duration,
+    /// `[postgres] ready_needs_postgres`.
+    ready_needs_postgres: bool,
 }
 
 impl Tiers {
@@ -100,6 +102,7 @@ impl Tiers {
             rules,
             behind,
             statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+            ready_needs_postgres: pg.ready_needs_postgres,
             store,
             committer,
             locks: locks::KeyLocks::default(),
@@ -185,6 +188,12 @@ impl Tiers {
     /// Whether the last statement (or the background probe) reached Postgres.
     pub fn postgres_up(&self) -> bool {
         self.stats.postgres_up.load(Ordering::Relaxed) == 1
+    }
+
+    /// Whether an unreachable Postgres makes strata not ready (503) rather
+    /// than degraded (`[postgres] ready_needs_postgres`).
+    pub fn ready_needs_postgres(&self) -> bool {
+        self.ready_needs_postgres
     }
 
     /// Records whether the last statement reached Postgres.

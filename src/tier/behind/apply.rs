@@ -50,16 +50,30 @@ pub async fn apply(
     if changes.is_empty() {
         return Ok(());
     }
-    match tokio::time::timeout(timeout, apply_tx(pool, changes)).await {
+    let mut conn = match tokio::time::timeout(timeout, pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(ApplyError::Transient(e.to_string())),
+        Err(_) => return Err(ApplyError::Transient("no postgres connection".into())),
+    };
+    match tokio::time::timeout(timeout, apply_tx(&mut conn, changes)).await {
         Ok(r) => r.map_err(classify),
-        Err(_) => Err(ApplyError::Transient(format!(
-            "no answer from postgres within {timeout:?}"
-        ))),
+        Err(_) => {
+            // The statement may still be running (waiting for a lock): the
+            // connection is closed rather than given back, or the pool
+            // would hand out connections stuck behind it.
+            conn.close_on_drop();
+            Err(ApplyError::Transient(format!(
+                "no answer from postgres within {timeout:?}"
+            )))
+        }
     }
 }
 
-async fn apply_tx(pool: &PgPool, changes: &[&Change]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn apply_tx(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    changes: &[&Change],
+) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
     let keys: Vec<&[u8]> = changes.iter().map(|c| c.key.as_ref()).collect();
     sqlx::query(LOCK).bind(&keys).execute(&mut *tx).await?;
     let (mut pk, mut pt, mut pv, mut pe, mut pn) = (vec![], vec![], vec![], vec![], vec![]);
