@@ -395,13 +395,12 @@ impl Store {
                     .await
                 {
                     Ok(rows) => rows,
-                    // The replica failed (down, or promoted and busy): the
-                    // primary answers instead.
-                    Err(StoreError::Unavailable(_)) => {
+                    // The replica failed (down, or a query cancelled by a
+                    // recovery conflict): the primary answers instead.
+                    Err(_) => {
                         self.hosts.suspect();
                         self.read(sqlx::query(FETCH).bind(&names)).await?
                     }
-                    Err(e) => return Err(e),
                 }
             }
             None => self.read(sqlx::query(FETCH).bind(&names)).await?,
