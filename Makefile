@@ -190,6 +190,9 @@ bench-cluster: release bench-deps
 
 ## Postgres tiers: SET with no rule vs with rules on other keys, write-through
 ## SET (-c 50 and -c 1), GET of resident mirrored keys, a bare Postgres upsert
-## (pgbench) and a 1,000-key MSET. Summary in target/bench/tiers-latest.txt.
+## (pgbench), a 1,000-key MSET, read-through misses, write-behind, and the cost
+## of 20 non-matching rules (wall clock, then instructions under callgrind).
+## Summary in target/bench/tiers-latest.txt.
 bench-tiers: release bench-deps deps
 	bash benches/tiers_bench.sh
+	bash benches/tiers_rules_cost.sh

@@ -9,6 +9,16 @@
 #   pg insert  a bare Postgres upsert round trip (pgbench, one client): the
 #              floor under a write-through SET (target: p50 within 2x)
 #   mset1000   a 1,000-key MSET of durable:* keys (target: <= 20 ms)
+#   rt miss    read-through: GET of a durable:* key Redis lacks and Postgres
+#              holds (fetch, re-warm, GET), one client, per-request latency;
+#              and GET of a key in neither tier (one indexed lookup). p50
+#              per round of RT_KEYS keys, median over REPEATS rounds
+#              (target: <= 2 ms at p50)
+#   rules20    the cost to plain commands on keys matching no rule:
+#              redis-benchmark SET and GET key:* -P 16 through a strata with
+#              no tier config against one with 20 [[tier]] rules none of
+#              which matches, NOMATCH_REPEATS interleaved repeats (ABBA
+#              order) in the same run (target: < 3% of throughput)
 #   behind     write-behind: the drain rate into Postgres (an outbox of
 #              BEHIND_N changes filled first, then one strata drains it;
 #              target >= 50,000 keys/s), and the capture-to-commit lag p99
@@ -22,6 +32,8 @@
 #
 # Environment: CASES (a subset of the cases above), REPEATS (3), N (50000 requests per run at -c CLIENTS),
 # CLIENTS (50), N_C1 (3000 requests of the one-client latency runs),
+# RT_KEYS (2000 keys per read-through round), NOMATCH_REPEATS (8),
+# NOMATCH_N (400000 requests per -P 16 run),
 # BEHIND_N (200000), BEHIND_RATE (20000), BEHIND_SECS (10),
 # STRATA (target/release/strata), OUT (target/bench/tiers-latest.txt).
 
@@ -48,6 +60,8 @@ if [ "$(id -u)" = 0 ]; then AS="runuser -u postgres --"; chown postgres: "$WORK"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port); PG_PORT=$(free_port); S1=$(free_port); S2=$(free_port)
 S3=$(free_port); S4=$(free_port); M4=$(free_port); DEAD_PG=$(free_port)
+S5=$(free_port)
+RT_KEYS=${RT_KEYS:-2000}; NOMATCH_REPEATS=${NOMATCH_REPEATS:-8}; NOMATCH_N=${NOMATCH_N:-400000}
 BEHIND_N=${BEHIND_N:-200000}; BEHIND_RATE=${BEHIND_RATE:-20000}; BEHIND_SECS=${BEHIND_SECS:-10}
 PIDS=()
 cleanup() {
@@ -85,9 +99,19 @@ pattern = "rdurable:*"
 policy = "mirror"
 write = "through"
 TOML
+# 20 rules, none of which names key:* (varied prefixes, as an application's
+# would be), for the rules20 case.
+cp "$WORK/plain.toml" "$WORK/rules20.toml"
+echo "[postgres]
+url = \"$PG_URL\"" >> "$WORK/rules20.toml"
+for i in $(seq 0 19); do
+  printf '[[tier]]\npattern = "%s%d:*"\npolicy = "mirror"\nwrite = "through"\n' \
+    "$(echo durable session order user cart invoice ledger audit | cut -d' ' -f$(( i % 8 + 1 )))" "$i" >> "$WORK/rules20.toml"
+done
 "$STRATA" --config "$WORK/plain.toml" --listen "127.0.0.1:$S1" & PIDS+=($!)
 "$STRATA" --config "$WORK/tier.toml" --listen "127.0.0.1:$S2" & PIDS+=($!)
-for p in $S1 $S2; do
+"$STRATA" --config "$WORK/rules20.toml" --listen "127.0.0.1:$S5" & PIDS+=($!)
+for p in $S1 $S2 $S5; do
   for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 # The schema is applied in the background: wait for the first mirrored write.
@@ -120,6 +144,76 @@ for r in $(seq "$REPEATS"); do
     record "$name" "$1" "$2" "$3"
   done
 done
+
+# The cost of 20 non-matching rules to plain commands: SET and GET key:*
+# at -P 16, plain (S1) and rules20 (S5) alternating in ABBA order so that
+# the machine's drift falls on both alike. rps only (p50 at -P 16 is
+# redis-benchmark's batch latency).
+declare -A NM
+for r in $(seq "$NOMATCH_REPEATS"); do
+  if [ $((r % 2)) = 1 ]; then order="S1 S5"; else order="S5 S1"; fi
+  for who in $order; do
+    port=${!who}
+    for cmd in SET GET; do
+      if [ $cmd = SET ]; then args="SET key:__rand_int__ v"; else args="GET key:__rand_int__"; fi
+      set -- $(redis-benchmark -p "$port" -c "$CLIENTS" -n "$NOMATCH_N" -r 100000 -P 16 --csv $args 2>/dev/null \
+        | tail -1 | tr -d '"' | awk -F, '{print $2}')
+      NM[$who$cmd]+="$1 "
+    done
+  done
+done
+
+# Read-through misses, one client: RT_KEYS durable:rt* keys written through
+# strata (so Postgres has them), then deleted from Redis directly; each GET
+# through strata then misses, is fetched from Postgres and re-warmed. Also
+# GETs of keys in neither tier. Per-request latency; p50 of each round.
+RT=$(python3 - "$S2" "$REDIS_PORT" "$RT_KEYS" "$REPEATS" <<'PY'
+import socket, statistics, sys, time
+strata, redis, n, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def enc(*args):
+    return (f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)).encode()
+def call(s, req):
+    s.sendall(req)
+    buf = b""
+    while True:
+        buf += s.recv(65536)
+        # One reply: a simple/int/error line, or a bulk string.
+        if buf[:1] == b"$":
+            head, _, rest = buf.partition(b"\r\n")
+            ln = int(head[1:])
+            if ln < 0 or len(rest) >= ln + 2:
+                return buf
+        elif buf.endswith(b"\r\n"):
+            return buf
+def p50s(s, keys, found):
+    times = []
+    for k in keys:
+        t0 = time.perf_counter()
+        r = call(s, enc("GET", k))
+        times.append((time.perf_counter() - t0) * 1000)
+        v = "value-of-" + k
+        want = f"${len(v)}\r\n{v}\r\n".encode() if found else b"$-1\r\n"
+        assert r == want, (k, r[:80])
+    return statistics.median(times)
+st = socket.create_connection(("127.0.0.1", strata))
+rd = socket.create_connection(("127.0.0.1", redis))
+hit, none = [], []
+for r in range(rounds):
+    keys = [f"durable:rt{r}:{i}" for i in range(n)]
+    for i in range(0, n, 500):
+        args = [x for k in keys[i:i + 500] for x in (k, "value-of-" + k)]
+        assert call(st, enc("MSET", *args)) == b"+OK\r\n"
+    for i in range(0, n, 500):
+        call(rd, enc("DEL", *keys[i:i + 500]))
+    # Each key is missing from Redis: the first GET fetches it from
+    # Postgres and re-warms it.
+    hit.append(p50s(st, keys, True))
+    none.append(p50s(st, [f"durable:none{r}:{i}" for i in range(n)], False))
+print(f"{statistics.median(hit):.3f} {statistics.median(none):.3f} "
+      + " ".join(f"{x:.3f}" for x in hit))
+PY
+)
+read -r RT_HIT RT_NONE RT_ROUNDS <<<"$RT"
 
 # A bare Postgres upsert round trip, one client (pgbench's average latency).
 PGBENCH=$PG_BIN/pgbench
@@ -176,7 +270,7 @@ redis-benchmark -p "$S3" -c "$CLIENTS" -n "$BEHIND_N" -r 1000000000 -q SET wdura
 FILLED=$(redis-cli -p "$REDIS_PORT" xlen strata:outbox)
 kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true
 "$STRATA" --config "$WORK/behind.toml" --listen "127.0.0.1:$S4" --metrics-listen "127.0.0.1:$M4" & PIDS+=($!)
-drained() { curl -s "http://127.0.0.1:$M4/metrics" | awk '/^strata_tier_behind_drained_total/ {print $2}'; }
+drained() { { curl -s "http://127.0.0.1:$M4/metrics" || true; } | awk '/^strata_tier_behind_drained_total/ {print $2}'; }
 # From the first committed batch (startup and schema check excluded) to
 # the outbox empty.
 D0=""
@@ -253,4 +347,15 @@ mkdir -p "$(dirname "$OUT")"
   echo "1,000-key MSET of mirrored keys, one client, median of 20: ${MSET_MS} ms (target <= 20 ms)"
   echo "write-behind drain: $DRAINED of $FILLED changes in ${DRAIN_SECS} s = ${DRAIN_RATE} keys/s, one strata (target >= 50,000)"
   echo "write-behind lag p99 at ${STEADY} writes/s (asked ${BEHIND_RATE}) for ${BEHIND_SECS} s: <= ${LAG_P99} s (histogram bucket; target < 1 s)"
+  echo "read-through miss (in Postgres, re-warmed), one client, p50 of $RT_KEYS keys, median of $REPEATS rounds: ${RT_HIT} ms (target <= 2 ms); key in neither tier: ${RT_NONE} ms"
+  for cmd in SET GET; do
+    a=$(echo ${NM[S1$cmd]} | tr ' ' '\n' | median); b=$(echo ${NM[S5$cmd]} | tr ' ' '\n' | median)
+    # Each repeat's two runs are adjacent: their ratio cancels the drift
+    # between repeats; the median of the ratios is the cost.
+    ratio=$(paste -d' ' <(echo ${NM[S1$cmd]} | tr ' ' '\n') <(echo ${NM[S5$cmd]} | tr ' ' '\n') \
+      | awk 'NF == 2 && $1 > 0 {print ($1 - $2) / $1 * 100}' | median)
+    echo "$cmd key:* -P 16 -c $CLIENTS, $NOMATCH_REPEATS interleaved repeats: no tier config ${a} rps, 20 non-matching rules ${b} rps (medians); cost: median of the repeats' pairwise ratios ${ratio}% (target < 3%)"
+    echo "  runs, no tier config: ${NM[S1$cmd]}"
+    echo "  runs, 20 rules:       ${NM[S5$cmd]}"
+  done
 } | tee "$OUT"

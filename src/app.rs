@@ -76,7 +76,7 @@ pub async fn start_from(config: Config, origin: reload::Origin) -> std::io::Resu
     let tiers = crate::tier::Tiers::from_config(config.postgres.as_ref(), &config.tier)
         .map_err(std::io::Error::other)?;
     if let (Some(tiers), Some(pg)) = (&tiers, &config.postgres) {
-        metrics.register_tier_stats(tiers.stats().clone());
+        metrics.register_tier_stats(tiers.stats().clone(), tiers.store().clone());
         if let Some(behind) = tiers.behind() {
             behind.stats().register(metrics.registry_mut());
         }
@@ -248,12 +248,17 @@ async fn audit_failovers(backend: std::sync::Weak<Router>, audit: Arc<crate::aut
 
 /// A tier whose Postgres does not answer degrades readiness (200, with the
 /// reason): keys no rule names are still served, and resident mirrored
-/// keys are still read, but mirrored writes fail.
+/// keys are still read, but mirrored writes fail. With `[postgres]
+/// ready_needs_postgres = true` it makes strata not ready (503) instead.
 fn tier_readiness(backend: Readiness, tiers: Option<&crate::tier::Tiers>) -> Readiness {
+    const WHY: &str = "tier: postgres unreachable; writes to mirrored keys fail";
     match (backend, tiers) {
-        (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(
-            "tier: postgres unreachable; writes to mirrored keys fail".to_string(),
-        ),
+        (Readiness::Ready | Readiness::Degraded(_), Some(t))
+            if !t.postgres_up() && t.ready_needs_postgres() =>
+        {
+            Readiness::NotReady(format!("{WHY}\n"))
+        }
+        (Readiness::Ready, Some(t)) if !t.postgres_up() => Readiness::Degraded(WHY.to_string()),
         (other, _) => other,
     }
 }

@@ -305,7 +305,8 @@ async fn list(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
          (extract(epoch FROM completed_at) * 1000)::int8 \
          FROM strata_checkpoints ORDER BY id",
             )
-            .fetch_all(tiers.store().pool()),
+            // A replica within the lag bound may answer (`read_from`).
+            .fetch_all(tiers.store().read_pool()),
         )
         .await
         .map_err(pg_error)?;

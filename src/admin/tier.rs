@@ -92,7 +92,7 @@ pub async fn run(tiers: &Tiers, nodes: &mut Nodes<'_>, cmd: TierCommand, proto: 
         return crate::protocol::reply::error(&format!("ERR tier unavailable: {e}"));
     }
     let result = match cmd {
-        TierCommand::Stats => stats(tiers, proto).await,
+        TierCommand::Stats => stats(tiers, nodes, proto).await,
         TierCommand::Flush(p) => flush(tiers, &p).await.map(|n| {
             let mut r = ReplyBuf::new(proto);
             r.integer(n);
@@ -120,8 +120,10 @@ fn sat(n: u64) -> i64 {
 }
 
 /// Rows and bytes per rule (each live row counted under the first rule
-/// its key matches, as the data path decides), with the counters.
-async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
+/// its key matches, as the data path decides), with the counters, the
+/// write-behind outbox (read from Redis now: entries, bytes, the oldest
+/// change's wait) and each Postgres host as the last probe found it.
+async fn stats(tiers: &Tiers, nodes: &mut Nodes<'_>, proto: Protocol) -> Result<Bytes, String> {
     let rules = tiers.rules().all();
     let mut rows = vec![0i64; rules.len()];
     let mut bytes = vec![0i64; rules.len()];
@@ -134,6 +136,15 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
             }
         }
     }
+    let backlog = match tiers.behind() {
+        Some(b) => crate::tier::behind::backlog::parse(
+            &nodes
+                .by_key(&crate::tier::behind::backlog::commands(b))
+                .await?,
+        ),
+        None => Default::default(),
+    };
+    let lag_ms = backlog.oldest_age_ms(crate::tier::now_ms());
     let s = tiers.stats();
     let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
     let spill_rule = |i: usize| rules[i].mode() == Mode::Spill;
@@ -146,13 +157,14 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
         .map(|i| bytes[i])
         .sum();
     let mut r = ReplyBuf::new(proto);
-    r.map(11);
+    r.map(13);
     r.bulk(b"postgres")
         .bulk(if tiers.postgres_up() { b"up" } else { b"down" });
     r.bulk(b"rows").integer(rows.iter().sum());
     r.bulk(b"bytes").integer(bytes.iter().sum());
-    r.bulk(b"backlog").integer(0);
-    r.bulk(b"lag_ms").integer(0);
+    r.bulk(b"backlog").integer(backlog.entries);
+    r.bulk(b"backlog_bytes").integer(backlog.bytes);
+    r.bulk(b"lag_ms").integer(lag_ms);
     r.bulk(b"readthrough_hits").integer(get(&s.hits));
     r.bulk(b"readthrough_misses").integer(get(&s.misses));
     r.bulk(b"spilled_keys").integer(spilled_keys);
@@ -163,21 +175,36 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
     for (i, rule) in rules.iter().enumerate() {
         r.map(9);
         r.bulk(b"pattern").bulk(rule.pattern().as_bytes());
-        let (policy, write): (&[u8], &[u8]) = match rule.mode() {
-            Mode::MirrorThrough => (b"mirror", b"through"),
-            Mode::MirrorBehind => (b"mirror", b"behind"),
-            Mode::Spill => (b"spill", b""),
+        // Write-behind rules share one outbox: each shows all of it.
+        let (policy, write, rule_backlog, rule_lag): (&[u8], &[u8], i64, i64) = match rule.mode() {
+            Mode::MirrorThrough => (b"mirror", b"through", 0, 0),
+            Mode::MirrorBehind => (b"mirror", b"behind", backlog.entries, lag_ms),
+            Mode::Spill => (b"spill", b"", 0, 0),
         };
         r.bulk(b"policy").bulk(policy);
         r.bulk(b"write").bulk(write);
         r.bulk(b"rows").integer(rows[i]);
         r.bulk(b"bytes").integer(bytes[i]);
-        r.bulk(b"backlog").integer(0);
-        r.bulk(b"lag_ms").integer(0);
+        r.bulk(b"backlog").integer(rule_backlog);
+        r.bulk(b"lag_ms").integer(rule_lag);
         r.bulk(b"readthrough_hits")
             .integer(sat(rule.hits.load(Ordering::Relaxed)));
         r.bulk(b"readthrough_misses")
             .integer(sat(rule.misses.load(Ordering::Relaxed)));
+    }
+    // Each configured host as the last probe found it (`tier::ha`).
+    let hosts = tiers.store().hosts();
+    r.bulk(b"hosts").array(hosts.all().len());
+    for (i, h) in hosts.all().iter().enumerate() {
+        r.map(4);
+        r.bulk(b"host").bulk(h.name.as_bytes());
+        r.bulk(b"role").bulk(h.role().name().as_bytes());
+        r.bulk(b"writes")
+            .integer(i64::from(i == hosts.primary_index()));
+        r.bulk(b"replay_lag_ms").integer(
+            h.lag_ms()
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        );
     }
     Ok(r.freeze())
 }
@@ -185,7 +212,7 @@ async fn stats(tiers: &Tiers, proto: Protocol) -> Result<Bytes, String> {
 /// Deletes the matching rows (with tombstones, as a DEL would: an older
 /// change replayed later cannot bring them back). Redis is not touched.
 async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
-    let mut walk = Walk::new(pattern, false);
+    let mut walk = Walk::new(pattern, false).on_primary();
     let mut deleted = 0i64;
     while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
         if batch.is_empty() {

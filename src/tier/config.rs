@@ -33,10 +33,24 @@ pub struct PostgresConfig {
     /// The environment variable holding the URL.
     #[serde(default)]
     pub url_env: Option<String>,
-    /// Read replicas (URLs). Accepted for later use: tier reads go to the
-    /// primary in this build.
+    /// Streaming replicas (URLs): tier reads may go to them (`read_from`),
+    /// and one of them is written to once promoted (`tier/ha/`).
     #[serde(default)]
     pub replicas: Vec<String>,
+    /// Where tier reads go: `primary`, `replica` or `least-lag`.
+    #[serde(default)]
+    pub read_from: super::ha::ReadFrom,
+    /// A replica further behind than this (ms) is not read.
+    #[serde(default = "super::ha::config::default_max_replica_lag_ms")]
+    pub max_replica_lag_ms: u64,
+    /// `/health/ready` answers 503 (not ready) while Postgres is
+    /// unreachable, instead of 200 "degraded" (the default: strata still
+    /// serves every key no rule names, and resident mirrored keys).
+    #[serde(default)]
+    pub ready_needs_postgres: bool,
+    /// How often every host is asked its role and replay lag (ms).
+    #[serde(default = "super::ha::config::default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
     /// Most connections strata opens to Postgres.
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
@@ -169,7 +183,16 @@ pub fn validate(postgres: Option<&PostgresConfig>, rules: &[TierRuleConfig]) -> 
                     "postgres.replicas[{i}] must start with postgres:// or postgresql://"
                 ));
             }
+            if *r == url || pg.replicas[..i].contains(r) {
+                return Err(format!("postgres.replicas[{i}] is listed twice"));
+            }
         }
+        super::ha::config::validate(
+            &pg.replicas,
+            pg.read_from,
+            pg.max_replica_lag_ms,
+            pg.probe_interval_ms,
+        )?;
     }
     for (i, rule) in rules.iter().enumerate() {
         let name = format!("tier[{i}] (pattern '{}')", rule.pattern);
@@ -285,6 +308,35 @@ mod tests {
         let err = validate(None, &[r]).expect_err("no postgres");
         assert!(err.contains("needs a [postgres] section"), "{err}");
         assert!(toml::from_str::<TierRuleConfig>("pattern = \"a\"\npolicy = \"copy\"").is_err());
+    }
+
+    #[test]
+    fn replica_options_are_checked() {
+        let p: PostgresConfig = toml::from_str(
+            "url = \"postgres://u@a/db\"\nreplicas = [\"postgres://u@b/db\"]\nread_from = \"least-lag\"",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(validate(Some(&p), &[]), Ok(()));
+        assert_eq!(p.read_from, crate::tier::ha::ReadFrom::LeastLag);
+        let mut q = p.clone();
+        q.replicas.clear();
+        assert!(validate(Some(&q), &[])
+            .expect_err("no replicas")
+            .contains("needs postgres.replicas"));
+        let mut q = p.clone();
+        q.replicas.push("postgres://u@a/db".into());
+        assert!(validate(Some(&q), &[])
+            .expect_err("twice")
+            .contains("listed twice"));
+        let mut q = p.clone();
+        q.max_replica_lag_ms = 100;
+        assert!(validate(Some(&q), &[])
+            .expect_err("bound")
+            .contains("probe_interval_ms"));
+        assert!(toml::from_str::<PostgresConfig>(
+            "url = \"postgres://u@a/db\"\nread_from = \"nearest\""
+        )
+        .is_err());
     }
 
     #[test]

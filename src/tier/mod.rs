@@ -15,6 +15,8 @@
 //!   however many clients miss it at once.
 //! * [`mirror`]: write-through: Postgres commits first, then Redis applies,
 //!   then the client is answered.
+//! * [`ha`]: replicas: which host is the primary now (found by probing,
+//!   so a promoted replica is followed), and which replica a read may use.
 //! * [`committer`]: group commit of concurrent writers' rows.
 //! * [`locks`]: per-key locks that order one strata's changes to a key.
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
@@ -34,6 +36,7 @@ pub mod args;
 pub mod behind;
 pub mod committer;
 pub mod config;
+pub mod ha;
 pub mod locks;
 pub mod mirror;
 pub mod plan;
@@ -54,7 +57,7 @@ pub use plan::{Plan, Write};
 pub use redis::RedisLink;
 pub use rules::TierRules;
 pub use stats::TierStats;
-pub use store::{Store, StoreError, StoreOptions};
+pub use store::{ReplicaOptions, Store, StoreError, StoreOptions};
 
 /// The tiers: rules, the Postgres store and the shared state of the
 /// mirror (locks, counters). One per strata, shared by every session.
@@ -80,6 +83,8 @@ pub struct Tiers {
     cluster: AtomicBool,
     /// `[postgres] statement_timeout_ms` (the drain's transactions).
     statement_timeout: Duration,
+    /// `[postgres] ready_needs_postgres`.
+    ready_needs_postgres: bool,
 }
 
 impl Tiers {
@@ -94,7 +99,7 @@ impl Tiers {
             return Ok(None);
         }
         let pg = postgres.ok_or("[[tier]] rules need a [postgres] section")?;
-        let store = Store::connect(&store_options(pg)?)?;
+        let store = Store::connect_with_replicas(&store_options(pg)?, &replica_options(pg))?;
         let stats = Arc::new(TierStats::default());
         let committer = committer::Committer::start(store.clone(), pg.pool_size as usize);
         let rules = TierRules::new(rules)?;
@@ -110,6 +115,7 @@ impl Tiers {
             spill,
             cluster: AtomicBool::new(false),
             statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+            ready_needs_postgres: pg.ready_needs_postgres,
             store,
             committer,
             locks: locks::KeyLocks::default(),
@@ -215,6 +221,12 @@ impl Tiers {
         self.stats.postgres_up.load(Ordering::Relaxed) == 1
     }
 
+    /// Whether an unreachable Postgres makes strata not ready (503) rather
+    /// than degraded (`[postgres] ready_needs_postgres`).
+    pub fn ready_needs_postgres(&self) -> bool {
+        self.ready_needs_postgres
+    }
+
     /// Records whether the last statement reached Postgres.
     fn postgres_answered(&self, up: bool) {
         self.stats
@@ -293,6 +305,16 @@ pub fn store_options(pg: &PostgresConfig) -> Result<StoreOptions, String> {
         connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
         statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
     })
+}
+
+/// The replicas and read routing from `[postgres]`.
+pub fn replica_options(pg: &PostgresConfig) -> store::ReplicaOptions {
+    store::ReplicaOptions {
+        urls: pg.replicas.clone(),
+        read_from: pg.read_from,
+        max_lag_ms: pg.max_replica_lag_ms,
+        probe_interval: Duration::from_millis(pg.probe_interval_ms),
+    }
 }
 
 /// `strata migrate`: applies the schema and returns.

@@ -72,6 +72,15 @@ impl TierRule {
 #[derive(Debug, Default)]
 pub struct TierRules {
     rules: Vec<TierRule>,
+    /// For each first byte of a key, the rules (indexes, in order) that
+    /// could match it: those whose literal prefix starts with that byte,
+    /// and those with no literal prefix. Most keys on the data path match
+    /// no rule; with many rules, this turns them away in one lookup
+    /// instead of a prefix comparison per rule (20 rules cost plain
+    /// commands +60% instructions that way).
+    by_first: Vec<Vec<usize>>,
+    /// The rules with no literal prefix (what an empty key may match).
+    open: Vec<usize>,
 }
 
 impl TierRules {
@@ -104,7 +113,21 @@ impl TierRules {
                 misses: Default::default(),
             });
         }
-        Ok(TierRules { rules })
+        let open: Vec<usize> = (0..rules.len())
+            .filter(|&i| rules[i].prefix.is_empty())
+            .collect();
+        let by_first = (0..=255u8)
+            .map(|b| {
+                (0..rules.len())
+                    .filter(|&i| rules[i].prefix.first().is_none_or(|f| *f == b))
+                    .collect()
+            })
+            .collect();
+        Ok(TierRules {
+            rules,
+            by_first,
+            open,
+        })
     }
 
     /// True when there is no rule.
@@ -130,8 +153,13 @@ impl TierRules {
     /// The first rule matching `key`.
     #[inline]
     pub fn find(&self, key: &[u8]) -> Option<&TierRule> {
-        self.rules
+        let candidates = match key.first() {
+            Some(b) => self.by_first.get(usize::from(*b))?,
+            None => &self.open,
+        };
+        candidates
             .iter()
+            .map(|&i| &self.rules[i])
             .find(|r| key.starts_with(&r.prefix) && r.glob.matches(key))
     }
 }
@@ -161,5 +189,30 @@ mod tests {
         assert_eq!(rules.find(b"other").map(|r| r.pattern()), Some("*"));
         let rules = TierRules::new(&[rule("durable:*")]).expect("rules");
         assert!(rules.find(b"cache:x").is_none());
+        assert!(rules.find(b"").is_none());
+        assert!(rules.find(b"d").is_none());
+    }
+
+    #[test]
+    fn the_first_byte_index_keeps_rule_order() {
+        let rules = TierRules::new(&[
+            rule("a:*"),
+            rule("*:x"),
+            rule("ab*"),
+            rule("[ab]*"),
+            rule("b?"),
+        ])
+        .expect("rules");
+        let found = |k: &[u8]| rules.find(k).map(|r| r.pattern());
+        assert_eq!(found(b"a:x"), Some("a:*"));
+        assert_eq!(found(b"ab:x"), Some("*:x"));
+        assert_eq!(found(b"abc"), Some("ab*"));
+        assert_eq!(found(b"a"), Some("[ab]*"));
+        assert_eq!(found(b"bc"), Some("[ab]*"));
+        assert_eq!(found(b"c:x"), Some("*:x"));
+        assert_eq!(found(b"c"), None);
+        assert_eq!(found(b""), None);
+        let any = TierRules::new(&[rule("*")]).expect("rules");
+        assert_eq!(any.find(b"").map(|r| r.pattern()), Some("*"));
     }
 }

@@ -29,6 +29,8 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
+use super::ha::{Hosts, ReadFrom};
+
 /// The schema, embedded in the binary (no files needed at run time).
 /// Applied at startup and by `strata migrate`; sqlx records what ran in
 /// `_sqlx_migrations`, so each applies once.
@@ -152,11 +154,27 @@ pub struct StoreOptions {
 /// A pooled connection idle this long is pinged before use.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 
-/// The tier's Postgres: a pool and the statements.
+/// The tier's Postgres: the hosts (a pool each, `tier::ha`) and the
+/// statements. Writes go to the primary the probe found; reads that may
+/// be stale within the configured bound ([`Store::fetch`],
+/// [`Store::read_pool`]) may go to a replica.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    hosts: std::sync::Arc<Hosts>,
     statement_timeout: Duration,
+}
+
+/// Replicas and where reads go, for [`Store::connect_with_replicas`].
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaOptions {
+    /// Replica URLs (failover candidates too).
+    pub urls: Vec<String>,
+    /// Where tier reads go.
+    pub read_from: ReadFrom,
+    /// Most staleness a read from a replica may have.
+    pub max_lag_ms: u64,
+    /// How often the hosts are probed.
+    pub probe_interval: Duration,
 }
 
 pub(crate) const UPSERT: &str = "\
@@ -174,7 +192,15 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE s.version < excluded.version
 RETURNING key, version";
 
-const DELETE: &str = "\
+/// The one versioned delete (write-through, admin, and write-behind's
+/// batches, `behind/apply.rs`): the row goes only under an older version,
+/// and the tombstone is left only when no row of the delete's version or
+/// newer exists. A delete that lost to a newer change is a no-op in every
+/// table: it must not leave a tombstone either, or replaying changes
+/// (batches cut differently, so coalesced differently) would add
+/// tombstones the first pass did not. Every CTE sees the statement's
+/// snapshot, so the rows the NOT EXISTS finds are the ones `d` keeps.
+pub(crate) const DELETE: &str = "\
 WITH u AS (
     SELECT k, COALESCE(ver, nextval('strata_version')) AS ver
     FROM UNNEST($1::bytea[], $2::int8[]) AS x(k, ver)
@@ -185,6 +211,7 @@ WITH u AS (
 ), t AS (
     INSERT INTO strata_tombstones AS ts (key, version, deleted_at)
     SELECT k, ver, now() FROM u
+    WHERE NOT EXISTS (SELECT 1 FROM strata_entries s WHERE s.key = u.k AND s.version >= u.ver)
     ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at
     WHERE ts.version < excluded.version
 )
@@ -219,39 +246,40 @@ DELETE FROM strata_tombstones s USING x WHERE s.key = x.key";
 
 impl Store {
     /// A pool that connects on first use: strata starts (and serves the
-    /// keys no rule names) while Postgres is down.
+    /// keys no rule names) while Postgres is down. One host, no probe.
     pub fn connect(options: &StoreOptions) -> Result<Store, String> {
-        let connect: PgConnectOptions = options
-            .url
-            .parse()
-            .map_err(|e| format!("postgres url: {e}"))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.pool_size)
-            .acquire_timeout(options.connect_timeout)
-            // sqlx pings every connection it hands out by default: a second
-            // round trip per write. Only a connection idle for a while is
-            // pinged (one unused across a Postgres restart is then replaced
-            // before a write is sent on it); a busy one is used at once.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_PING_AFTER {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            // NOTICEs ("… already exists, skipping" from the migrations
-            // at every start) are not for strata's log.
-            .connect_lazy_with(
-                connect
-                    .application_name("strata")
-                    .options([("client_min_messages", "warning")]),
+        Store::connect_with_replicas(options, &ReplicaOptions::default())
+    }
+
+    /// [`Store::connect`] with replicas: a pool per host and, when there
+    /// are replicas, the background probe that finds the primary and
+    /// measures the replicas' lag (`tier::ha`). Must run inside a Tokio
+    /// runtime when `replicas.urls` is not empty.
+    pub fn connect_with_replicas(
+        options: &StoreOptions,
+        replicas: &ReplicaOptions,
+    ) -> Result<Store, String> {
+        let mut pools = Vec::with_capacity(1 + replicas.urls.len());
+        for url in std::iter::once(&options.url).chain(&replicas.urls) {
+            pools.push((super::ha::host_name(url), pool(url, options)?));
+        }
+        let hosts = std::sync::Arc::new(Hosts::new(pools, replicas.read_from, replicas.max_lag_ms));
+        if !replicas.urls.is_empty() {
+            super::ha::probe::start(
+                std::sync::Arc::downgrade(&hosts),
+                replicas.probe_interval,
+                options.connect_timeout + options.statement_timeout,
             );
+        }
         Ok(Store {
-            pool,
+            hosts,
             statement_timeout: options.statement_timeout,
         })
+    }
+
+    /// The hosts (roles, lags, the primary).
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
     }
 
     /// Applies the schema's migrations that have not run yet.
@@ -260,14 +288,24 @@ impl Store {
             .await
             .map_err(|e| format!("migrations: {e}"))?;
         migrator
-            .run(&self.pool)
+            .run(self.pool())
             .await
             .map_err(|e| format!("migrations: {e}"))
     }
 
-    /// The pool (for tests and admin queries).
+    /// The primary's pool (writes, and reads that must see every commit).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.hosts.primary()
+    }
+
+    /// The pool for a read that may be stale within `max_replica_lag_ms`:
+    /// a replica when `read_from` allows one and one is within the bound,
+    /// else the primary.
+    pub fn read_pool(&self) -> &PgPool {
+        match self.hosts.reader() {
+            Some(h) => &h.pool,
+            None => self.hosts.primary(),
+        }
     }
 
     /// Runs an admin statement (`admin/`, `walk`) within
@@ -355,8 +393,23 @@ impl Store {
     /// returned, swept or not).
     pub async fn fetch(&self, keys: &[Bytes]) -> Result<Vec<Entry>, StoreError> {
         let names: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
-        let query = sqlx::query(FETCH).bind(names);
-        let rows = self.read(query).await?;
+        let rows = match self.hosts.reader() {
+            Some(replica) => {
+                match self
+                    .read_on(&replica.pool, sqlx::query(FETCH).bind(&names))
+                    .await
+                {
+                    Ok(rows) => rows,
+                    // The replica failed (down, or a query cancelled by a
+                    // recovery conflict): the primary answers instead.
+                    Err(_) => {
+                        self.hosts.suspect();
+                        self.read(sqlx::query(FETCH).bind(&names)).await?
+                    }
+                }
+            }
+            None => self.read(sqlx::query(FETCH).bind(&names)).await?,
+        };
         rows.iter()
             .map(|r| {
                 Ok(Entry {
@@ -392,8 +445,24 @@ impl Store {
         &self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
-        let mut conn = self
-            .pool
+        let result = self.run_on(self.pool(), query).await;
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::Rejected(m) if !m.contains("read-only")) {
+                // Unreachable, or a standby refusing the write: maybe a
+                // failover; the probe looks now rather than at its next turn.
+                self.hosts.suspect();
+            }
+        }
+        result
+    }
+
+    /// Runs a statement on one host's pool, returning its rows.
+    async fn run_on<'q>(
+        &self,
+        pool: &PgPool,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        let mut conn = pool
             .acquire()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -423,12 +492,24 @@ impl Store {
         })
     }
 
+    /// A read on one host: any failure means nothing was read.
+    async fn read_on<'q>(
+        &self,
+        pool: &PgPool,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        self.run_on(pool, query).await.map_err(|e| match e {
+            StoreError::Ambiguous(m) => StoreError::Unavailable(m),
+            other => other,
+        })
+    }
+
     async fn execute<'q>(
         &self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<u64, StoreError> {
         let mut conn = self
-            .pool
+            .pool()
             .acquire()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -441,6 +522,34 @@ impl Store {
             }
         }
     }
+}
+
+/// One host's lazy pool.
+fn pool(url: &str, options: &StoreOptions) -> Result<PgPool, String> {
+    let connect: PgConnectOptions = url.parse().map_err(|e| format!("postgres url: {e}"))?;
+    Ok(PgPoolOptions::new()
+        .max_connections(options.pool_size)
+        .acquire_timeout(options.connect_timeout)
+        // sqlx pings every connection it hands out by default: a second
+        // round trip per write. Only a connection idle for a while is
+        // pinged (one unused across a Postgres restart is then replaced
+        // before a write is sent on it); a busy one is used at once.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_PING_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        // NOTICEs ("… already exists, skipping" from the migrations at
+        // every start) are not for strata's log.
+        .connect_lazy_with(
+            connect
+                .application_name("strata")
+                .options([("client_min_messages", "warning")]),
+        ))
 }
 
 /// A statement's failure: Postgres's own refusal applied nothing; anything

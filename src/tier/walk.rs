@@ -8,6 +8,10 @@
 //! `*`, `?`, `[` or `\`) bounds the range, since `bytea` orders bytewise;
 //! the rest of the glob is matched here with the data path's own matcher,
 //! so the commands agree with SCAN MATCH and with the `[[tier]]` rules.
+//!
+//! A walk reads a replica when `read_from` allows it (STATS, VERIFY, WARM:
+//! staleness within the bound is acceptable there); FLUSH walks the
+//! primary ([`Walk::on_primary`]).
 
 use bytes::Bytes;
 use sqlx::Row;
@@ -57,6 +61,9 @@ pub struct Walk {
     last: Option<Vec<u8>>,
     values: bool,
     done: bool,
+    /// Read on the primary even when replicas may be read (a walk whose
+    /// rows are then changed: FLUSH).
+    primary: bool,
 }
 
 impl Walk {
@@ -68,7 +75,14 @@ impl Walk {
             last: None,
             values,
             done: false,
+            primary: false,
         }
+    }
+
+    /// Reads on the primary only (never a possibly stale replica).
+    pub fn on_primary(mut self) -> Walk {
+        self.primary = true;
+        self
     }
 
     /// The next batch's matching rows; `None` once the range is exhausted.
@@ -84,7 +98,11 @@ impl Walk {
                     .bind(&self.prefix[..])
                     .bind(BATCH)
                     .bind(self.values)
-                    .fetch_all(store.pool()),
+                    .fetch_all(if self.primary {
+                        store.pool()
+                    } else {
+                        store.read_pool()
+                    }),
             )
             .await?;
         if (rows.len() as i64) < BATCH {

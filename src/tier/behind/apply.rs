@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 
 use super::entry::{Change, Op};
-use crate::tier::store::UPSERT;
+use crate::tier::store::{DELETE, UPSERT};
 
 /// Why a batch did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,25 +37,6 @@ SELECT count(pg_advisory_xact_lock(21332, h)) FROM (
     FROM UNNEST($1::bytea[]) AS k ORDER BY 1
 ) x";
 
-/// The store's tombstoned delete (`store::DELETE`), except that a delete
-/// older than the key's row leaves no tombstone either: a change that lost
-/// to a newer one must be a no-op in every table, or replaying the outbox
-/// (batches cut differently, so not coalesced the same way) would add
-/// tombstones the first pass did not. All CTEs see the statement's
-/// snapshot: the rows the NOT EXISTS finds are the ones not deleted.
-const DELETE: &str = "\
-WITH u AS (
-    SELECT k, ver FROM UNNEST($1::bytea[], $2::int8[]) AS x(k, ver)
-), d AS (
-    DELETE FROM strata_entries s USING u
-    WHERE s.key = u.k AND s.version < u.ver
-)
-INSERT INTO strata_tombstones AS ts (key, version, deleted_at)
-SELECT k, ver, now() FROM u
-WHERE NOT EXISTS (SELECT 1 FROM strata_entries s WHERE s.key = u.k AND s.version >= u.ver)
-ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at
-WHERE ts.version < excluded.version";
-
 const DEAD_LETTER: &str = "\
 INSERT INTO strata_dead_letters (key, type, value, expires_at, version, reason)
 VALUES ($1, $2, $3, timestamptz 'epoch' + $4::int8 * interval '1 millisecond', $5, $6)";
@@ -69,16 +50,30 @@ pub async fn apply(
     if changes.is_empty() {
         return Ok(());
     }
-    match tokio::time::timeout(timeout, apply_tx(pool, changes)).await {
+    let mut conn = match tokio::time::timeout(timeout, pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(ApplyError::Transient(e.to_string())),
+        Err(_) => return Err(ApplyError::Transient("no postgres connection".into())),
+    };
+    match tokio::time::timeout(timeout, apply_tx(&mut conn, changes)).await {
         Ok(r) => r.map_err(classify),
-        Err(_) => Err(ApplyError::Transient(format!(
-            "no answer from postgres within {timeout:?}"
-        ))),
+        Err(_) => {
+            // The statement may still be running (waiting for a lock): the
+            // connection is closed rather than given back, or the pool
+            // would hand out connections stuck behind it.
+            conn.close_on_drop();
+            Err(ApplyError::Transient(format!(
+                "no answer from postgres within {timeout:?}"
+            )))
+        }
     }
 }
 
-async fn apply_tx(pool: &PgPool, changes: &[&Change]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn apply_tx(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    changes: &[&Change],
+) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
     let keys: Vec<&[u8]> = changes.iter().map(|c| c.key.as_ref()).collect();
     sqlx::query(LOCK).bind(&keys).execute(&mut *tx).await?;
     let (mut pk, mut pt, mut pv, mut pe, mut pn) = (vec![], vec![], vec![], vec![], vec![]);

@@ -32,7 +32,7 @@ use super::entry::{self, Change, Item};
 use super::Behind;
 use crate::backend::router::Router;
 use crate::protocol::Protocol;
-use crate::tier::redis::{arg, bulk, error_text, int, num, RedisLink};
+use crate::tier::redis::{arg, error_text, num, RedisLink};
 use crate::tier::Tiers;
 
 /// The drain's client id on the multiplexed connections (no real client
@@ -320,6 +320,8 @@ impl Drain {
                     self.behind.stats.retries.inc();
                     drop(tiers);
                     self.heartbeat(items).await;
+                    // The backlog grows meanwhile: its gauges must show it.
+                    self.refresh_gauges().await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(
                         self.behind.config.retry_ms.saturating_mul(16),
@@ -429,19 +431,14 @@ impl Drain {
         }
         self.last_gauges = Some(Instant::now());
         let b = &self.behind;
-        let commands = [
-            (
-                b.meta.clone(),
-                vec![arg("HGET"), b.meta.clone(), arg("bytes")],
-            ),
-            (b.stream.clone(), vec![arg("XLEN"), b.stream.clone()]),
-        ];
+        let commands = super::backlog::commands(b);
         if let Ok(r) = self.link().call(&commands).await {
-            let bytes = bulk(&r[0])
-                .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
-                .unwrap_or(0);
-            b.stats.backlog_bytes.set(bytes);
-            b.stats.backlog_entries.set(int(&r[1]).unwrap_or(0));
+            let backlog = super::backlog::parse(&r);
+            b.stats.backlog_bytes.set(backlog.bytes);
+            b.stats.backlog_entries.set(backlog.entries);
+            b.stats
+                .oldest_pending
+                .set(backlog.oldest_age_ms(crate::tier::now_ms()) as f64 / 1000.0);
         }
     }
 }

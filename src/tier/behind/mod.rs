@@ -34,6 +34,7 @@
 //! an outbox per slot).
 
 pub mod apply;
+pub mod backlog;
 pub mod capture;
 pub mod config;
 pub mod drain;

@@ -14,6 +14,7 @@
 //! | `strata_tier_behind_claimed_total` | counter: changes taken over from another (crashed) strata |
 //! | `strata_tier_behind_backlog_bytes` | gauge: bytes the outbox holds (what the bound counts) |
 //! | `strata_tier_behind_backlog_entries` | gauge: changes in the outbox (XLEN) |
+//! | `strata_tier_behind_oldest_pending_seconds` | gauge: how long the oldest change in the outbox has waited for Postgres (0 when empty) |
 //! | `strata_tier_behind_lag_seconds` | histogram: from capture to Postgres commit, per change (p99 from its buckets) |
 
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +40,7 @@ pub struct BehindStats {
     pub claimed: Counter,
     pub backlog_bytes: Gauge,
     pub backlog_entries: Gauge,
+    pub oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub lag: Histogram,
 }
 
@@ -55,6 +57,7 @@ impl Default for BehindStats {
             claimed: Counter::default(),
             backlog_bytes: Gauge::default(),
             backlog_entries: Gauge::default(),
+            oldest_pending: Gauge::default(),
             lag: Histogram::new(LAG_BUCKETS),
         }
     }
@@ -109,6 +112,11 @@ impl BehindStats {
             "backlog_entries",
             "Changes in the outbox stream",
             self.backlog_entries.clone(),
+        );
+        r.register(
+            "oldest_pending_seconds",
+            "How long the oldest change in the outbox has waited for Postgres",
+            self.oldest_pending.clone(),
         );
         r.register(
             "lag_seconds",
