@@ -14,9 +14,9 @@ pub use resubscribe::{confirmation, DedicatedSwap};
 
 use std::sync::Arc;
 
+use crate::tls::WriteHalf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
@@ -44,7 +44,7 @@ enum Stop {
 
 /// Runs the writer until the reader finishes or the client goes away.
 pub async fn run(
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     rx: QueueRx,
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
@@ -67,7 +67,7 @@ pub async fn run(
 }
 
 struct Writer {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     rx: QueueRx,
     out: BytesMut,
     shared: Arc<Shared>,
@@ -113,7 +113,7 @@ impl Writer {
             return Ok(());
         }
         self.shared.metrics.bytes_out(self.out.len() as u64);
-        let r = self.wr.write_all(&self.out).await;
+        let r = crate::tls::write_flush(&mut self.wr, &self.out).await;
         self.out.clear();
         r.map_err(|_| Stop::ClientGone)
     }
