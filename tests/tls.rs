@@ -505,3 +505,56 @@ fn keys_never_come_from_the_config_file() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("tls.key_env") && e.contains("is not set"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_in_cluster_mode() {
+    let files = Files::new();
+    let ca = Ca::new("redis CA");
+    // A node in cluster mode that owns every slot, with a plain port as
+    // well as its TLS one: CLUSTER SHARDS names both, and strata speaking
+    // TLS must dial the tls-port.
+    let plain_port = support::free_port().to_string();
+    let redis = TlsRedis::start_with(
+        &files,
+        &ca,
+        &["127.0.0.1"],
+        false,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--tls-cluster",
+            "yes",
+            "--port",
+            &plain_port,
+        ],
+    );
+    assert_eq!(
+        redis.call(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        "+OK\r\n"
+    );
+    support::wait_until_ok(
+        "TLS one-node cluster",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let info = redis.call(&["CLUSTER", "INFO"]);
+            if info.contains("cluster_state:ok") {
+                Ok(())
+            } else {
+                Err(info)
+            }
+        },
+    );
+    let mut config = support::strata::cluster_config(&[redis.addr()]);
+    config.tls.backend = Some(backend_tls(&files, &ca));
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    for key in ["a", "b", "c", "{user1}x"] {
+        c.expect(&format!("SET {key} v-{key}"), b"+OK\r\n").await;
+    }
+    c.expect("GET {user1}x", b"$10\r\nv-{user1}x\r\n").await;
+    c.expect("MGET a b", b"*2\r\n$3\r\nv-a\r\n$3\r\nv-b\r\n")
+        .await;
+    running.shutdown().await;
+}

@@ -217,6 +217,8 @@ fn reply_complete(buf: &[u8]) -> bool {
 /// A redis-server listening on TLS only (`--port 0`), killed on drop.
 pub struct TlsRedis {
     pub port: u16,
+    name: String,
+    client: Arc<ClientConfig>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -226,6 +228,17 @@ impl TlsRedis {
     /// trusting `ca` for clients; `require_client_cert` sets
     /// `--tls-auth-clients`.
     pub fn start(files: &Files, ca: &Ca, names: &[&str], require_client_cert: bool) -> TlsRedis {
+        TlsRedis::start_with(files, ca, names, require_client_cert, &[])
+    }
+
+    /// As [`TlsRedis::start`], with more redis-server arguments.
+    pub fn start_with(
+        files: &Files,
+        ca: &Ca,
+        names: &[&str],
+        require_client_cert: bool,
+        extra: &[&str],
+    ) -> TlsRedis {
         let server = &ca.leaf(names, Validity::Current);
         let bin = require_binary("redis-server", "redis-server");
         let tag = free_port();
@@ -250,6 +263,7 @@ impl TlsRedis {
                     "--tls-auth-clients",
                     if require_client_cert { "yes" } else { "no" },
                 ])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -259,6 +273,8 @@ impl TlsRedis {
             if wait_ready(&mut child, port, names[0], &ca.pem, &probe) {
                 return TlsRedis {
                     port,
+                    name: names[0].to_string(),
+                    client: client_config(&ca.pem, Some(&probe), rustls::ALL_VERSIONS),
                     child,
                     _dir: dir,
                 };
@@ -272,37 +288,61 @@ impl TlsRedis {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// One command over TLS, blocking: the reply's bytes (one read).
+    pub fn call(&self, args: &[&str]) -> String {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let reply = blocking_call(
+            self.port,
+            &self.name,
+            &self.client,
+            &super::clients::encode(&args),
+        )
+        .expect("TLS call to redis");
+        String::from_utf8_lossy(&reply).into_owned()
+    }
 }
 
 /// Waits until the TLS port answers PING (with a client certificate, which
 /// redis may require); false if the process exited or never answered.
 /// Blocking (rustls over a std socket), so it can run inside a test's runtime.
 fn wait_ready(child: &mut Child, port: u16, name: &str, ca_pem: &str, probe: &Pair) -> bool {
-    use std::io::{Read, Write};
     let config = client_config(ca_pem, Some(probe), rustls::ALL_VERSIONS);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return false;
         }
-        let ok = (|| -> std::io::Result<bool> {
-            let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let name = ServerName::try_from(name.to_string()).unwrap();
-            let conn = rustls::ClientConnection::new(config.clone(), name)
-                .map_err(std::io::Error::other)?;
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            tls.write_all(b"PING\r\n")?;
-            let mut buf = [0u8; 7];
-            tls.read_exact(&mut buf)?;
-            Ok(&buf == b"+PONG\r\n")
-        })();
+        let ok = blocking_call(port, name, &config, b"PING\r\n").map(|r| r == b"+PONG\r\n");
         if matches!(ok, Ok(true)) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Sends `request` over a fresh TLS connection and returns what one read
+/// brings back (enough for the small replies the harness asks for).
+fn blocking_call(
+    port: u16,
+    name: &str,
+    config: &Arc<ClientConfig>,
+    request: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request)?;
+    tls.flush()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tls.read(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 impl Drop for TlsRedis {
