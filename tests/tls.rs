@@ -378,6 +378,57 @@ async fn a_new_certificate_applies_to_new_connections_and_keeps_old_ones() {
     running.shutdown().await;
 }
 
+/// A TLS write the socket cannot take whole leaves ciphertext in rustls's
+/// buffer, sent only by a flush: a reader slower than strata's writer (a
+/// small receive buffer, small reads) must still get every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_reply_reaches_a_slow_tls_reader_whole() {
+    let redis = RedisServer::start();
+    let files = Files::new();
+    let ca = Ca::new("strata test CA");
+    let server = ca.leaf(&["localhost"], Validity::Current);
+    let running =
+        support::strata::start_with(tls_config(&redis.addr(), &files, &server, None)).await;
+    let value = "x".repeat(16 << 20);
+    let mut plain = RawConn::connect(&running.addr.to_string()).await;
+    plain
+        .send(&support::clients::encode(&[
+            b"SET",
+            b"slow:k",
+            value.as_bytes(),
+        ]))
+        .await;
+    assert_eq!(plain.read_frame().await, b"+OK\r\n");
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(tls_addr(&running)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&ca.pem, None, all()))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tls.write_all(b"GET slow:k\r\n").await.unwrap();
+        tls.flush().await.unwrap();
+        let want = value.len() + "$16777216\r\n\r\n".len();
+        let mut got = 0;
+        let mut buf = vec![0u8; 2048];
+        let read_all = async {
+            while got < want {
+                let n = tls.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after {got} of {want} bytes");
+                got += n;
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read_all)
+            .await
+            .expect("the whole reply arrives");
+    }
+    running.shutdown().await;
+}
+
 /// `[tls.backend]` for a redis whose certificate `ca` issued.
 fn backend_tls(files: &Files, ca: &Ca) -> strata::tls::BackendTlsConfig {
     strata::tls::BackendTlsConfig {
