@@ -609,3 +609,38 @@ async fn backend_tls_in_cluster_mode() {
         .await;
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_mode_over_tls_to_the_sentinel_and_the_primary() {
+    use strata::config::BackendMode;
+    use support::sentinel::{SentinelProc, MASTER};
+    let files = Files::new();
+    let ca = Ca::new("redis CA");
+    // The primary listens on TLS only; the sentinel has a TLS port (which
+    // strata uses) besides its plain one, and reaches the primary with TLS.
+    let primary = TlsRedis::start(&files, &ca, &["127.0.0.1"], false);
+    let sentinel_cert = ca.leaf(&["127.0.0.1"], Validity::Current);
+    let tls_port = support::free_port();
+    let extra = format!(
+        "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+         tls-auth-clients no\ntls-replication yes\n",
+        files.write("sentinel.crt", &sentinel_cert.cert).display(),
+        files.write("sentinel.key", &sentinel_cert.key).display(),
+        files.write("sentinel-ca.crt", &ca.pem).display(),
+    );
+    let _sentinel = SentinelProc::start_with(primary.port, &extra);
+    let mut config = support::strata::test_config("127.0.0.1:1");
+    config.backend.mode = BackendMode::Sentinel;
+    config.backend.sentinel.sentinels = vec![format!("127.0.0.1:{tls_port}")];
+    config.backend.sentinel.master_name = MASTER.to_string();
+    config.backend.sentinel.poll_interval_ms = 250;
+    config.tls.backend = Some(backend_tls(&files, &ca));
+    config.tls.sentinel = Some(backend_tls(&files, &ca));
+    let running = support::strata::start_with(config).await;
+    support::strata::wait_ready(&running).await;
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    c.expect("SET s:k v", b"+OK\r\n").await;
+    c.expect("GET s:k", b"$1\r\nv\r\n").await;
+    assert!(primary.call(&["GET", "s:k"]).contains("v"));
+    running.shutdown().await;
+}
