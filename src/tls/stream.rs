@@ -3,9 +3,13 @@
 //! Sessions, the writer and every backend connection hold these types
 //! instead of tokio's TCP halves. They are enums, not trait objects: the
 //! plain path costs one `match` per poll (no box, no lock, no virtual
-//! call). The TLS path splits with `tokio::io::split`, whose halves share
-//! the stream behind a lock, which a TLS stream needs anyway (reading may
-//! have to write, e.g. a key update).
+//! call). The TLS halves share the stream behind a mutex (as
+//! `tokio::io::split` does; a TLS stream needs it anyway, since reading
+//! may have to write, e.g. a key update), never held across an await.
+//! Split by hand rather than with `tokio::io::split` for the read: one
+//! read takes the plaintext rustls has already decrypted and stops,
+//! where tokio-rustls's `poll_read` goes back to the socket until it
+//! would block (one more `read` syscall, answered `EAGAIN`, per read).
 //!
 //! A TLS write may leave ciphertext buffered when the socket is full
 //! (tokio-rustls accepts the plaintext and reports it written), so code
@@ -14,9 +18,10 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -39,7 +44,7 @@ pub enum ReadHalf {
     /// Plain TCP.
     Plain(OwnedReadHalf),
     /// TLS.
-    Tls(tokio::io::ReadHalf<Box<TlsStream>>),
+    Tls(TlsHalf),
 }
 
 /// The write half of a [`Stream`].
@@ -48,7 +53,42 @@ pub enum WriteHalf {
     /// Plain TCP.
     Plain(OwnedWriteHalf),
     /// TLS.
-    Tls(tokio::io::WriteHalf<Box<TlsStream>>),
+    Tls(TlsHalf),
+}
+
+/// One side of a split TLS stream: the stream, shared with the other side.
+#[derive(Debug)]
+pub struct TlsHalf(Arc<Mutex<Box<TlsStream>>>);
+
+impl TlsHalf {
+    fn lock(&self) -> MutexGuard<'_, Box<TlsStream>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Copies decrypted plaintext into `buf`: what rustls holds, else one
+    /// trip to the socket.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut guard = self.lock();
+        let mut s = Pin::new(&mut **guard);
+        let data = ready!(s.as_mut().poll_fill_buf(cx))?;
+        let n = data.len().min(buf.remaining());
+        buf.put_slice(&data[..n]);
+        s.as_mut().consume(n);
+        // More records of the same read, already decrypted: take them too,
+        // without going back to the socket (`wants_read` is false while
+        // rustls holds plaintext).
+        while buf.remaining() > 0 && !s.get_ref().1.wants_read() {
+            match s.as_mut().poll_fill_buf(cx) {
+                Poll::Ready(Ok(data)) if !data.is_empty() => {
+                    let n = data.len().min(buf.remaining());
+                    buf.put_slice(&data[..n]);
+                    s.as_mut().consume(n);
+                }
+                _ => break,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Halves of different streams were given to [`ReadHalf::reunite`].
@@ -65,8 +105,11 @@ impl Stream {
                 (ReadHalf::Plain(r), WriteHalf::Plain(w))
             }
             Stream::Tls(s) => {
-                let (r, w) = tokio::io::split(s);
-                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+                let shared = Arc::new(Mutex::new(s));
+                (
+                    ReadHalf::Tls(TlsHalf(shared.clone())),
+                    WriteHalf::Tls(TlsHalf(shared)),
+                )
             }
         }
     }
@@ -103,11 +146,14 @@ impl ReadHalf {
                 r.reunite(w).map(Stream::Plain).map_err(|_| ReuniteError)
             }
             (ReadHalf::Tls(r), WriteHalf::Tls(w)) => {
-                if r.is_pair_of(&w) {
-                    Ok(Stream::Tls(r.unsplit(w)))
-                } else {
-                    Err(ReuniteError)
+                if !Arc::ptr_eq(&r.0, &w.0) {
+                    return Err(ReuniteError);
                 }
+                drop(w);
+                let stream = Arc::try_unwrap(r.0).map_err(|_| ReuniteError)?;
+                Ok(Stream::Tls(
+                    stream.into_inner().unwrap_or_else(PoisonError::into_inner),
+                ))
             }
             _ => Err(ReuniteError),
         }
@@ -187,7 +233,7 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Tls(s) => s.poll_read(cx, buf),
         }
     }
 }
@@ -201,7 +247,7 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_write(cx, buf),
         }
     }
 
@@ -213,7 +259,7 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            WriteHalf::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -221,7 +267,7 @@ impl AsyncWrite for WriteHalf {
     fn is_write_vectored(&self) -> bool {
         match self {
             WriteHalf::Plain(s) => s.is_write_vectored(),
-            WriteHalf::Tls(s) => s.is_write_vectored(),
+            WriteHalf::Tls(_) => true,
         }
     }
 
@@ -229,7 +275,7 @@ impl AsyncWrite for WriteHalf {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
-            WriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_flush(cx),
         }
     }
 
@@ -237,7 +283,7 @@ impl AsyncWrite for WriteHalf {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_shutdown(cx),
         }
     }
 }
