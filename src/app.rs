@@ -245,9 +245,9 @@ fn spawn_tls_reload(
         items.push(c.clone());
     }
     let interval = Duration::from_millis(config.tls.reload_interval_ms);
-    tokio::spawn(crate::tls::reload::run(items, interval, async move {
+    crate::tls::reload::spawn(items, interval, async move {
         let _ = shutdown.wait_for(|v| *v).await;
-    }));
+    });
 }
 
 /// A tier whose Postgres does not answer degrades readiness (200, with the

@@ -644,3 +644,71 @@ async fn sentinel_mode_over_tls_to_the_sentinel_and_the_primary() {
     assert!(primary.call(&["GET", "s:k"]).contains("v"));
     running.shutdown().await;
 }
+
+/// The strata binary re-reads its certificate on SIGHUP (with the interval
+/// off), and a client over maxclients is refused inside TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_of_the_binary() {
+    let redis = RedisServer::start();
+    let files = Files::new();
+    let old_ca = Ca::new("old CA");
+    let new_ca = Ca::new("new CA");
+    let old = old_ca.leaf(&["localhost"], Validity::Current);
+    let tls_port = support::free_port();
+    let config = files.write(
+        "strata.toml",
+        &format!(
+            "[tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             reload_interval_ms = 0\n",
+            files.write("strata.crt", &old.cert).display(),
+            files.write("strata.key", &old.key).display(),
+        ),
+    );
+    let strata = support::strata::StrataProcess::spawn(
+        &redis.addr(),
+        &["--config", config.to_str().unwrap(), "--maxclients", "2"],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let mut before = connect(addr, "localhost", client_config(&old_ca.pem, None, all()))
+        .await
+        .unwrap();
+    assert_eq!(call(&mut before, "PING").await.unwrap(), "+PONG\r\n");
+
+    let new = new_ca.leaf(&["localhost"], Validity::Current);
+    files.write("strata.key", &new.key);
+    files.write("strata.crt", &new.cert);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &strata.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = loop {
+        if let Ok(s) = connect(addr, "localhost", client_config(&new_ca.pem, None, all())).await {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(call(&mut after, "PING").await.unwrap(), "+PONG\r\n");
+    assert_eq!(call(&mut before, "PING").await.unwrap(), "+PONG\r\n");
+    assert!(strata
+        .logs
+        .lock()
+        .unwrap()
+        .contains("TLS configuration reloaded"));
+
+    // Two clients are connected: the third gets Redis's refusal, over TLS.
+    let mut third = connect(addr, "localhost", client_config(&new_ca.pem, None, all()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut got))
+        .await
+        .expect("closed")
+        .ok();
+    assert_eq!(got, b"-ERR max number of clients reached\r\n");
+}

@@ -35,17 +35,29 @@ pub fn reload_all(items: &[Arc<dyn Reload>]) {
     }
 }
 
-/// Runs until `stop` resolves: every `interval` (none when zero) and on
-/// SIGHUP.
-pub async fn run(
+/// Starts the reload task, which runs until `stop` resolves: every
+/// `interval` (none when zero) and on SIGHUP. The SIGHUP handler is
+/// installed before this returns (inside a runtime), so a SIGHUP sent once
+/// strata listens never meets the default action, which would end the
+/// process.
+pub fn spawn(
     items: Vec<Arc<dyn Reload>>,
     interval: Duration,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     if items.is_empty() {
         return;
     }
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tokio::spawn(run(items, interval, hup, stop));
+}
+
+async fn run(
+    items: Vec<Arc<dyn Reload>>,
+    interval: Duration,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let mut tick = (!interval.is_zero()).then(|| {
         let mut t = tokio::time::interval(interval);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
