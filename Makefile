@@ -106,7 +106,8 @@ clean:
 .PHONY: bench-deps
 
 ## Install what the benchmarks drive: redis-server, redis-benchmark (redis-tools),
-## twemproxy (nutcracker) and curl, only what is missing.
+## twemproxy (nutcracker), curl and openssl (the TLS benchmark's certificates),
+## only what is missing.
 bench-deps:
 	@missing=""; \
 	command -v redis-server    >/dev/null || missing="$$missing redis-server"; \
@@ -116,6 +117,7 @@ bench-deps:
 	command -v python3         >/dev/null || missing="$$missing python3"; \
 	command -v curl            >/dev/null || missing="$$missing curl"; \
 	command -v valgrind        >/dev/null || missing="$$missing valgrind"; \
+	command -v openssl         >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -137,6 +139,7 @@ bench: release bench-deps
 	$(MAKE) bench-transforms
 	$(MAKE) bench-cluster
 	$(MAKE) bench-tiers
+	$(MAKE) bench-tls
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -161,6 +164,14 @@ bench-sentinel: deps
 bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
+
+.PHONY: bench-tls
+
+## Client-side TLS: redis-benchmark SET/GET at -P 1 and -P 16 over strata's
+## TLS listener and its plain one (the same process), interleaved, medians;
+## target TLS >= 0.8x plain at -P 16. Summary in target/bench/tls-latest.txt.
+bench-tls: release bench-deps
+	bash benches/tls_bench.sh
 
 .PHONY: bench-scripts
 

@@ -22,8 +22,11 @@ pub mod reload;
 /// A running strata: its bound addresses and the handle to stop it.
 #[derive(Debug)]
 pub struct Running {
-    /// Where clients connect (the real port when the config said 0).
+    /// Where clients connect (the real port when the config said 0): the
+    /// plain listener, or the TLS one when `tls.plain = false`.
     pub addr: SocketAddr,
+    /// Where TLS clients connect, when `tls.listen` is set.
+    pub tls_addr: Option<SocketAddr>,
     /// Where /metrics and /health/* are served, when enabled.
     pub http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -59,7 +62,17 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
 
 /// [`start`] for a config read from `origin` (a file, and the command
 /// line's settings): what a reload reads again.
-pub async fn start_from(config: Config, origin: reload::Origin) -> std::io::Result<Running> {
+pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::Result<Running> {
+    // TLS files are read here: a missing or malformed certificate or key
+    // stops startup.
+    config.backend.tls =
+        crate::tls::BackendConnectors::from_config(&config.tls).map_err(std::io::Error::other)?;
+    let acceptor = config
+        .tls
+        .listen
+        .map(|_| crate::tls::Acceptor::from_config(&config.tls))
+        .transpose()
+        .map_err(std::io::Error::other)?;
     // Keys are read here: a missing or malformed key stops startup.
     let transform_stats = Arc::new(TransformStats::new());
     let transforms = Transforms::from_config(
@@ -193,9 +206,18 @@ pub async fn start_from(config: Config, origin: reload::Origin) -> std::io::Resu
         Some(addr)
     };
 
-    let listener = TcpListener::bind(config.server.listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
+    let listeners = bind(&config, acceptor.clone()).await?;
+    let tls_addr = match &listeners.tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
+    let addr = match (&listeners.plain, tls_addr) {
+        (Some(l), _) => l.local_addr()?,
+        (None, Some(a)) => a,
+        (None, None) => return Err(std::io::Error::other("no listener configured")),
+    };
+    tracing::info!(%addr, tls = ?tls_addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
+    spawn_tls_reload(&config, acceptor, shutdown_rx.clone());
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let auth = crate::auth::AuthPolicy::from_config(&config.backend);
     let shared = Arc::new(Shared {
@@ -213,9 +235,10 @@ pub async fn start_from(config: Config, origin: reload::Origin) -> std::io::Resu
         reloader: reloader.clone(),
     });
     reloader.attach(&shared);
-    let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
+    let listener = tokio::spawn(server::listener::run(listeners, shared, shutdown_rx, grace));
     Ok(Running {
         addr,
+        tls_addr,
         http_addr,
         shutdown: shutdown_tx,
         listener,
@@ -244,6 +267,47 @@ async fn audit_failovers(backend: std::sync::Weak<Router>, audit: Arc<crate::aut
             });
         }
     }
+}
+
+/// Binds the plain listener (unless `tls.plain = false`) and the TLS one.
+async fn bind(
+    config: &Config,
+    acceptor: Option<Arc<crate::tls::Acceptor>>,
+) -> std::io::Result<server::listener::Listeners> {
+    let plain = if config.tls.plain {
+        Some(TcpListener::bind(config.server.listen).await?)
+    } else {
+        None
+    };
+    let tls = match (config.tls.listen, acceptor) {
+        (Some(addr), Some(acceptor)) => Some((TcpListener::bind(addr).await?, acceptor)),
+        _ => None,
+    };
+    Ok(server::listener::Listeners { plain, tls })
+}
+
+/// Re-reads the TLS files (both sides) every `tls.reload_interval_ms` and
+/// on SIGHUP, until shutdown.
+fn spawn_tls_reload(
+    config: &Config,
+    acceptor: Option<Arc<crate::tls::Acceptor>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut items: Vec<Arc<dyn crate::tls::reload::Reload>> = Vec::new();
+    if let Some(a) = acceptor {
+        items.push(a);
+    }
+    let connectors = &config.backend.tls;
+    for c in [&connectors.data, &connectors.sentinel]
+        .into_iter()
+        .flatten()
+    {
+        items.push(c.clone());
+    }
+    let interval = Duration::from_millis(config.tls.reload_interval_ms);
+    crate::tls::reload::spawn(items, interval, async move {
+        let _ = shutdown.wait_for(|v| *v).await;
+    });
 }
 
 /// A tier whose Postgres does not answer degrades readiness (200, with the

@@ -19,6 +19,7 @@
 //! * [`telemetry`]: metrics registry, HTTP /metrics and /health/*.
 //! * [`transform`]: per-key-pattern value compression (lz4) and encryption (AES-GCM).
 //! * [`tier`]: Postgres tiers: keys mirrored write-through into Postgres, read-through.
+//! * [`tls`]: TLS for clients and to backends (rustls), certificates reloaded live.
 //! * [`command`]: the command table (data), key positions, hash slots.
 //! * [`config`]: serde structs and validation.
 //! * [`protocol`]: RESP2/RESP3 framing and encoding; imports nothing internal.
@@ -36,4 +37,5 @@ pub mod protocol;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
+pub mod tls;
 pub mod transform;

@@ -86,24 +86,19 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Some(listen) = cli.listen {
-        config.server.listen = listen;
-    }
-    if let Some(backend) = cli.backend {
-        config.backend.address = backend;
-    }
-    if let Some(m) = cli.metrics_listen {
-        config.telemetry.listen = m;
-    }
-    if let Some(level) = cli.log_level {
-        config.telemetry.log_level = level;
-    }
-    if let Some(n) = cli.worker_threads {
-        config.server.worker_threads = n;
-    }
-    if let Some(n) = cli.maxclients {
-        config.server.maxclients = n;
-    }
+    // The command line wins over the file, at startup and on each reload.
+    let origin = strata::app::reload::Origin {
+        path: cli.config.clone(),
+        pinned: strata::app::reload::Pinned {
+            listen: cli.listen,
+            backend: cli.backend.clone(),
+            metrics_listen: cli.metrics_listen.clone(),
+            log_level: cli.log_level.clone(),
+            worker_threads: cli.worker_threads,
+            maxclients: cli.maxclients,
+        },
+    };
+    origin.pinned.apply(&mut config);
     if let Err(e) = config.validate() {
         eprintln!("{e}");
         return ExitCode::from(2);
@@ -130,13 +125,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match strata::app::start(config).await {
+        let running = match strata::app::start_from(config, origin).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
+        reload_on_sighup(running.reloader.clone());
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         running.shutdown().await;
@@ -209,6 +205,21 @@ fn init_logging(level: &str, json: bool) {
     } else {
         install!(builder);
     }
+}
+
+/// SIGHUP re-reads the config file (TLS files have their own SIGHUP
+/// handler, `tls/reload.rs`).
+fn reload_on_sighup(reloader: std::sync::Arc<strata::app::reload::Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // The outcome is logged and counted by the reloader.
+            let _ = reloader.reload_file("sighup").await;
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -36,6 +36,7 @@ use support::sentinel::Resp;
 
 fn settings() -> ConnSettings {
     ConnSettings {
+        tls: None,
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         reconnect_base: Duration::from_millis(50),

@@ -64,6 +64,7 @@ impl NodeConn {
         let buf = &mut conn.buf;
         let exchange = async {
             stream.write_all(&out).await?;
+            stream.flush().await?;
             let mut replies = Vec::with_capacity(commands.len());
             while replies.len() < commands.len() {
                 replies.push(read_frame(&mut stream, buf).await?);

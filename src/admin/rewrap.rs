@@ -252,7 +252,7 @@ async fn step_on(
 
 /// A raw RESP2 connection: pipelined requests, replies in order.
 struct Link<'a> {
-    stream: &'a mut tokio::net::TcpStream,
+    stream: &'a mut crate::tls::Stream,
     buf: &'a mut BytesMut,
     timeout: Duration,
 }
@@ -270,6 +270,7 @@ impl Link<'_> {
         }
         let exchange = async {
             self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
             let mut replies = Vec::with_capacity(commands.len());
             while replies.len() < commands.len() {
                 replies.push(read_frame(self.stream, self.buf).await?);

@@ -46,6 +46,7 @@ const RESTART: &[&str] = &[
     "postgres",
     "tier",
     "audit",
+    "tls",
 ];
 
 /// What a reload did.
@@ -283,6 +284,9 @@ impl Reloader {
         let mut next: Config = toml::from_str(&doc.to_string()).map_err(|e| e.to_string())?;
         self.origin.pinned.apply(&mut next);
         next.validate().map_err(|e| e.to_string())?;
+        // TLS connectors are built once from `[tls]` (a change there needs
+        // a restart; the certificate files reload by themselves).
+        next.backend.tls = state.config.backend.tls.clone();
 
         let mut changed = Vec::new();
         diff("", state.doc.as_item(), doc.as_item(), &mut changed);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::{connect, handshake, BackendError};
+use crate::backend::{connect_stream, handshake, BackendError};
 use crate::protocol::reply::is_error;
 use crate::protocol::request::encode_command;
 
@@ -30,17 +30,19 @@ pub enum Verdict {
 pub async fn check(
     addr: &str,
     timeout: Duration,
+    tls: Option<&crate::tls::Connector>,
     auth_args: &[Bytes],
 ) -> Result<Verdict, BackendError> {
     let unavailable = |reason: String| BackendError::Unavailable {
         addr: addr.to_string(),
         reason,
     };
-    let mut stream = connect(addr, timeout)
+    let mut stream = connect_stream(addr, timeout, tls)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     let exchange = async {
         stream.write_all(&encode_command(auth_args)).await?;
+        stream.flush().await?;
         let mut buf = BytesMut::new();
         handshake::read_frame(&mut stream, &mut buf).await
     };

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use super::{handshake, ConnSettings};
 
@@ -21,7 +20,7 @@ use super::{handshake, ConnSettings};
 #[derive(Debug)]
 pub struct DedicatedConn {
     /// The socket, when whole.
-    pub stream: Option<TcpStream>,
+    pub stream: Option<crate::tls::Stream>,
     /// Bytes read but not yet framed.
     pub buf: BytesMut,
     /// The backend's CLIENT ID for this connection (for CLIENT UNBLOCK);
@@ -125,12 +124,10 @@ pub fn pool(addr: String, max: u32, settings: ConnSettings) -> DedicatedPool {
 
 /// True unless the idle socket already reads EOF, an error or stray bytes.
 /// Costs one non-blocking read attempt, no round trip.
-pub fn looks_alive(conn: &DedicatedConn) -> bool {
-    let Some(stream) = conn.stream.as_ref() else {
-        return false;
-    };
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+pub fn looks_alive(conn: &mut DedicatedConn) -> bool {
+    conn.stream
+        .as_mut()
+        .is_some_and(crate::tls::Stream::idle_and_open)
 }
 
 /// Returns a connection to the pool after RESET (and AUTH again, when it

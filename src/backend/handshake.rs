@@ -37,6 +37,7 @@ where
 {
     tokio::time::timeout(timeout, async {
         stream.write_all(frame).await?;
+        stream.flush().await?;
         loop {
             let reply = read_frame(stream, buf).await?;
             if is_push(&reply) {

@@ -48,6 +48,8 @@ pub struct ConnSettings {
     pub password: Option<String>,
     /// Send `READONLY` after connecting: a cluster replica serving reads.
     pub readonly: bool,
+    /// TLS to the server (`[tls.backend]`); `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<crate::tls::Connector>>,
 }
 
 impl ConnSettings {
@@ -61,6 +63,7 @@ impl ConnSettings {
             username: c.username.clone(),
             password: c.resolved_password(),
             readonly: false,
+            tls: c.tls.data.clone(),
         }
     }
 }
@@ -132,12 +135,26 @@ pub fn auth_command(settings: &ConnSettings) -> Option<bytes::Bytes> {
     Some(crate::protocol::request::encode_command(&args))
 }
 
+/// Connects (with TLS when `tls` is given), within `timeout` for each step.
+pub async fn connect_stream(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&crate::tls::Connector>,
+) -> std::io::Result<crate::tls::Stream> {
+    let tcp = connect(addr, timeout).await?;
+    match tls {
+        Some(tls) => tls.connect(tcp, addr, timeout).await,
+        None => Ok(crate::tls::Stream::Plain(tcp)),
+    }
+}
+
 /// Connects, and authenticates when a password is configured.
 pub async fn connect_authenticated(
     addr: &str,
     settings: &ConnSettings,
-) -> std::io::Result<tokio::net::TcpStream> {
-    let mut stream = connect(addr, settings.connect_timeout).await?;
+) -> std::io::Result<crate::tls::Stream> {
+    let mut stream =
+        connect_stream(addr, settings.connect_timeout, settings.tls.as_deref()).await?;
     if let Some(auth) = auth_command(settings) {
         let mut buf = bytes::BytesMut::new();
         handshake::call_frame(&mut stream, &mut buf, &auth, settings.connect_timeout)

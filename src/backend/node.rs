@@ -222,7 +222,7 @@ impl Node {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let mut tries = 0;
-        while !dedicated::looks_alive(&conn) {
+        while !dedicated::looks_alive(&mut conn) {
             conn.stream = None; // broken: bb8 discards it
             tries += 1;
             if tries > 8 {
@@ -273,6 +273,11 @@ impl Node {
         self.settings.request_timeout
     }
 
+    /// TLS to this node, when `[tls.backend]` is set.
+    pub fn tls(&self) -> Option<&crate::tls::Connector> {
+        self.settings.tls.as_deref()
+    }
+
     /// True when the last health PING was answered.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
@@ -317,7 +322,7 @@ async fn health_loop(
     version: Arc<RwLock<String>>,
     mut retired: watch::Receiver<Option<String>>,
 ) {
-    let mut conn: Option<(tokio::net::TcpStream, BytesMut)> = None;
+    let mut conn: Option<(crate::tls::Stream, BytesMut)> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -35,6 +35,8 @@ pub struct Config {
     pub tier: Vec<crate::tier::TierRuleConfig>,
     /// `[audit]`: the audit log (see `auth/audit`).
     pub audit: crate::auth::audit::AuditConfig,
+    /// `[tls]`: TLS for clients and to the backends (see `tls::config`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// The client-facing side.
@@ -275,6 +277,11 @@ pub struct BackendConfig {
     pub sentinel: SentinelConfig,
     /// Redis Cluster, for `mode = "cluster"`.
     pub cluster: ClusterConfig,
+    /// Not read from the file: the TLS connectors `app.rs` builds from
+    /// `[tls.backend]`/`[tls.sentinel]`, carried here to every place that
+    /// opens backend connections from this section.
+    #[serde(skip)]
+    pub tls: crate::tls::BackendConnectors,
 }
 
 impl BackendConfig {
@@ -304,6 +311,7 @@ impl Default for BackendConfig {
             read_from: ReadFrom::Primary,
             sentinel: SentinelConfig::default(),
             cluster: ClusterConfig::default(),
+            tls: crate::tls::BackendConnectors::default(),
         }
     }
 }
@@ -357,6 +365,9 @@ pub enum ConfigError {
     /// names the rule (`tier[0] (pattern 'durable:*'): …`).
     #[error("invalid config: {0}")]
     Tier(String),
+    /// `[tls]` that cannot be used; the message names the key.
+    #[error("invalid config: {0}")]
+    Tls(String),
     /// A value out of range.
     #[error("invalid config: {key}: {message}")]
     Invalid {
@@ -472,6 +483,9 @@ impl Config {
         if let Err(message) = self.audit.validate(self.postgres.is_some()) {
             return invalid("audit", message);
         }
+        self.tls
+            .validate()
+            .map_err(|e| ConfigError::Tls(e.to_string()))?;
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(

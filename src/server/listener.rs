@@ -1,14 +1,20 @@
 //! Accepting clients, maxclients, and the SIGTERM drain.
+//!
+//! One loop accepts on the plain listener and the TLS one (either may be
+//! absent), so both share maxclients, the registry and the drain. A TLS
+//! client's handshake runs in its session's task, never in this loop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use crate::telemetry::{ErrorKind, RejectReason};
+use crate::tls::{Acceptor, Stream};
 
 /// Why a new client from `ip` is turned away, if it is: `maxclients`
 /// (Redis's text), or `max_clients_per_address`.
@@ -30,10 +36,27 @@ fn refusal(shared: &Shared, ip: std::net::IpAddr) -> Option<(RejectReason, &'sta
     None
 }
 
+/// The listening sockets: plain (`server.listen`) and TLS (`tls.listen`).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Plain TCP, unless `tls.plain = false`.
+    pub plain: Option<TcpListener>,
+    /// TLS, with the acceptor holding the current certificate.
+    pub tls: Option<(TcpListener, Arc<Acceptor>)>,
+}
+
+/// The next connection on `listener`; never, when there is none.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Accepts clients until `shutdown` turns true, then waits up to `grace`
 /// for every session to finish the replies it owes.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -41,12 +64,14 @@ pub async fn run(
     // Each session holds a clone of `done_tx`; when all are dropped,
     // `done_rx.recv()` returns None: every session has finished.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let tls_listener = listeners.tls.as_ref().map(|(l, _)| l);
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (accepted, tls) = tokio::select! {
+            r = accept(listeners.plain.as_ref()) => (r, None),
+            r = accept(tls_listener) => (r, listeners.tls.as_ref().map(|(_, a)| a.clone())),
             _ = shutdown.changed() => break,
         };
-        let (mut stream, addr) = match accepted {
+        let (stream, addr) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -60,6 +85,14 @@ pub async fn run(
             shared.metrics.client_rejected(reason);
             shared.metrics.error(ErrorKind::MaxClients);
             tokio::spawn(async move {
+                let mut stream = match tls {
+                    // The refusal is sent inside TLS, as Redis sends it.
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    },
+                    None => Stream::Plain(stream),
+                };
                 let _ = stream.write_all(text).await;
                 let _ = stream.shutdown().await;
             });
@@ -71,12 +104,25 @@ pub async fn run(
         let shared = shared.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
+            let stream = match tls {
+                None => Stream::Plain(stream),
+                Some(tls) => match Box::pin(tls.accept(stream)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // A scanner, a client that does not trust the
+                        // certificate, a plain client on the TLS port.
+                        tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                        shared.clients.unregister(info.id);
+                        return;
+                    }
+                },
+            };
             super::session::serve(stream, shared.clone(), info).await;
             drop(counted);
             drop(done);
         });
     }
-    drop(listener);
+    drop(listeners);
     drop(done_tx);
     // Every session was registered before its task was spawned, so every
     // one is told (a task not yet started sees the reason when it starts).

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::tls::{ReadHalf, WriteHalf};
 use bytes::{Bytes, BytesMut};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 use crate::backend::dedicated::Dedicated;
@@ -191,7 +191,7 @@ pub struct Redirectable {
 #[derive(Debug)]
 pub struct DedicatedReader {
     /// The socket's read half.
-    pub rd: OwnedReadHalf,
+    pub rd: ReadHalf,
     /// Bytes read but not framed yet.
     pub buf: BytesMut,
     /// The node's address, for error texts.
@@ -221,7 +221,7 @@ pub struct DedicatedReader {
 #[derive(Debug)]
 pub struct DedicatedReturn {
     /// The socket's write half, to reunite with the read half.
-    pub wr: OwnedWriteHalf,
+    pub wr: WriteHalf,
     /// The pool handle (its stream is `None` while split).
     pub conn: Dedicated,
     /// Cluster mode: the shard-channel links, closed once the writer has

@@ -27,9 +27,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use crate::tls::{ReadHalf, WriteHalf};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::backend::dedicated::Dedicated;
@@ -51,7 +51,7 @@ pub struct Link {
     /// The node's address.
     pub addr: String,
     /// The socket's write half (its read half is with the reader task).
-    pub wr: OwnedWriteHalf,
+    pub wr: WriteHalf,
     /// The pool handle; the link is closed, not pooled, when dropped.
     pub conn: Dedicated,
 }
@@ -108,9 +108,9 @@ impl ShardLinks {
     pub fn add(
         &mut self,
         addr: String,
-        rd: OwnedReadHalf,
+        rd: ReadHalf,
         buf: BytesMut,
-        wr: OwnedWriteHalf,
+        wr: WriteHalf,
         conn: Dedicated,
     ) -> usize {
         if let Some(events) = &self.events {
@@ -125,7 +125,7 @@ impl ShardLinks {
 /// closes (reported, unless the writer is gone) or the writer drops its
 /// receiver.
 pub fn spawn_reader(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf,
     mut buf: BytesMut,
     events: mpsc::Sender<LinkEvent>,
     addr: String,

@@ -17,6 +17,7 @@ pub mod redis_server;
 pub mod sentinel;
 pub mod strata;
 pub mod tier_env;
+pub mod tls;
 pub mod transform_env;
 
 pub use redis_server::RedisServer;

@@ -198,6 +198,17 @@ impl SlotMap {
     /// the host the command was sent to: nodes with an empty endpoint are
     /// reached there.
     pub fn from_cluster_shards(reply: &[u8], queried_host: &str) -> Result<SlotMap, TopologyError> {
+        SlotMap::from_cluster_shards_over(reply, queried_host, false)
+    }
+
+    /// As [`SlotMap::from_cluster_shards`]; with `tls`, a node's
+    /// `tls-port` is taken over its plain `port` (a node may listen on
+    /// both; strata speaking TLS must dial the TLS one).
+    pub fn from_cluster_shards_over(
+        reply: &[u8],
+        queried_host: &str,
+        tls: bool,
+    ) -> Result<SlotMap, TopologyError> {
         const CMD: &str = "CLUSTER SHARDS";
         let bad = |reason: &str| TopologyError::Malformed {
             command: CMD,
@@ -224,7 +235,7 @@ impl SlotMap {
             let mut primary = None;
             let mut replicas = Vec::new();
             for node in node_list {
-                let (node, is_primary) = shard_node(node, queried_host)?;
+                let (node, is_primary) = shard_node(node, queried_host, tls)?;
                 match node {
                     Some(node) if is_primary && primary.is_none() => primary = Some(node),
                     Some(node) => replicas.push(node),
@@ -454,7 +465,11 @@ fn endpoint_addr(endpoint: Option<&[u8]>, port: u16, queried_host: &str) -> Opti
 
 /// One node of a `CLUSTER SHARDS` shard: the node (`None` when its
 /// endpoint is unknown) and whether it is the primary.
-fn shard_node(frame: &[u8], queried_host: &str) -> Result<(Option<Node>, bool), TopologyError> {
+fn shard_node(
+    frame: &[u8],
+    queried_host: &str,
+    tls: bool,
+) -> Result<(Option<Node>, bool), TopologyError> {
     let bad = |reason: &str| TopologyError::Malformed {
         command: "CLUSTER SHARDS",
         reason: reason.to_string(),
@@ -488,8 +503,12 @@ fn shard_node(frame: &[u8], queried_host: &str) -> Result<(Option<Node>, bool), 
             _ => {}
         }
     }
+    let port = if tls {
+        tls_port.or(port)
+    } else {
+        port.or(tls_port)
+    };
     let port = port
-        .or(tls_port)
         .and_then(|p| u16::try_from(p).ok())
         .ok_or_else(|| bad("node without a port"))?;
     let addr = endpoint_addr(endpoint.or(ip), port, queried_host);

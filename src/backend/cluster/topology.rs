@@ -80,7 +80,10 @@ pub async fn read_from(addr: &str, settings: &ConnSettings) -> Result<SlotMap, S
     let host = host_of(addr);
     let timeout = settings.request_timeout;
     match handshake::call(&mut stream, &mut buf, &[b"CLUSTER", b"SHARDS"], timeout).await {
-        Ok(reply) => return SlotMap::from_cluster_shards(&reply, host).map_err(|e| e.to_string()),
+        Ok(reply) => {
+            return SlotMap::from_cluster_shards_over(&reply, host, settings.tls.is_some())
+                .map_err(|e| e.to_string())
+        }
         // An error reply: an older server. Anything else: the connection.
         Err(e) if e.kind() == std::io::ErrorKind::Other => {}
         Err(e) => return Err(e.to_string()),

@@ -18,9 +18,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::tls::{ReadHalf, WriteHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -227,7 +227,7 @@ impl MuxTask {
         self.state.store(code, Ordering::Relaxed);
     }
 
-    async fn connect(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+    async fn connect(&self) -> std::io::Result<(ReadHalf, WriteHalf)> {
         let mut stream = super::connect_authenticated(&self.addr, &self.settings).await?;
         if self.proto == Protocol::Resp3 {
             let mut buf = BytesMut::new();
@@ -247,8 +247,8 @@ impl MuxTask {
     /// error.
     async fn serve(
         &self,
-        rd: OwnedReadHalf,
-        wr: OwnedWriteHalf,
+        rd: ReadHalf,
+        wr: WriteHalf,
         retired: &mut watch::Receiver<Option<String>>,
     ) -> Result<(), BackendError> {
         let mut in_flight: VecDeque<Slot> = VecDeque::new();
@@ -279,7 +279,7 @@ impl MuxTask {
 }
 
 /// Writes what clients queue, until every handle is dropped (`Ok`).
-async fn write_loop(mut wr: OwnedWriteHalf, outbox: &Outbox) -> std::io::Result<()> {
+async fn write_loop(mut wr: WriteHalf, outbox: &Outbox) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(WRITE_BUF_BYTES);
     let mut pieces = VecDeque::new();
     while outbox.wait_bytes().await {
@@ -298,6 +298,8 @@ async fn write_loop(mut wr: OwnedWriteHalf, outbox: &Outbox) -> std::io::Result<
         if !buf.is_empty() {
             wr.write_all(&buf).await?;
         }
+        // TLS: what the socket did not take yet (a no-op on plain TCP).
+        wr.flush().await?;
         buf.clear();
         if buf.capacity() > 4 * WRITE_BUF_BYTES {
             // A burst grew it: do not keep that much per connection.
@@ -309,7 +311,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, outbox: &Outbox) -> std::io::Result<
 }
 
 async fn read_loop(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf,
     outbox: &Outbox,
     in_flight: &mut VecDeque<Slot>,
     addr: &str,

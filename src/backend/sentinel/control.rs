@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::tls::Stream;
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use crate::backend::handshake;
 use crate::protocol::reply::{aggregate_elements, integer_payload, string_payload};
@@ -94,13 +94,15 @@ pub struct Credentials {
     pub username: Option<String>,
     /// Password (None: no AUTH).
     pub password: Option<String>,
+    /// TLS to the sentinels (`[tls.sentinel]`); `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<crate::tls::Connector>>,
 }
 
 /// One control connection: a socket, its read buffer, and a timeout that
 /// bounds every exchange.
 #[derive(Debug)]
 pub struct ControlConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     timeout: Duration,
 }
@@ -112,7 +114,7 @@ impl ControlConn {
         creds: &Credentials,
         timeout: Duration,
     ) -> std::io::Result<ControlConn> {
-        let stream = crate::backend::connect(addr, timeout).await?;
+        let stream = crate::backend::connect_stream(addr, timeout, creds.tls.as_deref()).await?;
         let mut conn = ControlConn {
             stream,
             buf: BytesMut::new(),
@@ -135,7 +137,7 @@ impl ControlConn {
     }
 
     /// Wraps a socket that is already connected and authenticated.
-    pub fn from_stream(stream: TcpStream, timeout: Duration) -> ControlConn {
+    pub fn from_stream(stream: Stream, timeout: Duration) -> ControlConn {
         ControlConn {
             stream,
             buf: BytesMut::new(),
@@ -157,15 +159,17 @@ impl ControlConn {
 
     /// Sends a command without waiting for its reply (SUBSCRIBE).
     pub async fn send(&mut self, args: &[&[u8]]) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
         let args: Vec<bytes::Bytes> = args
             .iter()
             .map(|a| bytes::Bytes::copy_from_slice(a))
             .collect();
         let frame = crate::protocol::request::encode_command(&args);
-        tokio::time::timeout(self.timeout, self.stream.write_all(&frame))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))?
+        tokio::time::timeout(
+            self.timeout,
+            crate::tls::write_flush(&mut self.stream, &frame),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))?
     }
 
     /// Waits for the next frame, however long it takes (pub/sub messages).

@@ -115,6 +115,7 @@ pub async fn start(
         creds: Credentials {
             username: sc.username.clone(),
             password: sc.resolved_password(),
+            tls: config.tls.sentinel.clone(),
         },
         settings: ConnSettings::from_config(config),
         timeout: Duration::from_millis(config.connect_timeout_ms.min(config.request_timeout_ms)),

@@ -440,7 +440,7 @@ impl Session {
         if d.out.is_empty() {
             return true;
         }
-        let mut ok = d.wr.write_all(&d.out).await.is_ok();
+        let mut ok = crate::tls::write_flush(&mut d.wr, &d.out).await.is_ok();
         if !ok && self.state.subscribed() && !self.state.in_multi {
             // A subscriber's connection died: wait for the writer to
             // subscribe again elsewhere, then send there.
@@ -449,7 +449,7 @@ impl Session {
                 d.wr = swap.wr;
                 d.conn = swap.conn;
                 self.shard_links.main_addr = swap.addr;
-                ok = d.wr.write_all(&d.out).await.is_ok();
+                ok = crate::tls::write_flush(&mut d.wr, &d.out).await.is_ok();
             }
         }
         d.out.clear();

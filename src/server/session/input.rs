@@ -12,9 +12,9 @@
 
 use std::future::Future;
 
+use crate::tls::ReadHalf;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 
 use super::super::clients::ClientInfo;
 use crate::telemetry::Metrics;
@@ -25,7 +25,7 @@ use crate::telemetry::Metrics;
 const WAIT_READ_MAX: usize = 256 * 1024;
 
 pub(super) struct ClientInput {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     /// Read, not yet parsed.
     pub(super) buf: BytesMut,
     /// The client closed its side, or reading failed: nothing more comes.
@@ -35,7 +35,7 @@ pub(super) struct ClientInput {
 }
 
 impl ClientInput {
-    pub(super) fn new(rd: OwnedReadHalf) -> ClientInput {
+    pub(super) fn new(rd: ReadHalf) -> ClientInput {
         ClientInput {
             rd,
             buf: BytesMut::with_capacity(16 * 1024),

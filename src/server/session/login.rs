@@ -24,7 +24,7 @@ impl Session {
             return Err(reply::error("ERR syntax error"));
         };
         let node = self.auth_node();
-        match passthrough::check(node.addr(), node.request_timeout(), auth_args).await {
+        match passthrough::check(node.addr(), node.request_timeout(), node.tls(), auth_args).await {
             Err(e) => return Err(e.to_reply()),
             Ok(Verdict::Refused(reply)) => return Err(reply),
             Ok(Verdict::Accepted) => {}

@@ -25,9 +25,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::clients::ClientInfo;
@@ -59,7 +56,7 @@ enum ReplyMode {
 }
 
 /// Serves one client until it leaves, fails, or strata shuts down.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>) {
+pub async fn serve(stream: crate::tls::Stream, shared: Arc<Shared>, info: Arc<ClientInfo>) {
     let (rd, wr) = stream.into_split();
     let max_inflight = shared.server.load().max_inflight_per_client;
     // Bounded in commands, not entries (see `queue.rs`).
@@ -154,7 +151,7 @@ struct Batch {
 
 /// The dedicated backend connection's write side, while the client holds one.
 struct DedicatedWriter {
-    wr: OwnedWriteHalf,
+    wr: crate::tls::WriteHalf,
     conn: Dedicated,
     /// Commands parsed in this batch, written together.
     out: BytesMut,

@@ -224,7 +224,7 @@ impl Session {
         if let Some(link) = self.shard_links.links.get_mut(index) {
             // A failed write leaves the reply due: the writer reports the
             // link's loss (or its deadline) to the client.
-            let _ = link.wr.write_all(&req.frame).await;
+            let _ = crate::tls::write_flush(&mut link.wr, &req.frame).await;
         }
         if self.state.is_clean() {
             return self.leave_dedicated().await;

@@ -27,7 +27,6 @@ use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::{encode, listener, Link};
 use crate::backend::cluster::ClusterRouter;
@@ -233,7 +232,7 @@ pub struct PerRead {
 /// One node's tracked connection and the listener its redirect names.
 #[derive(Debug)]
 struct NodeConn {
-    stream: TcpStream,
+    stream: crate::tls::Stream,
     buf: BytesMut,
     proto: Protocol,
     /// The ACL user it is logged in as (`None`: strata's own).
@@ -269,6 +268,7 @@ impl PerRead {
         };
         let io = async {
             conn.stream.write_all(frame).await?;
+            conn.stream.flush().await?;
             loop {
                 let f = handshake::read_frame(&mut conn.stream, &mut conn.buf).await?;
                 if !reply::is_push(&f) {

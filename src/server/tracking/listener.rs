@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -108,7 +107,7 @@ pub async fn open_with(
 
 /// Forwards invalidations until the target or the connection goes away.
 async fn run(
-    mut stream: TcpStream,
+    mut stream: crate::tls::Stream,
     mut buf: BytesMut,
     target: Arc<ClientInfo>,
     inbox: mpsc::Sender<Bytes>,

@@ -16,9 +16,9 @@ pub use resubscribe::{confirmation, DedicatedSwap};
 
 use std::sync::Arc;
 
+use crate::tls::WriteHalf;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
@@ -46,7 +46,7 @@ enum Stop {
 
 /// Runs the writer until the reader finishes or the client goes away.
 pub async fn run(
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     rx: QueueRx,
     shared: Arc<Shared>,
     swap: mpsc::UnboundedSender<DedicatedSwap>,
@@ -70,7 +70,7 @@ pub async fn run(
 }
 
 struct Writer {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     rx: QueueRx,
     out: BytesMut,
     shared: Arc<Shared>,
@@ -123,7 +123,7 @@ impl Writer {
         if !normal.is_unlimited() {
             return self.flush_limited(normal).await;
         }
-        let r = self.wr.write_all(&self.out).await;
+        let r = crate::tls::write_flush(&mut self.wr, &self.out).await;
         self.out.clear();
         r.map_err(|_| Stop::ClientGone)
     }
@@ -132,7 +132,7 @@ impl Writer {
     /// still unwritten is held against it while the client does not read.
     #[cold]
     async fn flush_limited(&mut self, limit: ClassLimit) -> Result<(), Stop> {
-        while !self.out.is_empty() {
+        while !self.out.is_empty() || self.wr.has_unsent() {
             self.check_limit(&limit, "normal")?;
             let soft = self.limit.soft_deadline(&limit);
             tokio::select! {
@@ -531,7 +531,7 @@ impl Writer {
                     self.flush().await?;
                 }
                 tokio::select! {
-                    r = write_some(&mut self.wr, &self.out), if buffering && !self.out.is_empty() => {
+                    r = write_some(&mut self.wr, &self.out), if buffering && (!self.out.is_empty() || self.wr.has_unsent()) => {
                         self.wrote(r)?;
                     }
                     () = sleep_until_opt(soft), if soft.is_some() => {}
@@ -575,7 +575,7 @@ impl Writer {
             // Nothing due: take the next entry, and forward pub/sub messages meanwhile.
             tokio::select! {
                 biased;
-                r = write_some(&mut self.wr, &self.out), if buffering && !self.out.is_empty() => {
+                r = write_some(&mut self.wr, &self.out), if buffering && (!self.out.is_empty() || self.wr.has_unsent()) => {
                     self.wrote(r)?;
                 }
                 () = sleep_until_opt(soft), if soft.is_some() => {}
@@ -783,13 +783,26 @@ async fn hung_up(departure: &mut watch::Receiver<Departure>) {
     }
 }
 
-/// Writes what the socket takes of `out` (at least a byte), waiting until
-/// it takes some. Cancel-safe: nothing is written unless it completes.
-async fn write_some(wr: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<usize> {
-    match wr.write(out).await {
-        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
-        r => r,
-    }
+/// Writes what the socket takes of `out`, waiting until it takes some;
+/// over TLS, what an earlier write left encrypted but unsent goes first
+/// (`out` may then be empty: `Ok(0)` once that is sent). Cancel-safe: a
+/// write the stream accepts completes in the same poll, so bytes are
+/// never taken and then forgotten.
+async fn write_some(wr: &mut WriteHalf, out: &[u8]) -> std::io::Result<usize> {
+    use std::pin::Pin;
+    use std::task::{ready, Poll};
+    use tokio::io::AsyncWrite;
+    std::future::poll_fn(|cx| {
+        ready!(Pin::new(&mut *wr).poll_flush(cx))?;
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        Poll::Ready(match ready!(Pin::new(&mut *wr).poll_write(cx, out)) {
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            r => r,
+        })
+    })
+    .await
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

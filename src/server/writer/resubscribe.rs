@@ -36,7 +36,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct DedicatedSwap {
     /// The new socket's write half.
-    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    pub wr: crate::tls::WriteHalf,
     /// Its pool handle.
     pub conn: Dedicated,
     /// The node it is connected to.
@@ -208,6 +208,7 @@ impl Writer {
         let timeout = node.request_timeout();
         tokio::time::timeout(timeout, async {
             stream.write_all(&commands).await?;
+            stream.flush().await?;
             while due > 0 {
                 let frame = read_frame(&mut stream, &mut buf).await?;
                 match confirmation(&frame) {
