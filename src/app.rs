@@ -164,7 +164,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let auth = crate::auth::AuthPolicy::from_config(&config.backend);
+    let auth = crate::auth::AuthPolicy::with_auth(&config.backend, &config.auth);
+
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: config.server,

@@ -33,6 +33,9 @@ pub struct Config {
     /// first matching rule wins.
     #[serde(rename = "tier")]
     pub tier: Vec<crate::tier::TierRuleConfig>,
+    /// `[auth]`: strata's own users and ACL rules, the deny list, limits
+    /// (see `auth::config`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// The client-facing side.
@@ -362,13 +365,14 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
                 message,
             },
             other => other,
         })?;
+        config.auth.file = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -457,6 +461,9 @@ impl Config {
             .map_err(ConfigError::Transform)?;
         crate::tier::config::validate(self.postgres.as_ref(), &self.tier)
             .map_err(ConfigError::Tier)?;
+        if let Err(message) = self.auth.validate() {
+            return invalid("auth", message);
+        }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(
