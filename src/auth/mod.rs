@@ -283,6 +283,7 @@ mod tests {
             required: true,
             own_user: Bytes::from_static(b"default"),
             own_password: Some(Bytes::from_static(b"pw")),
+            ..AuthPolicy::from_config(&BackendConfig::default())
         };
         let mut auth = ClientAuth::new(&policy);
         assert!(!auth.is_authenticated());

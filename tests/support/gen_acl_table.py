@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_command_table as g  # noqa: E402
 
-READ, WRITE, NOT_KEY = 1, 2, 4
+READ, WRITE, NOT_KEY, VARIABLE = 1, 2, 4, 8
 
 
 def key_perm(raw):
@@ -35,6 +35,8 @@ def key_perm(raw):
         perm |= WRITE
     if "not_key" in flags:
         perm |= NOT_KEY
+    if "variable_flags" in flags:
+        perm |= VARIABLE
     return perm
 
 
@@ -83,7 +85,7 @@ def main():
     o.append("    pub name: &'static str,")
     o.append("    /// Category bits (see [`CATEGORIES`]).")
     o.append("    pub categories: u32,")
-    o.append("    /// Per key spec, in the command table's order: 1 read, 2 write, 4 not a key.")
+    o.append("    /// Per key spec, in the command table's order: 1 read, 2 write, 4 not a key, 8 flags depend on the arguments.")
     o.append("    pub key_perms: &'static [u8],")
     o.append("    /// Redis's `no_auth` flag: allowed to every user whatever its rules.")
     o.append("    pub no_auth: bool,")

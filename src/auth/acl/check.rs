@@ -69,6 +69,39 @@ fn channels_of(name: &str) -> Channels {
     }
 }
 
+/// The permission a key needs when its spec says it depends on the
+/// arguments (db.c `setGetKeys`, `bitfieldGetKeys`): SET needs read only
+/// with GET; BITFIELD needs write unless it only GETs.
+fn variable_perm<A: ArgList + ?Sized>(name: &str, args: &A) -> u8 {
+    let argc = args.argc();
+    let arg = |i: usize| args.arg(i).unwrap_or_default();
+    match name {
+        "set" => {
+            if (3..argc).any(|i| arg(i).eq_ignore_ascii_case(b"get")) {
+                READ | WRITE
+            } else {
+                WRITE
+            }
+        }
+        "bitfield" => {
+            let mut i = 2;
+            while i < argc {
+                let rem = argc - i - 1;
+                let a = arg(i);
+                if a.eq_ignore_ascii_case(b"get") && rem >= 2 {
+                    i += 3;
+                } else if a.eq_ignore_ascii_case(b"overflow") && rem >= 1 {
+                    i += 2;
+                } else {
+                    return READ | WRITE;
+                }
+            }
+            READ
+        }
+        _ => READ | WRITE,
+    }
+}
+
 /// Checks `args` (the whole command, name first) against `user`.
 pub fn check<A: ArgList + ?Sized>(
     user: &AclUser,
@@ -102,9 +135,13 @@ pub fn check<A: ArgList + ?Sized>(
                     key_specs: std::slice::from_ref(key_spec),
                     ..*spec
                 };
+                let need = if perm & 8 != 0 {
+                    variable_perm(spec.name, args)
+                } else {
+                    perm & (READ | WRITE)
+                };
                 for idx in &key_indexes(&one, args) {
                     let key = args.arg(idx).unwrap_or_default();
-                    let need = perm & (READ | WRITE);
                     let ok = user
                         .patterns
                         .iter()
@@ -161,6 +198,9 @@ mod tests {
         assert_eq!(run(r, "GET r:1"), Ok(()));
         assert_eq!(run(r, "SET r:1 v"), Err(Denied::Key(1)));
         assert_eq!(run(r, "SET w:1 v"), Ok(()));
+        assert_eq!(run(r, "SET w:1 v GET"), Err(Denied::Key(1)));
+        assert_eq!(run(r, "BITFIELD r:1 GET u8 0"), Ok(()));
+        assert_eq!(run(r, "BITFIELD r:1 SET u8 0 1"), Err(Denied::Key(1)));
         assert_eq!(run(r, "GET w:1"), Err(Denied::Key(1)));
         assert_eq!(run(r, "COPY r:1 w:1"), Ok(()));
         assert_eq!(run(r, "EVAL x 2 rw:1 o"), Err(Denied::Key(4)));

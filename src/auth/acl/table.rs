@@ -36,7 +36,7 @@ pub struct AclSpec {
     pub name: &'static str,
     /// Category bits (see [`CATEGORIES`]).
     pub categories: u32,
-    /// Per key spec, in the command table's order: 1 read, 2 write, 4 not a key.
+    /// Per key spec, in the command table's order: 1 read, 2 write, 4 not a key, 8 flags depend on the arguments.
     pub key_perms: &'static [u8],
     /// Redis's `no_auth` flag: allowed to every user whatever its rules.
     pub no_auth: bool,
@@ -167,7 +167,7 @@ pub static ACL_SPECS: &[AclSpec] = &[
     AclSpec {
         name: "bitfield",
         categories: 0x8104,
-        key_perms: &[3],
+        key_perms: &[11],
         no_auth: false,
     },
     AclSpec {
@@ -1637,7 +1637,7 @@ pub static ACL_SPECS: &[AclSpec] = &[
     AclSpec {
         name: "set",
         categories: 0x8084,
-        key_perms: &[3],
+        key_perms: &[11],
         no_auth: false,
     },
     AclSpec {
