@@ -25,6 +25,17 @@ pub struct Refusal {
     pub username: String,
 }
 
+/// What the guard says about a command.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Let it run.
+    Pass,
+    /// Answer this instead.
+    Refuse(Bytes),
+    /// An ACL command in users mode: strata answers it (`server/session/acl.rs`).
+    Acl,
+}
+
 /// One client's command check.
 #[derive(Debug)]
 pub struct Guard {
@@ -82,10 +93,24 @@ impl Guard {
         self.refusal.lock().ok().and_then(|mut r| r.take())
     }
 
-    /// `None`: the command may go on; otherwise the reply to give. A
-    /// command with a wrong arity passes: the arity error comes first, as
-    /// in Redis.
+    /// What to do with a command. A command with a wrong arity passes:
+    /// the arity error comes first, as in Redis.
     pub fn check<A: ArgList + ?Sized>(
+        &self,
+        spec: Option<&'static CommandSpec>,
+        args: &A,
+    ) -> Verdict {
+        match self.refuse(spec, args) {
+            Some(answer) => Verdict::Refuse(answer),
+            // ACL … in users mode: strata's users, not the backend's.
+            None if self.users.is_some() && spec.is_some_and(|s| s.name.starts_with("acl|")) => {
+                Verdict::Acl
+            }
+            None => Verdict::Pass,
+        }
+    }
+
+    fn refuse<A: ArgList + ?Sized>(
         &self,
         spec: Option<&'static CommandSpec>,
         args: &A,

@@ -213,4 +213,69 @@ impl Users {
     pub fn log_reset(&self) {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+
+    /// ACL SAVE: the users back into the config file's `[[auth.users]]`,
+    /// everything else in the file kept as it was (toml_edit), written to
+    /// a temporary file next to it and renamed over it, so a crash leaves
+    /// the old file or the new one, never half of one. Plain passwords
+    /// never reach the file: hashes do (`password_sha256`), and an entry's
+    /// `password_env`/`password_file` stay as they were.
+    pub fn save(&self) -> Result<(), String> {
+        use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+        let path = self
+            .config_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or("strata was not started from a config file")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
+        let auth = doc
+            .entry("auth")
+            .or_insert(Item::Table(Table::new()))
+            .as_table_mut()
+            .ok_or("[auth] is not a table")?;
+        let old: Vec<Table> = auth
+            .get("users")
+            .and_then(Item::as_array_of_tables)
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = ArrayOfTables::new();
+        for (name, user, admin) in self.all() {
+            let mut t = Table::new();
+            t["name"] = value(name.as_str());
+            if !user.passwords.is_empty() {
+                let mut hashes = Array::new();
+                for p in &user.passwords {
+                    hashes.push(p.as_str());
+                }
+                t["password_sha256"] = value(hashes);
+            }
+            let before = old
+                .iter()
+                .find(|o| o.get("name").and_then(Item::as_str) == Some(name.as_str()));
+            for key in ["password_env", "password_file"] {
+                if let Some(item) = before.and_then(|o| o.get(key)) {
+                    t[key] = item.clone();
+                }
+            }
+            t["rules"] = value(super::acl::describe::without_passwords(&user));
+            if admin {
+                t["admin"] = value(true);
+            }
+            out.push(t);
+        }
+        auth.insert("users", Item::ArrayOfTables(out));
+        let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.acl-save.{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("strata.toml"),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, doc.to_string()).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e.to_string()
+        })
+    }
 }

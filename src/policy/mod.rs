@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 
+use crate::auth::guard::Verdict;
 use crate::auth::ClientAuth;
 use crate::command::CommandSpec;
 use crate::protocol::Request;
@@ -21,6 +22,8 @@ pub enum Step {
     Proceed,
     /// Do not run it: answer this instead.
     Answer(Bytes),
+    /// An ACL command in users mode: strata answers it from its own users.
+    Acl,
 }
 
 /// Runs the policy steps for one command.
@@ -35,9 +38,10 @@ pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec
             None => Step::Proceed,
         };
     }
-    match auth.guard().and_then(|g| g.check(spec, req)) {
-        Some(answer) => Step::Answer(answer),
-        None => Step::Proceed,
+    match auth.guard().map(|g| g.check(spec, req)) {
+        Some(Verdict::Refuse(answer)) => Step::Answer(answer),
+        Some(Verdict::Acl) => Step::Acl,
+        Some(Verdict::Pass) | None => Step::Proceed,
     }
 }
 

@@ -55,8 +55,19 @@ pub fn flags(u: &AclUser) -> Vec<&'static str> {
 
 /// The whole user as one line of rules, without `user <name>` (ACL LIST).
 pub fn user(u: &AclUser) -> String {
+    with_passwords(u, true)
+}
+
+/// The rules without the password hashes (ACL SAVE writes those apart).
+pub fn without_passwords(u: &AclUser) -> String {
+    with_passwords(u, false)
+}
+
+fn with_passwords(u: &AclUser, passwords: bool) -> String {
     let mut parts: Vec<String> = flags(u).into_iter().map(String::from).collect();
-    parts.extend(u.passwords.iter().map(|p| format!("#{p}")));
+    if passwords {
+        parts.extend(u.passwords.iter().map(|p| format!("#{p}")));
+    }
     parts.extend(keys(u));
     if !u.allchannels {
         parts.push("resetchannels".to_string());

@@ -13,6 +13,7 @@ mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
+mod acl;
 mod login;
 mod scripts;
 mod shard_links;
@@ -512,8 +513,13 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
-        if let crate::policy::Step::Answer(answer) = crate::policy::check(&self.auth, &req, spec) {
-            return self.reply(answer).await;
+        match crate::policy::check(&self.auth, &req, spec) {
+            crate::policy::Step::Proceed => {}
+            crate::policy::Step::Answer(answer) => {
+                self.policy_refused();
+                return self.reply(answer).await;
+            }
+            crate::policy::Step::Acl => return self.acl_command(req).await,
         }
         if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
