@@ -40,6 +40,10 @@ struct Cli {
     /// Runtime worker threads, overriding server.worker_threads (0 = one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Turns the deny list off (`auth.deny.enabled = false`): FLUSHALL,
+    /// CONFIG SET, DEBUG … pass to the backend as they would to Redis.
+    #[arg(long)]
+    no_deny_list: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     command: Option<Command>,
@@ -103,6 +107,9 @@ fn main() -> ExitCode {
     }
     if let Some(n) = cli.maxclients {
         config.server.maxclients = n;
+    }
+    if cli.no_deny_list {
+        config.auth.deny.enabled = false;
     }
     if let Err(e) = config.validate() {
         eprintln!("{e}");

@@ -142,6 +142,13 @@ impl AuthConfig {
                     ));
                 }
             }
+            if u.rules.split_ascii_whitespace().any(|op| op.starts_with(['>', '<'])) {
+                return Err(format!(
+                    "auth.users '{}': plain passwords do not go in the config file \
+                     (use password_sha256, password_env or password_file)",
+                    u.name
+                ));
+            }
             super::users::build_user(u).map_err(|e| format!("auth.users '{}': {e}", u.name))?;
         }
         if self.mode == AuthMode::Users && self.users.is_empty() {

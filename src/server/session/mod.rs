@@ -242,6 +242,8 @@ struct Session {
 impl Session {
     async fn read_loop(&mut self) {
         let parser = self.shared.parser.clone();
+        // Before AUTH: Redis's caps, one request at a time (an AUTH lifts them).
+        let unauthenticated = parser.unauthenticated();
         // Shutdown, or the writer gone: made once and kept registered,
         // rather than made, registered and dropped on every read.
         let info = self.info.clone();
@@ -267,9 +269,14 @@ impl Session {
                 // out of the buffer in one piece (see `frames.rs`).
                 found.clear();
                 let mut at = 0;
+                let (finder, find_max) = if self.auth.is_authenticated() {
+                    (&parser, FIND_MAX)
+                } else {
+                    (&unauthenticated, 1)
+                };
                 let next = loop {
-                    match parser.find(&self.input.buf[at..]) {
-                        Ok(Scan::Request(f)) if found.len() < FIND_MAX => {
+                    match finder.find(&self.input.buf[at..]) {
+                        Ok(Scan::Request(f)) if found.len() < find_max => {
                             found.push((at, f));
                             at += f.byte_len();
                         }
