@@ -142,7 +142,10 @@ impl AuthConfig {
                     ));
                 }
             }
-            if u.rules.split_ascii_whitespace().any(|op| op.starts_with(['>', '<'])) {
+            if u.rules
+                .split_ascii_whitespace()
+                .any(|op| op.starts_with(['>', '<']))
+            {
                 return Err(format!(
                     "auth.users '{}': plain passwords do not go in the config file \
                      (use password_sha256, password_env or password_file)",

@@ -34,8 +34,6 @@ pub const DEFAULT: &[&str] = &[
     "function|restore",
     "function|delete",
     "script|flush",
-    "acl|load",
-    "acl|save",
     "cluster|addslots",
     "cluster|addslotsrange",
     "cluster|delslots",

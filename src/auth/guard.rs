@@ -157,7 +157,11 @@ impl Guard {
 
     /// ACL DRYRUN's answer for `user` running `args`: `None` when allowed,
     /// else Redis's text.
-    pub fn dry_run(user: &acl::AclUser, spec: &'static CommandSpec, args: &[Bytes]) -> Option<String> {
+    pub fn dry_run(
+        user: &acl::AclUser,
+        spec: &'static CommandSpec,
+        args: &[Bytes],
+    ) -> Option<String> {
         let id = ids::of(spec)?;
         acl::check(user, id, spec, args).err().map(|d| match d {
             Denied::Command => format!(

@@ -49,8 +49,7 @@ impl Cidrs {
 }
 
 /// The reply to an AUTH from an address that is held back.
-pub const HELD_BACK: &str =
-    "ERR too many failed AUTH attempts from this address; try again later";
+pub const HELD_BACK: &str = "ERR too many failed AUTH attempts from this address; try again later";
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -94,8 +93,7 @@ impl AuthLimiter {
             table.retain(|_, f| f.until > now);
             if table.len() >= self.capacity {
                 // Still full: forget the one whose hold-back ends first.
-                if let Some(oldest) = table.iter().min_by_key(|(_, f)| f.until).map(|(k, _)| *k)
-                {
+                if let Some(oldest) = table.iter().min_by_key(|(_, f)| f.until).map(|(k, _)| *k) {
                     table.remove(&oldest);
                 }
             }

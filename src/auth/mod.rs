@@ -99,7 +99,12 @@ impl AuthPolicy {
     /// as `default` then).
     fn default_user(&self) -> Option<Arc<users::UserCell>> {
         let cell = self.users.as_ref()?.get("default")?;
-        let ok = cell.acl.load().as_ref().as_ref().is_some_and(|u| u.enabled && u.nopass);
+        let ok = cell
+            .acl
+            .load()
+            .as_ref()
+            .as_ref()
+            .is_some_and(|u| u.enabled && u.nopass);
         ok.then_some(cell)
     }
 

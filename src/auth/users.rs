@@ -229,7 +229,9 @@ impl Users {
             .clone()
             .ok_or("strata was not started from a config file")?;
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-        let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
+        let mut doc: DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| e.to_string())?;
         let auth = doc
             .entry("auth")
             .or_insert(Item::Table(Table::new()))
@@ -269,7 +271,9 @@ impl Users {
         let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
         let tmp = dir.join(format!(
             ".{}.acl-save.{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("strata.toml"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("strata.toml"),
             std::process::id()
         ));
         std::fs::write(&tmp, doc.to_string()).map_err(|e| e.to_string())?;
@@ -277,5 +281,23 @@ impl Users {
             let _ = std::fs::remove_file(&tmp);
             e.to_string()
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_from_config_accepts_its_password() {
+        let c = UserConfig {
+            name: "writer".into(),
+            password_sha256: vec![rules::hash_password(b"wpw")],
+            rules: "on ~* resetchannels +@all -@dangerous -config|set".into(),
+            ..UserConfig::default()
+        };
+        let u = build_user(&c).unwrap();
+        assert!(u.accepts(b"wpw"));
     }
 }

@@ -26,9 +26,9 @@ impl Denied {
     /// Redis 7.0.15's reply (processCommand), with the `-`.
     pub fn reply_text(self, fullname: &str) -> String {
         match self {
-            Denied::Command => format!(
-                "NOPERM this user has no permissions to run the '{fullname}' command"
-            ),
+            Denied::Command => {
+                format!("NOPERM this user has no permissions to run the '{fullname}' command")
+            }
             Denied::Key(_) => {
                 "NOPERM this user has no permissions to access one of the keys used as arguments"
                     .to_string()
@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(run(r, "GET w:1"), Err(Denied::Key(1)));
         assert_eq!(run(r, "COPY r:1 w:1"), Ok(()));
         assert_eq!(run(r, "EVAL x 2 rw:1 o"), Err(Denied::Key(4)));
-        assert_eq!(run("on +@all -config|set ~*", "CONFIG SET a b"), Err(Denied::Command));
+        assert_eq!(
+            run("on +@all -config|set ~*", "CONFIG SET a b"),
+            Err(Denied::Command)
+        );
         assert_eq!(run("on -@all +select|0", "SELECT 0"), Ok(()));
         assert_eq!(run("on -@all +select|0", "SELECT 1"), Err(Denied::Command));
     }

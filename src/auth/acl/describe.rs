@@ -45,11 +45,11 @@ pub fn flags(u: &AclUser) -> Vec<&'static str> {
     if u.nopass {
         f.push("nopass");
     }
-    f.push(if u.skip_sanitize {
-        "skip-sanitize-payload"
-    } else {
-        "sanitize-payload"
-    });
+    match u.sanitize {
+        Some(false) => f.push("skip-sanitize-payload"),
+        Some(true) => f.push("sanitize-payload"),
+        None => {}
+    }
     f
 }
 
@@ -170,22 +170,16 @@ mod tests {
 
     #[test]
     fn reads_as_redis_writes_it() {
-        assert_eq!(
-            described(""),
-            "off sanitize-payload resetchannels -@all"
-        );
-        assert_eq!(
-            described("on nopass ~* &* +@all"),
-            "on nopass sanitize-payload ~* &* +@all"
-        );
+        assert_eq!(described(""), "off resetchannels -@all");
+        assert_eq!(described("on nopass ~* &* +@all"), "on nopass ~* &* +@all");
         assert_eq!(
             described("on >foo ~app:* %R~c:* &ch* -@all +@read"),
-            "on sanitize-payload #2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae \
+            "on #2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae \
              ~app:* %R~c:* resetchannels &ch* -@all +@read"
         );
         assert_eq!(
             described("+@all -config"),
-            "off sanitize-payload resetchannels +@all -config"
+            "off resetchannels +@all -config"
         );
     }
 }

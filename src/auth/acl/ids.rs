@@ -99,7 +99,10 @@ pub fn of(spec: &'static CommandSpec) -> Option<u16> {
 
 /// The subcommands of `id`.
 pub fn children(id: u16) -> &'static [u16] {
-    ids().children.get(usize::from(id)).map_or(&[], Vec::as_slice)
+    ids()
+        .children
+        .get(usize::from(id))
+        .map_or(&[], Vec::as_slice)
 }
 
 /// The container of `id`, for a subcommand.

@@ -41,8 +41,10 @@ pub struct AclUser {
     pub enabled: bool,
     /// `nopass`: any password logs in.
     pub nopass: bool,
-    /// `skip-sanitize-payload` (kept for `ACL LIST`; strata does not RESTORE).
-    pub skip_sanitize: bool,
+    /// `sanitize-payload` (`Some(true)`), `skip-sanitize-payload`
+    /// (`Some(false)`), or neither yet (a user made by ACL SETUSER): kept
+    /// for `ACL LIST`, strata itself does not RESTORE.
+    pub sanitize: Option<bool>,
     /// Lower-case hex SHA-256 of each accepted password, in order added.
     pub passwords: Vec<String>,
     /// `+@all`/`allcommands` since the last narrowing (Redis's ALLCOMMANDS flag).
@@ -118,7 +120,10 @@ pub fn hash_password(password: &[u8]) -> String {
 
 /// True for a valid stored hash (64 lower-case hex digits).
 pub fn valid_hash(hash: &[u8]) -> bool {
-    hash.len() == 64 && hash.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    hash.len() == 64
+        && hash
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
 fn has_spaces(s: &[u8]) -> bool {
@@ -141,7 +146,7 @@ impl AclUser {
             name: name.to_string(),
             enabled: false,
             nopass: false,
-            skip_sanitize: false,
+            sanitize: None,
             passwords: Vec::new(),
             allcommands: false,
             future: false,
@@ -226,9 +231,9 @@ impl AclUser {
         } else if is("off") {
             self.enabled = false;
         } else if is("skip-sanitize-payload") {
-            self.skip_sanitize = true;
+            self.sanitize = Some(false);
         } else if is("sanitize-payload") {
-            self.skip_sanitize = false;
+            self.sanitize = Some(true);
         } else if is("nopass") {
             self.nopass = true;
             self.passwords.clear();
@@ -274,7 +279,7 @@ impl AclUser {
             self.allchannels = false;
             self.channels.clear();
             self.enabled = false;
-            self.skip_sanitize = false;
+            self.sanitize = Some(true);
             self.set_all(false);
         } else {
             self.apply_selector(op)?;
@@ -457,7 +462,9 @@ mod tests {
             RuleError::Unknown
         );
         assert_eq!(
-            AclUser::with_rules("u", split("+config|get|x")).unwrap_err().1,
+            AclUser::with_rules("u", split("+config|get|x"))
+                .unwrap_err()
+                .1,
             RuleError::FirstArgOfSubcommand
         );
         assert_eq!(

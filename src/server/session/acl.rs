@@ -38,18 +38,30 @@ impl Session {
         });
     }
 
-    /// A failed AUTH in users mode, for the ACL log.
-    pub(super) fn log_failed_auth(&self, username: &[u8]) {
+    /// A failed AUTH (or HELLO … AUTH: `verb`, as the client wrote it) in
+    /// users mode, for the ACL log.
+    pub(super) fn log_failed_auth(&self, verb: &[u8], username: &[u8]) {
         if let Some(users) = &self.shared.auth.users {
             users.log(LogEntry {
                 count: 1,
                 reason: "auth",
                 context: if self.in_multi() { "multi" } else { "toplevel" },
-                object: "AUTH".to_string(),
+                object: String::from_utf8_lossy(verb).into_owned(),
                 username: String::from_utf8_lossy(username).into_owned(),
                 at: Instant::now(),
                 client_info: self.info.line(self.shared.clients.epoch()),
             });
+        }
+    }
+
+    /// The first word of the AUTH that HELLO … AUTH makes: `AUTH` for the
+    /// backend in passthrough mode; the client's own `HELLO` in users mode,
+    /// which the ACL log records as Redis does.
+    pub(super) fn auth_verb(&self, hello: &Bytes) -> Bytes {
+        if self.shared.auth.users.is_some() {
+            hello.clone()
+        } else {
+            Bytes::from_static(b"AUTH")
         }
     }
 

@@ -27,7 +27,7 @@ impl Session {
             return Err(reply::error(crate::auth::limits::HELD_BACK));
         }
         if self.shared.auth.users.is_some() {
-            let result = self.log_in_user(auth_args.len() == 2, &user);
+            let result = self.log_in_user(&auth_args[0], auth_args.len() == 2, &user);
             match &result {
                 Ok(()) => limiter.succeeded(ip),
                 Err(_) => limiter.failed(ip, Instant::now()),
@@ -63,6 +63,7 @@ impl Session {
     /// `authCommand`, `ACLCheckUserCredentials`), in Redis's words.
     fn log_in_user(
         &mut self,
+        verb: &[u8],
         default_form: bool,
         user: &crate::backend::users::Credentials,
     ) -> Result<(), Bytes> {
@@ -95,7 +96,7 @@ impl Session {
                 Ok(())
             }
             _ => {
-                self.log_failed_auth(&user.name);
+                self.log_failed_auth(verb, &user.name);
                 Err(reply::error(
                     "WRONGPASS invalid username-password pair or user is disabled.",
                 ))

@@ -8,12 +8,12 @@
 //! so a client that pipelines faster than its replies drain stops being
 //! read: the backpressure reaches its TCP window and no one else.
 
+mod acl;
 mod cluster;
 mod dedicated;
 mod frames;
 mod input;
 mod local_commands;
-mod acl;
 mod login;
 mod scripts;
 mod shard_links;
