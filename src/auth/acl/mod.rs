@@ -20,5 +20,8 @@ pub mod ids;
 pub mod rules;
 pub mod table;
 
+#[cfg(test)]
+mod proptests;
+
 pub use check::{check, Denied};
 pub use rules::AclUser;

@@ -313,6 +313,13 @@ impl AclUser {
             let mut perm = 0;
             let mut offset = 1;
             if op[0] == b'%' {
+                // `%~p` (no permission) and `%R` (no `~`) are refused, as
+                // Redis 7.2 refuses them; 7.0 accepts the first and then
+                // cannot describe the user (serverPanic in ACL LIST).
+                let tilde = op.iter().position(|&b| b == b'~');
+                if tilde.is_none_or(|t| t < 2) {
+                    return Err(RuleError::Syntax);
+                }
                 while offset < op.len() {
                     let c = op[offset];
                     if c.eq_ignore_ascii_case(&b'r') && perm & READ == 0 {
