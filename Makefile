@@ -137,6 +137,7 @@ bench: release bench-deps
 	$(MAKE) bench-transforms
 	$(MAKE) bench-cluster
 	$(MAKE) bench-tiers
+	$(MAKE) bench-acl
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -161,6 +162,14 @@ bench-sentinel: deps
 bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
+
+.PHONY: bench-acl
+
+## The cost of ACL checks: GET/SET at -P 16 and callgrind instructions per
+## request with the checks off, the default deny list, and users mode with a
+## 20-rule user, in one run. Summary in target/bench/acl-latest.txt.
+bench-acl: release bench-deps
+	bash benches/acl_bench.sh
 
 .PHONY: bench-scripts
 
