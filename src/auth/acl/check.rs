@@ -131,21 +131,28 @@ pub fn check<A: ArgList + ?Sized>(
                 if perm & 4 != 0 {
                     continue; // not a key (shard channels)
                 }
-                let one = CommandSpec {
-                    key_specs: std::slice::from_ref(key_spec),
-                    ..*spec
+                // One key spec at a time: each needs its own permission.
+                let one;
+                let searched = if spec.key_specs.len() == 1 {
+                    spec
+                } else {
+                    one = CommandSpec {
+                        key_specs: std::slice::from_ref(key_spec),
+                        ..*spec
+                    };
+                    &one
                 };
                 let need = if perm & 8 != 0 {
                     variable_perm(spec.name, args)
                 } else {
                     perm & (READ | WRITE)
                 };
-                for idx in &key_indexes(&one, args) {
+                for idx in &key_indexes(searched, args) {
                     let key = args.arg(idx).unwrap_or_default();
                     let ok = user
                         .patterns
                         .iter()
-                        .any(|p| p.perm & need == need && p.glob.matches(key));
+                        .any(|p| p.perm & need == need && p.matches(key));
                     if !ok {
                         return Err(Denied::Key(idx));
                     }

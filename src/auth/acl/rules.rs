@@ -21,6 +21,29 @@ pub struct KeyPattern {
     pub glob: Glob,
     /// [`READ`] and/or [`WRITE`].
     pub perm: u8,
+    /// The first byte every matching key starts with, when the pattern
+    /// starts with a literal: most patterns turn a key away on it without
+    /// running the glob.
+    pub first: Option<u8>,
+}
+
+/// The literal first byte of a glob pattern, if it has one.
+pub fn literal_first(pattern: &[u8]) -> Option<u8> {
+    pattern
+        .first()
+        .copied()
+        .filter(|b| !matches!(b, b'*' | b'?' | b'[' | b'\\'))
+}
+
+impl KeyPattern {
+    /// True when `key` matches (Redis's `stringmatchlen`).
+    #[inline]
+    pub fn matches(&self, key: &[u8]) -> bool {
+        match self.first {
+            Some(b) if key.first() != Some(&b) => false,
+            _ => self.glob.matches(key),
+        }
+    }
 }
 
 /// One channel pattern.
@@ -347,6 +370,7 @@ impl AclUser {
                     text: text.to_vec(),
                     glob: Glob::new(text),
                     perm,
+                    first: literal_first(text),
                 }),
             }
             self.allkeys = false;
