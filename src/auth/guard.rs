@@ -2,7 +2,9 @@
 //! ACL user in users mode, then the deny list. Held by `ClientAuth` only
 //! when something is to be checked.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
 
 use bytes::Bytes;
 
@@ -36,26 +38,43 @@ pub enum Verdict {
     Acl,
 }
 
+/// The logged-in user's rules, read through a cache of its `ArcSwap`.
+type UserRules = Cache<Arc<ArcSwap<Option<acl::AclUser>>>, Arc<Option<acl::AclUser>>>;
+
+/// The strata user a client is logged in as.
+struct LoggedIn {
+    name: Bytes,
+    cell: Arc<UserCell>,
+    rules: UserRules,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Clone for LoggedIn {
+    fn clone(&self) -> Self {
+        LoggedIn {
+            name: self.name.clone(),
+            cell: self.cell.clone(),
+            rules: Cache::new(self.cell.acl.clone()),
+        }
+    }
+}
+
 /// One client's command check.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Guard {
     users: Option<Arc<Users>>,
     deny: Arc<DenyList>,
     /// The strata user logged in as (users mode).
-    user: Option<(Bytes, Arc<UserCell>)>,
+    user: Option<LoggedIn>,
     /// The last refusal, for the ACL log.
-    refusal: Mutex<Option<Refusal>>,
-}
-
-impl Clone for Guard {
-    fn clone(&self) -> Self {
-        Guard {
-            users: self.users.clone(),
-            deny: self.deny.clone(),
-            user: self.user.clone(),
-            refusal: Mutex::new(None),
-        }
-    }
+    refusal: Option<Refusal>,
 }
 
 impl Guard {
@@ -65,22 +84,23 @@ impl Guard {
             users: policy.users.clone(),
             deny: policy.deny.clone(),
             user: None,
-            refusal: Mutex::new(None),
+            refusal: None,
         }
     }
 
     pub(super) fn set_user(&mut self, name: Bytes, cell: Arc<UserCell>) {
-        self.user = Some((name, cell));
+        let rules = Cache::new(cell.acl.clone());
+        self.user = Some(LoggedIn { name, cell, rules });
     }
 
     /// The strata user's name (users mode, logged in).
     pub fn user_name(&self) -> Option<&Bytes> {
-        self.user.as_ref().map(|(n, _)| n)
+        self.user.as_ref().map(|u| &u.name)
     }
 
     /// The strata user (users mode, logged in).
     pub fn user(&self) -> Option<&Arc<UserCell>> {
-        self.user.as_ref().map(|(_, c)| c)
+        self.user.as_ref().map(|u| &u.cell)
     }
 
     /// strata's users (users mode).
@@ -89,14 +109,14 @@ impl Guard {
     }
 
     /// The refusal last answered, once.
-    pub fn take_refusal(&self) -> Option<Refusal> {
-        self.refusal.lock().ok().and_then(|mut r| r.take())
+    pub fn take_refusal(&mut self) -> Option<Refusal> {
+        self.refusal.take()
     }
 
     /// What to do with a command. A command with a wrong arity passes:
     /// the arity error comes first, as in Redis.
     pub fn check<A: ArgList + ?Sized>(
-        &self,
+        &mut self,
         spec: Option<&'static CommandSpec>,
         args: &A,
     ) -> Verdict {
@@ -111,7 +131,7 @@ impl Guard {
     }
 
     fn refuse<A: ArgList + ?Sized>(
-        &self,
+        &mut self,
         spec: Option<&'static CommandSpec>,
         args: &A,
     ) -> Option<Bytes> {
@@ -120,10 +140,9 @@ impl Guard {
             return None;
         }
         let id = ids::of(spec)?;
-        let admin = match &self.user {
-            Some((name, cell)) => {
-                let acl = cell.acl.load();
-                let Some(user) = acl.as_ref() else {
+        let admin = match &mut self.user {
+            Some(LoggedIn { name, cell, rules }) => {
+                let Some(user) = rules.load().as_ref() else {
                     // Deleted by ACL DELUSER: nothing runs any more.
                     return Some(reply::error(&Denied::Command.reply_text(spec.name)));
                 };
@@ -134,13 +153,11 @@ impl Guard {
                             String::from_utf8_lossy(args.arg(i).unwrap_or_default()).into_owned()
                         }
                     };
-                    if let Ok(mut r) = self.refusal.lock() {
-                        *r = Some(Refusal {
-                            reason: denied.reason(),
-                            object,
-                            username: String::from_utf8_lossy(name).into_owned(),
-                        });
-                    }
+                    self.refusal = Some(Refusal {
+                        reason: denied.reason(),
+                        object,
+                        username: String::from_utf8_lossy(name).into_owned(),
+                    });
                     return Some(reply::error(&denied.reply_text(spec.name)));
                 }
                 cell.admin.load(std::sync::atomic::Ordering::Relaxed)

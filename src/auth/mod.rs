@@ -168,6 +168,13 @@ impl ClientAuth {
         self.guard.as_deref()
     }
 
+    /// The command checks, to run them (they keep the client's cached
+    /// rules and its last refusal).
+    #[inline]
+    pub fn guard_mut(&mut self) -> Option<&mut Guard> {
+        self.guard.as_deref_mut()
+    }
+
     /// Logged in as strata's user `name` (users mode).
     pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) {
         if let Some(g) = self.guard.as_mut() {

@@ -19,7 +19,7 @@ use super::config::{AuthConfig, UserConfig};
 #[derive(Debug)]
 pub struct UserCell {
     /// The current rules; `None` once the user was deleted.
-    pub acl: ArcSwap<Option<AclUser>>,
+    pub acl: Arc<ArcSwap<Option<AclUser>>>,
     /// Exempt from the deny list.
     pub admin: std::sync::atomic::AtomicBool,
 }
@@ -90,7 +90,7 @@ impl Users {
                 map.insert(
                     u.name.clone(),
                     Arc::new(UserCell {
-                        acl: ArcSwap::from_pointee(Some(acl)),
+                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
                         admin: u.admin.into(),
                     }),
                 );
@@ -156,7 +156,7 @@ impl Users {
                 users.insert(
                     name.to_string(),
                     Arc::new(UserCell {
-                        acl: ArcSwap::from_pointee(Some(acl)),
+                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
                         admin: false.into(),
                     }),
                 );

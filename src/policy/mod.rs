@@ -28,7 +28,7 @@ pub enum Step {
 
 /// Runs the policy steps for one command.
 #[inline]
-pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec>) -> Step {
+pub fn check(auth: &mut ClientAuth, req: &Request, spec: Option<&'static CommandSpec>) -> Step {
     if auth.is_plain() {
         return Step::Proceed;
     }
@@ -38,7 +38,7 @@ pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec
             None => Step::Proceed,
         };
     }
-    match auth.guard().map(|g| g.check(spec, req)) {
+    match auth.guard_mut().map(|g| g.check(spec, req)) {
         Some(Verdict::Refuse(answer)) => Step::Answer(answer),
         Some(Verdict::Acl) => Step::Acl,
         Some(Verdict::Pass) | None => Step::Proceed,

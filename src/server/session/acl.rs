@@ -21,10 +21,10 @@ impl Session {
         if self.in_multi() {
             self.multi_refused = true;
         }
-        let Some(guard) = self.auth.guard() else {
+        let Some(guard) = self.auth.guard_mut() else {
             return;
         };
-        let (Some(refusal), Some(users)) = (guard.take_refusal(), guard.users()) else {
+        let (Some(refusal), Some(users)) = (guard.take_refusal(), guard.users().cloned()) else {
             return;
         };
         users.log(LogEntry {

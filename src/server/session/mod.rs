@@ -520,7 +520,7 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
-        match crate::policy::check(&self.auth, &req, spec) {
+        match crate::policy::check(&mut self.auth, &req, spec) {
             crate::policy::Step::Proceed => {}
             crate::policy::Step::Answer(answer) => {
                 self.policy_refused();
@@ -725,7 +725,7 @@ impl Session {
         // The policy seam, as in `handle`: a command it answers, or one the
         // tier step has work for, goes there.
         if !matches!(
-            crate::policy::check(&self.auth, &req, Some(spec)),
+            crate::policy::check(&mut self.auth, &req, Some(spec)),
             crate::policy::Step::Proceed
         ) {
             return Some(req);
