@@ -208,7 +208,12 @@ async fn every_rule_form_allows_and_refuses_as_redis_does() {
     for line in ["ACL GETUSER reader", "ACL GETUSER writer", "ACL LIST"] {
         p.same_words(line).await;
     }
+    // A change applies at once to a client logged in as that user.
+    let mut q = Pair::new(&strata, &reference).await;
+    q.same("AUTH temp tpw").await;
+    q.same("GET t:1").await;
     p.same("ACL SETUSER temp -get").await;
+    assert!(q.same("GET t:1").await.starts_with("-NOPERM"));
     p.same("ACL DELUSER temp nosuch").await;
     p.same("ACL USERS").await;
     p.same("AUTH temp tpw").await;
