@@ -7,7 +7,7 @@
 use super::ids;
 use super::rules::{AclUser, READ, WRITE};
 use super::table::ACL_SPECS;
-use crate::command::{key_indexes, CommandSpec};
+use crate::command::{key_indexes, BeginSearch, CommandSpec, FindKeys, Flags, KeySpec};
 use crate::protocol::ArgList;
 
 /// Why a command was refused (Redis's `ACL_DENIED_*`), with the index of
@@ -147,6 +147,24 @@ pub fn check<A: ArgList + ?Sized>(
                 } else {
                     perm & (READ | WRITE)
                 };
+                // The common shape (GET, SET, HGET, …): one key at a fixed
+                // index, without the general key-spec walk.
+                if let [KeySpec {
+                    begin: BeginSearch::Index(i),
+                    find: FindKeys::Range { last_key: 0, .. },
+                }] = spec.key_specs
+                {
+                    if let Some(key) = args.arg(*i).filter(|_| *i >= 1) {
+                        if !user
+                            .patterns
+                            .iter()
+                            .any(|p| p.perm & need == need && p.matches(key))
+                        {
+                            return Err(Denied::Key(*i));
+                        }
+                    }
+                    continue;
+                }
                 for idx in &key_indexes(searched, args) {
                     let key = args.arg(idx).unwrap_or_default();
                     let ok = user
@@ -160,7 +178,8 @@ pub fn check<A: ArgList + ?Sized>(
             }
         }
     }
-    if !user.allchannels {
+    // Only pub/sub commands name channels (one flag test for the rest).
+    if !user.allchannels && spec.has(Flags::PUBSUB) {
         let kind = channels_of(spec.name);
         let last = match kind {
             Channels::None => 0,
