@@ -140,6 +140,7 @@ bench: release bench-deps
 	$(MAKE) bench-cluster
 	$(MAKE) bench-tiers
 	$(MAKE) bench-tls
+	$(MAKE) bench-acl
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -172,6 +173,14 @@ bench-transforms: release bench-deps
 ## target TLS >= 0.8x plain at -P 16. Summary in target/bench/tls-latest.txt.
 bench-tls: release bench-deps
 	bash benches/tls_bench.sh
+
+.PHONY: bench-acl
+
+## The cost of ACL checks: GET/SET at -P 16 and callgrind instructions per
+## request with the checks off, the default deny list, and users mode with a
+## 20-rule user, in one run. Summary in target/bench/acl-latest.txt.
+bench-acl: release bench-deps
+	bash benches/acl_bench.sh
 
 .PHONY: bench-scripts
 

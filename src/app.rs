@@ -219,7 +219,8 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
     tracing::info!(%addr, tls = ?tls_addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
     spawn_tls_reload(&config, acceptor, shutdown_rx.clone());
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let auth = crate::auth::AuthPolicy::from_config(&config.backend);
+    let auth = crate::auth::AuthPolicy::with_auth(&config.backend, &config.auth);
+
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: arc_swap::ArcSwap::from_pointee(config.server),

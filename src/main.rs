@@ -40,6 +40,10 @@ struct Cli {
     /// Runtime worker threads, overriding server.worker_threads (0 = one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Turns the deny list off (`auth.deny.enabled = false`): FLUSHALL,
+    /// CONFIG SET, DEBUG … pass to the backend as they would to Redis.
+    #[arg(long)]
+    no_deny_list: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     command: Option<Command>,
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             log_level: cli.log_level.clone(),
             worker_threads: cli.worker_threads,
             maxclients: cli.maxclients,
+            no_deny_list: cli.no_deny_list,
         },
     };
     origin.pinned.apply(&mut config);

@@ -85,6 +85,8 @@ pub struct Pinned {
     pub log_level: Option<String>,
     pub worker_threads: Option<usize>,
     pub maxclients: Option<usize>,
+    /// `--no-deny-list`.
+    pub no_deny_list: bool,
 }
 
 impl Pinned {
@@ -107,6 +109,9 @@ impl Pinned {
         }
         if let Some(v) = self.maxclients {
             config.server.maxclients = v;
+        }
+        if self.no_deny_list {
+            config.auth.deny.enabled = false;
         }
     }
 }

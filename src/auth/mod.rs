@@ -13,9 +13,25 @@
 //! connections are made per node as the client's commands reach it: the
 //! ACL users must be the same on every node, as Redis Cluster's own
 //! clients need them to be.
+//!
+//! With `auth.mode = "users"`, strata has users of its own ([`users`],
+//! rules in Redis ACL syntax, [`acl`]): AUTH is checked by strata, the
+//! commands by [`guard`] (called by `policy`), and strata's backend
+//! connections stay logged in with its own credentials. The deny list
+//! ([`deny`]) and the limits ([`limits`]: CIDRs, failed AUTHs) apply in
+//! both modes.
 
+pub mod acl;
 pub mod audit;
+pub mod config;
+pub mod deny;
+pub mod guard;
+pub mod limits;
 pub mod passthrough;
+pub mod users;
+
+pub use config::{AuthConfig, AuthMode};
+pub use guard::Guard;
 
 use std::sync::Arc;
 
@@ -49,16 +65,48 @@ pub struct AuthPolicy {
     /// requirepass`) get connections logged in with those credentials,
     /// which keep working when strata must open new ones.
     pub own_password: Option<Bytes>,
+    /// strata's users (`auth.mode = "users"`); `None` in passthrough mode.
+    pub users: Option<Arc<users::Users>>,
+    /// The deny list (empty when off).
+    pub deny: Arc<deny::DenyList>,
+    /// Failed AUTHs per address.
+    pub limiter: Arc<limits::AuthLimiter>,
+    /// Networks that may connect.
+    pub cidrs: limits::Cidrs,
 }
 
 impl AuthPolicy {
-    /// From the `[backend]` section.
+    /// From the `[backend]` section, passthrough mode with the default deny list.
     pub fn from_config(c: &BackendConfig) -> AuthPolicy {
+        AuthPolicy::with_auth(c, &AuthConfig::default())
+    }
+
+    /// From the `[backend]` and `[auth]` sections.
+    pub fn with_auth(c: &BackendConfig, a: &AuthConfig) -> AuthPolicy {
+        let users = (a.mode == AuthMode::Users).then(|| Arc::new(users::Users::from_config(a)));
         AuthPolicy {
-            required: c.resolved_password().is_some(),
+            required: c.resolved_password().is_some() || users.is_some(),
             own_user: Bytes::from(c.username.clone().unwrap_or_else(|| "default".into())),
             own_password: c.resolved_password().map(Bytes::from),
+            users,
+            deny: Arc::new(deny::DenyList::from_config(&a.deny)),
+            limiter: Arc::new(limits::AuthLimiter::from_config(&a.limits)),
+            cidrs: limits::Cidrs::from_config(&a.limits),
         }
+    }
+
+    /// The user a new client is in users mode: `default`, when it exists,
+    /// is on and needs no password (as Redis logs every new connection in
+    /// as `default` then).
+    fn default_user(&self) -> Option<Arc<users::UserCell>> {
+        let cell = self.users.as_ref()?.get("default")?;
+        let ok = cell
+            .acl
+            .load()
+            .as_ref()
+            .as_ref()
+            .is_some_and(|u| u.enabled && u.nopass);
+        ok.then_some(cell)
     }
 
     /// True when `user` are strata's own credentials: the client shares
@@ -75,21 +123,65 @@ pub struct ClientAuth {
     user: Option<Arc<Credentials>>,
     /// False until the client logs in, when the policy requires it.
     authenticated: bool,
+    /// Commands are checked (users mode, or a deny list): `None` costs
+    /// `policy::check` nothing more than the login branch.
+    guard: Option<Box<Guard>>,
+    /// True when logged in and nothing else is checked: `policy::check`'s
+    /// one branch.
+    plain: bool,
 }
 
 impl ClientAuth {
-    /// A new client: strata's own user, logged in unless a password is required.
+    /// A new client: strata's own user, logged in unless a password is
+    /// required (in users mode: unless `default` needs none).
     pub fn new(policy: &AuthPolicy) -> ClientAuth {
-        ClientAuth {
+        let guard = (policy.users.is_some() || !policy.deny.is_empty())
+            .then(|| Box::new(Guard::new(policy)));
+        let mut auth = ClientAuth {
             user: None,
             authenticated: !policy.required,
+            guard,
+            plain: false,
+        };
+        if let (Some(cell), Some(g)) = (policy.default_user(), auth.guard.as_mut()) {
+            g.set_user(Bytes::from_static(b"default"), cell);
+            auth.authenticated = true;
         }
+        auth.plain = auth.authenticated && auth.guard.is_none();
+        auth
     }
 
     /// True once the client may run commands.
     #[inline]
     pub fn is_authenticated(&self) -> bool {
         self.authenticated
+    }
+
+    /// True when logged in and no command is checked.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// The command checks, when any apply.
+    #[inline]
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_deref()
+    }
+
+    /// The command checks, to run them (they keep the client's cached
+    /// rules and its last refusal).
+    #[inline]
+    pub fn guard_mut(&mut self) -> Option<&mut Guard> {
+        self.guard.as_deref_mut()
+    }
+
+    /// Logged in as strata's user `name` (users mode).
+    pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) {
+        if let Some(g) = self.guard.as_mut() {
+            g.set_user(name, cell);
+            self.authenticated = true;
+        }
     }
 
     /// The user whose backend connections the client's commands take
@@ -108,12 +200,16 @@ impl ClientAuth {
 
     /// The client's ACL user name, for CLIENT LIST and CLIENT KILL USER.
     pub fn user_name<'a>(&'a self, policy: &'a AuthPolicy) -> &'a Bytes {
+        if let Some(name) = self.guard.as_ref().and_then(|g| g.user_name()) {
+            return name;
+        }
         self.user.as_ref().map_or(&policy.own_user, |u| &u.name)
     }
 
     /// The backend accepted `user`'s password: the client is that user now.
     pub fn log_in(&mut self, policy: &AuthPolicy, user: Credentials) {
         self.authenticated = true;
+        self.plain = self.guard.is_none();
         self.user = (!policy.is_own(&user)).then(|| Arc::new(user));
     }
 
@@ -200,6 +296,7 @@ mod tests {
             required: true,
             own_user: Bytes::from_static(b"default"),
             own_password: Some(Bytes::from_static(b"pw")),
+            ..AuthPolicy::from_config(&BackendConfig::default())
         };
         let mut auth = ClientAuth::new(&policy);
         assert!(!auth.is_authenticated());

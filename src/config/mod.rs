@@ -37,6 +37,9 @@ pub struct Config {
     pub audit: crate::auth::audit::AuditConfig,
     /// `[tls]`: TLS for clients and to the backends (see `tls::config`).
     pub tls: crate::tls::TlsConfig,
+    /// `[auth]`: strata's own users and ACL rules, the deny list, limits
+    /// (see `auth::config`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// The client-facing side.
@@ -385,13 +388,14 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
                 message,
             },
             other => other,
         })?;
+        config.auth.file = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -486,6 +490,9 @@ impl Config {
         self.tls
             .validate()
             .map_err(|e| ConfigError::Tls(e.to_string()))?;
+        if let Err(message) = self.auth.validate() {
+            return invalid("auth", message);
+        }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {
             return invalid(

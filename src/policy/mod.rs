@@ -1,13 +1,16 @@
 //! The policy step between command lookup and routing (design.md's data
 //! path: auth, deny, transforms, tier, coordination). One call from the
 //! session for every command; each step a command needs runs here, in
-//! order. Today: authentication (see `auth`) and, after value transforms,
-//! the Postgres tier step ([`tier`], see `tier/`).
+//! order. Today: authentication (see `auth`), strata's ACL and the deny
+//! list (`auth::Guard`), and, after value transforms, the Postgres tier
+//! step ([`tier`], see `tier/`).
 //!
-//! For a client that may run commands, this costs one branch.
+//! For a client that may run commands and has nothing checked (no strata
+//! users, the deny list off), this costs one branch.
 
 use bytes::Bytes;
 
+use crate::auth::guard::Verdict;
 use crate::auth::ClientAuth;
 use crate::command::CommandSpec;
 use crate::protocol::Request;
@@ -19,17 +22,26 @@ pub enum Step {
     Proceed,
     /// Do not run it: answer this instead.
     Answer(Bytes),
+    /// An ACL command in users mode: strata answers it from its own users.
+    Acl,
 }
 
 /// Runs the policy steps for one command.
 #[inline]
-pub fn check(auth: &ClientAuth, req: &Request, spec: Option<&'static CommandSpec>) -> Step {
-    if auth.is_authenticated() {
+pub fn check(auth: &mut ClientAuth, req: &Request, spec: Option<&'static CommandSpec>) -> Step {
+    if auth.is_plain() {
         return Step::Proceed;
     }
-    match crate::auth::gate(spec, req.args()) {
-        Some(answer) => Step::Answer(answer),
-        None => Step::Proceed,
+    if !auth.is_authenticated() {
+        return match crate::auth::gate(spec, req.args()) {
+            Some(answer) => Step::Answer(answer),
+            None => Step::Proceed,
+        };
+    }
+    match auth.guard_mut().map(|g| g.check(spec, req)) {
+        Some(Verdict::Refuse(answer)) => Step::Answer(answer),
+        Some(Verdict::Acl) => Step::Acl,
+        Some(Verdict::Pass) | None => Step::Proceed,
     }
 }
 

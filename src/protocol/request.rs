@@ -316,7 +316,19 @@ pub enum ParseError {
     /// An inline command with an unterminated quote.
     #[error("ERR Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// More than 10 arguments from a client that has not logged in.
+    #[error("ERR Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk over 16 KiB from a client that has not logged in.
+    #[error("ERR Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
+
+/// Redis's caps on a client that has not logged in (networking.c
+/// `processMultibulkBuffer`): more arguments or a longer bulk closes it.
+pub const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
+/// See [`UNAUTHENTICATED_MAX_ARGS`].
+pub const UNAUTHENTICATED_MAX_BULK: usize = 16 * 1024;
 
 /// The largest multibulk count Redis accepts from an authenticated client (`INT_MAX`).
 const MAX_MULTIBULK: i64 = i32::MAX as i64;
@@ -325,12 +337,31 @@ const MAX_MULTIBULK: i64 = i32::MAX as i64;
 #[derive(Debug, Clone)]
 pub struct RequestParser {
     max_bulk_len: usize,
+    /// The longest bulk accepted: `max_bulk_len`, or less before AUTH.
+    bulk_limit: usize,
+    /// The largest argument count accepted.
+    count_limit: i64,
 }
 
 impl RequestParser {
     /// A parser that refuses bulks longer than `max_bulk_len` (proto-max-bulk-len).
     pub fn new(max_bulk_len: usize) -> RequestParser {
-        RequestParser { max_bulk_len }
+        RequestParser {
+            max_bulk_len,
+            bulk_limit: max_bulk_len,
+            count_limit: MAX_MULTIBULK,
+        }
+    }
+
+    /// The parser for a client that has not logged in: Redis's caps of 10
+    /// arguments and 16 KiB bulks, found from the headers before the
+    /// bulk is read, so an unknown client cannot make strata buffer more.
+    pub fn unauthenticated(&self) -> RequestParser {
+        RequestParser {
+            max_bulk_len: self.max_bulk_len,
+            bulk_limit: self.max_bulk_len.min(UNAUTHENTICATED_MAX_BULK),
+            count_limit: UNAUTHENTICATED_MAX_ARGS,
+        }
     }
 
     /// Parses one request from the front of `buf`, consuming its bytes.
@@ -412,8 +443,12 @@ impl RequestParser {
                 (count, header_end)
             }
         };
-        if count > MAX_MULTIBULK {
-            return Err(ParseError::InvalidMultibulkLength);
+        if count > self.count_limit {
+            return Err(if count > MAX_MULTIBULK {
+                ParseError::InvalidMultibulkLength
+            } else {
+                ParseError::UnauthenticatedMultibulkLength
+            });
         }
         if count <= 0 {
             return Ok(Scan::Empty(header_end + 2));
@@ -436,8 +471,12 @@ impl RequestParser {
                     None => return Ok(Scan::Incomplete),
                 },
             };
-            if len > self.max_bulk_len {
-                return Err(ParseError::InvalidBulkLength);
+            if len > self.bulk_limit {
+                return Err(if len > self.max_bulk_len {
+                    ParseError::InvalidBulkLength
+                } else {
+                    ParseError::UnauthenticatedBulkLength
+                });
             }
             let end = line_end + 2 + len;
             if buf.len() < end + 2 {

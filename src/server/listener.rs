@@ -98,6 +98,12 @@ pub async fn run(
             });
             continue;
         }
+        // `[auth.limits]` allow_cidrs/deny_cidrs: closed before a byte is read.
+        if !shared.auth.cidrs.admits(addr.ip()) {
+            tracing::debug!(%addr, "connection refused by the CIDR lists");
+            drop(stream);
+            continue;
+        }
         let laddr = stream.local_addr().unwrap_or(addr);
         let info = shared.clients.register(addr, laddr);
         let counted = shared.metrics.client_accepted();

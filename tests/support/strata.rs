@@ -20,6 +20,9 @@ pub fn test_config(backend: &str) -> Config {
     c.backend.health_interval_ms = 100;
     c.server.shutdown_grace_ms = 3_000;
     c.telemetry.listen = "127.0.0.1:0".to_string();
+    // Tests flush and reconfigure Redis through strata: the deny list
+    // (on by default) is off unless a test turns it on (tests/acl.rs).
+    c.auth.deny.enabled = false;
     c
 }
 
@@ -99,6 +102,7 @@ impl StrataProcess {
             .arg(backend)
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--no-deny-list")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -145,6 +145,10 @@ impl Session {
                         if let Err(refused) = self.log_in(req.args()).await {
                             return self.reply(refused).await;
                         }
+                        // strata's own users: the backend connection stays strata's.
+                        if self.shared.auth.users.is_some() {
+                            return self.reply(reply::ok()).await;
+                        }
                     }
                     n if n.starts_with("client|") => return self.local(req, spec).await,
                     _ => {}
@@ -209,11 +213,18 @@ impl Session {
                         let mut hello = req.args()[..2].to_vec();
                         if let Some((user, pass)) = &h.auth {
                             let auth_args =
-                                [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                                [self.auth_verb(&req.args()[0]), user.clone(), pass.clone()];
                             if let Err(refused) = self.log_in(&auth_args).await {
                                 return self.reply(refused).await;
                             }
-                            hello.extend([Bytes::from_static(b"AUTH"), user.clone(), pass.clone()]);
+                            // strata's own users: the backend connection stays strata's.
+                            if self.shared.auth.users.is_none() {
+                                hello.extend([
+                                    Bytes::from_static(b"AUTH"),
+                                    user.clone(),
+                                    pass.clone(),
+                                ]);
+                            }
                         }
                         if let Some(name) = h.setname {
                             self.info.set_name((!name.is_empty()).then_some(name));

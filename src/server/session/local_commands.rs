@@ -57,7 +57,8 @@ impl Session {
                 Err(e) => self.error(&e).await,
                 Ok(h) => {
                     if let Some((user, pass)) = &h.auth {
-                        let auth_args = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+                        let auth_args =
+                            [self.auth_verb(&req.args()[0]), user.clone(), pass.clone()];
                         if let Err(refused) = self.log_in(&auth_args).await {
                             return self.reply(refused).await;
                         }

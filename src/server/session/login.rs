@@ -23,11 +23,28 @@ impl Session {
         let Some(user) = crate::auth::credentials(auth_args) else {
             return Err(reply::error("ERR syntax error"));
         };
+        // An address that failed too often waits before it may try again.
+        let ip = self.info.addr.ip();
+        let limiter = self.shared.auth.limiter.clone();
+        if !limiter.may_try(ip, Instant::now()) {
+            return Err(reply::error(crate::auth::limits::HELD_BACK));
+        }
+        if self.shared.auth.users.is_some() {
+            let result = self.log_in_user(&auth_args[0], auth_args.len() == 2, &user);
+            match &result {
+                Ok(()) => limiter.succeeded(ip),
+                Err(_) => limiter.failed(ip, Instant::now()),
+            }
+            return result;
+        }
         let node = self.auth_node();
         match passthrough::check(node.addr(), node.request_timeout(), node.tls(), auth_args).await {
             Err(e) => return Err(e.to_reply()),
-            Ok(Verdict::Refused(reply)) => return Err(reply),
-            Ok(Verdict::Accepted) => {}
+            Ok(Verdict::Refused(reply)) => {
+                limiter.failed(ip, Instant::now());
+                return Err(reply);
+            }
+            Ok(Verdict::Accepted) => limiter.succeeded(ip),
         }
         if !self.shared.auth.is_own(&user) {
             node.users().ensure(&user).map_err(|e| e.to_reply())?;
@@ -43,6 +60,51 @@ impl Session {
             return Err(Bytes::new());
         }
         Ok(())
+    }
+
+    /// Users mode: AUTH checked against strata's own users (acl.c
+    /// `authCommand`, `ACLCheckUserCredentials`), in Redis's words.
+    fn log_in_user(
+        &mut self,
+        verb: &[u8],
+        default_form: bool,
+        user: &crate::backend::users::Credentials,
+    ) -> Result<(), Bytes> {
+        let Some(users) = self.shared.auth.users.clone() else {
+            return Err(reply::error("ERR syntax error"));
+        };
+        let name = String::from_utf8_lossy(&user.name).into_owned();
+        let cell = users.get(&name);
+        if default_form
+            && cell
+                .as_ref()
+                .is_some_and(|c| c.acl.load().as_ref().as_ref().is_some_and(|u| u.nopass))
+        {
+            return Err(reply::error(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            ));
+        }
+        let accepted = cell.as_ref().is_some_and(|c| {
+            c.acl
+                .load()
+                .as_ref()
+                .as_ref()
+                .is_some_and(|u| u.accepts(&user.password))
+        });
+        match cell {
+            Some(cell) if accepted => {
+                self.auth.log_in_as(user.name.clone(), cell);
+                self.info.set_user(user.name.clone());
+                Ok(())
+            }
+            _ => {
+                self.log_failed_auth(verb, &user.name);
+                Err(reply::error(
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                ))
+            }
+        }
     }
 
     /// The node AUTH is checked on: the primary (in cluster mode, one of

@@ -8,6 +8,7 @@
 //! so a client that pipelines faster than its replies drain stops being
 //! read: the backpressure reaches its TCP window and no one else.
 
+mod acl;
 mod audit;
 mod cluster;
 mod dedicated;
@@ -239,6 +240,8 @@ struct Session {
 impl Session {
     async fn read_loop(&mut self) {
         let parser = self.shared.parser.clone();
+        // Before AUTH: Redis's caps, one request at a time (an AUTH lifts them).
+        let unauthenticated = parser.unauthenticated();
         // Shutdown, or the writer gone: made once and kept registered,
         // rather than made, registered and dropped on every read.
         let info = self.info.clone();
@@ -264,9 +267,14 @@ impl Session {
                 // out of the buffer in one piece (see `frames.rs`).
                 found.clear();
                 let mut at = 0;
+                let (finder, find_max) = if self.auth.is_authenticated() {
+                    (&parser, FIND_MAX)
+                } else {
+                    (&unauthenticated, 1)
+                };
                 let next = loop {
-                    match parser.find(&self.input.buf[at..]) {
-                        Ok(Scan::Request(f)) if found.len() < FIND_MAX => {
+                    match finder.find(&self.input.buf[at..]) {
+                        Ok(Scan::Request(f)) if found.len() < find_max => {
                             found.push((at, f));
                             at += f.byte_len();
                         }
@@ -510,9 +518,14 @@ impl Session {
             started,
             metrics: self.command_metrics(spec),
         };
-        if let crate::policy::Step::Answer(answer) = crate::policy::check(&self.auth, &req, spec) {
-            self.audit_refused(&req, spec, &answer);
-            return self.reply(answer).await;
+        match crate::policy::check(&mut self.auth, &req, spec) {
+            crate::policy::Step::Proceed => {}
+            crate::policy::Step::Answer(answer) => {
+                self.policy_refused();
+                self.audit_refused(&req, spec, &answer);
+                return self.reply(answer).await;
+            }
+            crate::policy::Step::Acl => return self.acl_command(req).await,
         }
         if spec.is_none() && crate::admin::is_proxy(req.args()) {
             return self.proxy(req, timing).await;
@@ -713,7 +726,7 @@ impl Session {
         // The policy seam, as in `handle`: a command it answers, or one the
         // tier step has work for, goes there.
         if !matches!(
-            crate::policy::check(&self.auth, &req, Some(spec)),
+            crate::policy::check(&mut self.auth, &req, Some(spec)),
             crate::policy::Step::Proceed
         ) {
             return Some(req);

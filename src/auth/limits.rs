@@ -1,0 +1,183 @@
+//! Limits that protect strata from clients it does not know yet: which
+//! networks may connect at all (`allow_cidrs`, `deny_cidrs`), and how
+//! fast one address may guess passwords (failed AUTHs, with a hold-back
+//! that doubles with each failure past the allowance). The per-request
+//! caps before AUTH (10 arguments, 16 KiB bulks, as Redis) are the
+//! parser's (`protocol::RequestParser::unauthenticated`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::config::LimitsConfig;
+
+/// Which networks may connect.
+#[derive(Debug, Clone, Default)]
+pub struct Cidrs {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+impl Cidrs {
+    /// From `[auth.limits]`.
+    pub fn from_config(c: &LimitsConfig) -> Cidrs {
+        Cidrs {
+            allow: c.allow_cidrs.clone(),
+            deny: c.deny_cidrs.clone(),
+        }
+    }
+
+    /// True when a client from `ip` may connect: not in a denied network,
+    /// and in an allowed one when any is listed. IPv4-mapped IPv6
+    /// addresses are checked as IPv4.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        if self.allow.is_empty() && self.deny.is_empty() {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// The reply to an AUTH from an address that is held back.
+pub const HELD_BACK: &str = "ERR too many failed AUTH attempts from this address; try again later";
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    until: Instant,
+}
+
+/// Failed AUTHs per client address, bounded.
+#[derive(Debug)]
+pub struct AuthLimiter {
+    allowed: u32,
+    base: Duration,
+    max: Duration,
+    capacity: usize,
+    table: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl AuthLimiter {
+    /// From `[auth.limits]`.
+    pub fn from_config(c: &LimitsConfig) -> AuthLimiter {
+        AuthLimiter {
+            allowed: c.auth_failures_allowed,
+            base: Duration::from_millis(c.auth_penalty_ms),
+            max: Duration::from_millis(c.auth_penalty_max_ms.max(c.auth_penalty_ms)),
+            capacity: c.auth_tracked_addresses.max(1),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when `ip` may try an AUTH now.
+    pub fn may_try(&self, ip: IpAddr, now: Instant) -> bool {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(&ip).is_none_or(|f| now >= f.until)
+    }
+
+    /// A failed AUTH from `ip`: past the allowance, it is held back for
+    /// `base × 2^(failures past the allowance − 1)`, at most `max`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= self.capacity && !table.contains_key(&ip) {
+            table.retain(|_, f| f.until > now);
+            if table.len() >= self.capacity {
+                // Still full: forget the one whose hold-back ends first.
+                if let Some(oldest) = table.iter().min_by_key(|(_, f)| f.until).map(|(k, _)| *k) {
+                    table.remove(&oldest);
+                }
+            }
+        }
+        let entry = table.entry(ip).or_insert(Failures {
+            count: 0,
+            until: now,
+        });
+        entry.count = entry.count.saturating_add(1);
+        if entry.count > self.allowed {
+            let exp = (entry.count - self.allowed - 1).min(30);
+            let penalty = self.base.saturating_mul(1u32 << exp).min(self.max);
+            entry.until = now + penalty;
+        }
+    }
+
+    /// A successful AUTH: the address starts afresh.
+    pub fn succeeded(&self, ip: IpAddr) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.remove(&ip);
+    }
+
+    /// Addresses remembered (for tests of the bound).
+    pub fn tracked(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.len())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LimitsConfig {
+        LimitsConfig {
+            auth_failures_allowed: 2,
+            auth_penalty_ms: 100,
+            auth_penalty_max_ms: 1000,
+            auth_tracked_addresses: 3,
+            ..LimitsConfig::default()
+        }
+    }
+
+    #[test]
+    fn penalty_grows_and_is_capped() {
+        let l = AuthLimiter::from_config(&limits());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        l.failed(ip, t);
+        l.failed(ip, t);
+        assert!(l.may_try(ip, t));
+        l.failed(ip, t); // 100 ms
+        assert!(!l.may_try(ip, t + Duration::from_millis(99)));
+        assert!(l.may_try(ip, t + Duration::from_millis(100)));
+        l.failed(ip, t); // 200 ms
+        assert!(!l.may_try(ip, t + Duration::from_millis(199)));
+        for _ in 0..10 {
+            l.failed(ip, t);
+        }
+        assert!(l.may_try(ip, t + Duration::from_millis(1000)));
+        l.succeeded(ip);
+        assert!(l.may_try(ip, t));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = AuthLimiter::from_config(&limits());
+        let t = Instant::now();
+        for i in 0..100u8 {
+            l.failed(IpAddr::from([10, 0, 0, i]), t);
+        }
+        assert!(l.tracked() <= 3);
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidrs::from_config(&LimitsConfig {
+            allow_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+            deny_cidrs: vec!["127.0.0.2/32".parse().unwrap()],
+            ..LimitsConfig::default()
+        });
+        assert!(c.admits("127.0.0.1".parse().unwrap()));
+        assert!(c.admits("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.admits("127.0.0.2".parse().unwrap()));
+        assert!(!c.admits("10.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,303 @@
+//! strata's users (`auth.mode = "users"`): built from `[[auth.users]]`,
+//! changed at runtime by ACL SETUSER/DELUSER, and the ACL log.
+//!
+//! Each user is an `ArcSwap` that logged-in clients hold: a change made
+//! by ACL SETUSER applies to them at their next command, as in Redis,
+//! and reading it costs the client one atomic load per command.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::acl::{rules, AclUser};
+use super::config::{AuthConfig, UserConfig};
+
+/// One user as clients hold it: its rules (swapped on change) and
+/// strata's admin flag.
+#[derive(Debug)]
+pub struct UserCell {
+    /// The current rules; `None` once the user was deleted.
+    pub acl: Arc<ArcSwap<Option<AclUser>>>,
+    /// Exempt from the deny list.
+    pub admin: std::sync::atomic::AtomicBool,
+}
+
+/// One ACL LOG entry (Redis's `ACLLogEntry`).
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// Times seen (similar entries within 60 s are grouped).
+    pub count: u64,
+    /// `command`, `key`, `channel` or `auth`.
+    pub reason: &'static str,
+    /// `toplevel` or `multi`.
+    pub context: &'static str,
+    /// The command, key, channel, or `AUTH` that was refused.
+    pub object: String,
+    /// The user.
+    pub username: String,
+    /// When last seen.
+    pub at: Instant,
+    /// The client's CLIENT LIST line.
+    pub client_info: String,
+}
+
+/// Every user, and the ACL log.
+#[derive(Debug)]
+pub struct Users {
+    users: RwLock<BTreeMap<String, Arc<UserCell>>>,
+    /// Admin flags, for ACL SAVE.
+    log: Mutex<VecDeque<LogEntry>>,
+    log_max: usize,
+    /// The config file ACL SAVE writes back to.
+    pub config_path: Mutex<Option<std::path::PathBuf>>,
+}
+
+/// A user from its config entry: rules, then its hashes and plain
+/// passwords (from the environment or a file).
+pub fn build_user(c: &UserConfig) -> Result<AclUser, String> {
+    let mut u = AclUser::with_rules(&c.name, rules::split(&c.rules)).map_err(|(op, e)| {
+        format!(
+            "Error in ACL SETUSER modifier '{}': {e}",
+            String::from_utf8_lossy(&op)
+        )
+    })?;
+    for h in &c.password_sha256 {
+        let op = format!("#{h}");
+        u.apply(op.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    if let Some(var) = &c.password_env {
+        let pw = std::env::var(var).map_err(|_| format!("password_env {var} is not set"))?;
+        u.apply(format!(">{pw}").as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = &c.password_file {
+        let pw = std::fs::read_to_string(path)
+            .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+        u.apply(format!(">{}", pw.trim_end_matches(['\r', '\n'])).as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(u)
+}
+
+impl Users {
+    /// From `[auth]` (validated).
+    pub fn from_config(c: &AuthConfig) -> Users {
+        let mut map = BTreeMap::new();
+        for u in &c.users {
+            if let Ok(acl) = build_user(u) {
+                map.insert(
+                    u.name.clone(),
+                    Arc::new(UserCell {
+                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
+                        admin: u.admin.into(),
+                    }),
+                );
+            }
+        }
+        Users {
+            users: RwLock::new(map),
+            log: Mutex::new(VecDeque::new()),
+            log_max: c.acllog_max_len.unwrap_or(128),
+            config_path: Mutex::new(c.file.clone()),
+        }
+    }
+
+    /// The user called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<UserCell>> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.get(name).cloned()
+    }
+
+    /// Names, sorted (ACL USERS).
+    pub fn names(&self) -> Vec<String> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.keys().cloned().collect()
+    }
+
+    /// Every user and its rules, sorted by name (ACL LIST, ACL SAVE).
+    pub fn all(&self) -> Vec<(String, AclUser, bool)> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users
+            .iter()
+            .filter_map(|(n, c)| {
+                let acl = c.acl.load();
+                (**acl).clone().map(|a| {
+                    (
+                        n.clone(),
+                        a,
+                        c.admin.load(std::sync::atomic::Ordering::Relaxed),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// ACL SETUSER: all rules or none (Redis applies them to a copy).
+    pub fn set_user(&self, name: &str, ops: &[bytes::Bytes]) -> Result<(), String> {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        let cell = users.get(name).cloned();
+        let mut acl = cell
+            .as_ref()
+            .and_then(|c| (**c.acl.load()).clone())
+            .unwrap_or_else(|| AclUser::new(name));
+        for op in ops {
+            acl.apply(op).map_err(|e| {
+                format!(
+                    "Error in ACL SETUSER modifier '{}': {e}",
+                    String::from_utf8_lossy(op)
+                )
+            })?;
+        }
+        match cell {
+            Some(c) => c.acl.store(Arc::new(Some(acl))),
+            None => {
+                users.insert(
+                    name.to_string(),
+                    Arc::new(UserCell {
+                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
+                        admin: false.into(),
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// ACL DELUSER: how many existed. Clients logged in as them can run
+    /// nothing more (Redis disconnects them; the session does too).
+    pub fn delete(&self, names: &[&str]) -> usize {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for name in names {
+            if let Some(cell) = users.remove(*name) {
+                cell.acl.store(Arc::new(None));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Adds an ACL LOG entry, grouping it with a similar one of the last
+    /// 60 s among the 10 newest (acl.c `addACLLogEntry`).
+    pub fn log(&self, mut entry: LogEntry) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let similar = log.iter().take(10).position(|e| {
+            e.reason == entry.reason
+                && e.context == entry.context
+                && e.object == entry.object
+                && e.username == entry.username
+                && entry.at.saturating_duration_since(e.at).as_millis() <= 60_000
+        });
+        if let Some(i) = similar {
+            if let Some(mut old) = log.remove(i) {
+                old.count += 1;
+                old.at = entry.at;
+                old.client_info = std::mem::take(&mut entry.client_info);
+                log.push_front(old);
+            }
+            return;
+        }
+        log.push_front(entry);
+        log.truncate(self.log_max);
+    }
+
+    /// The newest `count` entries.
+    pub fn log_entries(&self, count: usize) -> Vec<LogEntry> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().take(count).cloned().collect()
+    }
+
+    /// ACL LOG RESET.
+    pub fn log_reset(&self) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// ACL SAVE: the users back into the config file's `[[auth.users]]`,
+    /// everything else in the file kept as it was (toml_edit), written to
+    /// a temporary file next to it and renamed over it, so a crash leaves
+    /// the old file or the new one, never half of one. Plain passwords
+    /// never reach the file: hashes do (`password_sha256`), and an entry's
+    /// `password_env`/`password_file` stay as they were.
+    pub fn save(&self) -> Result<(), String> {
+        use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+        let path = self
+            .config_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or("strata was not started from a config file")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut doc: DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| e.to_string())?;
+        let auth = doc
+            .entry("auth")
+            .or_insert(Item::Table(Table::new()))
+            .as_table_mut()
+            .ok_or("[auth] is not a table")?;
+        let old: Vec<Table> = auth
+            .get("users")
+            .and_then(Item::as_array_of_tables)
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = ArrayOfTables::new();
+        for (name, user, admin) in self.all() {
+            let mut t = Table::new();
+            t["name"] = value(name.as_str());
+            if !user.passwords.is_empty() {
+                let mut hashes = Array::new();
+                for p in &user.passwords {
+                    hashes.push(p.as_str());
+                }
+                t["password_sha256"] = value(hashes);
+            }
+            let before = old
+                .iter()
+                .find(|o| o.get("name").and_then(Item::as_str) == Some(name.as_str()));
+            for key in ["password_env", "password_file"] {
+                if let Some(item) = before.and_then(|o| o.get(key)) {
+                    t[key] = item.clone();
+                }
+            }
+            t["rules"] = value(super::acl::describe::without_passwords(&user));
+            if admin {
+                t["admin"] = value(true);
+            }
+            out.push(t);
+        }
+        auth.insert("users", Item::ArrayOfTables(out));
+        let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.acl-save.{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("strata.toml"),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, doc.to_string()).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e.to_string()
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_from_config_accepts_its_password() {
+        let c = UserConfig {
+            name: "writer".into(),
+            password_sha256: vec![rules::hash_password(b"wpw")],
+            rules: "on ~* resetchannels +@all -@dangerous -config|set".into(),
+            ..UserConfig::default()
+        };
+        let u = build_user(&c).unwrap();
+        assert!(u.accepts(b"wpw"));
+    }
+}
