@@ -57,7 +57,8 @@ impl Running {
 /// Starts strata: binds the listeners, connects the backend, and serves.
 /// Must run inside a tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<Running> {
-    start_from(config, reload::Origin::default()).await
+    // Boxed: the startup future is large, and callers hold it inline.
+    Box::pin(start_from(config, reload::Origin::default())).await
 }
 
 /// [`start`] for a config read from `origin` (a file, and the command

@@ -1,0 +1,366 @@
+//! Hot reload (`app/reload.rs`): a reload under pipelined load changing
+//! timeouts, a transform rule and the backend address (to a replica just
+//! promoted) drops no connection and fails no command; a broken file
+//! leaves everything as it was; what needs a restart is named; SIGHUP
+//! reloads the real binary; CONFIG SET and REWRITE keep the file's
+//! comments.
+#![allow(clippy::unwrap_used)]
+mod support;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use strata::app::reload::Origin;
+use support::clients::RawConn;
+use support::RedisServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config_text(backend: &str, timeout_ms: u64, compress_z: bool, comment: &str) -> String {
+    let mut text = format!(
+        "# {comment}\n[server]\nlisten = \"127.0.0.1:0\"\nclient_idle_timeout_secs = 0 # never\n\
+         [backend]\naddress = \"{backend}\"\nrequest_timeout_ms = {timeout_ms}\nconnect_timeout_ms = 500\n\
+         health_interval_ms = 100\n[telemetry]\nlisten = \"127.0.0.1:0\"\n[auth.deny]\nenabled = false\n"
+    );
+    if compress_z {
+        text.push_str("[[transform]]\npattern = \"z:*\"\ncompress = \"lz4\"\nmin_size = 16\n");
+    }
+    text
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+async fn start(path: &std::path::Path) -> strata::app::Running {
+    let config = strata::config::Config::load(path).unwrap();
+    let origin = Origin {
+        path: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    let running = strata::app::start_from(config, origin).await.unwrap();
+    support::strata::wait_ready(&running).await;
+    running
+}
+
+/// What the pipelining client saw.
+#[derive(Debug, Default)]
+struct Seen {
+    commands: u64,
+    errors: Vec<String>,
+    dropped: bool,
+}
+
+/// Pipelines batches of 100 SET/GET on one connection until `stop`;
+/// counts error replies and whether the connection was lost.
+async fn pipeline(addr: String, stop: tokio::sync::watch::Receiver<bool>) -> Seen {
+    let mut seen = Seen::default();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = Vec::new();
+    let mut round = 0u64;
+    while !*stop.borrow() {
+        let mut batch = Vec::new();
+        for i in 0..50 {
+            let key = format!("z:{}", (round * 50 + i) % 1000);
+            let value = format!("value-{round}-{i}-{}", "x".repeat(40));
+            batch.extend(support::clients::encode(&[
+                b"SET",
+                key.as_bytes(),
+                value.as_bytes(),
+            ]));
+            batch.extend(support::clients::encode(&[b"GET", key.as_bytes()]));
+        }
+        if conn.write_all(&batch).await.is_err() {
+            seen.dropped = true;
+            return seen;
+        }
+        let mut frames = 0;
+        while frames < 100 {
+            while let Some(len) = support::clients::frame_len(&buf) {
+                let frame: Vec<u8> = buf.drain(..len).collect();
+                if frame.first() == Some(&b'-') {
+                    seen.errors
+                        .push(String::from_utf8_lossy(&frame).into_owned());
+                }
+                frames += 1;
+                if frames == 100 {
+                    break;
+                }
+            }
+            if frames == 100 {
+                break;
+            }
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => {
+                    seen.dropped = true;
+                    return seen;
+                }
+            }
+        }
+        seen.commands += 100;
+        round += 1;
+    }
+    seen
+}
+
+/// `DEBUG SLEEP 0.01` every 20 ms or so until `stop`.
+async fn slow_commands(addr: String, stop: tokio::sync::watch::Receiver<bool>) -> Seen {
+    let mut seen = Seen::default();
+    let mut conn = RawConn::connect(&addr).await;
+    while !*stop.borrow() {
+        let reply = conn.cmd("DEBUG SLEEP 0.01").await;
+        if reply != b"+OK\r\n" {
+            seen.errors
+                .push(String::from_utf8_lossy(&reply).into_owned());
+        }
+        seen.commands += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_drop_nothing_and_follow_a_promoted_replica() {
+    let primary = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let replica = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let mut r = RawConn::connect(&replica.addr()).await;
+    let (host, port) = primary
+        .addr()
+        .split_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .unwrap();
+    r.expect(&format!("REPLICAOF {host} {port}"), b"+OK\r\n")
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(
+        &path,
+        &config_text(&primary.addr(), 1990, false, "reload test"),
+    );
+    let running = start(&path).await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(pipeline(running.addr.to_string(), stop_rx.clone()));
+    // A second client keeps a slow command in flight, so that reloads
+    // land while a reply is owed by the old backend.
+    let slow = tokio::spawn(slow_commands(running.addr.to_string(), stop_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let mut backend = primary.addr();
+    for i in 0..20u64 {
+        if i == 10 {
+            // The replica is promoted; the reload points strata at it.
+            let mut r = RawConn::connect(&replica.addr()).await;
+            r.expect("REPLICAOF NO ONE", b"+OK\r\n").await;
+            backend = replica.addr();
+        }
+        let text = config_text(&backend, 2000 + i * 10, i % 2 == 1, &format!("reload {i}"));
+        write(&path, &text);
+        let report = running.reloader.reload_file("test").await.unwrap();
+        assert!(report.restart_needed.is_empty(), "{report:?}");
+        assert!(
+            report
+                .applied
+                .iter()
+                .any(|k| k == "backend.request_timeout_ms"),
+            "{report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(true);
+    let seen = load.await.unwrap();
+    let slow = slow.await.unwrap();
+    eprintln!(
+        "slow client: {} DEBUG SLEEPs, {} errors",
+        slow.commands,
+        slow.errors.len()
+    );
+    assert!(
+        !slow.dropped && slow.errors.is_empty(),
+        "slow client dropped: {}, errors: {:?}",
+        slow.dropped,
+        &slow.errors[..slow.errors.len().min(2)]
+    );
+    eprintln!(
+        "20 reloads in {elapsed:?}; the client ran {} commands ({:.0}/s), {} errors, dropped: {}",
+        seen.commands,
+        seen.commands as f64 / elapsed.as_secs_f64(),
+        seen.errors.len(),
+        seen.dropped
+    );
+    assert!(!seen.dropped, "the client's connection was dropped");
+    assert!(
+        seen.errors.is_empty(),
+        "errors: {:?}",
+        &seen.errors[..seen.errors.len().min(5)]
+    );
+    assert!(
+        seen.commands > 1000,
+        "too little load to mean anything: {}",
+        seen.commands
+    );
+    assert!(
+        slow.commands > 20,
+        "too few slow commands: {}",
+        slow.commands
+    );
+    // Writes now reach the promoted replica.
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    c.expect("SET after-switch 1", b"+OK\r\n").await;
+    let mut direct = RawConn::connect(&replica.addr()).await;
+    direct.expect("GET after-switch", b"$1\r\n1\r\n").await;
+    // And the transform rule in force (the last reload, 19, has it) compresses.
+    let value = "y".repeat(200);
+    c.expect(&format!("SET z:check {value}"), b"+OK\r\n").await;
+    let stored = direct.cmd("STRLEN z:check").await;
+    assert_ne!(
+        stored, b":200\r\n",
+        "z:* values are not compressed after the reload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_leaves_everything_as_it_was_and_restart_keys_are_named() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(
+        &path,
+        &config_text(&redis.addr(), 2000, true, "broken test"),
+    );
+    let running = start(&path).await;
+
+    // Not TOML; then TOML that does not validate: both refused.
+    write(&path, "[server\nlisten = ");
+    let err = running.reloader.reload_file("test").await.unwrap_err();
+    assert!(err.contains("strata.toml"), "{err}");
+    write(
+        &path,
+        &config_text(&redis.addr(), 2000, true, "bad").replace("min_size = 16", "min_size = -1"),
+    );
+    assert!(running.reloader.reload_file("test").await.is_err());
+    write(
+        &path,
+        &config_text("127.0.0.1:1", 2000, true, "unreachable backend"),
+    );
+    let err = running.reloader.reload_file("test").await.unwrap_err();
+    assert!(err.contains("did not answer"), "{err}");
+    // Everything as before: the same backend, the rule still in force.
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    c.expect(&format!("SET z:k {}", "q".repeat(100)), b"+OK\r\n")
+        .await;
+    let mut direct = RawConn::connect(&redis.addr()).await;
+    assert_ne!(direct.cmd("STRLEN z:k").await, b":100\r\n");
+
+    // The listener's address needs a restart, and the reload says so.
+    let moved = config_text(&redis.addr(), 2000, true, "moved")
+        .replace("127.0.0.1:0\"\nclient", "127.0.0.1:1\"\nclient");
+    write(&path, &moved);
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert_eq!(report.restart_needed, vec!["server.listen".to_string()]);
+    let metrics = support::clients::metrics_text(running.http_addr.unwrap()).await;
+    assert_eq!(
+        support::clients::metric(&metrics, "strata_config_reload_failures_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        support::clients::metric(&metrics, "strata_config_reloads_total"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_applies_and_rewrite_keeps_comments() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(
+        &path,
+        &config_text(&redis.addr(), 2000, false, "keep this comment"),
+    );
+    let running = start(&path).await;
+
+    running
+        .reloader
+        .set(&[("server.max_clients_per_address".into(), "1".into())])
+        .await
+        .unwrap();
+    // In force for new clients: a second one from 127.0.0.1 is refused.
+    let mut a = RawConn::connect(&running.addr.to_string()).await;
+    a.expect("PING", b"+PONG\r\n").await;
+    let mut b = RawConn::connect(&running.addr.to_string()).await;
+    b.expect(
+        "PING",
+        b"-ERR max number of clients reached for this address\r\n",
+    )
+    .await;
+    // A bad value is refused whole.
+    assert!(running
+        .reloader
+        .set(&[
+            ("server.maxclients".into(), "0".into()),
+            ("server.max_clients_per_address".into(), "5".into())
+        ])
+        .await
+        .is_err());
+    let got = running.reloader.get(b"server.max_clients*").await;
+    assert_eq!(
+        got,
+        vec![(
+            "server.max_clients_per_address".to_string(),
+            "1".to_string()
+        )]
+    );
+
+    running.reloader.rewrite().await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("# keep this comment"), "{text}");
+    assert!(
+        text.contains("client_idle_timeout_secs = 0 # never"),
+        "{text}"
+    );
+    assert!(text.contains("max_clients_per_address = 1"), "{text}");
+    let reread = strata::config::Config::load(&path).unwrap();
+    assert_eq!(reread.server.max_clients_per_address, 1);
+}
+
+#[test]
+fn sighup_reloads_the_binary() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(&path, "[server]\nmax_clients_per_address = 0\n");
+    let strata =
+        support::strata::StrataProcess::spawn(&redis.addr(), &["--config", path.to_str().unwrap()]);
+    write(&path, "[server]\nmax_clients_per_address = 1\n");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &strata.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    support::wait_until_ok(
+        "the reload logged",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let logs = strata.logs.lock().unwrap().clone();
+            if logs.contains("config reloaded") {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    );
+    let addr = format!("127.0.0.1:{}", strata.port);
+    let _held = std::net::TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let reply = support::redis_server::raw_exchange(&addr, b"PING\r\n", Duration::from_millis(300));
+    assert_eq!(
+        reply,
+        b"-ERR max number of clients reached for this address\r\n"
+    );
+}
