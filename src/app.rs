@@ -133,6 +133,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         metrics.clone(),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let drain = crate::admin::drain::Drain::default();
 
     let http_addr = if config.telemetry.listen.is_empty() {
         None
@@ -142,9 +143,13 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let ready_backend = backend.clone();
         let ready_cluster = cluster.clone();
         let ready_tiers = tiers.clone();
+        let ready_drain = drain.clone();
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
+                if ready_drain.is_on() {
+                    return Readiness::NotReady("draining (PROXY DRAIN)\n".to_string());
+                }
                 let backend = if let Some(cluster) = &ready_cluster {
                     cluster_readiness(cluster)
                 } else {
@@ -183,6 +188,10 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     tracing::info!(%addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let auth = crate::auth::AuthPolicy::from_config(&config.backend);
+    let slowlog = crate::admin::slowlog::Slowlog::new(
+        config.server.slowlog_log_slower_than_us,
+        config.server.slowlog_max_len,
+    );
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: config.server,
@@ -195,6 +204,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         auth,
         tiers,
         audit,
+        slowlog,
+        drain,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {

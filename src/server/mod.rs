@@ -60,6 +60,10 @@ pub struct Shared {
     pub tiers: Option<Arc<crate::tier::Tiers>>,
     /// The audit log (`[audit]`); `None` when it is off.
     pub audit: crate::auth::audit::SharedAudit,
+    /// `PROXY SLOWLOG` (`admin/slowlog.rs`), recorded by the writer.
+    pub slowlog: crate::admin::slowlog::Slowlog,
+    /// `PROXY DRAIN`: the listener closes new clients, readiness fails.
+    pub drain: crate::admin::drain::Drain,
 }
 
 impl Shared {

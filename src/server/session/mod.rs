@@ -65,6 +65,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, info: Arc<ClientInfo>
     // Bounded in commands, not entries (see `queue.rs`).
     let (tx, rx) = super::queue::channel(max_inflight);
     info.tracking.set_wake(tx.downgrade());
+    info.set_queue(tx.downgrade());
     let (swap_tx, swaps) = mpsc::unbounded_channel();
     let batch_pool = Arc::new(super::routed::BatchPool::default());
     let mut writer = tokio::spawn(super::writer::run(
@@ -438,13 +439,14 @@ impl Session {
         if !self.tx.wait_room(batch.count).await {
             return false;
         }
+        let frames = batch.frames.freeze();
         let reply = self
             .shared
             .backend
             .send(
                 self.info.id,
                 self.proto,
-                batch.frames.freeze(),
+                frames.clone(),
                 batch.count,
                 batch.read_only,
                 self.auth.backend_user(),
@@ -454,6 +456,7 @@ impl Session {
             reply,
             count: batch.count,
             started: batch.started,
+            sent: (Instant::now(), frames),
             metrics: batch.metrics,
             plans: batch.plans,
         };
@@ -768,6 +771,7 @@ impl Session {
                 cluster: shared.cluster.as_deref(),
                 transforms: &shared.transforms,
                 tiers: shared.tiers.as_deref(),
+                server: &shared,
             };
             let _ = tx.send(Ok(Box::pin(crate::admin::run(ctx, cmd, proto)).await));
         });
