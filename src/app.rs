@@ -192,6 +192,10 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         config.server.slowlog_log_slower_than_us,
         config.server.slowlog_max_len,
     );
+    let sentinel = (config.backend.mode == crate::config::BackendMode::Sentinel).then(|| {
+        let s = &config.backend.sentinel;
+        (s.master_name.clone(), s.sentinels.clone())
+    });
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: config.server,
@@ -206,6 +210,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         audit,
         slowlog,
         drain,
+        sentinel,
     });
     let listener = tokio::spawn(server::listener::run(listener, shared, shutdown_rx, grace));
     Ok(Running {

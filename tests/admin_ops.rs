@@ -534,3 +534,140 @@ async fn clients_show_dedicated_connections_and_inflight_commands() {
     let _ = blocked.read_frame().await; // +OK (SETNAME)
     let _ = blocked.read_frame().await; // the BLPOP's reply
 }
+
+/// redis-cli run to completion, for the tests that serve strata on a
+/// runtime of its own (`InProc`).
+fn cli_sync(addr: &str, args: &[&str]) -> String {
+    let bin = support::require_binary("redis-cli", "redis-tools");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sentinel mode: TOPOLOGY shows the master's name, the primary, its
+/// replicas and the sentinels; BACKENDS every node with its role.
+#[test]
+fn topology_and_backends_in_sentinel_mode() {
+    let topo = support::sentinel::Topology::start();
+    let primary = topo.current_primary();
+    let mut config = topo.strata_config();
+    // strata follows the replicas when it may read from them.
+    config.backend.read_from = strata::config::ReadFrom::PreferReplica;
+    let strata = support::inproc::InProc::start(config);
+    strata.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = cli_sync(&strata.addr, &["PROXY", "TOPOLOGY"]);
+        // The replicas are found by the first discovery rounds.
+        if text.matches("127.0.0.1:").count() >= 3 + topo.sentinel_addrs().len() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        text.contains("sentinel") && text.contains(support::sentinel::MASTER),
+        "{text}"
+    );
+    assert!(text.contains(&primary), "{text}");
+    for s in topo.sentinel_addrs() {
+        assert!(text.contains(&s), "{s} in {text}");
+    }
+    let backends = cli_sync(&strata.addr, &["PROXY", "BACKENDS"]);
+    assert_eq!(backends.matches("replica").count(), 2, "{backends}");
+    assert_eq!(backends.matches("primary").count(), 1, "{backends}");
+    let info = cli_sync(&strata.addr, &["PROXY", "INFO", "backends"]);
+    assert!(
+        info.contains("backend_mode:sentinel") && info.contains("backend_nodes:3"),
+        "{info}"
+    );
+    strata.shutdown();
+}
+
+/// Cluster mode: TOPOLOGY is the slot map, BACKENDS the six nodes, and a
+/// slow batch's parts are logged per node with the split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_backends_and_slowlog_in_cluster_mode() {
+    let c = support::cluster::Cluster::start();
+    support::cluster_strata::blocking(|| support::cluster_strata::reset(&c));
+    let mut config = support::cluster_strata::config(&c, strata::config::ReadFrom::Primary);
+    config.server.slowlog_log_slower_than_us = 0;
+    let running = support::cluster_strata::start_with(config).await;
+    let mut con = connect_rs(&format!("redis://{}/", running.addr)).await;
+
+    let topo = cmd(&mut con, &["PROXY", "TOPOLOGY"]).await;
+    let Value::Array(top) = topo else {
+        panic!("{topo:?}")
+    };
+    assert_eq!(text(&top[1]), "cluster");
+    let Value::Array(ranges) = &top[3] else {
+        panic!("{top:?}")
+    };
+    let mut covered = 0;
+    for r in ranges {
+        let Value::Array(r) = r else { panic!("{r:?}") };
+        let (Value::Int(start), Value::Int(end)) = (&r[0], &r[1]) else {
+            panic!("{r:?}")
+        };
+        covered += end - start + 1;
+        assert!(c.addrs().contains(&text(&r[2])), "{r:?}");
+        assert!(
+            matches!(&r[3], Value::Array(reps) if reps.len() == 1),
+            "{r:?}"
+        );
+    }
+    assert_eq!(covered, 16384);
+
+    let Value::Array(nodes) = cmd(&mut con, &["PROXY", "BACKENDS"]).await else {
+        panic!()
+    };
+    let roles: Vec<String> = nodes
+        .iter()
+        .map(|n| field(&fields(n), "role").to_string())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| *r == "primary").count(),
+        3,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| *r == "replica").count(),
+        3,
+        "{roles:?}"
+    );
+    let info = text(&cmd(&mut con, &["PROXY", "INFO", "backends"]).await);
+    assert!(
+        info.contains("cluster_state:ok") && info.contains("backend_nodes:6"),
+        "{info}"
+    );
+
+    // An MSET over several slots: split per node, each part logged.
+    assert_eq!(
+        cmd(&mut con, &["PROXY", "SLOWLOG", "RESET"]).await,
+        Value::Okay
+    );
+    let mut mset = redis::cmd("MSET");
+    for i in 0..30 {
+        mset.arg(format!("k{i}")).arg(i);
+    }
+    let _: () = mset.query_async(&mut con).await.unwrap();
+    let got = entries(cmd(&mut con, &["PROXY", "SLOWLOG", "GET", "-1"]).await);
+    let parts: Vec<&Entry> = got
+        .iter()
+        .filter(|e| e.args[0].eq_ignore_ascii_case("mset"))
+        .collect();
+    assert!(
+        parts.len() >= 3,
+        "one part per primary at least: {}",
+        parts.len()
+    );
+    let keys: usize = parts.iter().map(|e| (e.args.len() - 1) / 2).sum();
+    assert_eq!(keys, 30);
+    assert!(parts.iter().all(|e| e.strata + e.backend <= e.duration + 1));
+    running.shutdown().await;
+}

@@ -101,7 +101,7 @@ pub fn topology(shared: &Shared, proto: Protocol) -> Bytes {
         return r.freeze();
     }
     let topology = shared.backend.topology();
-    r.map(4);
+    r.map(if shared.sentinel.is_some() { 6 } else { 4 });
     r.bulk(b"mode").bulk(shared.backend.mode().as_bytes());
     r.bulk(b"primary").bulk(topology.primary.addr().as_bytes());
     r.bulk(b"replicas").array(topology.replicas.len());
@@ -111,5 +111,12 @@ pub fn topology(shared: &Shared, proto: Protocol) -> Bytes {
     let (failovers, last_ms) = shared.backend.failover_stats();
     r.bulk(b"failovers")
         .bulk(format!("{failovers} (last took {last_ms} ms)").as_bytes());
+    if let Some((master, sentinels)) = &shared.sentinel {
+        r.bulk(b"master_name").bulk(master.as_bytes());
+        r.bulk(b"sentinels").array(sentinels.len());
+        for s in sentinels {
+            r.bulk(s.as_bytes());
+        }
+    }
     r.freeze()
 }

@@ -64,6 +64,9 @@ pub struct Shared {
     pub slowlog: crate::admin::slowlog::Slowlog,
     /// `PROXY DRAIN`: the listener closes new clients, readiness fails.
     pub drain: crate::admin::drain::Drain,
+    /// Sentinel mode: the master's name and the sentinels configured
+    /// (`PROXY TOPOLOGY`); `None` in other modes.
+    pub sentinel: Option<(String, Vec<String>)>,
 }
 
 impl Shared {

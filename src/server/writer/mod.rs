@@ -269,7 +269,7 @@ impl Writer {
                     let elapsed = started.elapsed();
                     crate::telemetry::record_batch(&metrics, elapsed);
                     if elapsed >= self.shared.slowlog.threshold() {
-                        self.slow(started, &sent, elapsed);
+                        self.slow(started, sent.0, &sent.1, elapsed);
                     }
                     match result {
                         Ok(Ok(frames)) if plans.is_empty() => self.out.extend_from_slice(&frames),
@@ -310,21 +310,23 @@ impl Writer {
         Ok(Stop::Done)
     }
 
-    /// A reply batch over `PROXY SLOWLOG`'s threshold.
+    /// A reply batch over `PROXY SLOWLOG`'s threshold: its requests
+    /// `frames`, handed to the backend connection at `sent_at`.
     #[cold]
-    fn slow(
+    pub(super) fn slow(
         &self,
         started: std::time::Instant,
-        sent: &(std::time::Instant, Bytes),
+        sent_at: std::time::Instant,
+        frames: &Bytes,
         elapsed: std::time::Duration,
     ) {
         use crate::admin::slowlog::{Client, Measured};
         let name = self.info.name();
         self.shared.slowlog.record(
             Measured {
-                frames: &sent.1,
+                frames,
                 started,
-                sent: sent.0,
+                sent: sent_at,
                 elapsed,
             },
             Client {
