@@ -148,9 +148,11 @@ fn parse_slowlog(rest: &[Bytes]) -> Result<ProxyCommand, String> {
     let sub = rest.first().map(|s| s.to_ascii_lowercase());
     match (sub.as_deref(), rest.len()) {
         (Some(b"get"), 1) => Ok(ProxyCommand::SlowlogGet(None)),
+        // Redis's texts: a count that is not an integer, then one below -1.
         (Some(b"get"), 2) => match crate::protocol::request::parse_int(&rest[1]) {
             Some(n) if n >= -1 => Ok(ProxyCommand::SlowlogGet(Some(n))),
-            _ => Err("ERR count should be greater than or equal to -1".to_string()),
+            Some(_) => Err("ERR count should be greater than or equal to -1".to_string()),
+            None => Err("ERR value is not an integer or out of range".to_string()),
         },
         (Some(b"len"), 1) => Ok(ProxyCommand::SlowlogLen),
         (Some(b"reset"), 1) => Ok(ProxyCommand::SlowlogReset),
@@ -353,6 +355,8 @@ mod tests {
             ProxyCommand::SlowlogGet(Some(5))
         );
         assert!(parse(&args(&["proxy", "slowlog", "get", "-2"])).is_err());
+        let e = parse(&args(&["proxy", "slowlog", "get", "x"])).unwrap_err();
+        assert_eq!(e, "ERR value is not an integer or out of range");
         assert!(parse(&args(&["proxy", "slowlog"])).is_err());
         assert_eq!(
             parse(&args(&["proxy", "info", "Clients", "nope"])).unwrap(),
