@@ -153,7 +153,13 @@ async fn every_subcommand_through_redis_cli() {
     assert_eq!(cli(&env, &["PROXY", "SLOWLOG", "RESET"]).await.trim(), "OK");
     assert_eq!(cli(&env, &["PROXY", "SLOWLOG", "LEN"]).await.trim(), "0");
     cli(&env, &["DEBUG", "SLEEP", "0.05"]).await;
-    assert_eq!(cli(&env, &["PROXY", "SLOWLOG", "LEN"]).await.trim(), "1");
+    // At least the DEBUG SLEEP (a loaded machine may make others slow too).
+    let len: usize = cli(&env, &["PROXY", "SLOWLOG", "LEN"])
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(len >= 1, "{len}");
     let slow = cli(&env, &["PROXY", "SLOWLOG", "GET"]).await;
     assert!(slow.contains("DEBUG") && slow.contains("0.05"), "{slow}");
 

@@ -20,15 +20,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::protocol::{Protocol, ReplyBuf, RequestParser};
+use crate::protocol::{Protocol, ReplyBuf};
 use crate::transform::Transforms;
 
 /// Redis's `SLOWLOG_ENTRY_MAX_ARGC`.
 const MAX_ARGC: usize = 32;
 /// Redis's `SLOWLOG_ENTRY_MAX_STRING`.
 const MAX_STRING: usize = 128;
+/// Bytes of a batch kept for the slow log, from its start: a copy, made
+/// for every batch, so it is kept small. It holds a pipeline's first
+/// commands (or one command's first arguments); a command past it is not
+/// logged, an argument cut by it is shown cut, as Redis cuts one.
+pub const KEEP_BYTES: usize = 512;
 /// What a value under a `[[transform]]` rule is shown as.
 pub const HIDDEN: &str = "(transformed value hidden)";
 
@@ -94,6 +99,12 @@ impl Slowlog {
         self.threshold
     }
 
+    /// False when the threshold is negative: nothing is ever recorded.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.threshold != Duration::MAX && self.max_len > 0
+    }
+
     /// Records each command of a slow batch (they share its duration: they
     /// were read together and answered together).
     #[cold]
@@ -101,20 +112,18 @@ impl Slowlog {
         if self.max_len == 0 {
             return;
         }
-        let parser = RequestParser::new(usize::MAX);
-        let mut buf = BytesMut::from(&m.frames[..]);
         let unix_secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let strata = m.sent.saturating_duration_since(m.started);
         let backend = m.elapsed.saturating_sub(strata);
         let mut new = Vec::new();
-        while let Ok(Some(req)) = parser.parse(&mut buf) {
+        for (argc, present) in read_commands(m.frames) {
             new.push(Entry {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 unix_secs,
                 duration_us: m.elapsed.as_micros() as u64,
-                args: shown_args(req.args(), transforms),
+                args: shown_args(argc, &present, transforms),
                 addr: client.addr.to_string(),
                 name: client.name.cloned().unwrap_or_default(),
                 strata_us: strata.as_micros() as u64,
@@ -182,24 +191,69 @@ impl Slowlog {
     }
 }
 
+/// The commands in `buf`, RESP multibulks back to back, possibly cut
+/// short ([`KEEP_BYTES`]): for each, its argument count and the arguments
+/// present, each as the bytes kept and its full length. A command cut
+/// before its first argument is left out.
+fn read_commands(mut buf: &[u8]) -> Vec<(usize, Vec<(Bytes, usize)>)> {
+    fn number(buf: &mut &[u8], kind: u8) -> Option<usize> {
+        let rest = buf.strip_prefix(&[kind])?;
+        let end = rest.iter().position(|&b| b == b'\r')?;
+        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        *buf = rest.get(end + 2..)?;
+        Some(n)
+    }
+    let mut out = Vec::new();
+    while let Some(argc) = number(&mut buf, b'*') {
+        let mut present = Vec::new();
+        while present.len() < argc {
+            let Some(len) = number(&mut buf, b'$') else {
+                break;
+            };
+            let kept = len.min(buf.len());
+            present.push((Bytes::copy_from_slice(&buf[..kept]), len));
+            buf = buf.get(len + 2..).unwrap_or_default();
+        }
+        if !present.is_empty() {
+            out.push((argc, present));
+        }
+        if present_cut(&out, argc) {
+            break;
+        }
+    }
+    out
+}
+
+/// True when the last command read was cut short (nothing follows it).
+fn present_cut(out: &[(usize, Vec<(Bytes, usize)>)], argc: usize) -> bool {
+    out.last()
+        .is_none_or(|(_, p)| p.len() < argc || p.last().is_some_and(|(b, len)| b.len() < *len))
+}
+
 /// The arguments as SLOWLOG shows them: at most 32 (the last then says how
 /// many more there were), strings over 128 bytes cut, and every argument
 /// that is not a key hidden when a key falls under a `[[transform]]` rule.
-fn shown_args(args: &[Bytes], transforms: &Transforms) -> Vec<Bytes> {
-    let hidden = hidden_positions(args, transforms);
-    let shown = args.len().min(MAX_ARGC);
+/// `argc` is the command's argument count; `present` the arguments kept
+/// (bytes, full length): fewer, or shorter, when the batch was cut at
+/// [`KEEP_BYTES`].
+fn shown_args(argc: usize, present: &[(Bytes, usize)], transforms: &Transforms) -> Vec<Bytes> {
+    let args: Vec<Bytes> = present.iter().map(|(b, _)| b.clone()).collect();
+    let hidden = hidden_positions(&args, transforms);
+    let shown = argc.min(MAX_ARGC);
     let mut out = Vec::with_capacity(shown);
-    for (i, a) in args.iter().enumerate().take(shown) {
-        if i == shown - 1 && args.len() > shown {
-            out.push(Bytes::from(format!(
-                "... ({} more arguments)",
-                args.len() - shown + 1
-            )));
-        } else if hidden.as_ref().is_some_and(|h| h(i)) {
+    for i in 0..shown {
+        let more = argc - i;
+        if (i == shown - 1 && argc > shown) || i >= present.len() {
+            out.push(Bytes::from(format!("... ({more} more arguments)")));
+            break;
+        }
+        let (a, len) = &present[i];
+        if hidden.as_ref().is_some_and(|h| h(i)) {
             out.push(Bytes::from_static(HIDDEN.as_bytes()));
-        } else if a.len() > MAX_STRING {
-            let mut s = a[..MAX_STRING].to_vec();
-            s.extend_from_slice(format!("... ({} more bytes)", a.len() - MAX_STRING).as_bytes());
+        } else if *len > MAX_STRING || a.len() < *len {
+            let cut = a.len().min(MAX_STRING);
+            let mut s = a[..cut].to_vec();
+            s.extend_from_slice(format!("... ({} more bytes)", len - cut).as_bytes());
             out.push(Bytes::from(s));
         } else {
             out.push(a.clone());
@@ -247,18 +301,37 @@ mod tests {
             .collect()
     }
 
+    fn lens(args: &[Bytes]) -> Vec<(Bytes, usize)> {
+        args.iter().map(|a| (a.clone(), a.len())).collect()
+    }
+
+    #[test]
+    fn a_batch_cut_short_shows_what_was_kept() {
+        let t = Transforms::disabled();
+        let frames = b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123";
+        let cmds = read_commands(frames);
+        assert_eq!(cmds.len(), 2);
+        let shown = shown_args(cmds[1].0, &cmds[1].1, &t);
+        assert_eq!(shown, words(&["SET", "k", "0123... (6 more bytes)"]));
+        let cut = read_commands(b"*4\r\n$4\r\nMGET\r\n$1\r\na\r\n$1");
+        let shown = shown_args(cut[0].0, &cut[0].1, &t);
+        assert_eq!(shown, words(&["MGET", "a", "... (2 more arguments)"]));
+        assert!(read_commands(b"*2\r\n").is_empty());
+        assert!(read_commands(b"").is_empty());
+    }
+
     #[test]
     fn arguments_are_truncated_as_redis_does() {
         let t = Transforms::disabled();
         let mut many = vec!["DEL".to_string()];
         many.extend((0..40).map(|i| format!("k{i}")));
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let shown = shown_args(&words(&many), &t);
+        let shown = shown_args(many.len(), &lens(&words(&many)), &t);
         assert_eq!(shown.len(), 32);
         assert_eq!(&shown[31][..], b"... (10 more arguments)");
         assert_eq!(&shown[30][..], b"k29");
         let long = "x".repeat(200);
-        let shown = shown_args(&words(&["SET", "k", &long]), &t);
+        let shown = shown_args(3, &lens(&words(&["SET", "k", &long])), &t);
         assert_eq!(shown[2].len(), 128 + "... (72 more bytes)".len());
         assert!(shown[2].ends_with(b"... (72 more bytes)"));
     }

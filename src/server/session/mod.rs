@@ -440,13 +440,22 @@ impl Session {
             return false;
         }
         let frames = batch.frames.freeze();
+        // The slow log's copy of the batch's start (`admin/slowlog.rs`):
+        // holding `frames` itself would keep the client's read buffer
+        // shared until the reply, and a read meanwhile would allocate anew.
+        // With the slow log off (a negative threshold), nothing is kept.
+        let kept = if self.shared.slowlog.is_on() {
+            Bytes::copy_from_slice(&frames[..frames.len().min(crate::admin::slowlog::KEEP_BYTES)])
+        } else {
+            Bytes::new()
+        };
         let reply = self
             .shared
             .backend
             .send(
                 self.info.id,
                 self.proto,
-                frames.clone(),
+                frames,
                 batch.count,
                 batch.read_only,
                 self.auth.backend_user(),
@@ -456,7 +465,7 @@ impl Session {
             reply,
             count: batch.count,
             started: batch.started,
-            sent: (Instant::now(), frames),
+            sent: (Instant::now(), kept),
             metrics: batch.metrics,
             plans: batch.plans,
         };
