@@ -162,6 +162,7 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         metrics.clone(),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let drain = crate::admin::drain::Drain::default();
 
     let http_addr = if config.telemetry.listen.is_empty() {
         None
@@ -171,9 +172,13 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         let ready_backend = backend.clone();
         let ready_cluster = cluster.clone();
         let ready_tiers = tiers.clone();
+        let ready_drain = drain.clone();
         let state = Arc::new(telemetry::HttpState {
             metrics: metrics.clone(),
             ready: Box::new(move || {
+                if ready_drain.is_on() {
+                    return Readiness::NotReady("draining (PROXY DRAIN)\n".to_string());
+                }
                 let backend = if let Some(cluster) = &ready_cluster {
                     cluster_readiness(cluster)
                 } else {
@@ -221,7 +226,14 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
     spawn_tls_reload(&config, acceptor, shutdown_rx.clone());
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let auth = crate::auth::AuthPolicy::with_auth(&config.backend, &config.auth);
-
+    let slowlog = crate::admin::slowlog::Slowlog::new(
+        config.server.slowlog_log_slower_than_us,
+        config.server.slowlog_max_len,
+    );
+    let sentinel = (config.backend.mode == crate::config::BackendMode::Sentinel).then(|| {
+        let s = &config.backend.sentinel;
+        (s.master_name.clone(), s.sentinels.clone())
+    });
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: arc_swap::ArcSwap::from_pointee(config.server),
@@ -235,6 +247,9 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         tiers,
         audit,
         reloader: reloader.clone(),
+        slowlog,
+        drain,
+        sentinel,
     });
     reloader.attach(&shared);
     let listener = tokio::spawn(server::listener::run(listeners, shared, shutdown_rx, grace));

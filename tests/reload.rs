@@ -364,3 +364,58 @@ fn sighup_reloads_the_binary() {
         b"-ERR max number of clients reached for this address\r\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_reload_and_config_through_redis_cli() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(&path, &config_text(&redis.addr(), 2000, false, "cli test"));
+    let running = start(&path).await;
+    let port = running.addr.port();
+    let cli = |args: &'static [&'static str]| support::clients::redis_cli(port, args, None);
+
+    let out = cli(&[
+        "PROXY",
+        "CONFIG",
+        "SET",
+        "server.max_clients_per_address",
+        "3",
+    ])
+    .await;
+    assert_eq!(out.stdout.trim(), "OK", "{out:?}");
+    let out = cli(&["PROXY", "CONFIG", "GET", "server.max_clients*"]).await;
+    assert_eq!(
+        out.stdout.trim(),
+        "server.max_clients_per_address\n3",
+        "{out:?}"
+    );
+    let out = cli(&["PROXY", "CONFIG", "REWRITE"]).await;
+    assert_eq!(out.stdout.trim(), "OK", "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("max_clients_per_address = 3") && text.contains("# cli test"),
+        "{text}"
+    );
+    let out = cli(&["PROXY", "RELOAD"]).await;
+    assert_eq!(out.stdout.trim(), "no change", "{out:?}");
+    write(&path, &config_text(&redis.addr(), 2500, false, "cli test"));
+    let out = cli(&["PROXY", "RELOAD"]).await;
+    // The new file also drops what CONFIG SET had added.
+    assert_eq!(
+        out.stdout.trim(),
+        "applied server.max_clients_per_address\napplied backend.request_timeout_ms",
+        "{out:?}"
+    );
+    let out = cli(&["PROXY", "CONFIG", "SET", "server.listen", "127.0.0.1:1"]).await;
+    assert!(
+        out.stdout.contains("need a restart") && out.stdout.contains("server.listen"),
+        "{out:?}"
+    );
+    let out = cli(&["PROXY", "CONFIG", "SET", "server.maxclients", "0"]).await;
+    assert!(out.stdout.contains("ERR CONFIG SET failed"), "{out:?}");
+    let out = cli(&["PROXY", "HELP"]).await;
+    for sub in ["RELOAD", "CONFIG GET", "CONFIG SET", "CONFIG REWRITE"] {
+        assert!(out.stdout.contains(sub), "{sub} missing from PROXY HELP");
+    }
+}

@@ -33,7 +33,10 @@ pub fn parse(rest: &[Bytes]) -> Result<ConfigCommand, String> {
                 .collect(),
         )),
         (Some(b"rewrite"), 1) => Ok(ConfigCommand::Rewrite),
-        _ => Err("ERR unknown subcommand or wrong number of arguments for 'config'. Try PROXY HELP.".into()),
+        _ => Err(
+            "ERR unknown subcommand or wrong number of arguments for 'config'. Try PROXY HELP."
+                .into(),
+        ),
     }
 }
 
@@ -79,7 +82,9 @@ fn report(result: Result<Report, String>, proto: Protocol) -> Bytes {
             }
             r.freeze()
         }
-        Err(e) => error(&format!("ERR reload refused, the running config is unchanged: {e}")),
+        Err(e) => error(&format!(
+            "ERR reload refused, the running config is unchanged: {e}"
+        )),
     }
 }
 
@@ -89,12 +94,18 @@ mod tests {
     use super::*;
 
     fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
     }
 
     #[test]
     fn parses_config_subcommands() {
-        assert_eq!(parse(&args(&["GET", "server.*"])).unwrap(), ConfigCommand::Get(Bytes::from_static(b"server.*")));
+        assert_eq!(
+            parse(&args(&["GET", "server.*"])).unwrap(),
+            ConfigCommand::Get(Bytes::from_static(b"server.*"))
+        );
         assert_eq!(
             parse(&args(&["set", "a.b", "1", "c.d", "x"])).unwrap(),
             ConfigCommand::Set(vec![("a.b".into(), "1".into()), ("c.d".into(), "x".into())])

@@ -7,14 +7,27 @@
 //! * [`tier`]: `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY` (Postgres tiers).
 //! * [`checkpoint`]: `PROXY CHECKPOINT CREATE | LIST | RESTORE | DROP`.
 //! * [`nodes`]: the primaries' dedicated connections those two use.
+//! * [`info`]: `PROXY INFO [section]`, /metrics in INFO's format.
+//! * [`backends`]: `PROXY BACKENDS` and `PROXY TOPOLOGY`.
+//! * [`clients`]: `PROXY CLIENTS`.
+//! * [`slowlog`]: `PROXY SLOWLOG GET [n] | LEN | RESET`, and its recording.
+//! * [`latency`]: `PROXY LATENCY`.
+//! * [`drain`]: `PROXY DRAIN` / `PROXY UNDRAIN`.
 //!
 //! The session parses the command and hands it to [`run`] in a task of its
 //! own: a long admin command never holds the client's later commands back
 //! from being read, and its reply keeps its place in the order.
 
+pub mod backends;
 pub mod checkpoint;
+pub mod clients;
+pub mod config;
+pub mod drain;
+pub mod info;
+pub mod latency;
 pub mod nodes;
 pub mod rewrap;
+pub mod slowlog;
 pub mod tier;
 
 use bytes::Bytes;
@@ -51,6 +64,36 @@ pub const HELP: &[&str] = &[
     "    Write a checkpoint's keys back (RESTORE ... REPLACE with their remaining TTL).",
     "CHECKPOINT DROP <id>",
     "    Delete a checkpoint.",
+    "INFO [<section> ...]",
+    "    What /metrics knows, in INFO format: server, clients, backends, commands, latency,",
+    "    transforms, tiers (sections of features not configured are omitted); all by default.",
+    "BACKENDS",
+    "    Per node: address, role, state, breaker, connections up/total, in-flight batches,",
+    "    health-PING latency p50/p99 in microseconds.",
+    "TOPOLOGY",
+    "    The slot map (cluster), or the primary and replicas (sentinel, standalone).",
+    "CLIENTS",
+    "    CLIENT LIST's lines plus dedicated=<node>#<id>|no, inflight=<commands>, obuf=<bytes>.",
+    "SLOWLOG GET [<count>]",
+    "    The slowest commands, newest first (Redis SLOWLOG's entries, then strata and backend us).",
+    "SLOWLOG LEN",
+    "    Entries in the slow log.",
+    "SLOWLOG RESET",
+    "    Empty the slow log.",
+    "LATENCY",
+    "    p50/p99/p99.9 per command, as INFO latencystats prints them.",
+    "DRAIN",
+    "    Stop accepting clients and fail /health/ready; connected clients are served on.",
+    "UNDRAIN",
+    "    Accept clients again and let /health/ready pass.",
+    "RELOAD",
+    "    Read the config file again and apply what can change live; names what needs a restart.",
+    "CONFIG GET <pattern>",
+    "    The running config's keys matching the glob (dotted: server.maxclients), with their values.",
+    "CONFIG SET <key> <value> [<key> <value> ...]",
+    "    Change keys of the running config, all or none (as a reload of the file so changed).",
+    "CONFIG REWRITE",
+    "    Write the running config back to its file, atomically, keeping comments and order.",
     "HELP",
     "    Print this help.",
 ];
@@ -70,8 +113,64 @@ pub enum ProxyCommand {
     Tier(tier::TierCommand),
     /// `PROXY CHECKPOINT …`.
     Checkpoint(checkpoint::CheckpointCommand),
+    /// `PROXY INFO [section …]`.
+    Info(Vec<&'static str>),
+    /// `PROXY BACKENDS`.
+    Backends,
+    /// `PROXY TOPOLOGY`.
+    Topology,
+    /// `PROXY CLIENTS`.
+    Clients,
+    /// `PROXY SLOWLOG GET [n]` (`None`: Redis's default).
+    SlowlogGet(Option<i64>),
+    /// `PROXY SLOWLOG LEN`.
+    SlowlogLen,
+    /// `PROXY SLOWLOG RESET`.
+    SlowlogReset,
+    /// `PROXY LATENCY`.
+    Latency,
+    /// `PROXY DRAIN` (`true`) or `PROXY UNDRAIN`.
+    Drain(bool),
+    /// `PROXY RELOAD`, `PROXY CONFIG GET | SET | REWRITE`.
+    Config(config::ConfigCommand),
     /// `PROXY HELP`.
     Help,
+}
+
+/// The subcommands without arguments.
+fn bare(sub: &[u8]) -> Option<ProxyCommand> {
+    let words: [(&[u8], ProxyCommand); 7] = [
+        (b"help", ProxyCommand::Help),
+        (b"backends", ProxyCommand::Backends),
+        (b"topology", ProxyCommand::Topology),
+        (b"clients", ProxyCommand::Clients),
+        (b"latency", ProxyCommand::Latency),
+        (b"drain", ProxyCommand::Drain(true)),
+        (b"undrain", ProxyCommand::Drain(false)),
+    ];
+    words
+        .into_iter()
+        .find(|(w, _)| sub.eq_ignore_ascii_case(w))
+        .map(|(_, c)| c)
+}
+
+/// `PROXY SLOWLOG …`, with Redis's SLOWLOG errors.
+fn parse_slowlog(rest: &[Bytes]) -> Result<ProxyCommand, String> {
+    let sub = rest.first().map(|s| s.to_ascii_lowercase());
+    match (sub.as_deref(), rest.len()) {
+        (Some(b"get"), 1) => Ok(ProxyCommand::SlowlogGet(None)),
+        // Redis's texts: a count that is not an integer, then one below -1.
+        (Some(b"get"), 2) => match crate::protocol::request::parse_int(&rest[1]) {
+            Some(n) if n >= -1 => Ok(ProxyCommand::SlowlogGet(Some(n))),
+            Some(_) => Err("ERR count should be greater than or equal to -1".to_string()),
+            None => Err("ERR value is not an integer or out of range".to_string()),
+        },
+        (Some(b"len"), 1) => Ok(ProxyCommand::SlowlogLen),
+        (Some(b"reset"), 1) => Ok(ProxyCommand::SlowlogReset),
+        _ => Err(format!(
+            "ERR unknown subcommand or wrong number of arguments for 'slowlog'. Try {USAGE}"
+        )),
+    }
 }
 
 /// Parses `PROXY <subcommand> …`; the error is the reply text.
@@ -91,8 +190,26 @@ pub fn parse(args: &[Bytes]) -> Result<ProxyCommand, String> {
     if sub.eq_ignore_ascii_case(b"checkpoint") {
         return checkpoint::parse(rest).map(ProxyCommand::Checkpoint);
     }
-    if sub.eq_ignore_ascii_case(b"help") && rest.is_empty() {
-        return Ok(ProxyCommand::Help);
+    if sub.eq_ignore_ascii_case(b"info") {
+        return Ok(ProxyCommand::Info(info::wanted(rest)));
+    }
+    if sub.eq_ignore_ascii_case(b"slowlog") {
+        return parse_slowlog(rest);
+    }
+    if sub.eq_ignore_ascii_case(b"config") {
+        return config::parse(rest).map(ProxyCommand::Config);
+    }
+    if sub.eq_ignore_ascii_case(b"reload") && rest.is_empty() {
+        return Ok(ProxyCommand::Config(config::ConfigCommand::Reload));
+    }
+    if let Some(cmd) = bare(sub) {
+        if !rest.is_empty() {
+            return Err(format!(
+                "ERR wrong number of arguments for 'proxy|{}' command",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            ));
+        }
+        return Ok(cmd);
     }
     Err(format!(
         "ERR unknown PROXY subcommand '{}'. Try {USAGE}",
@@ -111,6 +228,9 @@ pub struct Context<'a> {
     pub transforms: &'a Transforms,
     /// The tiers, when `[[tier]]` rules exist.
     pub tiers: Option<&'a Tiers>,
+    /// Everything the server shares (clients, metrics, slow log, drain):
+    /// the operations commands read it.
+    pub server: &'a crate::server::Shared,
 }
 
 /// The error for a tier command without tiers configured.
@@ -120,7 +240,43 @@ pub const NO_TIERS: &str =
 /// Runs a parsed `PROXY` command; the reply frame (errors included).
 pub async fn run(ctx: Context<'_>, cmd: ProxyCommand, proto: Protocol) -> Bytes {
     let error = crate::protocol::reply::error;
+    let shared = ctx.server;
     match cmd {
+        ProxyCommand::Info(sections) => info::info(shared, &sections, proto),
+        ProxyCommand::Backends => backends::backends(shared, proto),
+        ProxyCommand::Topology => backends::topology(shared, proto),
+        ProxyCommand::Clients => clients::list(shared, proto),
+        ProxyCommand::SlowlogGet(n) => shared.slowlog.get(n, proto),
+        ProxyCommand::SlowlogLen => {
+            let mut r = ReplyBuf::new(proto);
+            r.integer(shared.slowlog.len() as i64);
+            r.freeze()
+        }
+        ProxyCommand::SlowlogReset => {
+            shared.slowlog.reset();
+            Bytes::from_static(b"+OK\r\n")
+        }
+        ProxyCommand::Latency => {
+            let mut r = ReplyBuf::new(proto);
+            r.verbatim(format!("# Latencystats\r\n{}", latency::lines(&shared.metrics)).as_bytes());
+            r.freeze()
+        }
+        ProxyCommand::Drain(on) => {
+            if shared.drain.set(on) {
+                tracing::warn!(
+                    draining = on,
+                    clients = shared.clients.len(),
+                    "{}",
+                    if on {
+                        "PROXY DRAIN: not accepting clients, readiness fails"
+                    } else {
+                        "PROXY UNDRAIN: accepting clients"
+                    }
+                );
+            }
+            Bytes::from_static(b"+OK\r\n")
+        }
+        ProxyCommand::Config(cmd) => config::run(&ctx.server.reloader, cmd, proto).await,
         ProxyCommand::Help => {
             let mut r = ReplyBuf::new(proto);
             r.array(HELP.len());
@@ -212,6 +368,23 @@ mod tests {
             parse(&args(&["proxy", "help"])).unwrap(),
             ProxyCommand::Help
         );
+        assert_eq!(
+            parse(&args(&["proxy", "SLOWLOG", "get", "5"])).unwrap(),
+            ProxyCommand::SlowlogGet(Some(5))
+        );
+        assert!(parse(&args(&["proxy", "slowlog", "get", "-2"])).is_err());
+        let e = parse(&args(&["proxy", "slowlog", "get", "x"])).unwrap_err();
+        assert_eq!(e, "ERR value is not an integer or out of range");
+        assert!(parse(&args(&["proxy", "slowlog"])).is_err());
+        assert_eq!(
+            parse(&args(&["proxy", "info", "Clients", "nope"])).unwrap(),
+            ProxyCommand::Info(vec!["clients"])
+        );
+        assert_eq!(
+            parse(&args(&["proxy", "undrain"])).unwrap(),
+            ProxyCommand::Drain(false)
+        );
+        assert!(parse(&args(&["proxy", "drain", "now"])).is_err());
         let e = parse(&args(&["proxy"])).unwrap_err();
         assert!(e.contains("wrong number of arguments"), "{e}");
         let e = parse(&args(&["proxy", "nope"])).unwrap_err();

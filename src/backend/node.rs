@@ -43,6 +43,9 @@ pub struct Node {
     /// Connections authenticated as the ACL users clients logged in as
     /// (see `users.rs`); empty while every client is strata's own user.
     users: Arc<UserConns>,
+    /// Round trips of the health PINGs (`PROXY BACKENDS`' p50/p99): the
+    /// node's own latency, measured off the data path.
+    ping_latency: crate::telemetry::metrics::LatencyHistogram,
 }
 
 impl Node {
@@ -111,6 +114,7 @@ impl Node {
             version: Arc::new(RwLock::new(String::new())),
             trouble,
             users,
+            ping_latency: Default::default(),
         });
         tokio::spawn(health_loop(
             backend.addr.clone(),
@@ -119,6 +123,7 @@ impl Node {
             backend.healthy.clone(),
             backend.version.clone(),
             backend.retired.subscribe(),
+            backend.ping_latency.clone(),
         ));
         backend
     }
@@ -292,6 +297,20 @@ impl Node {
             .count()
     }
 
+    /// Batches sent on the multiplexed connections and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.resp2
+            .iter()
+            .chain(self.resp3.iter())
+            .map(|c| c.in_flight())
+            .sum()
+    }
+
+    /// The health PINGs' round trips.
+    pub fn ping_latency(&self) -> &crate::telemetry::metrics::LatencyHistogram {
+        &self.ping_latency
+    }
+
     /// Number of multiplexed connections in all.
     pub fn connections_total(&self) -> usize {
         self.resp2.len() + self.resp3.len()
@@ -321,6 +340,7 @@ async fn health_loop(
     healthy: Arc<AtomicBool>,
     version: Arc<RwLock<String>>,
     mut retired: watch::Receiver<Option<String>>,
+    ping_latency: crate::telemetry::metrics::LatencyHistogram,
 ) {
     let mut conn: Option<(crate::tls::Stream, BytesMut)> = None;
     let mut ticker = tokio::time::interval(interval);
@@ -361,9 +381,13 @@ async fn health_loop(
         let Some((stream, buf)) = conn.as_mut() else {
             continue;
         };
+        let sent = std::time::Instant::now();
         let ok = handshake::call(stream, buf, &[b"PING"], settings.request_timeout)
             .await
             .is_ok();
+        if ok {
+            ping_latency.observe_n(sent.elapsed(), 1);
+        }
         if !ok {
             conn = None;
         }

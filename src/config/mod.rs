@@ -82,6 +82,12 @@ pub struct ServerConfig {
     /// `pubsub`): `["normal 0 0 0", "pubsub 32mb 8mb 60"]` by default, as
     /// in Redis. See `server/writer/limit.rs`.
     pub client_output_buffer_limit: crate::server::writer::OutputLimits,
+    /// Redis's `slowlog-log-slower-than`, in microseconds: commands whose
+    /// reply took at least this long (parse to reply) go to `PROXY
+    /// SLOWLOG`. Negative: off; 0: every command.
+    pub slowlog_log_slower_than_us: i64,
+    /// Redis's `slowlog-max-len`: entries kept (the oldest go first).
+    pub slowlog_max_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +103,8 @@ impl Default for ServerConfig {
             worker_threads: 1,
             scripts_on_own_connection: true,
             client_output_buffer_limit: crate::server::writer::OutputLimits::default(),
+            slowlog_log_slower_than_us: 10_000,
+            slowlog_max_len: 128,
         }
     }
 }

@@ -88,6 +88,11 @@ pub struct ClientInfo {
     shard_unsubscribes_due: AtomicUsize,
     /// CLIENT TRACKING's redirects: to this client, and from it.
     pub tracking: super::tracking::ClientTracking,
+    /// The client's reply queue, for `PROXY CLIENTS`' in-flight count.
+    queue: Mutex<Option<super::queue::WeakQueueTx>>,
+    /// Reply bytes the writer is handing to the socket (0 between
+    /// writes): what strata holds for a client that does not read.
+    output_pending: AtomicUsize,
 }
 
 impl ClientInfo {
@@ -156,6 +161,48 @@ impl ClientInfo {
     /// SUNSUBSCRIBE confirmations asked for and not yet seen.
     pub fn shard_unsubscribes_due(&self) -> usize {
         self.shard_unsubscribes_due.load(Ordering::Relaxed)
+    }
+
+    /// Records the client's reply queue (once, when its session starts).
+    pub fn set_queue(&self, queue: super::queue::WeakQueueTx) {
+        if let Ok(mut slot) = self.queue.lock() {
+            *slot = Some(queue);
+        }
+    }
+
+    /// Commands queued for the writer and not yet taken.
+    pub fn inflight(&self) -> usize {
+        self.queue
+            .lock()
+            .ok()
+            .and_then(|q| q.as_ref().map(|q| q.inflight()))
+            .unwrap_or(0)
+    }
+
+    /// The writer is writing `bytes` to the socket (0: done).
+    #[inline]
+    pub fn set_output_pending(&self, bytes: usize) {
+        self.output_pending.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Reply bytes strata holds for the client, being written.
+    pub fn output_pending(&self) -> usize {
+        self.output_pending.load(Ordering::Relaxed)
+    }
+
+    /// `PROXY CLIENTS`' line: CLIENT LIST's, then strata's own fields.
+    pub fn proxy_line(&self, epoch: Instant) -> String {
+        let dedicated = self.dedicated_on().map_or_else(
+            || "no".to_string(),
+            |(node, id)| format!("{}#{id}", node.addr()),
+        );
+        format!(
+            "{} dedicated={} inflight={} obuf={}",
+            self.line(epoch),
+            dedicated,
+            self.inflight(),
+            self.output_pending(),
+        )
     }
 
     /// True while subscribed to anything (CLIENT LIST's `flags=P`, and
@@ -335,6 +382,8 @@ impl ClientRegistry {
             dedicated_on: Mutex::new(None),
             shard_unsubscribes_due: AtomicUsize::new(0),
             tracking: Default::default(),
+            queue: Mutex::new(None),
+            output_pending: AtomicUsize::new(0),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, info.clone());

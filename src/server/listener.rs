@@ -80,6 +80,12 @@ pub async fn run(
                 continue;
             }
         };
+        if shared.drain.is_on() {
+            // PROXY DRAIN: not accepting (closed at once, as a stopped
+            // listener would refuse it).
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         if let Some((reason, text)) = refusal(&shared, addr.ip()) {
             shared.metrics.client_rejected(reason);

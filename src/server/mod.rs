@@ -65,6 +65,13 @@ pub struct Shared {
     pub audit: crate::auth::audit::SharedAudit,
     /// Hot reload, for `PROXY RELOAD` and `PROXY CONFIG`.
     pub reloader: Arc<crate::app::reload::Reloader>,
+    /// `PROXY SLOWLOG` (`admin/slowlog.rs`), recorded by the writer.
+    pub slowlog: crate::admin::slowlog::Slowlog,
+    /// `PROXY DRAIN`: the listener closes new clients, readiness fails.
+    pub drain: crate::admin::drain::Drain,
+    /// Sentinel mode: the master's name and the sentinels configured
+    /// (`PROXY TOPOLOGY`); `None` in other modes.
+    pub sentinel: Option<(String, Vec<String>)>,
 }
 
 impl Shared {

@@ -37,6 +37,10 @@ pub enum Pending {
         count: usize,
         /// When the first command was parsed.
         started: Instant,
+        /// When the batch was handed to the backend connection, and its
+        /// bytes (a reference, not a copy): read back only for a reply
+        /// slow enough for `PROXY SLOWLOG`.
+        sent: (Instant, Bytes),
         /// Each command's metric handles, recorded when the replies are written.
         metrics: Vec<Arc<CommandMetrics>>,
         /// Transform plans of the commands whose replies hold transformed

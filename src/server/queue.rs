@@ -162,6 +162,15 @@ impl Drop for QueueTx {
 }
 
 impl WeakQueueTx {
+    /// Commands queued and not yet taken by the writer (`PROXY CLIENTS`'
+    /// in-flight count); 0 once the queue is gone. Takes the queue's lock:
+    /// for admin reads, not the data path.
+    pub fn inflight(&self) -> usize {
+        self.inner
+            .upgrade()
+            .map_or(0, |inner| inner.lock().inflight)
+    }
+
     /// Pushes an entry that counts no command, without waiting; false if
     /// the session or the writer is gone.
     pub fn try_send(&self, entry: Pending) -> bool {
@@ -446,6 +455,7 @@ mod tests {
             reply: reply_rx,
             count: 1,
             started: std::time::Instant::now(),
+            sent: (std::time::Instant::now(), bytes::Bytes::new()),
             metrics: Vec::new(),
             plans: Vec::new(),
         };

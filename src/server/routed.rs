@@ -54,6 +54,9 @@ pub struct RoutedBatch {
     pub bytes: usize,
     /// When the first command was parsed.
     pub started: Instant,
+    /// When the groups were handed to their nodes' connections (for
+    /// `PROXY SLOWLOG`'s split).
+    pub sent_at: Instant,
     /// Each command's metric handles.
     pub metrics: Vec<Arc<CommandMetrics>>,
     /// Transform plans by item index, ascending.
@@ -199,6 +202,7 @@ impl RoutedBatch {
             items: Vec::with_capacity(16),
             bytes: 0,
             started,
+            sent_at: started,
             metrics: Vec::with_capacity(16),
             plans: Vec::new(),
         }

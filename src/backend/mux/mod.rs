@@ -118,6 +118,11 @@ impl MuxConnection {
         self.outbox.send(frames, count).await
     }
 
+    /// Batches sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.outbox.in_flight.load(Ordering::Relaxed)
+    }
+
     /// True while the socket is connected.
     pub fn is_up(&self) -> bool {
         self.state.load(Ordering::Relaxed) == STATE_UP
@@ -266,6 +271,7 @@ impl MuxTask {
         for p in in_flight {
             let _ = p.reply.send(Err(err.clone()));
         }
+        self.outbox.in_flight.store(0, Ordering::Relaxed);
         self.outbox.fail_all(&err);
         Err(err)
     }
@@ -376,6 +382,7 @@ async fn read_loop(
                     let replies = buf.split_to(scanned).freeze();
                     scanned = 0;
                     let _ = done.reply.send(Ok(replies));
+                    outbox.in_flight.store(in_flight.len(), Ordering::Relaxed);
                     breaker.on_success();
                 }
             }

@@ -81,6 +81,9 @@ pub(super) struct Outbox {
     /// Senders waiting for room (rare: see [`MAX_QUEUED_BYTES`]).
     room: tokio::sync::Notify,
     pub addr: String,
+    /// Batches taken by the reader and not yet answered (`PROXY BACKENDS`):
+    /// a plain store by the reader when its queue changes, read rarely.
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Outbox {
@@ -99,6 +102,7 @@ impl Outbox {
                 accepting: Accepting::Yes,
             }),
             room: tokio::sync::Notify::new(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             addr,
         }
     }
@@ -272,6 +276,8 @@ impl Outbox {
             s.deadline = Some(at);
             in_flight.push_back(s);
         }
+        self.in_flight
+            .store(in_flight.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -123,6 +123,7 @@ impl Session {
                     .await,
             );
         }
+        batch.sent_at = Instant::now();
         self.tx.send(Pending::Routed(batch), commands).await
     }
 

@@ -63,6 +63,7 @@ pub async fn serve(stream: crate::tls::Stream, shared: Arc<Shared>, info: Arc<Cl
     // Bounded in commands, not entries (see `queue.rs`).
     let (tx, rx) = super::queue::channel(max_inflight);
     info.tracking.set_wake(tx.downgrade());
+    info.set_queue(tx.downgrade());
     let (swap_tx, swaps) = mpsc::unbounded_channel();
     let batch_pool = Arc::new(super::routed::BatchPool::default());
     let mut writer = tokio::spawn(super::writer::run(
@@ -443,13 +444,23 @@ impl Session {
         if !self.tx.wait_room(batch.count).await {
             return false;
         }
+        let frames = batch.frames.freeze();
+        // The slow log's copy of the batch's start (`admin/slowlog.rs`):
+        // holding `frames` itself would keep the client's read buffer
+        // shared until the reply, and a read meanwhile would allocate anew.
+        // With the slow log off (a negative threshold), nothing is kept.
+        let kept = if self.shared.slowlog.is_on() {
+            Bytes::copy_from_slice(&frames[..frames.len().min(crate::admin::slowlog::KEEP_BYTES)])
+        } else {
+            Bytes::new()
+        };
         let reply = self
             .shared
             .backend
             .send(
                 self.info.id,
                 self.proto,
-                batch.frames.freeze(),
+                frames,
                 batch.count,
                 batch.read_only,
                 self.auth.backend_user(),
@@ -459,6 +470,7 @@ impl Session {
             reply,
             count: batch.count,
             started: batch.started,
+            sent: (Instant::now(), kept),
             metrics: batch.metrics,
             plans: batch.plans,
         };
@@ -779,6 +791,7 @@ impl Session {
                 cluster: shared.cluster.as_deref(),
                 transforms: &transforms,
                 tiers: shared.tiers.as_deref(),
+                server: &shared,
             };
             let _ = tx.send(Ok(Box::pin(crate::admin::run(ctx, cmd, proto)).await));
         });

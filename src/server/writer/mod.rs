@@ -123,7 +123,9 @@ impl Writer {
         if !normal.is_unlimited() {
             return self.flush_limited(normal).await;
         }
+        self.info.set_output_pending(self.out.len());
         let r = crate::tls::write_flush(&mut self.wr, &self.out).await;
+        self.info.set_output_pending(0);
         self.out.clear();
         r.map_err(|_| Stop::ClientGone)
     }
@@ -259,12 +261,16 @@ impl Writer {
                     mut reply,
                     count,
                     started,
+                    sent,
                     metrics,
                     plans,
                 } => {
                     let result = self.await_reply(&mut reply).await?;
                     let elapsed = started.elapsed();
                     crate::telemetry::record_batch(&metrics, elapsed);
+                    if elapsed >= self.shared.slowlog.threshold() {
+                        self.slow(started, sent.0, &sent.1, elapsed);
+                    }
                     match result {
                         Ok(Ok(frames)) if plans.is_empty() => self.out.extend_from_slice(&frames),
                         Ok(Ok(frames)) => self.write_batch_with_plans(frames, count, &plans),
@@ -302,6 +308,33 @@ impl Writer {
         }
         self.flush().await?;
         Ok(Stop::Done)
+    }
+
+    /// A reply batch over `PROXY SLOWLOG`'s threshold: its requests
+    /// `frames`, handed to the backend connection at `sent_at`.
+    #[cold]
+    pub(super) fn slow(
+        &self,
+        started: std::time::Instant,
+        sent_at: std::time::Instant,
+        frames: &Bytes,
+        elapsed: std::time::Duration,
+    ) {
+        use crate::admin::slowlog::{Client, Measured};
+        let name = self.info.name();
+        self.shared.slowlog.record(
+            Measured {
+                frames,
+                started,
+                sent: sent_at,
+                elapsed,
+            },
+            Client {
+                addr: &self.info.addr,
+                name: name.as_ref(),
+            },
+            &self.shared.transforms.load(),
+        );
     }
 
     fn write_reply(&mut self, frame: Bytes, post: Post) {

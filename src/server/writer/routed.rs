@@ -46,6 +46,11 @@ impl Writer {
         }
         let elapsed = batch.started.elapsed();
         crate::telemetry::record_batch(&batch.metrics, elapsed);
+        if elapsed >= self.shared.slowlog.threshold() {
+            for group in &replies {
+                self.slow(batch.started, batch.sent_at, &group.sent, elapsed);
+            }
+        }
         let b = &mut *batch;
         let mut plans = b.plans.drain(..).peekable();
         let ctx = Ctx {

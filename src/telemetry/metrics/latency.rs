@@ -65,6 +65,50 @@ impl LatencyHistogram {
             .fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.inner
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sum of the observations.
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.inner.sum_nanos.load(Ordering::Relaxed))
+    }
+
+    /// The `q` quantile (0..=1), as the upper bound of the bucket that
+    /// reaches it: the histogram keeps buckets, not observations, so this
+    /// is an upper estimate at the buckets' resolution (`PROXY LATENCY`).
+    /// Past the last bound, the last bound. `None` before any observation.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .inner
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let bound = BOUNDS_NANOS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(BOUNDS_NANOS[BUCKETS - 1]);
+                return Some(Duration::from_nanos(bound));
+            }
+        }
+        Some(Duration::from_nanos(BOUNDS_NANOS[BUCKETS - 1]))
+    }
+
     /// (sum in seconds, count, per-bucket counts with their upper bounds).
     fn snapshot(&self) -> (f64, u64, [(f64, u64); BUCKETS + 1]) {
         let inner = &*self.inner;
@@ -102,6 +146,18 @@ impl EncodeMetric for LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_are_bucket_bounds() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        h.observe_n(Duration::from_micros(40), 98);
+        h.observe_n(Duration::from_millis(3), 2);
+        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(50)));
+        assert_eq!(h.quantile(0.98), Some(Duration::from_micros(50)));
+        assert!(h.quantile(0.99) >= Some(Duration::from_millis(3)));
+        assert_eq!(h.count(), 100);
+    }
 
     #[test]
     fn bounds_are_exact_nanoseconds() {

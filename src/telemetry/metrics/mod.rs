@@ -49,4 +49,5 @@ pub use handles::{
     record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
 };
 pub use labels::{ConnKind, ConnState, ErrorKind, RejectReason};
+pub use latency::LatencyHistogram;
 pub use registry::{Metrics, COMMAND_DURATION_BUCKETS};

@@ -77,6 +77,11 @@ pub struct Metrics {
     failovers: Counter,
     last_failover_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     discovery_up: Gauge,
+    /// Every command's handles by name, for `PROXY INFO commands` and
+    /// `PROXY LATENCY` (prometheus-client's `Family` cannot be walked).
+    /// Filled by [`Metrics::command`], which runs once per command per
+    /// session, never per request.
+    command_list: std::sync::Mutex<std::collections::BTreeMap<&'static str, CommandMetrics>>,
 }
 
 impl Default for Metrics {
@@ -210,7 +215,20 @@ impl Metrics {
             errors,
             bytes_received,
             bytes_sent,
+            command_list: Default::default(),
         }
+    }
+
+    /// Each command seen so far: name, calls, latency histogram (by name).
+    pub fn command_stats(&self) -> Vec<(&'static str, u64, LatencyHistogram)> {
+        self.command_list
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(name, h)| (*name, h.calls.get(), h.duration.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The registry, for modules that export their own series (cluster,
@@ -229,10 +247,14 @@ impl Metrics {
     #[must_use]
     pub fn command(&self, name: &'static str) -> CommandMetrics {
         let labels = CommandLabels { command: name };
-        CommandMetrics {
+        let handles = CommandMetrics {
             calls: self.commands.get_or_create_owned(&labels),
             duration: self.command_duration.get_or_create_owned(&labels),
+        };
+        if let Ok(mut list) = self.command_list.lock() {
+            list.entry(name).or_insert_with(|| handles.clone());
         }
+        handles
     }
 
     /// Counts an accepted client connection and returns a guard that keeps it
