@@ -53,9 +53,10 @@ struct Entry {
 /// The slow log: a bounded list of the slowest commands' entries.
 #[derive(Debug)]
 pub struct Slowlog {
-    /// `Duration::MAX` when off (a negative threshold).
-    threshold: Duration,
-    max_len: usize,
+    /// Microseconds; `u64::MAX` when off (a negative threshold). Atomic:
+    /// a config reload changes it (`set`).
+    threshold_us: AtomicU64,
+    max_len: std::sync::atomic::AtomicUsize,
     next_id: AtomicU64,
     entries: Mutex<VecDeque<Entry>>,
 }
@@ -85,31 +86,48 @@ pub struct Measured<'a> {
 impl Slowlog {
     /// From `server.slowlog_log_slower_than_us` and `server.slowlog_max_len`.
     pub fn new(slower_than_us: i64, max_len: usize) -> Slowlog {
-        Slowlog {
-            threshold: u64::try_from(slower_than_us).map_or(Duration::MAX, Duration::from_micros),
-            max_len,
+        let log = Slowlog {
+            threshold_us: AtomicU64::new(u64::MAX),
+            max_len: std::sync::atomic::AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             entries: Mutex::new(VecDeque::new()),
+        };
+        log.set(slower_than_us, max_len);
+        log
+    }
+
+    /// A config reload's new threshold and length (the log is cut to it).
+    pub fn set(&self, slower_than_us: i64, max_len: usize) {
+        let us = u64::try_from(slower_than_us).unwrap_or(u64::MAX);
+        self.threshold_us.store(us, Ordering::Relaxed);
+        self.max_len.store(max_len, Ordering::Relaxed);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.truncate(max_len);
         }
     }
 
     /// Replies that took at least this long are recorded.
     #[inline]
     pub fn threshold(&self) -> Duration {
-        self.threshold
+        match self.threshold_us.load(Ordering::Relaxed) {
+            u64::MAX => Duration::MAX,
+            us => Duration::from_micros(us),
+        }
     }
 
     /// False when the threshold is negative: nothing is ever recorded.
     #[inline]
     pub fn is_on(&self) -> bool {
-        self.threshold != Duration::MAX && self.max_len > 0
+        self.threshold_us.load(Ordering::Relaxed) != u64::MAX
+            && self.max_len.load(Ordering::Relaxed) > 0
     }
 
     /// Records each command of a slow batch (they share its duration: they
     /// were read together and answered together).
     #[cold]
     pub fn record(&self, m: Measured<'_>, client: Client<'_>, transforms: &Transforms) {
-        if self.max_len == 0 {
+        let max_len = self.max_len.load(Ordering::Relaxed);
+        if max_len == 0 {
             return;
         }
         let unix_secs = SystemTime::now()
@@ -136,7 +154,7 @@ impl Slowlog {
         for e in new {
             entries.push_front(e);
         }
-        entries.truncate(self.max_len);
+        entries.truncate(max_len);
     }
 
     /// SLOWLOG LEN.

@@ -11,7 +11,8 @@
 //! What a reload changes, and how:
 //! - `[server]` limits and timeouts: swapped whole (`Shared::server`); new
 //!   clients get the new in-flight bound and idle timeout, every client's
-//!   next write the new output-buffer limits.
+//!   next write the new output-buffer limits; the slow log its threshold
+//!   and length.
 //! - `[[transform]]` rules and `[transform_keys]`: swapped
 //!   (`LiveTransforms`); key files and variables are read again.
 //! - `telemetry.log_level`: the log filter is replaced.
@@ -20,7 +21,10 @@
 //!   the old one keeps answering what was sent to it and is retired after
 //!   the request timeout.
 //! - Everything else (`server.listen`, `server.worker_threads`,
-//!   `telemetry.listen`, `backend.mode`, Sentinel and cluster settings,
+//!   `server.proto_max_bulk_len`, `server.shutdown_grace_ms`,
+//!   `telemetry.listen`, `backend.mode`, the backend's credentials and
+//!   `read_from`, Sentinel and cluster settings, `[tls]` (its files reload
+//!   by themselves), `[auth]` (ACL SETUSER changes users live),
 //!   `[postgres]`, `[[tier]]`, `[audit]`) needs a restart: the reload
 //!   applies the rest and names those keys.
 
@@ -38,6 +42,13 @@ use crate::server::Shared;
 const RESTART: &[&str] = &[
     "server.listen",
     "server.worker_threads",
+    // Read once: by the request parser, and by the listener's drain.
+    "server.proto_max_bulk_len",
+    "server.shutdown_grace_ms",
+    // Who strata is to the backend, and who clients log in as.
+    "backend.username",
+    "backend.password_env",
+    "backend.read_from",
     "telemetry.listen",
     "telemetry.log_json",
     "backend.mode",
@@ -47,6 +58,8 @@ const RESTART: &[&str] = &[
     "tier",
     "audit",
     "tls",
+    // strata's own users: ACL SETUSER/DELUSER change them at run time.
+    "auth",
 ];
 
 /// What a reload did.
@@ -324,6 +337,10 @@ impl Reloader {
 
         // In force.
         shared.server.store(Arc::new(next.server.clone()));
+        shared.slowlog.set(
+            next.server.slowlog_log_slower_than_us,
+            next.server.slowlog_max_len,
+        );
         if let Some(t) = transforms {
             shared.transforms.replace(t);
         }
