@@ -136,6 +136,11 @@ impl Guard {
         args: &A,
     ) -> Option<Bytes> {
         let spec = spec?;
+        // Not logged in as one of strata's users: only the deny list
+        // applies, and most commands are surely not on it.
+        if self.user.is_none() && !self.deny.may_refuse(spec) {
+            return None;
+        }
         if !spec.arity_ok(args.argc()) {
             return None;
         }

@@ -39,6 +39,23 @@ fn slot_of(addr: usize) -> usize {
     ((addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) & (SLOTS - 1)
 }
 
+/// A bit for `spec` among `SLOTS` (its home slot in the pointer table):
+/// what a filter over specs keys on, with no table lookup.
+#[inline]
+pub fn bit(spec: &'static CommandSpec) -> usize {
+    slot_of(spec as *const CommandSpec as usize)
+}
+
+/// The home-slot bit of every spec whose id `wanted` picks.
+pub fn bits(wanted: impl Fn(u16) -> bool) -> Vec<usize> {
+    ids()
+        .slots
+        .iter()
+        .filter(|(_, id)| *id != EMPTY && wanted(*id))
+        .map(|(addr, _)| slot_of(*addr))
+        .collect()
+}
+
 fn build() -> Ids {
     let mut ids = Ids {
         slots: vec![(0, EMPTY); SLOTS],
