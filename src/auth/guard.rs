@@ -93,6 +93,14 @@ impl Guard {
         self.user = Some(LoggedIn { name, cell, rules });
     }
 
+    /// True when `spec` surely runs: passthrough mode (no strata users)
+    /// and not on the deny list's filter. The common case, decided
+    /// inline by `policy::check` in a few instructions.
+    #[inline]
+    pub fn surely_passes(&self, spec: &'static CommandSpec) -> bool {
+        self.users.is_none() && !self.deny.may_refuse(spec)
+    }
+
     /// The strata user's name (users mode, logged in).
     pub fn user_name(&self) -> Option<&Bytes> {
         self.user.as_ref().map(|u| &u.name)

@@ -35,6 +35,7 @@ fn ids() -> &'static Ids {
     IDS.get_or_init(build)
 }
 
+#[inline]
 fn slot_of(addr: usize) -> usize {
     ((addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) & (SLOTS - 1)
 }
