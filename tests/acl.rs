@@ -278,8 +278,15 @@ async fn deny_list_refuses_and_names_the_rule_unless_admin() {
     let mut c = RawConn::connect(&strata.addr.to_string()).await;
     c.expect("AUTH admin apw", b"+OK\r\n").await;
     assert!(show(&c.cmd("FLUSHDB").await).contains("deny list"));
+    // PROXY … is for admin users only.
+    c.expect(
+        "PROXY SLOWLOG LEN",
+        b"-NOPERM this user has no permissions to run the 'proxy' command\r\n",
+    )
+    .await;
     c.expect("AUTH ops opspw", b"+OK\r\n").await;
     c.expect("FLUSHDB", b"+OK\r\n").await;
+    c.expect("PROXY SLOWLOG LEN", b":0\r\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,7 +143,9 @@ impl Guard {
         spec: Option<&'static CommandSpec>,
         args: &A,
     ) -> Option<Bytes> {
-        let spec = spec?;
+        let Some(spec) = spec else {
+            return self.refuse_proxy(args);
+        };
         // Not logged in as one of strata's users: only the deny list
         // applies, and most commands are surely not on it.
         if self.user.is_none() && !self.deny.may_refuse(spec) {
@@ -183,6 +185,24 @@ impl Guard {
             }
         }
         None
+    }
+
+    /// `PROXY …` (strata's administration, not in the command table): in
+    /// users mode only a user with `admin = true` may run it; the others
+    /// get Redis's NOPERM for a command they may not run.
+    fn refuse_proxy<A: ArgList + ?Sized>(&mut self, args: &A) -> Option<Bytes> {
+        let LoggedIn { name, cell, .. } = self.user.as_ref()?;
+        if !args.arg(0)?.eq_ignore_ascii_case(b"proxy")
+            || cell.admin.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.refusal = Some(Refusal {
+            reason: Denied::Command.reason(),
+            object: "proxy".to_string(),
+            username: String::from_utf8_lossy(name).into_owned(),
+        });
+        Some(reply::error(&Denied::Command.reply_text("proxy")))
     }
 
     /// ACL DRYRUN's answer for `user` running `args`: `None` when allowed,
