@@ -93,3 +93,15 @@ proptest! {
         prop_assert_eq!(describe::user(&third), text2);
     }
 }
+
+/// The case the round trip found: a `%RW~*` pattern followed by another.
+#[test]
+fn an_all_keys_pattern_then_another_is_written_back_readably() {
+    let mut u = AclUser::new("u");
+    for op in ["%RW~*", "~"] {
+        u.apply(op.as_bytes()).unwrap();
+    }
+    let text = describe::user(&u);
+    let again = AclUser::with_rules("u", split(&text)).unwrap();
+    assert_eq!(again.allowed, u.allowed, "{text}");
+}
