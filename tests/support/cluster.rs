@@ -449,7 +449,7 @@ impl Cluster {
         let mut args = vec!["CLUSTER", "FAILOVER"];
         args.extend(mode);
         self.must(replica, &args);
-        self.wait_until(Duration::from_secs(30), "failover", |c| {
+        self.wait_until(Duration::from_secs(90), "failover", |c| {
             for a in c.live_addrs() {
                 if !try_slots_view(&a)?.iter().any(|(_, _, p, _)| p == replica) {
                     return Err(format!("{a} does not yet see {replica} as a primary"));
