@@ -3,6 +3,8 @@
 //! * [`listener`]: accepts, enforces maxclients, drains on shutdown.
 //! * [`session`]: reads and dispatches one client's requests.
 //! * [`writer`]: writes that client's replies in request order.
+//! * [`direct`]: a plain reply written by the backend connection's task
+//!   that read it, while the writer is idle (one task hand-off fewer).
 //! * [`local`]: the commands strata answers itself.
 //! * [`conn_state`]: server-side state held on a dedicated connection.
 //! * [`clients`]: the registry behind CLIENT LIST and INFO.
@@ -12,6 +14,7 @@
 
 pub mod clients;
 pub mod conn_state;
+pub mod direct;
 pub mod halt;
 pub mod listener;
 pub mod local;

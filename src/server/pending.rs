@@ -72,6 +72,12 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// A reply batch whose frames go to the client as they come (no
+    /// transform to open): the direct path's kind (`server/direct.rs`).
+    pub fn direct_candidate(&self) -> bool {
+        matches!(self, Pending::Batch { plans, .. } if plans.is_empty())
+    }
+
     /// The writer is parked on an empty queue and this entry arrives: if
     /// it is a reply still on its way from a multiplexed connection, the
     /// writer's waker goes to that reply slot instead of being woken now

@@ -75,6 +75,18 @@ struct State {
     closed_waker: Option<Waker>,
     rx_gone: bool,
     tx_gone: bool,
+    /// Direct replies (see [`QueueRx::enable_direct`]): the entry whose
+    /// reply a backend connection's task writes straight to the client,
+    /// with the commands it stands for. Taken before `entries`.
+    armed: Option<(Pending, usize)>,
+    /// That task is handling the armed entry now: the writer waits, since
+    /// that reply goes out before anything queued behind it.
+    direct_busy: bool,
+    /// The writer is parked in [`QueueRx::recv_direct`], everything before
+    /// written: an entry pushed now may be armed instead of waking it.
+    direct_ok: bool,
+    /// The waker that runs the direct path ([`DirectWake`]), while on.
+    direct: Option<Waker>,
 }
 
 /// A new queue holding at most `max` commands in flight.
@@ -219,6 +231,22 @@ impl Future for Send<'_> {
             let Some(mut entry) = this.entry.take() else {
                 return Poll::Ready(true); // `wait_room`: there is room
             };
+            if state.direct_ok
+                && state.entries.is_empty()
+                && state.armed.is_none()
+                && !state.direct_busy
+                && entry.direct_candidate()
+            {
+                // Parked with everything written: the reply goes straight
+                // to the client from the task that reads it.
+                if let Some(direct) = state.direct.clone() {
+                    if entry.park_writer_on_reply(&direct) {
+                        state.inflight += this.commands;
+                        state.armed = Some((entry, this.commands));
+                        return Poll::Ready(true);
+                    }
+                }
+            }
             let waker = match state.rx_waker.take() {
                 // Parked on an empty queue: woken by the reply instead.
                 Some(w) if state.entries.is_empty() && entry.park_writer_on_reply(&w) => None,
@@ -271,7 +299,10 @@ impl Future for Closed {
 /// Takes the front entry, giving back its room; the reader's waker if it
 /// waits for that room.
 fn pop(state: &mut State) -> Option<(Pending, Option<Waker>)> {
-    let (entry, commands) = state.entries.pop_front()?;
+    let (entry, commands) = match state.armed.take() {
+        Some(armed) => armed,
+        None => state.entries.pop_front()?,
+    };
     state.inflight -= commands;
     let waker = if commands > 0 {
         state.room_waker.take()
@@ -286,6 +317,9 @@ impl QueueRx {
     pub fn try_recv(&mut self) -> Result<Pending, TryRecvError> {
         let (entry, waker) = {
             let mut state = self.inner.lock();
+            if state.direct_busy {
+                return Err(TryRecvError::Empty);
+            }
             match pop(&mut state) {
                 Some(taken) => taken,
                 None if state.tx_gone => return Err(TryRecvError::Disconnected),
@@ -301,12 +335,128 @@ impl QueueRx {
     /// The next entry, waiting for one; `None` once the session is gone
     /// and everything it queued was taken.
     pub fn recv(&mut self) -> Recv<'_> {
-        Recv { rx: self }
+        Recv {
+            rx: self,
+            direct: false,
+        }
+    }
+
+    /// [`QueueRx::recv`] for a writer that has written everything before:
+    /// while it is parked here, a reply batch pushed may be armed for the
+    /// direct path (see [`QueueRx::enable_direct`]) instead of waking it.
+    pub fn recv_direct(&mut self) -> Recv<'_> {
+        Recv {
+            rx: self,
+            direct: true,
+        }
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.inner.lock().entries.is_empty()
+        let state = self.inner.lock();
+        state.entries.is_empty() && state.armed.is_none() && !state.direct_busy
+    }
+
+    /// Turns direct replies on: while the writer is parked in
+    /// [`QueueRx::recv_direct`] on an empty queue, a plain reply batch
+    /// pushed is not handed to it but armed, and its reply slot wakes
+    /// `handler` instead, in the backend connection's task that filled
+    /// it. The handler writes the reply to the client there and then (at
+    /// `-P 1` the writer task is then not woken at all: one task hand-off
+    /// per request fewer), or gives the entry back to the writer, ahead
+    /// of everything queued after it.
+    pub fn enable_direct(&self, handler: Arc<dyn DirectHandler>) {
+        let waker = Waker::from(Arc::new(DirectWake {
+            queue: Arc::downgrade(&self.inner),
+            handler,
+        }));
+        self.inner.lock().direct = Some(waker);
+    }
+
+    /// Turns direct replies off (the writer is about to stop).
+    pub fn disable_direct(&self) {
+        let waker = {
+            let mut state = self.inner.lock();
+            state.direct_ok = false;
+            state.direct.take()
+        };
+        drop(waker);
+    }
+}
+
+/// What the direct path made of an armed entry.
+#[derive(Debug)]
+pub enum Direct {
+    /// The reply went to the client whole: the entry is done.
+    Written,
+    /// For the writer, ahead of everything queued (what the client socket
+    /// did not take, an error, a reply for the slow log).
+    Back(Pending),
+    /// Woken before the reply came (never by tokio's oneshot, but wakers
+    /// may be woken spuriously): armed again.
+    NotYet(Pending),
+}
+
+/// Writes armed entries' replies (`server/direct.rs`).
+pub trait DirectHandler: std::marker::Send + Sync + std::fmt::Debug + 'static {
+    /// Handles the armed entry whose reply slot was just filled.
+    fn handle(&self, entry: Pending) -> Direct;
+}
+
+/// The waker an armed entry's reply slot holds.
+#[derive(Debug)]
+struct DirectWake {
+    queue: Weak<Inner>,
+    handler: Arc<dyn DirectHandler>,
+}
+
+impl std::task::Wake for DirectWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let Some(inner) = self.queue.upgrade() else {
+            return;
+        };
+        let (entry, commands) = {
+            let mut state = inner.lock();
+            match state.armed.take() {
+                Some(armed) if !state.rx_gone => {
+                    state.direct_busy = true;
+                    armed
+                }
+                // Taken by the writer (or the writer is gone): the writer
+                // polls the reply itself.
+                _ => return,
+            }
+        };
+        let outcome = self.handler.handle(entry);
+        let (writer, room) = {
+            let mut state = inner.lock();
+            state.direct_busy = false;
+            let mut room = None;
+            match outcome {
+                Direct::Written => {
+                    state.inflight -= commands;
+                    if commands > 0 {
+                        room = state.room_waker.take();
+                    }
+                }
+                Direct::Back(entry) => state.entries.push_front((entry, commands)),
+                Direct::NotYet(entry) => state.armed = Some((entry, commands)),
+            }
+            // The writer, if it came while this ran and parked behind it.
+            let writer = if !state.entries.is_empty() || state.tx_gone {
+                state.rx_waker.take()
+            } else {
+                None
+            };
+            (writer, room)
+        };
+        for w in [writer, room].into_iter().flatten() {
+            w.wake();
+        }
     }
 }
 
@@ -319,6 +469,10 @@ impl Drop for QueueRx {
                 .rx_gone
                 .store(true, std::sync::atomic::Ordering::Release);
             state.inflight = 0;
+            state.direct_ok = false;
+            if let Some(armed) = state.armed.take() {
+                state.entries.push_front(armed);
+            }
             (
                 std::mem::take(&mut state.entries),
                 state.room_waker.take(),
@@ -337,6 +491,8 @@ impl Drop for QueueRx {
 #[derive(Debug)]
 pub struct Recv<'a> {
     rx: &'a mut QueueRx,
+    /// Parked, the writer may have entries armed (`recv_direct`).
+    direct: bool,
 }
 
 impl Future for Recv<'_> {
@@ -345,10 +501,22 @@ impl Future for Recv<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Pending>> {
         let (entry, waker) = {
             let mut state = self.rx.inner.lock();
-            match pop(&mut state) {
-                Some(taken) => taken,
-                None if state.tx_gone => return Poll::Ready(None),
+            let taken = if state.direct_busy {
+                None
+            } else {
+                pop(&mut state)
+            };
+            match taken {
+                Some(taken) => {
+                    state.direct_ok = false;
+                    taken
+                }
+                None if state.tx_gone && !state.direct_busy => {
+                    state.direct_ok = false;
+                    return Poll::Ready(None);
+                }
                 None => {
+                    state.direct_ok = self.direct && state.direct.is_some();
                     park(&mut state.rx_waker, cx);
                     return Poll::Pending;
                 }
@@ -487,6 +655,119 @@ mod tests {
         };
         assert!(tx.send(answered, 1).await);
         assert_eq!(counter.0.load(SeqCst), 2);
+    }
+
+    fn batch(reply: tokio::sync::oneshot::Receiver<crate::backend::mux::MuxReply>) -> Pending {
+        Pending::Batch {
+            reply,
+            count: 1,
+            started: std::time::Instant::now(),
+            sent: (std::time::Instant::now(), bytes::Bytes::new()),
+            metrics: Vec::new(),
+            plans: Vec::new(),
+        }
+    }
+
+    /// A direct handler that writes into a buffer, or gives every entry
+    /// back (`back`).
+    #[derive(Debug, Default)]
+    struct Sink {
+        written: Mutex<Vec<u8>>,
+        back: bool,
+    }
+
+    impl DirectHandler for Sink {
+        fn handle(&self, mut entry: Pending) -> Direct {
+            let Pending::Batch { reply, .. } = &mut entry else {
+                return Direct::Back(entry);
+            };
+            match reply.try_recv() {
+                Ok(Ok(frames)) if !self.back => {
+                    self.written
+                        .lock()
+                        .expect("sink")
+                        .extend_from_slice(&frames);
+                    Direct::Written
+                }
+                Ok(Ok(frames)) => Direct::Back(Pending::Ready(frames)),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Direct::NotYet(entry),
+                _ => Direct::Back(entry),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_direct_reply_is_written_without_waking_the_writer_and_gives_its_room_back() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, mut rx) = channel(1);
+        let sink = Arc::new(Sink::default());
+        rx.enable_direct(sink.clone());
+        let counter = Arc::new(Counter(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        for round in 0..3u8 {
+            assert!(Pin::new(&mut rx.recv_direct()).poll(&mut cx).is_pending());
+            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+            // The bound is 1: this fits only if the last round gave its room back.
+            assert!(futures_poll(&mut tx.send(batch(reply_rx), 1)).is_ready());
+            let _ = reply_tx.send(Ok(bytes::Bytes::from(vec![b'a' + round])));
+        }
+        assert_eq!(&sink.written.lock().expect("sink")[..], b"abc");
+        assert_eq!(counter.0.load(SeqCst), 0, "the writer never woke");
+        assert!(rx.is_empty());
+        drop(tx);
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_entry_given_back_comes_before_what_was_queued_behind_it() {
+        let (tx, mut rx) = channel(8);
+        rx.enable_direct(Arc::new(Sink {
+            back: true,
+            ..Sink::default()
+        }));
+        assert!(futures_poll(&mut rx.recv_direct()).is_pending());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        assert!(tx.send(batch(reply_rx), 1).await);
+        assert!(tx.send(ready(9), 1).await);
+        let _ = reply_tx.send(Ok(bytes::Bytes::from_static(b"r")));
+        assert_eq!(rx.try_recv().map(byte), Ok(b'r'));
+        assert_eq!(rx.try_recv().map(byte), Ok(9));
+    }
+
+    #[tokio::test]
+    async fn a_writer_woken_first_takes_the_armed_entry_before_later_ones() {
+        let (tx, mut rx) = channel(8);
+        let sink = Arc::new(Sink::default());
+        rx.enable_direct(sink.clone());
+        assert!(futures_poll(&mut rx.recv_direct()).is_pending());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        assert!(tx.send(batch(reply_rx), 1).await);
+        assert!(tx.send(ready(9), 1).await);
+        // The writer, woken by the second entry, takes the first one back.
+        let Ok(Pending::Batch { mut reply, .. }) = rx.try_recv() else {
+            panic!("the armed batch first");
+        };
+        let _ = reply_tx.send(Ok(bytes::Bytes::from_static(b"r")));
+        assert!(
+            sink.written.lock().expect("sink").is_empty(),
+            "not written twice"
+        );
+        assert_eq!(&reply.try_recv().expect("answered").expect("ok")[..], b"r");
+        assert_eq!(rx.try_recv().map(byte), Ok(9));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_armed_for_a_writer_parked_in_plain_recv() {
+        let (tx, mut rx) = channel(8);
+        let sink = Arc::new(Sink::default());
+        rx.enable_direct(sink.clone());
+        assert!(futures_poll(&mut rx.recv()).is_pending());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        assert!(tx.send(batch(reply_rx), 1).await);
+        let _ = reply_tx.send(Ok(bytes::Bytes::from_static(b"r")));
+        assert!(sink.written.lock().expect("sink").is_empty());
+        assert!(matches!(rx.try_recv(), Ok(Pending::Batch { .. })));
     }
 
     /// Polls once with a no-op waker.

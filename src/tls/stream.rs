@@ -52,6 +52,12 @@ pub enum ReadHalf {
 pub enum WriteHalf {
     /// Plain TCP.
     Plain(OwnedWriteHalf),
+    /// Plain TCP, shared with a backend connection's task that writes
+    /// replies it has just read straight to the client when the client's
+    /// writer is idle (`server/queue.rs`, "direct replies"). Written
+    /// through `&TcpStream` (readiness, then `try_write`), as tokio's own
+    /// half does.
+    Shared(Arc<OwnedWriteHalf>),
     /// TLS.
     Tls(TlsHalf),
 }
@@ -143,6 +149,10 @@ impl ReadHalf {
     pub fn reunite(self, wr: WriteHalf) -> Result<Stream, ReuniteError> {
         match (self, wr) {
             (ReadHalf::Plain(r), WriteHalf::Plain(w)) => {
+                r.reunite(w).map(Stream::Plain).map_err(|_| ReuniteError)
+            }
+            (ReadHalf::Plain(r), WriteHalf::Shared(w)) => {
+                let w = Arc::try_unwrap(w).map_err(|_| ReuniteError)?;
                 r.reunite(w).map(Stream::Plain).map_err(|_| ReuniteError)
             }
             (ReadHalf::Tls(r), WriteHalf::Tls(w)) => {
@@ -243,8 +253,42 @@ impl WriteHalf {
     /// socket yet (a flush sends them); never on plain TCP.
     pub fn has_unsent(&self) -> bool {
         match self {
-            WriteHalf::Plain(_) => false,
+            WriteHalf::Plain(_) | WriteHalf::Shared(_) => false,
             WriteHalf::Tls(s) => s.lock().get_ref().1.wants_write(),
+        }
+    }
+
+    /// A plain TCP half becomes [`WriteHalf::Shared`], and the returned
+    /// handle can write to the socket from another task (`try_write`);
+    /// `None` for TLS, whose writes need the stream's state.
+    pub fn share(self) -> (WriteHalf, Option<Arc<OwnedWriteHalf>>) {
+        match self {
+            WriteHalf::Plain(w) => {
+                let w = Arc::new(w);
+                (WriteHalf::Shared(w.clone()), Some(w))
+            }
+            WriteHalf::Shared(w) => {
+                let handle = w.clone();
+                (WriteHalf::Shared(w), Some(handle))
+            }
+            tls @ WriteHalf::Tls(_) => (tls, None),
+        }
+    }
+}
+
+/// Writes through a shared half: readiness first, then a non-blocking
+/// write (what tokio's `poll_write` does inside).
+fn poll_write_shared(
+    w: &OwnedWriteHalf,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let stream: &TcpStream = w.as_ref();
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match stream.try_write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
         }
     }
 }
@@ -258,6 +302,7 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Shared(s) => poll_write_shared(s, cx, buf),
             WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_write(cx, buf),
         }
     }
@@ -270,6 +315,13 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteHalf::Shared(s) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                poll_write_shared(s, cx, first)
+            }
             WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_write_vectored(cx, bufs),
         }
     }
@@ -278,6 +330,7 @@ impl AsyncWrite for WriteHalf {
     fn is_write_vectored(&self) -> bool {
         match self {
             WriteHalf::Plain(s) => s.is_write_vectored(),
+            WriteHalf::Shared(_) => false,
             WriteHalf::Tls(_) => true,
         }
     }
@@ -286,6 +339,7 @@ impl AsyncWrite for WriteHalf {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Shared(_) => Poll::Ready(Ok(())),
             WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_flush(cx),
         }
     }
@@ -294,6 +348,12 @@ impl AsyncWrite for WriteHalf {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            // Shut down here when no other task holds it; else when the
+            // last holder drops it (tokio's halves shut down on drop).
+            WriteHalf::Shared(s) => match Arc::get_mut(s) {
+                Some(s) => Pin::new(s).poll_shutdown(cx),
+                None => Poll::Ready(Ok(())),
+            },
             WriteHalf::Tls(s) => Pin::new(&mut **s.lock()).poll_shutdown(cx),
         }
     }

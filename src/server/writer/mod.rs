@@ -53,6 +53,14 @@ pub async fn run(
     batch_pool: Arc<crate::server::routed::BatchPool>,
     info: Arc<ClientInfo>,
 ) {
+    // Direct replies (`server/direct.rs`) on plain TCP.
+    let (wr, sink) = wr.share();
+    if let Some(sink) = sink {
+        rx.enable_direct(Arc::new(super::direct::DirectReplies {
+            sink,
+            shared: shared.clone(),
+        }));
+    }
     let mut w = Writer {
         wr,
         rx,
@@ -66,6 +74,7 @@ pub async fn run(
         limit: limit::LimitWatch::default(),
     };
     let _ = w.mux_loop().await;
+    w.rx.disable_direct();
     let _ = w.wr.shutdown().await;
 }
 
@@ -187,7 +196,8 @@ impl Writer {
                 if self.flush().await.is_err() {
                     return None;
                 }
-                let p = self.rx.recv().await?;
+                // Everything before is written: replies may go direct.
+                let p = self.rx.recv_direct().await?;
                 Some(p)
             }
             Err(queue::TryRecvError::Disconnected) => None,
