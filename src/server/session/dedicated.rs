@@ -151,6 +151,9 @@ impl Session {
                         }
                     }
                     n if n.starts_with("client|") => return self.local(req, spec).await,
+                    n if n == "command" || n.starts_with("command|") => {
+                        return self.local(req, spec).await
+                    }
                     _ => {}
                 }
             }

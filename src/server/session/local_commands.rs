@@ -149,6 +149,10 @@ impl Session {
             }
             "client|unblock" => self.client_unblock(args).await,
             "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
+            // The backend's reply with strata's own commands (PROXY …) added.
+            "command" | "command|info" | "command|docs" | "command|count" | "command|list" => {
+                self.command_with_own(req).await
+            }
             // Connection-state commands the table routes locally but that
             // only make sense on a dedicated connection.
             _ => {

@@ -16,6 +16,7 @@ mod frames;
 mod input;
 mod local_commands;
 mod login;
+mod own_commands;
 mod scripts;
 mod shard_links;
 mod tier;
