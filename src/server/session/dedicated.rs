@@ -304,6 +304,13 @@ impl Session {
             } else {
                 post
             },
+            slow: crate::admin::slow_watch::SlowWatch::start(
+                &self.shared,
+                &self.info,
+                &req.frame,
+                timing.started,
+            )
+            .sent(),
             timing,
             redirect: None,
         };

@@ -11,6 +11,7 @@ impl Session {
     /// Answers a COMMAND form with the backend's reply and strata's own
     /// commands merged in.
     pub(super) async fn command_with_own(&mut self, req: Request) -> Flow {
+        let started = Instant::now();
         if !self.reply_wanted() {
             return Flow::Continue;
         }
@@ -37,7 +38,16 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let args = req.args().to_vec();
         let proto = self.proto;
+        // Dropped by the task once the reply is made.
+        let slow = crate::admin::slow_watch::SlowWatch::start(
+            &self.shared,
+            &self.info,
+            &req.frame,
+            started,
+        )
+        .sent();
         tokio::spawn(async move {
+            let _slow = slow;
             // A dropped slot reads as a lost connection to the writer.
             if let Ok(reply) = backend.await {
                 let _ = tx.send(reply.map(|r| crate::command::own::merge::merge(&args, r, proto)));
