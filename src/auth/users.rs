@@ -6,6 +6,7 @@
 //! and reading it costs the client one atomic load per command.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -22,6 +23,49 @@ pub struct UserCell {
     pub acl: Arc<ArcSwap<Option<AclUser>>>,
     /// Exempt from the deny list.
     pub admin: std::sync::atomic::AtomicBool,
+    /// `max_connections` (0: no limit); a reload changes it.
+    pub max_connections: AtomicUsize,
+    /// Clients logged in as this user now (each holds a [`Connected`]).
+    pub connected: AtomicUsize,
+}
+
+/// Redis's maxclients text, for one strata user's `max_connections`.
+pub const MAX_CONNECTIONS: &str = "ERR max number of clients reached for this user";
+
+/// One client logged in as a user: counted in the user's `connected`
+/// while it lives (the client's session holds it), released when the
+/// client logs in as someone else, RESETs, or disconnects.
+#[derive(Debug)]
+pub struct Connected(Arc<UserCell>);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl UserCell {
+    /// A cell for `acl`, counting no client yet.
+    pub fn new(acl: Option<AclUser>, admin: bool, max_connections: usize) -> UserCell {
+        UserCell {
+            acl: Arc::new(ArcSwap::from_pointee(acl)),
+            admin: admin.into(),
+            max_connections: max_connections.into(),
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one more client logged in as this user; `None` when that
+    /// would pass its `max_connections`.
+    pub fn connect(self: &Arc<Self>) -> Option<Arc<Connected>> {
+        let max = self.max_connections.load(Ordering::Relaxed);
+        let taken = self
+            .connected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            });
+        taken.ok().map(|_| Arc::new(Connected(self.clone())))
+    }
 }
 
 /// One ACL LOG entry (Redis's `ACLLogEntry`).
@@ -89,10 +133,7 @@ impl Users {
             if let Ok(acl) = build_user(u) {
                 map.insert(
                     u.name.clone(),
-                    Arc::new(UserCell {
-                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
-                        admin: u.admin.into(),
-                    }),
+                    Arc::new(UserCell::new(Some(acl), u.admin, u.max_connections)),
                 );
             }
         }
@@ -155,10 +196,7 @@ impl Users {
             None => {
                 users.insert(
                     name.to_string(),
-                    Arc::new(UserCell {
-                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
-                        admin: false.into(),
-                    }),
+                    Arc::new(UserCell::new(Some(acl), false, 0)),
                 );
             }
         }
@@ -264,6 +302,13 @@ impl Users {
             t["rules"] = value(super::acl::describe::without_passwords(&user));
             if admin {
                 t["admin"] = value(true);
+            }
+            if let Some(max) = self
+                .get(&name)
+                .map(|c| c.max_connections.load(Ordering::Relaxed))
+                .filter(|&m| m > 0)
+            {
+                t["max_connections"] = value(max as i64);
             }
             out.push(t);
         }
