@@ -97,7 +97,7 @@ impl Guard {
             name,
             cell,
             rules,
-            slot: slot,
+            slot,
         });
     }
 

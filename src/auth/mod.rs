@@ -179,15 +179,18 @@ impl ClientAuth {
         self.guard.as_deref_mut()
     }
 
-    /// Logged in as strata's user `name` (users mode). `Err`: the user is
+    /// Logged in as strata's user `name` (users mode). False: the user is
     /// at its `max_connections`; nothing changed.
-    pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) -> Result<(), ()> {
+    #[must_use]
+    pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) -> bool {
         if let Some(g) = self.guard.as_mut() {
-            let slot = g.slot_for(&cell).or_else(|| cell.connect()).ok_or(())?;
+            let Some(slot) = g.slot_for(&cell).or_else(|| cell.connect()) else {
+                return false;
+            };
             g.set_user(name, cell, slot);
             self.authenticated = true;
         }
-        Ok(())
+        true
     }
 
     /// The user whose backend connections the client's commands take

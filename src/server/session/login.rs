@@ -96,7 +96,7 @@ impl Session {
         });
         match cell {
             Some(cell) if accepted => {
-                if self.auth.log_in_as(user.name.clone(), cell).is_err() {
+                if !self.auth.log_in_as(user.name.clone(), cell) {
                     return Err(reply::error(crate::auth::users::MAX_CONNECTIONS));
                 }
                 self.info.set_user(user.name.clone());
