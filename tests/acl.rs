@@ -393,3 +393,64 @@ async fn acl_save_writes_users_back_keeping_the_rest() {
     assert_eq!(app.password_sha256, vec![hash_password(b"apppw")]);
     assert_eq!(app.rules, "on ~app:* resetchannels -@all +@read");
 }
+
+/// `max_connections` per strata user: the next AUTH as that user is
+/// refused with Redis's maxclients words (not counted as a failed AUTH),
+/// other users are not affected, and a place is released when a client
+/// logs in as someone else, RESETs or disconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_connection_limits_refuse_then_release() {
+    const FULL: &[u8] = b"-ERR max number of clients reached for this user\r\n";
+    let backend = RedisServer::start();
+    let strata = strata_users(&backend, |c| {
+        c.auth.limits.auth_failures_allowed = 2;
+        c.auth.limits.auth_penalty_ms = 600_000;
+        for u in &mut c.auth.users {
+            if u.name == "writer" {
+                u.max_connections = 2;
+            }
+        }
+    })
+    .await;
+    let addr = strata.addr.to_string();
+    let mut a = RawConn::connect(&addr).await;
+    let mut b = RawConn::connect(&addr).await;
+    let mut c = RawConn::connect(&addr).await;
+    a.expect("AUTH writer wpw", b"+OK\r\n").await;
+    b.expect("AUTH writer wpw", b"+OK\r\n").await;
+    // Full: refused, however often (not a failed AUTH to hold back).
+    for _ in 0..4 {
+        c.expect("AUTH writer wpw", FULL).await;
+    }
+    c.expect("HELLO 3 AUTH writer wpw", FULL).await;
+    // c is not logged in; another user is not limited.
+    c.expect("GET k", b"-NOAUTH Authentication required.\r\n")
+        .await;
+    c.expect("AUTH reader rpw", b"+OK\r\n").await;
+    // AUTH again as the same user keeps its place.
+    a.expect("AUTH writer wpw", b"+OK\r\n").await;
+    // a logs in as another user: its place is free.
+    a.expect("AUTH reader rpw", b"+OK\r\n").await;
+    c.expect("AUTH writer wpw", b"+OK\r\n").await;
+    a.expect("AUTH writer wpw", FULL).await;
+    // RESET gives it back.
+    b.expect("RESET", b"+RESET\r\n").await;
+    a.expect("AUTH writer wpw", b"+OK\r\n").await;
+    // A client that disconnects gives it back (once strata sees it go).
+    drop(c);
+    let mut d = RawConn::connect(&addr).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = d.cmd("AUTH writer wpw").await;
+        if reply == b"+OK\r\n" {
+            break;
+        }
+        assert_eq!(show(&reply), show(FULL));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.expect("AUTH writer wpw", FULL).await;
+}

@@ -419,3 +419,122 @@ async fn proxy_reload_and_config_through_redis_cli() {
         assert!(out.stdout.contains(sub), "{sub} missing from PROXY HELP");
     }
 }
+
+/// `[auth]` in users mode: a reload (PROXY RELOAD, SIGHUP) reads the
+/// users again, password files included; a new password takes effect at
+/// the next AUTH while logged-in clients keep their session (and follow
+/// the new rules); a user the file drops is disconnected, as by ACL
+/// DELUSER; an unreadable password file refuses the reload; runtime ACL
+/// SETUSER changes survive a reload whose users read the same; the CIDR
+/// lists change for new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_password_files_are_read_again_on_reload() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    let pw = dir.path().join("app.pw");
+    write(&pw, "old-pw\n");
+    let ops_hash = strata::auth::acl::rules::hash_password(b"opspw");
+    let text = |app_rules: &str, with_app: bool, limits: &str| {
+        let mut t = config_text(&redis.addr(), 2000, false, "users");
+        t.push_str(&format!("[auth]\nmode = \"users\"\n{limits}"));
+        t.push_str(&format!(
+            "[[auth.users]]\nname = \"ops\"\npassword_sha256 = [\"{ops_hash}\"]\nrules = \"on ~* &* +@all\"\nadmin = true\n"
+        ));
+        if with_app {
+            t.push_str(&format!(
+                "[[auth.users]]\nname = \"app\"\npassword_file = \"{}\"\nrules = \"{app_rules}\"\n",
+                pw.display()
+            ));
+        }
+        t
+    };
+    write(&path, &text("on ~* +@all", true, ""));
+    let running = start(&path).await;
+    let addr = running.addr.to_string();
+    let mut ops = RawConn::connect(&addr).await;
+    ops.expect("AUTH ops opspw", b"+OK\r\n").await;
+    let mut a = RawConn::connect(&addr).await;
+    a.expect("AUTH app old-pw", b"+OK\r\n").await;
+    a.expect("SET k v", b"+OK\r\n").await;
+
+    // The password file changes, the config does not: PROXY RELOAD.
+    write(&pw, "new-pw\n");
+    let reply = String::from_utf8(ops.cmd("PROXY RELOAD").await).unwrap();
+    assert!(reply.contains("applied auth.users"), "{reply}");
+    let mut b = RawConn::connect(&addr).await;
+    b.expect(
+        "AUTH app old-pw",
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    b.expect("AUTH app new-pw", b"+OK\r\n").await;
+    // The session logged in with the old password stays.
+    a.expect("GET k", b"$1\r\nv\r\n").await;
+
+    // New rules: logged-in clients follow them at their next command.
+    write(&path, &text("on ~* -@all +get +auth", true, ""));
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert_eq!(report.applied, vec!["auth.users".to_string()], "{report:?}");
+    a.expect(
+        "SET k w",
+        b"-NOPERM this user has no permissions to run the 'set' command\r\n",
+    )
+    .await;
+    a.expect("GET k", b"$1\r\nv\r\n").await;
+
+    // A runtime change survives a reload whose users read the same.
+    ops.expect("ACL SETUSER extra on >xpw +@all ~*", b"+OK\r\n")
+        .await;
+    let mut t = text("on ~* -@all +get +auth", true, "");
+    t = t.replace(
+        "client_idle_timeout_secs = 0",
+        "client_idle_timeout_secs = 0\nmaxclients = 500",
+    );
+    write(&path, &t);
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert_eq!(
+        report.applied,
+        vec!["server.maxclients".to_string()],
+        "{report:?}"
+    );
+    RawConn::connect(&addr)
+        .await
+        .expect("AUTH extra xpw", b"+OK\r\n")
+        .await;
+
+    // An unreadable password file: refused, nothing changes.
+    std::fs::remove_file(&pw).unwrap();
+    let err = running.reloader.reload_file("test").await.unwrap_err();
+    assert!(err.contains("app.pw"), "{err}");
+    RawConn::connect(&addr)
+        .await
+        .expect("AUTH app new-pw", b"+OK\r\n")
+        .await;
+    write(&pw, "new-pw\n");
+
+    // The file drops `app`: its clients are disconnected, as by DELUSER.
+    write(&path, &text("on ~* +@all", false, ""));
+    running.reloader.reload_file("test").await.unwrap();
+    a.expect_closed().await;
+    RawConn::connect(&addr)
+        .await
+        .expect(
+            "AUTH app new-pw",
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        )
+        .await;
+
+    // [auth.limits]: the CIDR lists apply to the next connections.
+    write(
+        &path,
+        &text(
+            "on ~* +@all",
+            false,
+            "[auth.limits]\ndeny_cidrs = [\"127.0.0.0/8\"]\n",
+        ),
+    );
+    running.reloader.reload_file("test").await.unwrap();
+    RawConn::connect(&addr).await.expect_closed().await;
+    ops.expect("PING", b"+PONG\r\n").await;
+}

@@ -257,6 +257,95 @@ async fn min_version_1_3_refuses_tls_1_2_clients() {
     running.shutdown().await;
 }
 
+/// `strata_tls_handshake_failures_total{reason}` counts each failed
+/// client handshake by why: a missing client certificate and a client
+/// that does not trust strata's (`bad_certificate`), a TLS 1.2 client when
+/// 1.3 is the minimum (`version`), plain text on the TLS port (`not_tls`),
+/// a client that says nothing (`timeout`) or hangs up (`closed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_by_reason() {
+    let redis = RedisServer::start();
+    let files = Files::new();
+    let ca = Ca::new("strata test CA");
+    let clients_ca = Ca::new("clients CA");
+    let other_ca = Ca::new("someone else's CA");
+    let server = ca.leaf(&["localhost"], Validity::Current);
+    let mut config = tls_config(&redis.addr(), &files, &server, Some(&clients_ca));
+    config.tls.min_version = strata::tls::MinVersion::Tls13;
+    config.tls.handshake_timeout_ms = 300;
+    let running = support::strata::start_with(config).await;
+    let addr = tls_addr(&running);
+    let http = running.http_addr.unwrap();
+    let count = async |reason: &str| -> f64 {
+        let text = support::clients::metrics_text(http).await;
+        let series = format!("strata_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+        support::clients::metric(&text, &series).unwrap_or_else(|| panic!("{series} in {text}"))
+    };
+    // Every reason is exported from the start, at 0.
+    for reason in [
+        "bad_certificate",
+        "version",
+        "incompatible",
+        "timeout",
+        "not_tls",
+        "closed",
+        "other",
+    ] {
+        assert_eq!(count(reason).await, 0.0, "{reason}");
+    }
+    let wait_for = async |reason: &str, n: f64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(reason).await < n {
+            assert!(Instant::now() < deadline, "{reason} never reached {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    // No client certificate (TLS 1.3: seen at the first exchange).
+    if let Ok(mut s) = connect(addr, "localhost", client_config(&ca.pem, None, all())).await {
+        let _ = call(&mut s, "PING").await;
+    }
+    wait_for("bad_certificate", 1.0).await;
+    // The client does not trust strata's certificate: its alert.
+    let good = clients_ca.leaf(&["app"], Validity::Current);
+    let _ = connect(
+        addr,
+        "localhost",
+        client_config(&other_ca.pem, Some(&good), all()),
+    )
+    .await;
+    wait_for("bad_certificate", 2.0).await;
+    // TLS 1.2 only.
+    let _ = connect(
+        addr,
+        "localhost",
+        client_config(&ca.pem, Some(&good), &[&rustls::version::TLS12]),
+    )
+    .await;
+    wait_for("version", 1.0).await;
+    // Plain RESP on the TLS port.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+    wait_for("not_tls", 1.0).await;
+    // Connected, silent: the handshake timeout.
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    wait_for("timeout", 1.0).await;
+    // Connected, gone.
+    drop(tokio::net::TcpStream::connect(addr).await.unwrap());
+    wait_for("closed", 1.0).await;
+    // A good client is still served, and counted nowhere.
+    let mut ok = connect(
+        addr,
+        "localhost",
+        client_config(&ca.pem, Some(&good), all()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call(&mut ok, "PING").await.unwrap(), "+PONG\r\n");
+    assert_eq!(count("other").await, 0.0);
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_over_tls_through_strata() {
     let redis = RedisServer::start();

@@ -11,6 +11,8 @@
 //! * [`backends`]: `PROXY BACKENDS` and `PROXY TOPOLOGY`.
 //! * [`clients`]: `PROXY CLIENTS`.
 //! * [`slowlog`]: `PROXY SLOWLOG GET [n] | LEN | RESET`, and its recording.
+//! * [`slow_watch`]: the slow log for dedicated connections and for
+//!   commands strata answers itself.
 //! * [`latency`]: `PROXY LATENCY`.
 //! * [`drain`]: `PROXY DRAIN` / `PROXY UNDRAIN`.
 //!
@@ -27,6 +29,7 @@ pub mod info;
 pub mod latency;
 pub mod nodes;
 pub mod rewrap;
+pub mod slow_watch;
 pub mod slowlog;
 pub mod tier;
 

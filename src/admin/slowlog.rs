@@ -257,6 +257,7 @@ fn present_cut(out: &[(usize, Vec<(Bytes, usize)>)], argc: usize) -> bool {
 fn shown_args(argc: usize, present: &[(Bytes, usize)], transforms: &Transforms) -> Vec<Bytes> {
     let args: Vec<Bytes> = present.iter().map(|(b, _)| b.clone()).collect();
     let hidden = hidden_positions(&args, transforms);
+    let redacted = redacted_positions(&args);
     let shown = argc.min(MAX_ARGC);
     let mut out = Vec::with_capacity(shown);
     for i in 0..shown {
@@ -266,7 +267,9 @@ fn shown_args(argc: usize, present: &[(Bytes, usize)], transforms: &Transforms) 
             break;
         }
         let (a, len) = &present[i];
-        if hidden.as_ref().is_some_and(|h| h(i)) {
+        if redacted.contains(&i) {
+            out.push(Bytes::from_static(REDACTED.as_bytes()));
+        } else if hidden.as_ref().is_some_and(|h| h(i)) {
             out.push(Bytes::from_static(HIDDEN.as_bytes()));
         } else if *len > MAX_STRING || a.len() < *len {
             let cut = a.len().min(MAX_STRING);
@@ -275,6 +278,55 @@ fn shown_args(argc: usize, present: &[(Bytes, usize)], transforms: &Transforms) 
             out.push(Bytes::from(s));
         } else {
             out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// What a secret argument is shown as (Redis's `shared.redacted`).
+pub const REDACTED: &str = "(redacted)";
+
+/// The arguments Redis 7.0 redacts before its slow log sees them
+/// (`redactClientCommandArgument`): passwords of AUTH, HELLO … AUTH,
+/// MIGRATE … AUTH/AUTH2, every argument of ACL SETUSER after the
+/// subcommand, and CONFIG SET's values of its sensitive parameters.
+fn redacted_positions(args: &[Bytes]) -> Vec<usize> {
+    let is = |i: usize, word: &str| {
+        args.get(i)
+            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    let mut out = Vec::new();
+    if is(0, "auth") {
+        out.extend(1..args.len().min(3));
+    } else if is(0, "hello") {
+        // HELLO protover [AUTH user pass] [SETNAME name]
+        let mut i = 2;
+        while i < args.len() {
+            if is(i, "auth") {
+                out.extend([i + 1, i + 2]);
+                i += 3;
+            } else {
+                i += 2;
+            }
+        }
+    } else if is(0, "migrate") {
+        for i in 6..args.len() {
+            if is(i, "auth") {
+                out.push(i + 1);
+            } else if is(i, "auth2") {
+                out.extend([i + 1, i + 2]);
+            }
+        }
+    } else if is(0, "acl") && is(1, "setuser") {
+        out.extend(2..args.len());
+    } else if is(0, "config") && is(1, "set") {
+        for i in (2..args.len()).step_by(2) {
+            if ["masteruser", "masterauth", "requirepass"]
+                .iter()
+                .any(|p| is(i, p))
+            {
+                out.push(i + 1);
+            }
         }
     }
     out
@@ -352,6 +404,33 @@ mod tests {
         let shown = shown_args(3, &lens(&words(&["SET", "k", &long])), &t);
         assert_eq!(shown[2].len(), 128 + "... (72 more bytes)".len());
         assert!(shown[2].ends_with(b"... (72 more bytes)"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_as_redis_redacts_them() {
+        let t = Transforms::disabled();
+        let show = |w: &[&str]| shown_args(w.len(), &lens(&words(w)), &t);
+        assert_eq!(
+            show(&["AUTH", "u", "pw"]),
+            words(&["AUTH", REDACTED, REDACTED])
+        );
+        assert_eq!(show(&["auth", "pw"]), words(&["auth", REDACTED]));
+        assert_eq!(
+            show(&["HELLO", "3", "SETNAME", "n", "AUTH", "u", "pw"]),
+            words(&["HELLO", "3", "SETNAME", "n", "AUTH", REDACTED, REDACTED])
+        );
+        assert_eq!(
+            show(&["CONFIG", "SET", "maxmemory", "1", "requirepass", "x"]),
+            words(&["CONFIG", "SET", "maxmemory", "1", "requirepass", REDACTED])
+        );
+        assert_eq!(
+            show(&["ACL", "SETUSER", "u", ">pw"]),
+            words(&["ACL", "SETUSER", REDACTED, REDACTED])
+        );
+        assert_eq!(
+            show(&["MIGRATE", "h", "1", "k", "0", "5", "AUTH2", "u", "pw"]),
+            words(&["MIGRATE", "h", "1", "k", "0", "5", "AUTH2", REDACTED, REDACTED])
+        );
     }
 
     #[test]

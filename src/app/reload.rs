@@ -24,9 +24,15 @@
 //!   `server.proto_max_bulk_len`, `server.shutdown_grace_ms`,
 //!   `telemetry.listen`, `backend.mode`, the backend's credentials and
 //!   `read_from`, Sentinel and cluster settings, `[tls]` (its files reload
-//!   by themselves), `[auth]` (ACL SETUSER changes users live),
-//!   `[postgres]`, `[[tier]]`, `[audit]`) needs a restart: the reload
-//!   applies the rest and names those keys.
+//!   by themselves), `auth.mode`, `[auth.deny]`, `[postgres]`,
+//!   `[[tier]]`, `[audit]`) needs a restart: the reload applies the rest
+//!   and names those keys.
+//! - `[[auth.users]]` (users mode): every reload reads the users again,
+//!   password files and variables included; when that differs from what
+//!   they last read as, they replace strata's users as ACL LOAD does
+//!   (`auth/users.rs` `Users::replace`): logged-in clients stay, a new
+//!   password is asked at the next AUTH. `[auth.limits]`: the failed-AUTH
+//!   hold-back and the CIDR lists, for what comes next.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -58,8 +64,12 @@ const RESTART: &[&str] = &[
     "tier",
     "audit",
     "tls",
-    // strata's own users: ACL SETUSER/DELUSER change them at run time.
-    "auth",
+    // Passthrough or users: what every client's check is built from.
+    "auth.mode",
+    // Checked inline for every command (a filter each client holds):
+    // swapping it live would cost every command a load.
+    "auth.deny",
+    "auth.acllog_max_len",
 ];
 
 /// What a reload did.
@@ -326,6 +336,15 @@ impl Reloader {
         } else {
             None
         };
+        // strata's users, their password files and variables read again:
+        // put in force when what they read as changed (`auth/users.rs`).
+        let users = match &shared.auth.users {
+            Some(users) if next.auth.mode == old.auth.mode => {
+                let loaded = crate::auth::users::Loaded::read(&next.auth)?;
+                users.changed(&loaded).then(|| (users.clone(), loaded))
+            }
+            _ => None,
+        };
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -344,6 +363,22 @@ impl Reloader {
         if let Some(t) = transforms {
             shared.transforms.replace(t);
         }
+        let mut applied = applied;
+        if let Some((users, loaded)) = users {
+            for name in users.replace(loaded) {
+                // As ACL DELUSER: the removed user's clients are disconnected.
+                let filter = crate::server::clients::KillFilter {
+                    user: Some(bytes::Bytes::from(name)),
+                    ..Default::default()
+                };
+                shared.clients.kill(&filter, 0);
+            }
+            if !applied.iter().any(|k| k == "auth.users") {
+                applied.push("auth.users".to_string());
+            }
+        }
+        shared.auth.limiter.set(&next.auth.limits);
+        shared.auth.cidrs.set(&next.auth.limits);
         if next.telemetry.log_level != old.telemetry.log_level {
             crate::telemetry::reload_log_level(&next.telemetry.log_level)?;
         }

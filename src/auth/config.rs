@@ -58,6 +58,15 @@ pub struct UserConfig {
     /// strata's own flag: the deny list does not apply to this user.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// strata's own limit: connections logged in as this user at once
+    /// (0, the default: no limit). Past it, AUTH as this user gets
+    /// `-ERR max number of clients reached for this user`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_connections: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `[auth.deny]`: commands strata refuses whoever asks.

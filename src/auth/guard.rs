@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::acl::{self, ids, Denied};
 use super::deny::{self, DenyList};
-use super::users::{UserCell, Users};
+use super::users::{Connected, UserCell, Users};
 use super::AuthPolicy;
 use crate::command::CommandSpec;
 use crate::protocol::{reply, ArgList};
@@ -46,6 +46,8 @@ struct LoggedIn {
     name: Bytes,
     cell: Arc<UserCell>,
     rules: UserRules,
+    /// Counted in the user's `max_connections` while held.
+    slot: Arc<Connected>,
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -62,6 +64,7 @@ impl Clone for LoggedIn {
             name: self.name.clone(),
             cell: self.cell.clone(),
             rules: Cache::new(self.cell.acl.clone()),
+            slot: self.slot.clone(),
         }
     }
 }
@@ -88,9 +91,23 @@ impl Guard {
         }
     }
 
-    pub(super) fn set_user(&mut self, name: Bytes, cell: Arc<UserCell>) {
+    pub(super) fn set_user(&mut self, name: Bytes, cell: Arc<UserCell>, slot: Arc<Connected>) {
         let rules = Cache::new(cell.acl.clone());
-        self.user = Some(LoggedIn { name, cell, rules });
+        self.user = Some(LoggedIn {
+            name,
+            cell,
+            rules,
+            slot,
+        });
+    }
+
+    /// The client's place in its user's `max_connections`, when it is
+    /// logged in as `cell` already (AUTH again as the same user keeps it).
+    pub(super) fn slot_for(&self, cell: &Arc<UserCell>) -> Option<Arc<Connected>> {
+        self.user
+            .as_ref()
+            .filter(|u| Arc::ptr_eq(&u.cell, cell))
+            .map(|u| u.slot.clone())
     }
 
     /// True when `spec` surely runs: passthrough mode (no strata users)
@@ -156,7 +173,9 @@ impl Guard {
         }
         let id = ids::of(spec)?;
         let admin = match &mut self.user {
-            Some(LoggedIn { name, cell, rules }) => {
+            Some(LoggedIn {
+                name, cell, rules, ..
+            }) => {
                 let Some(user) = rules.load().as_ref() else {
                     // Deleted by ACL DELUSER: nothing runs any more.
                     return Some(reply::error(&Denied::Command.reply_text(spec.name)));

@@ -7,16 +7,22 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::config::LimitsConfig;
 
-/// Which networks may connect.
+/// Which networks may connect. Clones share the lists, which a config
+/// reload swaps (read once per accepted connection).
 #[derive(Debug, Clone, Default)]
-pub struct Cidrs {
+pub struct Cidrs(Arc<ArcSwap<Lists>>);
+
+#[derive(Debug, Default)]
+struct Lists {
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
 }
@@ -24,16 +30,30 @@ pub struct Cidrs {
 impl Cidrs {
     /// From `[auth.limits]`.
     pub fn from_config(c: &LimitsConfig) -> Cidrs {
-        Cidrs {
+        let cidrs = Cidrs::default();
+        cidrs.set(c);
+        cidrs
+    }
+
+    /// A reload's lists, for the connections accepted from now on.
+    pub fn set(&self, c: &LimitsConfig) {
+        self.0.store(Arc::new(Lists {
             allow: c.allow_cidrs.clone(),
             deny: c.deny_cidrs.clone(),
-        }
+        }));
     }
 
     /// True when a client from `ip` may connect: not in a denied network,
     /// and in an allowed one when any is listed. IPv4-mapped IPv6
     /// addresses are checked as IPv4.
     pub fn admits(&self, ip: IpAddr) -> bool {
+        let lists = self.0.load();
+        lists.admits(ip)
+    }
+}
+
+impl Lists {
+    fn admits(&self, ip: IpAddr) -> bool {
         if self.allow.is_empty() && self.deny.is_empty() {
             return true;
         }
@@ -60,38 +80,70 @@ struct Failures {
 /// Failed AUTHs per client address, bounded.
 #[derive(Debug)]
 pub struct AuthLimiter {
+    table: Mutex<Table>,
+}
+
+/// The settings and the addresses, under one lock (taken once per AUTH).
+#[derive(Debug)]
+struct Table {
     allowed: u32,
     base: Duration,
     max: Duration,
     capacity: usize,
-    table: Mutex<HashMap<IpAddr, Failures>>,
+    failures: HashMap<IpAddr, Failures>,
 }
 
 impl AuthLimiter {
     /// From `[auth.limits]`.
     pub fn from_config(c: &LimitsConfig) -> AuthLimiter {
-        AuthLimiter {
-            allowed: c.auth_failures_allowed,
-            base: Duration::from_millis(c.auth_penalty_ms),
-            max: Duration::from_millis(c.auth_penalty_max_ms.max(c.auth_penalty_ms)),
-            capacity: c.auth_tracked_addresses.max(1),
-            table: Mutex::new(HashMap::new()),
+        let l = AuthLimiter {
+            table: Mutex::new(Table {
+                allowed: 0,
+                base: Duration::ZERO,
+                max: Duration::ZERO,
+                capacity: 1,
+                failures: HashMap::new(),
+            }),
+        };
+        l.set(c);
+        l
+    }
+
+    /// A reload's settings; the addresses held back stay so until their
+    /// time is up (a shorter table forgets the ones ending first).
+    pub fn set(&self, c: &LimitsConfig) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.allowed = c.auth_failures_allowed;
+        t.base = Duration::from_millis(c.auth_penalty_ms);
+        t.max = Duration::from_millis(c.auth_penalty_max_ms.max(c.auth_penalty_ms));
+        t.capacity = c.auth_tracked_addresses.max(1);
+        while t.failures.len() > t.capacity {
+            if let Some(first) = t
+                .failures
+                .iter()
+                .min_by_key(|(_, f)| f.until)
+                .map(|(k, _)| *k)
+            {
+                t.failures.remove(&first);
+            }
         }
     }
 
     /// True when `ip` may try an AUTH now.
     pub fn may_try(&self, ip: IpAddr, now: Instant) -> bool {
-        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        table.get(&ip).is_none_or(|f| now >= f.until)
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.failures.get(&ip).is_none_or(|f| now >= f.until)
     }
 
     /// A failed AUTH from `ip`: past the allowance, it is held back for
     /// `base × 2^(failures past the allowance − 1)`, at most `max`.
     pub fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if table.len() >= self.capacity && !table.contains_key(&ip) {
+        let mut guard = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let (allowed, base, max, capacity) = (guard.allowed, guard.base, guard.max, guard.capacity);
+        let table = &mut guard.failures;
+        if table.len() >= capacity && !table.contains_key(&ip) {
             table.retain(|_, f| f.until > now);
-            if table.len() >= self.capacity {
+            if table.len() >= capacity {
                 // Still full: forget the one whose hold-back ends first.
                 if let Some(oldest) = table.iter().min_by_key(|(_, f)| f.until).map(|(k, _)| *k) {
                     table.remove(&oldest);
@@ -103,22 +155,22 @@ impl AuthLimiter {
             until: now,
         });
         entry.count = entry.count.saturating_add(1);
-        if entry.count > self.allowed {
-            let exp = (entry.count - self.allowed - 1).min(30);
-            let penalty = self.base.saturating_mul(1u32 << exp).min(self.max);
+        if entry.count > allowed {
+            let exp = (entry.count - allowed - 1).min(30);
+            let penalty = base.saturating_mul(1u32 << exp).min(max);
             entry.until = now + penalty;
         }
     }
 
     /// A successful AUTH: the address starts afresh.
     pub fn succeeded(&self, ip: IpAddr) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        table.remove(&ip);
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.failures.remove(&ip);
     }
 
     /// Addresses remembered (for tests of the bound).
     pub fn tracked(&self) -> usize {
-        self.table.lock().map_or(0, |t| t.len())
+        self.table.lock().map_or(0, |t| t.failures.len())
     }
 }
 

@@ -143,9 +143,12 @@ impl ClientAuth {
             guard,
             plain: false,
         };
+        // A `default` at its max_connections leaves the new client to AUTH.
         if let (Some(cell), Some(g)) = (policy.default_user(), auth.guard.as_mut()) {
-            g.set_user(Bytes::from_static(b"default"), cell);
-            auth.authenticated = true;
+            if let Some(slot) = cell.connect() {
+                g.set_user(Bytes::from_static(b"default"), cell, slot);
+                auth.authenticated = true;
+            }
         }
         auth.plain = auth.authenticated && auth.guard.is_none();
         auth
@@ -176,12 +179,18 @@ impl ClientAuth {
         self.guard.as_deref_mut()
     }
 
-    /// Logged in as strata's user `name` (users mode).
-    pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) {
+    /// Logged in as strata's user `name` (users mode). False: the user is
+    /// at its `max_connections`; nothing changed.
+    #[must_use]
+    pub fn log_in_as(&mut self, name: Bytes, cell: Arc<users::UserCell>) -> bool {
         if let Some(g) = self.guard.as_mut() {
-            g.set_user(name, cell);
+            let Some(slot) = g.slot_for(&cell).or_else(|| cell.connect()) else {
+                return false;
+            };
+            g.set_user(name, cell, slot);
             self.authenticated = true;
         }
+        true
     }
 
     /// The user whose backend connections the client's commands take

@@ -6,6 +6,7 @@
 //! and reading it costs the client one atomic load per command.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -22,6 +23,49 @@ pub struct UserCell {
     pub acl: Arc<ArcSwap<Option<AclUser>>>,
     /// Exempt from the deny list.
     pub admin: std::sync::atomic::AtomicBool,
+    /// `max_connections` (0: no limit); a reload changes it.
+    pub max_connections: AtomicUsize,
+    /// Clients logged in as this user now (each holds a [`Connected`]).
+    pub connected: AtomicUsize,
+}
+
+/// Redis's maxclients text, for one strata user's `max_connections`.
+pub const MAX_CONNECTIONS: &str = "ERR max number of clients reached for this user";
+
+/// One client logged in as a user: counted in the user's `connected`
+/// while it lives (the client's session holds it), released when the
+/// client logs in as someone else, RESETs, or disconnects.
+#[derive(Debug)]
+pub struct Connected(Arc<UserCell>);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl UserCell {
+    /// A cell for `acl`, counting no client yet.
+    pub fn new(acl: Option<AclUser>, admin: bool, max_connections: usize) -> UserCell {
+        UserCell {
+            acl: Arc::new(ArcSwap::from_pointee(acl)),
+            admin: admin.into(),
+            max_connections: max_connections.into(),
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one more client logged in as this user; `None` when that
+    /// would pass its `max_connections`.
+    pub fn connect(self: &Arc<Self>) -> Option<Arc<Connected>> {
+        let max = self.max_connections.load(Ordering::Relaxed);
+        let taken = self
+            .connected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            });
+        taken.ok().map(|_| Arc::new(Connected(self.clone())))
+    }
 }
 
 /// One ACL LOG entry (Redis's `ACLLogEntry`).
@@ -52,6 +96,35 @@ pub struct Users {
     log_max: usize,
     /// The config file ACL SAVE writes back to.
     pub config_path: Mutex<Option<std::path::PathBuf>>,
+    /// What the config's users last read as (rules, hashes, the passwords
+    /// read from files and variables, flags): a reload that reads the same
+    /// leaves the users as they are, changes made by ACL SETUSER included.
+    loaded: Mutex<String>,
+}
+
+/// The config's users, built (passwords read from their files and
+/// variables): what a reload or ACL LOAD puts in force.
+#[derive(Debug)]
+pub struct Loaded {
+    users: Vec<(UserConfig, AclUser)>,
+    fingerprint: String,
+}
+
+impl Loaded {
+    /// Builds every user of `c`; the first that fails (an unreadable
+    /// password file, an unset variable, a bad rule) fails the whole.
+    pub fn read(c: &AuthConfig) -> Result<Loaded, String> {
+        let mut users = Vec::with_capacity(c.users.len());
+        for u in &c.users {
+            let acl = build_user(u).map_err(|e| format!("user '{}': {e}", u.name))?;
+            users.push((u.clone(), acl));
+        }
+        let fingerprint = users
+            .iter()
+            .map(|(u, acl)| format!("{acl:?} admin={} max={}\n", u.admin, u.max_connections))
+            .collect();
+        Ok(Loaded { users, fingerprint })
+    }
 }
 
 /// A user from its config entry: rules, then its hashes and plain
@@ -89,10 +162,7 @@ impl Users {
             if let Ok(acl) = build_user(u) {
                 map.insert(
                     u.name.clone(),
-                    Arc::new(UserCell {
-                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
-                        admin: u.admin.into(),
-                    }),
+                    Arc::new(UserCell::new(Some(acl), u.admin, u.max_connections)),
                 );
             }
         }
@@ -101,7 +171,55 @@ impl Users {
             log: Mutex::new(VecDeque::new()),
             log_max: c.acllog_max_len.unwrap_or(128),
             config_path: Mutex::new(c.file.clone()),
+            loaded: Mutex::new(Loaded::read(c).map(|l| l.fingerprint).unwrap_or_default()),
         }
+    }
+
+    /// True when `loaded` differs from what the config's users last read as.
+    pub fn changed(&self, loaded: &Loaded) -> bool {
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) != loaded.fingerprint
+    }
+
+    /// Puts the config's users in force (a reload whose users changed,
+    /// or ACL LOAD), as Redis's ACL LOAD replaces its users: each user's
+    /// rules, passwords, admin flag and `max_connections` are the
+    /// config's; users it adds exist from now on; users it no longer has
+    /// are deleted (as ACL DELUSER; the names are returned, for their
+    /// clients to be disconnected). Clients logged in as a user that
+    /// stays keep their session and follow its new rules at their next
+    /// command; a changed password takes effect at the next AUTH.
+    pub fn replace(&self, loaded: Loaded) -> Vec<String> {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        let keep: std::collections::BTreeSet<&str> =
+            loaded.users.iter().map(|(u, _)| u.name.as_str()).collect();
+        let removed: Vec<String> = users
+            .keys()
+            .filter(|n| !keep.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in &removed {
+            if let Some(cell) = users.remove(name) {
+                cell.acl.store(Arc::new(None));
+            }
+        }
+        for (u, acl) in loaded.users {
+            match users.get(&u.name) {
+                Some(cell) => {
+                    cell.acl.store(Arc::new(Some(acl)));
+                    cell.admin.store(u.admin, Ordering::Relaxed);
+                    cell.max_connections
+                        .store(u.max_connections, Ordering::Relaxed);
+                }
+                None => {
+                    users.insert(
+                        u.name.clone(),
+                        Arc::new(UserCell::new(Some(acl), u.admin, u.max_connections)),
+                    );
+                }
+            }
+        }
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = loaded.fingerprint;
+        removed
     }
 
     /// The user called `name`.
@@ -155,10 +273,7 @@ impl Users {
             None => {
                 users.insert(
                     name.to_string(),
-                    Arc::new(UserCell {
-                        acl: Arc::new(ArcSwap::from_pointee(Some(acl))),
-                        admin: false.into(),
-                    }),
+                    Arc::new(UserCell::new(Some(acl), false, 0)),
                 );
             }
         }
@@ -264,6 +379,13 @@ impl Users {
             t["rules"] = value(super::acl::describe::without_passwords(&user));
             if admin {
                 t["admin"] = value(true);
+            }
+            if let Some(max) = self
+                .get(&name)
+                .map(|c| c.max_connections.load(Ordering::Relaxed))
+                .filter(|&m| m > 0)
+            {
+                t["max_connections"] = value(max as i64);
             }
             out.push(t);
         }

@@ -7,6 +7,7 @@
 
 mod keys;
 mod lookup;
+pub mod own;
 pub mod slot;
 mod table;
 mod unknown;

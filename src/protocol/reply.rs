@@ -263,6 +263,14 @@ impl ReplyBuf {
         self.line(b'*', itoa::Buffer::new().format(n).as_bytes())
     }
 
+    /// A set header for `n` elements: `~n` in RESP3, `*n` in RESP2.
+    pub fn set(&mut self, n: usize) -> &mut Self {
+        match self.proto {
+            Protocol::Resp2 => self.array(n),
+            Protocol::Resp3 => self.line(b'~', itoa::Buffer::new().format(n).as_bytes()),
+        }
+    }
+
     /// A map header for `n` pairs: `%n` in RESP3, `*2n` in RESP2.
     pub fn map(&mut self, n: usize) -> &mut Self {
         match self.proto {

@@ -90,12 +90,18 @@ pub async fn run(
         if let Some((reason, text)) = refusal(&shared, addr.ip()) {
             shared.metrics.client_rejected(reason);
             shared.metrics.error(ErrorKind::MaxClients);
+            let shared = shared.clone();
             tokio::spawn(async move {
                 let mut stream = match tls {
                     // The refusal is sent inside TLS, as Redis sends it.
                     Some(tls) => match tls.accept(stream).await {
                         Ok(s) => s,
-                        Err(_) => return,
+                        Err(e) => {
+                            shared
+                                .metrics
+                                .tls_handshake_failed(crate::tls::failure::reason(&e));
+                            return;
+                        }
                     },
                     None => Stream::Plain(stream),
                 };
@@ -123,7 +129,9 @@ pub async fn run(
                     Err(e) => {
                         // A scanner, a client that does not trust the
                         // certificate, a plain client on the TLS port.
-                        tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                        let reason = crate::tls::failure::reason(&e);
+                        tracing::debug!(client = %addr, error = %e, reason = reason.as_str(), "TLS handshake failed");
+                        shared.metrics.tls_handshake_failed(reason);
                         shared.clients.unregister(info.id);
                         return;
                     }

@@ -181,6 +181,9 @@ pub struct Expect {
     pub timing: Timing,
     /// Cluster mode, a script call: how to follow a redirect in its reply.
     pub redirect: Option<Box<Redirectable>>,
+    /// The slow log's watch: records the command when the writer drops
+    /// this entry, after its last reply frame (`admin/slow_watch.rs`).
+    pub slow: crate::admin::slow_watch::SlowWatch,
 }
 
 /// Cluster mode: a script call sent on the client's own connection (see

@@ -23,5 +23,5 @@ pub use http::{serve, HttpState, Readiness};
 pub use log::{reload_log_level, set_log_reloader};
 pub use metrics::{
     record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
-    ConnKind, ConnState, ErrorKind, Metrics, RejectReason,
+    ConnKind, ConnState, ErrorKind, Metrics, RejectReason, TlsFailure,
 };

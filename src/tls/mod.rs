@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod failure;
 pub mod pem;
 pub mod reload;
 pub mod server;

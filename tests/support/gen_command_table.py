@@ -78,6 +78,13 @@ ROUTE_RULES = {
     # strata's own clients, the ones CLIENT LIST shows.
     "client|kill": ("Local", "One"),
     "client|unblock": ("Local", "One"),
+    # COMMAND's listing forms: the backend's reply with strata's own
+    # commands merged in (src/command/own/, session/own_commands.rs).
+    "command": ("Local", "One"),
+    "command|count": ("Local", "One"),
+    "command|docs": ("Local", "One"),
+    "command|info": ("Local", "One"),
+    "command|list": ("Local", "One"),
     # -- Dedicated: the session needs a backend connection of its own
     #    (transactions, pub/sub, tracking, WAIT). Blocking commands are added
     #    by rule 1; for XREAD/XREADGROUP the session decides by looking for BLOCK.

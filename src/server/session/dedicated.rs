@@ -151,6 +151,9 @@ impl Session {
                         }
                     }
                     n if n.starts_with("client|") => return self.local(req, spec).await,
+                    n if n == "command" || n.starts_with("command|") => {
+                        return self.local(req, spec).await
+                    }
                     _ => {}
                 }
             }
@@ -301,6 +304,13 @@ impl Session {
             } else {
                 post
             },
+            slow: crate::admin::slow_watch::SlowWatch::start(
+                &self.shared,
+                &self.info,
+                &req.frame,
+                timing.started,
+            )
+            .sent(),
             timing,
             redirect: None,
         };

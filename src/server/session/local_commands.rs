@@ -28,8 +28,35 @@ impl Session {
         self.info.tracking.clear();
     }
 
-    /// Commands strata answers itself.
+    /// Commands strata answers itself, each watched by the slow log from
+    /// when strata takes it up to when its reply is queued
+    /// (`admin/slow_watch.rs`). SELECT n and the COMMAND forms are
+    /// recorded where their reply is made (the dedicated connection, the
+    /// merging task).
     pub(super) async fn local(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
+        let watched = !matches!(
+            spec.name,
+            "select"
+                | "command"
+                | "command|info"
+                | "command|docs"
+                | "command|count"
+                | "command|list"
+        );
+        let _slow = if watched {
+            crate::admin::slow_watch::SlowWatch::start(
+                &self.shared,
+                &self.info,
+                &req.frame,
+                Instant::now(),
+            )
+        } else {
+            crate::admin::slow_watch::SlowWatch::default()
+        };
+        self.local_answer(req, spec).await
+    }
+
+    async fn local_answer(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {
         let args = req.args();
         if !spec.arity_ok(args.len()) {
             return self.error(&local::wrong_arity(spec.name)).await;
@@ -149,6 +176,10 @@ impl Session {
             }
             "client|unblock" => self.client_unblock(args).await,
             "client|setinfo" | "client|no-evict" => self.reply(reply::ok()).await,
+            // The backend's reply with strata's own commands (PROXY …) added.
+            "command" | "command|info" | "command|docs" | "command|count" | "command|list" => {
+                self.command_with_own(req).await
+            }
             // Connection-state commands the table routes locally but that
             // only make sense on a dedicated connection.
             _ => {

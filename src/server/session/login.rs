@@ -33,6 +33,8 @@ impl Session {
             let result = self.log_in_user(&auth_args[0], auth_args.len() == 2, &user);
             match &result {
                 Ok(()) => limiter.succeeded(ip),
+                // The password was right: not a failure to hold back.
+                Err(e) if e.as_ref() == reply::error(crate::auth::users::MAX_CONNECTIONS) => {}
                 Err(_) => limiter.failed(ip, Instant::now()),
             }
             return result;
@@ -94,7 +96,9 @@ impl Session {
         });
         match cell {
             Some(cell) if accepted => {
-                self.auth.log_in_as(user.name.clone(), cell);
+                if !self.auth.log_in_as(user.name.clone(), cell) {
+                    return Err(reply::error(crate::auth::users::MAX_CONNECTIONS));
+                }
                 self.info.set_user(user.name.clone());
                 Ok(())
             }

@@ -16,6 +16,7 @@ mod frames;
 mod input;
 mod local_commands;
 mod login;
+mod own_commands;
 mod scripts;
 mod shard_links;
 mod tier;
@@ -34,6 +35,7 @@ use super::halt::HaltReason;
 use super::local;
 use super::pending::{DedicatedReader, DedicatedReturn, Expect, Pending, Post, Timing};
 use super::Shared;
+use crate::admin::slow_watch::SlowWatch;
 use crate::backend::dedicated::Dedicated;
 use crate::command::{self, CommandSpec, Flags, Route};
 use crate::protocol::reply::{self, ReplyBuf};
@@ -784,7 +786,9 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = self.shared.clone();
         let proto = self.proto;
+        let slow = SlowWatch::start(&shared, &self.info, &req.frame, timing.started);
         tokio::spawn(async move {
+            let _slow = slow; // the slow log, once the reply is made
             let transforms = shared.transforms.load_full();
             let ctx = crate::admin::Context {
                 router: &shared.backend,

@@ -99,6 +99,13 @@ impl Session {
             seq: self.dedicated.as_mut().map_or(0, |d| d.next_seq(true)),
             monitor: false,
             post: plan.map_or(Post::None, |plan| Post::Transform(Box::new(plan))),
+            slow: crate::admin::slow_watch::SlowWatch::start(
+                &self.shared,
+                &self.info,
+                &req.frame,
+                timing.started,
+            )
+            .sent(),
             timing,
             redirect,
         };

@@ -202,6 +202,13 @@ impl Session {
             seq: self.dedicated.as_ref().map_or(0, |d| d.sent),
             monitor: false,
             post: Post::None,
+            slow: crate::admin::slow_watch::SlowWatch::start(
+                &self.shared,
+                &self.info,
+                &req.frame,
+                timing.started,
+            )
+            .sent(),
             timing,
             redirect: None,
         };

@@ -162,6 +162,63 @@ pub(super) struct CommandLabels {
     pub(super) command: &'static str,
 }
 
+/// Why a client's TLS handshake failed (`strata_tls_handshake_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// A certificate was refused: the client's (mutual TLS: missing,
+    /// expired, from another CA), or strata's by the client (its alert).
+    BadCertificate,
+    /// No TLS version in common (`min_version = "1.3"` and a 1.2 client).
+    Version,
+    /// No cipher suite or other parameter in common.
+    Incompatible,
+    /// Not finished within `tls.handshake_timeout_ms`.
+    Timeout,
+    /// Not TLS at all (a plain client on the TLS port, a scanner).
+    NotTls,
+    /// The client hung up during the handshake.
+    Closed,
+    /// Anything else (a protocol violation, an alert without a better name).
+    Other,
+}
+
+impl TlsFailure {
+    /// Every reason, in discriminant order (`ALL[r as usize] == r`).
+    pub const ALL: [TlsFailure; 7] = [
+        TlsFailure::BadCertificate,
+        TlsFailure::Version,
+        TlsFailure::Incompatible,
+        TlsFailure::Timeout,
+        TlsFailure::NotTls,
+        TlsFailure::Closed,
+        TlsFailure::Other,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::BadCertificate => "bad_certificate",
+            TlsFailure::Version => "version",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for TlsFailure {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct TlsFailureLabels {
+    pub(super) reason: TlsFailure,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct RejectLabels {
     pub(super) reason: RejectReason,

@@ -48,6 +48,6 @@ mod tests;
 pub use handles::{
     record_batch, BackendConnMetrics, ClientConnection, CommandMetrics, CommandMetricsCache,
 };
-pub use labels::{ConnKind, ConnState, ErrorKind, RejectReason};
+pub use labels::{ConnKind, ConnState, ErrorKind, RejectReason, TlsFailure};
 pub use latency::LatencyHistogram;
 pub use registry::{Metrics, COMMAND_DURATION_BUCKETS};

@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::handles::{BackendConnMetrics, ClientConnection, CommandMetrics};
 use super::labels::{
     BackendLabels, BuildLabels, CommandLabels, ConnKind, ConnState, ErrorKind, ErrorLabels,
-    NodeLabels, RejectLabels, RejectReason,
+    NodeLabels, RejectLabels, RejectReason, TlsFailure, TlsFailureLabels,
 };
 use super::latency::LatencyHistogram;
 
@@ -68,6 +68,8 @@ pub struct Metrics {
     client_accepted: Counter,
     /// Indexed by `RejectReason as usize`; created up front.
     client_rejected: [Counter; RejectReason::ALL.len()],
+    /// Indexed by `TlsFailure as usize`; created up front.
+    tls_failures: [Counter; TlsFailure::ALL.len()],
     backend_connections: Family<BackendLabels, Gauge>,
     /// Indexed by `ErrorKind as usize`; created up front.
     errors: [Counter; ErrorKind::ALL.len()],
@@ -133,6 +135,14 @@ impl Metrics {
         );
         let client_rejected =
             RejectReason::ALL.map(|reason| rejected.get_or_create_owned(&RejectLabels { reason }));
+        let tls_failed = Family::<TlsFailureLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Client TLS handshakes that failed, by reason",
+            tls_failed.clone(),
+        );
+        let tls_failures = TlsFailure::ALL
+            .map(|reason| tls_failed.get_or_create_owned(&TlsFailureLabels { reason }));
 
         let backend_connections = Family::<BackendLabels, Gauge>::default();
         registry.register(
@@ -211,6 +221,7 @@ impl Metrics {
             client_connections,
             client_accepted,
             client_rejected,
+            tls_failures,
             backend_connections,
             errors,
             bytes_received,
@@ -274,6 +285,11 @@ impl Metrics {
     /// error reply worth counting under [`ErrorKind::MaxClients`].
     pub fn client_rejected(&self, reason: RejectReason) {
         self.client_rejected[reason as usize].inc();
+    }
+
+    /// Counts a client TLS handshake that failed.
+    pub fn tls_handshake_failed(&self, reason: TlsFailure) {
+        self.tls_failures[reason as usize].inc();
     }
 
     /// The state gauges for one backend address and connection kind. Call it
