@@ -5,7 +5,9 @@
 -- KEYS[1] the outbox stream, KEYS[2] its meta hash (fields `bytes`: what
 -- the outbox holds, `ver`: the last version given), KEYS[3..] the keys.
 -- ARGV[1] op, ARGV[2] outbox bound in bytes, ARGV[3] strata's clock (ms),
--- then the op's arguments.
+-- ARGV[4] the drain's consumer group, then the op's arguments. A stream
+-- the script creates gets the group at once (from its start), so the
+-- drain never finds a stream without it (cluster mode: one per slot).
 --
 -- Entry fields: k key, o 'p' (put) or 'd' (delete), t type, v value (a
 -- DUMP payload for non-strings), e absolute expiry in ms or '', n version.
@@ -15,8 +17,13 @@
 -- The reply is the client's reply to its command.
 
 local stream, meta = KEYS[1], KEYS[2]
-local op, max, now_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local op, max, now_ms, group = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local OVERHEAD = 64
+-- The op's arguments keep the indexes they had before the group was added.
+local args = { ARGV[1], ARGV[2], ARGV[3] }
+for i = 5, #ARGV do args[i - 1] = ARGV[i] end
+local ARGV = args
+local grouped = false
 
 local function full()
   return redis.error_reply('ERR tier backlog full (the write-behind outbox holds '
@@ -40,6 +47,12 @@ local function version()
 end
 
 local function record(k, o, t, v, e)
+  if not grouped then
+    if redis.call('EXISTS', stream) == 0 then
+      redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    end
+    grouped = true
+  end
   redis.call('XADD', stream, '*', 'k', k, 'o', o, 't', t, 'v', v, 'e', e, 'n', version())
   redis.call('HINCRBY', meta, 'bytes', #k + #v + OVERHEAD)
 end

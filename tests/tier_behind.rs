@@ -319,24 +319,25 @@ fn entry_size(fields: &[Vec<u8>]) -> usize {
     get(b"k") + get(b"v") + 64
 }
 
-/// Cluster mode is refused at startup with a message (this build has one
-/// outbox stream; cluster mode would need one per slot), never run with
-/// changes captured in a slot the drain does not read.
+/// Cluster mode gives every slot its own outbox (`<outbox_key>:{tag}`,
+/// tests/tier_cluster.rs drains them): an `outbox_key` with a hash tag of
+/// its own would put them all in one slot, so it is refused at startup
+/// with the field named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_behind_in_cluster_mode_is_refused_at_startup() {
+async fn cluster_mode_refuses_an_outbox_key_with_a_hash_tag() {
     let cluster = support::redis_server::one_node_cluster();
     let mut config = support::strata::cluster_config(&[cluster.addr()]);
     let tiers: strata::config::Config = toml::from_str(&support::behind_env::tier_toml(
         "postgres://postgres@127.0.0.1:1/postgres",
-        "",
+        "outbox_key = \"{strata}:outbox\"",
     ))
     .expect("config");
     config.postgres = tiers.postgres;
     config.tier = tiers.tier;
     config.validate().expect("valid config");
     let err = match strata::app::start(config).await {
-        Ok(_) => panic!("strata started write-behind in cluster mode"),
+        Ok(_) => panic!("strata started with a hash-tagged outbox key in cluster mode"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("not available in cluster mode"), "{err}");
+    assert!(err.contains("postgres.write_behind.outbox_key"), "{err}");
 }

@@ -136,15 +136,28 @@ async fn stats(tiers: &Tiers, nodes: &mut Nodes<'_>, proto: Protocol) -> Result<
             }
         }
     }
-    let backlog = match tiers.behind() {
-        Some(b) => crate::tier::behind::backlog::parse(
-            &nodes
-                .by_key(&crate::tier::behind::backlog::commands(b))
-                .await?,
-        ),
+    let (backlog, lag_ms) = match tiers.behind() {
+        // Cluster mode: one outbox per slot; the drain counts them all
+        // every second (`behind/slots.rs`).
+        Some(b) if b.is_cluster() => {
+            let s = b.stats();
+            let backlog = crate::tier::behind::backlog::Backlog {
+                entries: s.backlog_entries.get(),
+                bytes: s.backlog_bytes.get(),
+                oldest_ms: None,
+            };
+            (backlog, (s.oldest_pending.get() * 1000.0) as i64)
+        }
+        Some(b) => {
+            let backlog = crate::tier::behind::backlog::parse(
+                &nodes
+                    .by_key(&crate::tier::behind::backlog::commands(b))
+                    .await?,
+            );
+            (backlog, backlog.oldest_age_ms(crate::tier::now_ms()))
+        }
         None => Default::default(),
     };
-    let lag_ms = backlog.oldest_age_ms(crate::tier::now_ms());
     let s = tiers.stats();
     let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
     let spill_rule = |i: usize| rules[i].mode() == Mode::Spill;
