@@ -154,5 +154,44 @@ elseif op == 'persist' then
   redis.call('PERSIST', k)
   record(k, 'p', t, v, '')
   return 1
+elseif op == 'rename' then
+  -- RENAME, RENAMENX, COPY [REPLACE] (tier/rename.rs). KEYS[3] source,
+  -- KEYS[4] destination; ARGV[4] rename|renamenx|copy|copyreplace;
+  -- ARGV[5] '1'/'0' for source and destination mirrored. The destination's
+  -- put (the source's state) and, for the renames, the source's delete.
+  local src, dst, mode, f = KEYS[3], KEYS[4], ARGV[4], ARGV[5]
+  local moves = mode == 'rename' or mode == 'renamenx'
+  local sm, dm = string.sub(f, 1, 1) == '1', string.sub(f, 2, 2) == '1'
+  if redis.call('EXISTS', src) == 0 then
+    if moves then return redis.error_reply('ERR no such key') end
+    return 0
+  end
+  if src == dst then
+    if mode == 'rename' then return redis.status_reply('OK') end
+    if mode == 'renamenx' then return 0 end
+    return redis.error_reply('ERR source and destination objects are the same')
+  end
+  if (mode == 'renamenx' or mode == 'copy') and redis.call('EXISTS', dst) == 1 then return 0 end
+  local t, v = snapshot(src)
+  local e = redis.call('PEXPIRETIME', src)
+  if e > 0 then e = string.format('%d', e) else e = '' end
+  local need = 0
+  if dm then need = need + #dst + #v + OVERHEAD end
+  if sm and moves then need = need + #src + OVERHEAD end
+  if not room(need) then return full() end
+  local reply = 1
+  if mode == 'rename' then
+    redis.call('RENAME', src, dst)
+    reply = redis.status_reply('OK')
+  elseif mode == 'renamenx' then
+    redis.call('RENAMENX', src, dst)
+  elseif mode == 'copy' then
+    redis.call('COPY', src, dst)
+  else
+    redis.call('COPY', src, dst, 'REPLACE')
+  end
+  if sm and moves then record(src, 'd', '', '', '') end
+  if dm then record(dst, 'p', t, v, e) end
+  return reply
 end
 return redis.error_reply('ERR tier: unknown write-behind op ' .. op)

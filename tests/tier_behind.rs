@@ -341,3 +341,29 @@ async fn cluster_mode_refuses_an_outbox_key_with_a_hash_tag() {
     };
     assert!(err.contains("postgres.write_behind.outbox_key"), "{err}");
 }
+
+/// RENAME, RENAMENX and COPY of write-behind keys go through the outbox:
+/// the destination's put and the source's delete, captured with the
+/// command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_copy_go_through_the_outbox() {
+    let env = BehindEnv::start("").await;
+    let mut c = env.raw().await;
+    c.expect("SET durable:a v1 PX 500000", b"+OK\r\n").await;
+    c.expect("RENAME durable:a durable:b", b"+OK\r\n").await;
+    c.expect("COPY durable:b durable:c", b":1\r\n").await;
+    c.expect("RENAMENX durable:c durable:b", b":0\r\n").await;
+    c.expect("SET durable:d d", b"+OK\r\n").await;
+    c.expect("RENAME durable:d other:d", b"+OK\r\n").await;
+    c.expect("RENAME durable:none durable:z", b"-ERR no such key\r\n")
+        .await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(env.row("durable:a").await, None);
+    let b = env.row("durable:b").await.expect("b");
+    assert_eq!(b.1, b"v1".to_vec());
+    assert!(b.3.is_some(), "the TTL moved with the key");
+    assert_eq!(env.row("durable:c").await.expect("c").1, b"v1".to_vec());
+    assert_eq!(env.row("durable:d").await, None);
+    assert_eq!(env.row("other:d").await, None);
+    assert_eq!(env.row("durable:z").await, None);
+}

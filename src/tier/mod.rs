@@ -20,6 +20,7 @@
 //! * [`committer`]: group commit of concurrent writers' rows.
 //! * [`locks`]: per-key locks that order one strata's changes to a key.
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
+//! * [`rename`]: RENAME, RENAMENX and COPY of mirrored keys.
 //! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
 //! * [`stats`]: counters, exported as `strata_tier_*`.
 //! * [`behind`]: `write = "behind"`: capture into a Redis outbox stream,
@@ -42,6 +43,7 @@ pub mod mirror;
 pub mod plan;
 pub mod readthrough;
 pub mod redis;
+pub mod rename;
 pub mod rules;
 pub mod spill;
 pub mod stats;

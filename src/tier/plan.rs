@@ -49,6 +49,8 @@ pub enum Write {
     },
     /// PERSIST.
     Persist(Bytes),
+    /// RENAME, RENAMENX, COPY within database 0 (`tier/rename.rs`).
+    Rename(super::rename::Rename),
     /// A command on spill keys (`tier/spill/touch.rs`).
     Spill(super::spill::Touch),
 }
@@ -84,6 +86,13 @@ impl Tiers {
             Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => k,
             Write::MSet { pairs, mirrored } => &pairs.iter().zip(mirrored).find(|(_, m)| **m)?.0 .0,
             Write::Del { keys, mirrored, .. } => keys.iter().zip(mirrored).find(|(_, m)| **m)?.0,
+            Write::Rename(r) => {
+                if r.src_mirrored {
+                    &r.src
+                } else {
+                    &r.dst
+                }
+            }
             Write::Spill(_) => return None,
         };
         (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
@@ -168,6 +177,14 @@ impl Tiers {
             return Plan::Proceed;
         };
         if spec.key_specs.is_empty() {
+            if spec.name == "swapdb" {
+                // Database 0's keys would be swapped away, their rows kept.
+                super::TierStats::bump(&self.stats.refused);
+                return Plan::Answer(reply::error(
+                    "ERR tier: 'swapdb' is not supported with [[tier]] rules (it would swap \
+                     database 0's mirrored or spilled keys out without Postgres knowing; see docs/TIERS.md)",
+                ));
+            }
             return Plan::Proceed;
         }
         // Most commands name one key at a fixed position (GET, SET, …):
@@ -317,6 +334,11 @@ impl Tiers {
                 }),
             ),
             "persist" => Plan::Write(Write::Persist(args[1].clone())),
+            "rename" | "renamenx" | "copy" => self.rename_plan(args, spec.name),
+            "move" => refuse(
+                "'move' on a mirrored key is not supported (strata mirrors database 0 and cannot \
+                 move a key out of it and delete its row as one change; use COPY … DB n, then DEL)",
+            ),
             name => refuse(&format!("'{name}' is not supported on mirrored keys yet")),
         }
     }

@@ -44,6 +44,7 @@ fn first_key(write: &Write) -> Option<&Bytes> {
         Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => Some(k),
         Write::MSet { pairs, .. } => pairs.first().map(|(k, _)| k),
         Write::Del { keys, .. } => keys.first(),
+        Write::Rename(r) => Some(&r.src),
         Write::Spill(_) => None,
     }
 }
@@ -205,6 +206,12 @@ impl Behind {
             Write::Persist(key) => {
                 args[0] = arg("persist");
                 keys.push(key);
+            }
+            Write::Rename(r) => {
+                args[0] = arg("rename");
+                keys.extend([r.src, r.dst]);
+                args.push(arg(r.mode.name()));
+                args.push(flags(&[r.src_mirrored, r.dst_mirrored]));
             }
             // `Tiers::write` runs these before it looks for write-behind.
             Write::Spill(touch) => {
