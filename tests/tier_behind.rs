@@ -367,3 +367,59 @@ async fn rename_and_copy_go_through_the_outbox() {
     assert_eq!(env.row("other:d").await, None);
     assert_eq!(env.row("durable:z").await, None);
 }
+
+/// FLUSHALL and FLUSHDB through strata empty Redis but keep the outbox:
+/// writes acknowledged before the flush still reach Postgres (a flush never
+/// erases Postgres). Inside MULTI the flush is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_keeps_the_outbox_so_acknowledged_writes_reach_postgres() {
+    let mut env = BehindEnv::start("").await;
+    env.pg.stop();
+    let mut c = env.raw().await;
+    for i in 0..50 {
+        c.expect(&format!("SET durable:f{i} v{i}"), b"+OK\r\n")
+            .await;
+    }
+    c.expect("DEL durable:f0", b":1\r\n").await;
+    c.expect("SET other:x 1", b"+OK\r\n").await;
+    c.expect("FLUSHALL", b"+OK\r\n").await;
+    c.expect("GET durable:f1", b"$-1\r\n").await;
+    c.expect("EXISTS other:x", b":0\r\n").await;
+    assert_eq!(env.outbox_len().await, 51, "the flush kept the outbox");
+    c.expect("SET durable:g1 g", b"+OK\r\n").await;
+    c.expect("FLUSHDB ASYNC", b"+OK\r\n").await;
+    c.expect("FLUSHALL BOGUS", b"-ERR syntax error\r\n").await;
+    c.expect("MULTI", b"+OK\r\n").await;
+    let r = c.cmd("FLUSHALL").await;
+    assert!(
+        String::from_utf8_lossy(&r)
+            .starts_with("-ERR tier: 'flushall' is not supported inside MULTI"),
+        "{}",
+        show(&r)
+    );
+    c.expect("DISCARD", b"+OK\r\n").await;
+
+    env.pg.restart();
+    env.reconnect_pool().await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(
+        env.row("durable:f0").await,
+        None,
+        "the DEL before the flush"
+    );
+    for i in 1..50 {
+        assert_eq!(
+            env.row(&format!("durable:f{i}")).await.map(|r| r.1),
+            Some(format!("v{i}").into_bytes()),
+            "durable:f{i}"
+        );
+    }
+    assert_eq!(
+        env.row("durable:g1").await.map(|r| r.1),
+        Some(b"g".to_vec())
+    );
+    // The drain still works on the kept outbox and group.
+    c.expect("SET durable:h h", b"+OK\r\n").await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(env.row("durable:h").await.map(|r| r.1), Some(b"h".to_vec()));
+}

@@ -118,7 +118,8 @@ async fn wait_rows(pool: &sqlx::PgPool, want: &[(String, Option<Vec<u8>>)], what
 /// (SET, SET, DEL leaves no row), MSET and DEL across slots included; an
 /// outbox whose slot moves to another primary while Postgres is down is
 /// drained from there once Postgres is back; after a failover the
-/// promoted replica's outboxes go on.
+/// promoted replica's outboxes go on; a FLUSHALL keeps every primary's
+/// outboxes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_write_behind_drains_every_primary_in_order() {
     let cluster = tokio::task::spawn_blocking(Cluster::start)
@@ -248,4 +249,23 @@ async fn cluster_write_behind_drains_every_primary_in_order() {
         "after the failover",
     )
     .await;
+
+    // FLUSHALL through strata keeps every primary's outboxes: writes
+    // acknowledged before it still reach Postgres.
+    pg.stop();
+    let mut want3 = Vec::new();
+    for i in 0..60 {
+        let k = format!("durable:fl{i}");
+        c.expect(&format!("SET {k} f{i}"), b"+OK\r\n").await;
+        want3.push((k, Some(format!("f{i}").into_bytes())));
+    }
+    c.expect("FLUSHALL", b"+OK\r\n").await;
+    c.expect("GET durable:fl1", b"$-1\r\n").await;
+    pg.restart();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("pool");
+    wait_rows(&pool, &want3, "writes acknowledged before a FLUSHALL").await;
 }

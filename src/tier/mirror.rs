@@ -67,6 +67,8 @@ impl Tiers {
             } => self.expire(link, key, when_ms, flags).await,
             Write::Persist(key) => self.persist(link, key).await,
             Write::Rename(r) => self.rename(link, r).await,
+            // Only planned with write-behind rules (`behind_for`).
+            Write::Flush(_) => Err(reply::error("ERR tier: flush without write-behind")),
             Write::Spill(touch) => Ok(self.touch(link, touch).await),
         };
         match result {

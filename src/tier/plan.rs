@@ -49,6 +49,9 @@ pub enum Write {
     },
     /// PERSIST.
     Persist(Bytes),
+    /// FLUSHALL or FLUSHDB with write-behind rules, as sent (keeps the
+    /// outboxes: `tier/behind/flush.rs`).
+    Flush(Vec<Bytes>),
     /// RENAME, RENAMENX, COPY within database 0 (`tier/rename.rs`).
     Rename(super::rename::Rename),
     /// A command on spill keys (`tier/spill/touch.rs`).
@@ -94,6 +97,7 @@ impl Tiers {
                 }
             }
             Write::Spill(_) => return None,
+            Write::Flush(_) => return Some(behind),
         };
         (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
     }
@@ -184,6 +188,21 @@ impl Tiers {
                     "ERR tier: 'swapdb' is not supported with [[tier]] rules (it would swap \
                      database 0's mirrored or spilled keys out without Postgres knowing; see docs/TIERS.md)",
                 ));
+            }
+            if self.behind.is_some() && matches!(spec.name, "flushall" | "flushdb") {
+                // The outboxes live in the keyspace: the flush keeps them
+                // (`behind/flush.rs`).
+                if cx.dedicated {
+                    super::TierStats::bump(&self.stats.refused);
+                    return Plan::Answer(reply::error(&format!(
+                        "ERR tier: '{}' is not supported inside MULTI, after SELECT or in a script \
+                         with write-behind rules (it would flush the write-behind outbox; see docs/TIERS.md)",
+                        spec.name
+                    )));
+                }
+                if spec.arity_ok(req.argc()) {
+                    return Plan::Write(Write::Flush(req.args().to_vec()));
+                }
             }
             return Plan::Proceed;
         }

@@ -45,7 +45,7 @@ fn first_key(write: &Write) -> Option<&Bytes> {
         Write::MSet { pairs, .. } => pairs.first().map(|(k, _)| k),
         Write::Del { keys, .. } => keys.first(),
         Write::Rename(r) => Some(&r.src),
-        Write::Spill(_) => None,
+        Write::Spill(_) | Write::Flush(_) => None,
     }
 }
 
@@ -104,6 +104,9 @@ fn per_slot(write: Write) -> Vec<Write> {
 impl Behind {
     /// Runs a write to write-behind keys; the reply is the client's.
     pub async fn write(&self, link: &RedisLink<'_>, write: Write) -> Bytes {
+        if let Write::Flush(args) = write {
+            return self.flush(link, args).await;
+        }
         if !self.is_cluster() {
             return self.capture(link, write).await;
         }
@@ -213,6 +216,7 @@ impl Behind {
                 args.push(arg(r.mode.name()));
                 args.push(flags(&[r.src_mirrored, r.dst_mirrored]));
             }
+            Write::Flush(_) => return reply::error("ERR tier: flush reached the capture"),
             // `Tiers::write` runs these before it looks for write-behind.
             Write::Spill(touch) => {
                 return reply::error(&format!(

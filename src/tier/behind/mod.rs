@@ -42,6 +42,7 @@ pub mod capture;
 pub mod config;
 pub mod drain;
 pub mod entry;
+pub mod flush;
 pub mod outbox;
 pub mod script;
 pub mod slots;
@@ -73,6 +74,8 @@ pub struct Behind {
     stats: BehindStats,
     capture: script::Script,
     ack: script::Script,
+    /// FLUSHALL/FLUSHDB keeping the outboxes (`flush.rs`).
+    flush_script: script::Script,
 }
 
 impl Behind {
@@ -89,6 +92,7 @@ impl Behind {
             stats: BehindStats::default(),
             capture: script::Script::new(include_str!("../../../lua/tier_behind_capture.lua")),
             ack: script::Script::new(include_str!("../../../lua/tier_behind_ack.lua")),
+            flush_script: script::Script::new(include_str!("../../../lua/tier_behind_flush.lua")),
         })
     }
 
