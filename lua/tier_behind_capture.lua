@@ -5,7 +5,9 @@
 -- KEYS[1] the outbox stream, KEYS[2] its meta hash (fields `bytes`: what
 -- the outbox holds, `ver`: the last version given), KEYS[3..] the keys.
 -- ARGV[1] op, ARGV[2] outbox bound in bytes, ARGV[3] strata's clock (ms),
--- then the op's arguments.
+-- ARGV[4] the drain's consumer group, then the op's arguments. A stream
+-- the script creates gets the group at once (from its start), so the
+-- drain never finds a stream without it (cluster mode: one per slot).
 --
 -- Entry fields: k key, o 'p' (put) or 'd' (delete), t type, v value (a
 -- DUMP payload for non-strings), e absolute expiry in ms or '', n version.
@@ -15,8 +17,13 @@
 -- The reply is the client's reply to its command.
 
 local stream, meta = KEYS[1], KEYS[2]
-local op, max, now_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local op, max, now_ms, group = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local OVERHEAD = 64
+-- The op's arguments keep the indexes they had before the group was added.
+local args = { ARGV[1], ARGV[2], ARGV[3] }
+for i = 5, #ARGV do args[i - 1] = ARGV[i] end
+local ARGV = args
+local grouped = false
 
 local function full()
   return redis.error_reply('ERR tier backlog full (the write-behind outbox holds '
@@ -40,6 +47,12 @@ local function version()
 end
 
 local function record(k, o, t, v, e)
+  if not grouped then
+    if redis.call('EXISTS', stream) == 0 then
+      redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    end
+    grouped = true
+  end
   redis.call('XADD', stream, '*', 'k', k, 'o', o, 't', t, 'v', v, 'e', e, 'n', version())
   redis.call('HINCRBY', meta, 'bytes', #k + #v + OVERHEAD)
 end
@@ -141,5 +154,44 @@ elseif op == 'persist' then
   redis.call('PERSIST', k)
   record(k, 'p', t, v, '')
   return 1
+elseif op == 'rename' then
+  -- RENAME, RENAMENX, COPY [REPLACE] (tier/rename.rs). KEYS[3] source,
+  -- KEYS[4] destination; ARGV[4] rename|renamenx|copy|copyreplace;
+  -- ARGV[5] '1'/'0' for source and destination mirrored. The destination's
+  -- put (the source's state) and, for the renames, the source's delete.
+  local src, dst, mode, f = KEYS[3], KEYS[4], ARGV[4], ARGV[5]
+  local moves = mode == 'rename' or mode == 'renamenx'
+  local sm, dm = string.sub(f, 1, 1) == '1', string.sub(f, 2, 2) == '1'
+  if redis.call('EXISTS', src) == 0 then
+    if moves then return redis.error_reply('ERR no such key') end
+    return 0
+  end
+  if src == dst then
+    if mode == 'rename' then return redis.status_reply('OK') end
+    if mode == 'renamenx' then return 0 end
+    return redis.error_reply('ERR source and destination objects are the same')
+  end
+  if (mode == 'renamenx' or mode == 'copy') and redis.call('EXISTS', dst) == 1 then return 0 end
+  local t, v = snapshot(src)
+  local e = redis.call('PEXPIRETIME', src)
+  if e > 0 then e = string.format('%d', e) else e = '' end
+  local need = 0
+  if dm then need = need + #dst + #v + OVERHEAD end
+  if sm and moves then need = need + #src + OVERHEAD end
+  if not room(need) then return full() end
+  local reply = 1
+  if mode == 'rename' then
+    redis.call('RENAME', src, dst)
+    reply = redis.status_reply('OK')
+  elseif mode == 'renamenx' then
+    redis.call('RENAMENX', src, dst)
+  elseif mode == 'copy' then
+    redis.call('COPY', src, dst)
+  else
+    redis.call('COPY', src, dst, 'REPLACE')
+  end
+  if sm and moves then record(src, 'd', '', '', '') end
+  if dm then record(dst, 'p', t, v, e) end
+  return reply
 end
 return redis.error_reply('ERR tier: unknown write-behind op ' .. op)

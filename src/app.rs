@@ -149,7 +149,7 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
     if let Some(tiers) = &tiers {
         // Write-behind's drain shares the backend's connections.
         tiers
-            .start_drain(backend.clone(), cluster.is_some())
+            .start_drain(backend.clone(), cluster.clone())
             .map_err(std::io::Error::other)?;
         tiers.start_spill(backend.clone(), cluster.clone());
     }

@@ -485,3 +485,63 @@ async fn admin_commands_say_tier_unavailable_while_postgres_is_down() {
     }
     assert_eq!(env.row_count().await, 0);
 }
+
+/// `PROXY TIER KEYS <pattern> [LIMIT n]` lists the keys Postgres holds,
+/// also those Redis no longer has (SCAN, KEYS and DBSIZE see only the
+/// resident ones), in key order, bounded by LIMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_keys_lists_what_postgres_holds() {
+    let env = TierEnv::start().await;
+    let mut s = strata(&env).await;
+    let mut d = direct(&env).await;
+    for k in ["durable:k3", "durable:k1", "durable:k2", "durable:x"] {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg("v")
+            .query_async(&mut s)
+            .await
+            .expect("set");
+    }
+    let _: () = redis::cmd("SET")
+        .arg("other:k")
+        .arg("v")
+        .query_async(&mut s)
+        .await
+        .expect("set");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut d)
+        .await
+        .expect("flushall");
+    let scanned: Vec<String> = redis::cmd("KEYS")
+        .arg("durable:*")
+        .query_async(&mut s)
+        .await
+        .expect("keys");
+    assert!(scanned.is_empty(), "{scanned:?}");
+    let keys = |v: Value| -> Vec<String> {
+        match v {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::BulkString(b) => String::from_utf8(b).expect("utf8"),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        keys(proxy(&mut s, &["TIER", "KEYS", "durable:k*"]).await),
+        ["durable:k1", "durable:k2", "durable:k3"]
+    );
+    assert_eq!(
+        keys(proxy(&mut s, &["TIER", "KEYS", "*", "LIMIT", "2"]).await),
+        ["durable:k1", "durable:k2"]
+    );
+    assert!(keys(proxy(&mut s, &["TIER", "KEYS", "other:*"]).await).is_empty());
+    let e = proxy_err(&mut s, &["TIER", "KEYS", "*", "LIMIT", "0"]).await;
+    assert!(
+        e.contains("LIMIT must be an integer from 1 to 100000"),
+        "{e}"
+    );
+}

@@ -319,24 +319,107 @@ fn entry_size(fields: &[Vec<u8>]) -> usize {
     get(b"k") + get(b"v") + 64
 }
 
-/// Cluster mode is refused at startup with a message (this build has one
-/// outbox stream; cluster mode would need one per slot), never run with
-/// changes captured in a slot the drain does not read.
+/// Cluster mode gives every slot its own outbox (`<outbox_key>:{tag}`,
+/// tests/tier_cluster.rs drains them): an `outbox_key` with a hash tag of
+/// its own would put them all in one slot, so it is refused at startup
+/// with the field named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_behind_in_cluster_mode_is_refused_at_startup() {
+async fn cluster_mode_refuses_an_outbox_key_with_a_hash_tag() {
     let cluster = support::redis_server::one_node_cluster();
     let mut config = support::strata::cluster_config(&[cluster.addr()]);
     let tiers: strata::config::Config = toml::from_str(&support::behind_env::tier_toml(
         "postgres://postgres@127.0.0.1:1/postgres",
-        "",
+        "outbox_key = \"{strata}:outbox\"",
     ))
     .expect("config");
     config.postgres = tiers.postgres;
     config.tier = tiers.tier;
     config.validate().expect("valid config");
     let err = match strata::app::start(config).await {
-        Ok(_) => panic!("strata started write-behind in cluster mode"),
+        Ok(_) => panic!("strata started with a hash-tagged outbox key in cluster mode"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("not available in cluster mode"), "{err}");
+    assert!(err.contains("postgres.write_behind.outbox_key"), "{err}");
+}
+
+/// RENAME, RENAMENX and COPY of write-behind keys go through the outbox:
+/// the destination's put and the source's delete, captured with the
+/// command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_copy_go_through_the_outbox() {
+    let env = BehindEnv::start("").await;
+    let mut c = env.raw().await;
+    c.expect("SET durable:a v1 PX 500000", b"+OK\r\n").await;
+    c.expect("RENAME durable:a durable:b", b"+OK\r\n").await;
+    c.expect("COPY durable:b durable:c", b":1\r\n").await;
+    c.expect("RENAMENX durable:c durable:b", b":0\r\n").await;
+    c.expect("SET durable:d d", b"+OK\r\n").await;
+    c.expect("RENAME durable:d other:d", b"+OK\r\n").await;
+    c.expect("RENAME durable:none durable:z", b"-ERR no such key\r\n")
+        .await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(env.row("durable:a").await, None);
+    let b = env.row("durable:b").await.expect("b");
+    assert_eq!(b.1, b"v1".to_vec());
+    assert!(b.3.is_some(), "the TTL moved with the key");
+    assert_eq!(env.row("durable:c").await.expect("c").1, b"v1".to_vec());
+    assert_eq!(env.row("durable:d").await, None);
+    assert_eq!(env.row("other:d").await, None);
+    assert_eq!(env.row("durable:z").await, None);
+}
+
+/// FLUSHALL and FLUSHDB through strata empty Redis but keep the outbox:
+/// writes acknowledged before the flush still reach Postgres (a flush never
+/// erases Postgres). Inside MULTI the flush is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_keeps_the_outbox_so_acknowledged_writes_reach_postgres() {
+    let mut env = BehindEnv::start("").await;
+    env.pg.stop();
+    let mut c = env.raw().await;
+    for i in 0..50 {
+        c.expect(&format!("SET durable:f{i} v{i}"), b"+OK\r\n")
+            .await;
+    }
+    c.expect("DEL durable:f0", b":1\r\n").await;
+    c.expect("SET other:x 1", b"+OK\r\n").await;
+    c.expect("FLUSHALL", b"+OK\r\n").await;
+    c.expect("GET durable:f1", b"$-1\r\n").await;
+    c.expect("EXISTS other:x", b":0\r\n").await;
+    assert_eq!(env.outbox_len().await, 51, "the flush kept the outbox");
+    c.expect("SET durable:g1 g", b"+OK\r\n").await;
+    c.expect("FLUSHDB ASYNC", b"+OK\r\n").await;
+    c.expect("FLUSHALL BOGUS", b"-ERR syntax error\r\n").await;
+    c.expect("MULTI", b"+OK\r\n").await;
+    let r = c.cmd("FLUSHALL").await;
+    assert!(
+        String::from_utf8_lossy(&r)
+            .starts_with("-ERR tier: 'flushall' is not supported inside MULTI"),
+        "{}",
+        show(&r)
+    );
+    c.expect("DISCARD", b"+OK\r\n").await;
+
+    env.pg.restart();
+    env.reconnect_pool().await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(
+        env.row("durable:f0").await,
+        None,
+        "the DEL before the flush"
+    );
+    for i in 1..50 {
+        assert_eq!(
+            env.row(&format!("durable:f{i}")).await.map(|r| r.1),
+            Some(format!("v{i}").into_bytes()),
+            "durable:f{i}"
+        );
+    }
+    assert_eq!(
+        env.row("durable:g1").await.map(|r| r.1),
+        Some(b"g".to_vec())
+    );
+    // The drain still works on the kept outbox and group.
+    c.expect("SET durable:h h", b"+OK\r\n").await;
+    env.wait_drained(DRAIN_WAIT).await;
+    assert_eq!(env.row("durable:h").await.map(|r| r.1), Some(b"h".to_vec()));
 }

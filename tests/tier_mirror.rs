@@ -363,3 +363,95 @@ async fn concurrent_writers_leave_both_tiers_agreeing() {
         }
     }
 }
+
+/// RENAME, RENAMENX and COPY on mirrored keys are mirrored: the
+/// destination's row written (type, value, expiry) and, for the renames,
+/// the source's row deleted, in one transaction with newer versions; an
+/// evicted source or destination counts as existing. COPY into another
+/// database leaves database 0's rows alone; MOVE and SWAPDB are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_copy_are_mirrored() {
+    let env = TierEnv::start().await;
+    let mut c = env.raw().await;
+    let mut direct = env.raw_redis().await;
+    c.expect("SET durable:a v1 EX 1000", b"+OK\r\n").await;
+    let (_, _, va, at) = env.row("durable:a").await.expect("row a");
+    c.expect("RENAME durable:a durable:b", b"+OK\r\n").await;
+    assert_eq!(env.row("durable:a").await, None, "the source's row is gone");
+    let (kind, value, vb, bt) = env.row("durable:b").await.expect("row b");
+    assert_eq!(
+        (kind.as_str(), value.as_slice(), bt),
+        ("string", &b"v1"[..], at)
+    );
+    assert!(vb > va);
+    let tomb: i64 = sqlx::query_scalar("SELECT version FROM strata_tombstones WHERE key = $1")
+        .bind(&b"durable:a"[..])
+        .fetch_one(&env.pool)
+        .await
+        .expect("tombstone of durable:a");
+    assert!(tomb > vb, "the delete is newer than the put");
+    c.expect("GET durable:b", &bulk("v1")).await;
+    assert!(int_reply(&mut direct, "PEXPIRETIME durable:b").await == at.expect("ttl"));
+
+    // An evicted source is re-warmed, then renamed.
+    c.expect("SET durable:c x", b"+OK\r\n").await;
+    direct.expect("DEL durable:c", b":1\r\n").await;
+    c.expect("RENAME durable:c durable:d", b"+OK\r\n").await;
+    assert_eq!(env.row("durable:c").await, None);
+    assert_eq!(env.row("durable:d").await.expect("d").1, b"x");
+    c.expect("EXISTS durable:c", b":0\r\n").await;
+    c.expect("GET durable:d", &bulk("x")).await;
+
+    // RENAMENX and COPY: an existing (even evicted) destination wins.
+    c.expect("RENAMENX durable:b durable:d", b":0\r\n").await;
+    direct.expect("DEL durable:d", b":1\r\n").await;
+    c.expect("RENAMENX durable:b durable:d", b":0\r\n").await;
+    c.expect("COPY durable:b durable:e", b":1\r\n").await;
+    c.expect("COPY durable:b durable:e", b":0\r\n").await;
+    c.expect("SET durable:b v2", b"+OK\r\n").await;
+    c.expect("COPY durable:b durable:e REPLACE", b":1\r\n")
+        .await;
+    assert_eq!(env.row("durable:b").await.expect("b").1, b"v2");
+    assert_eq!(env.row("durable:e").await.expect("e").1, b"v2");
+
+    // Out of and into the rules.
+    c.expect("RENAME durable:e cache:e", b"+OK\r\n").await;
+    assert_eq!(env.row("durable:e").await, None);
+    assert_eq!(env.row("cache:e").await, None);
+    c.expect("GET cache:e", &bulk("v2")).await;
+    direct.expect("HSET cache:h f1 a f2 b", b":2\r\n").await;
+    c.expect("RENAME cache:h durable:h", b"+OK\r\n").await;
+    assert_eq!(env.row("durable:h").await.expect("h").0, "hash");
+    direct.expect("FLUSHALL", b"+OK\r\n").await;
+    c.expect("HGET durable:h f2", &bulk("b")).await;
+
+    // Redis's own answers where nothing changes.
+    c.expect("RENAME durable:none durable:z", b"-ERR no such key\r\n")
+        .await;
+    c.expect("COPY durable:none durable:z", b":0\r\n").await;
+    c.expect(
+        "COPY durable:h durable:h",
+        b"-ERR source and destination objects are the same\r\n",
+    )
+    .await;
+    c.expect("COPY durable:h durable:z foo", b"-ERR syntax error\r\n")
+        .await;
+    assert_eq!(env.row("durable:z").await, None);
+
+    // Another database: database 0's rows do not change.
+    c.expect("COPY durable:h durable:k DB 1", b":1\r\n").await;
+    assert_eq!(env.row("durable:k").await, None);
+    let r = c.cmd("MOVE durable:h 1").await;
+    assert!(
+        String::from_utf8_lossy(&r).starts_with("-ERR tier: 'move' on a mirrored key"),
+        "{}",
+        show(&r)
+    );
+    let r = c.cmd("SWAPDB 0 1").await;
+    assert!(
+        String::from_utf8_lossy(&r).starts_with("-ERR tier: 'swapdb'"),
+        "{}",
+        show(&r)
+    );
+    c.expect("HGET durable:h f1", &bulk("a")).await;
+}

@@ -4,7 +4,7 @@
 //!
 //! * [`rewrap`]: `PROXY REWRAP <pattern> [COUNT n] [RESUME cursor]` moves
 //!   stored values to the transform rules' current keys.
-//! * [`tier`]: `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY` (Postgres tiers).
+//! * [`tier`]: `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY | KEYS` (Postgres tiers).
 //! * [`checkpoint`]: `PROXY CHECKPOINT CREATE | LIST | RESTORE | DROP`.
 //! * [`nodes`]: the primaries' dedicated connections those two use.
 //! * [`info`]: `PROXY INFO [section]`, /metrics in INFO's format.
@@ -59,6 +59,8 @@ pub const HELP: &[&str] = &[
     "    Move the matching keys of spill rules to Postgres now, leaving stubs; returns how many.",
     "TIER VERIFY <pattern> [LIMIT n]",
     "    List keys whose tiers disagree (type, value, TTL, missing in Postgres).",
+    "TIER KEYS <pattern> [LIMIT n]",
+    "    The keys Postgres holds matching the pattern (also those not resident in Redis).",
     "CHECKPOINT CREATE <pattern>",
     "    Copy the matching keys (DUMP and TTL) into Postgres; returns the checkpoint's id.",
     "CHECKPOINT LIST",

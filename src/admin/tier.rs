@@ -1,4 +1,4 @@
-//! `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY`: the tiers' administration
+//! `PROXY TIER STATS | FLUSH | WARM | SPILL | VERIFY | KEYS`: the tiers' administration
 //! (docs/TIERS.md, "Admin commands").
 //!
 //! Every command that takes a pattern walks Postgres a batch at a time
@@ -37,6 +37,35 @@ pub enum TierCommand {
     Spill(Bytes),
     /// `PROXY TIER VERIFY <pattern> [LIMIT n]`.
     Verify { pattern: Bytes, limit: usize },
+    /// `PROXY TIER KEYS <pattern> [LIMIT n]`: the keys Postgres holds
+    /// (SCAN and KEYS see only the ones resident in Redis).
+    Keys { pattern: Bytes, limit: usize },
+}
+
+/// KEYS's default LIMIT and largest one.
+pub const KEYS_DEFAULT_LIMIT: usize = 1_000;
+/// See [`KEYS_DEFAULT_LIMIT`].
+pub const KEYS_MAX_LIMIT: usize = 100_000;
+
+/// `[LIMIT n]` after a pattern: `default` without it; n from 1 to `max`.
+fn limit_arg(
+    rest: Option<&[Bytes]>,
+    default: usize,
+    max: usize,
+    name: &str,
+) -> Result<Option<usize>, String> {
+    match rest {
+        None | Some([]) => Ok(Some(default)),
+        Some([word, n]) if word.eq_ignore_ascii_case(b"limit") => std::str::from_utf8(n)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|n| (1..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                format!("ERR PROXY TIER {name}: LIMIT must be an integer from 1 to {max}")
+            }),
+        Some(_) => Ok(None),
+    }
 }
 
 /// Parses the words after `PROXY TIER`.
@@ -60,22 +89,20 @@ pub fn parse(args: &[Bytes]) -> Result<TierCommand, String> {
         b"SPILL" if args.len() == 2 => Ok(TierCommand::Spill(pattern()?)),
         b"VERIFY" => {
             let pattern = pattern()?;
-            let limit = match args.get(2..) {
-                None | Some([]) => VERIFY_DEFAULT_LIMIT,
-                Some([word, n]) if word.eq_ignore_ascii_case(b"limit") => {
-                    std::str::from_utf8(n)
-                        .ok()
-                        .and_then(|s| s.parse::<usize>().ok())
-                        .filter(|n| (1..=VERIFY_MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            format!(
-                                "ERR PROXY TIER VERIFY: LIMIT must be an integer from 1 to {VERIFY_MAX_LIMIT}"
-                            )
-                        })?
-                }
-                Some(_) => return Err(syntax()),
-            };
+            let limit = limit_arg(
+                args.get(2..),
+                VERIFY_DEFAULT_LIMIT,
+                VERIFY_MAX_LIMIT,
+                "VERIFY",
+            )?
+            .ok_or_else(syntax)?;
             Ok(TierCommand::Verify { pattern, limit })
+        }
+        b"KEYS" => {
+            let pattern = pattern()?;
+            let limit = limit_arg(args.get(2..), KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT, "KEYS")?
+                .ok_or_else(syntax)?;
+            Ok(TierCommand::Keys { pattern, limit })
         }
         b"STATS" | b"FLUSH" | b"WARM" | b"SPILL" => Err(syntax()),
         _ => Err(format!(
@@ -107,6 +134,7 @@ pub async fn run(tiers: &Tiers, nodes: &mut Nodes<'_>, cmd: TierCommand, proto: 
         TierCommand::Verify { pattern, limit } => {
             verify(tiers, nodes, &pattern, limit, proto).await
         }
+        TierCommand::Keys { pattern, limit } => keys(tiers, &pattern, limit, proto).await,
     };
     result.unwrap_or_else(|text| crate::protocol::reply::error(&text))
 }
@@ -136,15 +164,28 @@ async fn stats(tiers: &Tiers, nodes: &mut Nodes<'_>, proto: Protocol) -> Result<
             }
         }
     }
-    let backlog = match tiers.behind() {
-        Some(b) => crate::tier::behind::backlog::parse(
-            &nodes
-                .by_key(&crate::tier::behind::backlog::commands(b))
-                .await?,
-        ),
+    let (backlog, lag_ms) = match tiers.behind() {
+        // Cluster mode: one outbox per slot; the drain counts them all
+        // every second (`behind/slots.rs`).
+        Some(b) if b.is_cluster() => {
+            let s = b.stats();
+            let backlog = crate::tier::behind::backlog::Backlog {
+                entries: s.backlog_entries.get(),
+                bytes: s.backlog_bytes.get(),
+                oldest_ms: None,
+            };
+            (backlog, (s.oldest_pending.get() * 1000.0) as i64)
+        }
+        Some(b) => {
+            let backlog = crate::tier::behind::backlog::parse(
+                &nodes
+                    .by_key(&crate::tier::behind::backlog::commands(b))
+                    .await?,
+            );
+            (backlog, backlog.oldest_age_ms(crate::tier::now_ms()))
+        }
         None => Default::default(),
     };
-    let lag_ms = backlog.oldest_age_ms(crate::tier::now_ms());
     let s = tiers.stats();
     let get = |c: &std::sync::atomic::AtomicU64| sat(c.load(Ordering::Relaxed));
     let spill_rule = |i: usize| rules[i].mode() == Mode::Spill;
@@ -232,6 +273,34 @@ async fn flush(tiers: &Tiers, pattern: &[u8]) -> Result<i64, String> {
         deleted += gone.len() as i64;
     }
     Ok(deleted)
+}
+
+/// The keys of the live rows matching `pattern`, in key order, at most
+/// `limit`: what Postgres holds whether or not Redis does (an evicted or
+/// flushed mirrored key, a spilled one). Plain SCAN and KEYS are not
+/// slowed: this is a separate command reading Postgres only.
+async fn keys(
+    tiers: &Tiers,
+    pattern: &[u8],
+    limit: usize,
+    proto: Protocol,
+) -> Result<Bytes, String> {
+    let mut walk = Walk::new(pattern, false);
+    let mut found: Vec<Bytes> = Vec::new();
+    'walk: while let Some(batch) = walk.next(tiers.store()).await.map_err(pg_error)? {
+        for row in batch {
+            if found.len() >= limit {
+                break 'walk;
+            }
+            found.push(row.key);
+        }
+    }
+    let mut r = ReplyBuf::new(proto);
+    r.array(found.len());
+    for k in &found {
+        r.bulk(k);
+    }
+    Ok(r.freeze())
 }
 
 /// Loads the matching live rows Redis lacks: `[loaded, already in redis]`.

@@ -66,6 +66,9 @@ impl Tiers {
                 flags,
             } => self.expire(link, key, when_ms, flags).await,
             Write::Persist(key) => self.persist(link, key).await,
+            Write::Rename(r) => self.rename(link, r).await,
+            // Only planned with write-behind rules (`behind_for`).
+            Write::Flush(_) => Err(reply::error("ERR tier: flush without write-behind")),
             Write::Spill(touch) => Ok(self.touch(link, touch).await),
         };
         match result {
@@ -388,7 +391,7 @@ impl Tiers {
 
     /// Turns a Postgres outcome into the client's error, invalidating the
     /// keys in Redis when the commit may have happened.
-    async fn commit<T>(
+    pub(super) async fn commit<T>(
         &self,
         link: &RedisLink<'_>,
         keys: &[Bytes],
@@ -424,7 +427,7 @@ impl Tiers {
 
     /// Applies committed changes in Redis. A change Redis does not take
     /// leaves the keys invalidated (the next read comes from Postgres).
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         link: &RedisLink<'_>,
         commands: Vec<(Bytes, Vec<Bytes>)>,
@@ -462,7 +465,7 @@ impl Tiers {
     }
 }
 
-fn backend_down(e: String) -> Bytes {
+pub(super) fn backend_down(e: String) -> Bytes {
     reply::error(&format!("ERR backend unavailable: {e}"))
 }
 
@@ -472,7 +475,7 @@ fn null(link: &RedisLink<'_>) -> Bytes {
     r.freeze()
 }
 
-fn integer(link: &RedisLink<'_>, n: i64) -> Bytes {
+pub(super) fn integer(link: &RedisLink<'_>, n: i64) -> Bytes {
     let mut r = ReplyBuf::new(link.proto);
     r.integer(n);
     r.freeze()

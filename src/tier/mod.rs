@@ -20,6 +20,7 @@
 //! * [`committer`]: group commit of concurrent writers' rows.
 //! * [`locks`]: per-key locks that order one strata's changes to a key.
 //! * [`redis`]: the tier's commands to Redis, on the client's connection.
+//! * [`rename`]: RENAME, RENAMENX and COPY of mirrored keys.
 //! * [`args`]: SET/EXPIRE arguments read as Redis reads them.
 //! * [`stats`]: counters, exported as `strata_tier_*`.
 //! * [`behind`]: `write = "behind"`: capture into a Redis outbox stream,
@@ -42,6 +43,7 @@ pub mod mirror;
 pub mod plan;
 pub mod readthrough;
 pub mod redis;
+pub mod rename;
 pub mod rules;
 pub mod spill;
 pub mod stats;
@@ -152,25 +154,26 @@ impl Tiers {
     }
 
     /// Starts write-behind's drain on the backend (when a rule is
-    /// write-behind). Cluster mode is refused: its outbox would need a
-    /// stream per slot, which this build does not have.
+    /// write-behind). In cluster mode each slot has its own outbox
+    /// (`behind/outbox.rs`).
     pub fn start_drain(
         self: &Arc<Self>,
         router: Arc<crate::backend::router::Router>,
-        cluster: bool,
+        cluster: Option<Arc<crate::backend::cluster::ClusterRouter>>,
     ) -> Result<(), String> {
         let Some(b) = &self.behind else {
             return Ok(());
         };
-        if cluster {
+        if cluster.is_some() && b.config().outbox_key.contains(['{', '}']) {
             return Err(
-                "tier: write = \"behind\" is not available in cluster mode in this build".into(),
+                "postgres.write_behind.outbox_key: in cluster mode it must not contain '{' or '}' (strata adds a hash tag per slot)".into(),
             );
         }
         behind::drain::start(
             b.clone(),
             Arc::downgrade(self),
             router,
+            cluster,
             self.statement_timeout,
         );
         Ok(())

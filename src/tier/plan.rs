@@ -49,6 +49,11 @@ pub enum Write {
     },
     /// PERSIST.
     Persist(Bytes),
+    /// FLUSHALL or FLUSHDB with write-behind rules, as sent (keeps the
+    /// outboxes: `tier/behind/flush.rs`).
+    Flush(Vec<Bytes>),
+    /// RENAME, RENAMENX, COPY within database 0 (`tier/rename.rs`).
+    Rename(super::rename::Rename),
     /// A command on spill keys (`tier/spill/touch.rs`).
     Spill(super::spill::Touch),
 }
@@ -84,7 +89,15 @@ impl Tiers {
             Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => k,
             Write::MSet { pairs, mirrored } => &pairs.iter().zip(mirrored).find(|(_, m)| **m)?.0 .0,
             Write::Del { keys, mirrored, .. } => keys.iter().zip(mirrored).find(|(_, m)| **m)?.0,
+            Write::Rename(r) => {
+                if r.src_mirrored {
+                    &r.src
+                } else {
+                    &r.dst
+                }
+            }
             Write::Spill(_) => return None,
+            Write::Flush(_) => return Some(behind),
         };
         (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
     }
@@ -168,6 +181,29 @@ impl Tiers {
             return Plan::Proceed;
         };
         if spec.key_specs.is_empty() {
+            if spec.name == "swapdb" {
+                // Database 0's keys would be swapped away, their rows kept.
+                super::TierStats::bump(&self.stats.refused);
+                return Plan::Answer(reply::error(
+                    "ERR tier: 'swapdb' is not supported with [[tier]] rules (it would swap \
+                     database 0's mirrored or spilled keys out without Postgres knowing; see docs/TIERS.md)",
+                ));
+            }
+            if self.behind.is_some() && matches!(spec.name, "flushall" | "flushdb") {
+                // The outboxes live in the keyspace: the flush keeps them
+                // (`behind/flush.rs`).
+                if cx.dedicated {
+                    super::TierStats::bump(&self.stats.refused);
+                    return Plan::Answer(reply::error(&format!(
+                        "ERR tier: '{}' is not supported inside MULTI, after SELECT or in a script \
+                         with write-behind rules (it would flush the write-behind outbox; see docs/TIERS.md)",
+                        spec.name
+                    )));
+                }
+                if spec.arity_ok(req.argc()) {
+                    return Plan::Write(Write::Flush(req.args().to_vec()));
+                }
+            }
             return Plan::Proceed;
         }
         // Most commands name one key at a fixed position (GET, SET, …):
@@ -317,6 +353,11 @@ impl Tiers {
                 }),
             ),
             "persist" => Plan::Write(Write::Persist(args[1].clone())),
+            "rename" | "renamenx" | "copy" => self.rename_plan(args, spec.name),
+            "move" => refuse(
+                "'move' on a mirrored key is not supported (strata mirrors database 0 and cannot \
+                 move a key out of it and delete its row as one change; use COPY … DB n, then DEL)",
+            ),
             name => refuse(&format!("'{name}' is not supported on mirrored keys yet")),
         }
     }

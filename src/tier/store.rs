@@ -370,6 +370,59 @@ impl Store {
             .collect()
     }
 
+    /// One transaction: `put` (if any), then the versioned, tombstoned
+    /// delete of `delete` (if any), each with the next `strata_version`
+    /// (RENAME: the destination written and the source deleted together).
+    pub async fn put_and_delete(
+        &self,
+        put: Option<&Put>,
+        delete: Option<&Bytes>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let statements = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if let Some(p) = put {
+                sqlx::query(UPSERT)
+                    .bind(vec![p.key.as_ref()])
+                    .bind(vec![p.kind])
+                    .bind(vec![p.value.as_ref()])
+                    .bind(vec![p.expires_at_ms])
+                    .bind(vec![p.version])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(k) = delete {
+                sqlx::query(DELETE)
+                    .bind(vec![k.as_ref()])
+                    .bind(vec![None::<i64>])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        };
+        let result = match tokio::time::timeout(self.statement_timeout, statements).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(StoreError::Ambiguous(format!(
+                "no answer from postgres within {:?}",
+                self.statement_timeout
+            ))),
+        };
+        if let Err(e) = &result {
+            if e.is_ambiguous() {
+                conn.close_on_drop();
+            }
+            if !matches!(e, StoreError::Rejected(m) if !m.contains("read-only")) {
+                self.hosts.suspect();
+            }
+        }
+        result
+    }
+
     /// Sets (or, with `None`, clears) a live row's expiry. Returns the new
     /// version, or `None` when there was no live row (or a newer one).
     pub async fn set_expiry(

@@ -66,7 +66,7 @@ pub fn parse(replies: &[Bytes]) -> Backlog {
 }
 
 /// The time part of the first entry's id in an XRANGE reply.
-fn oldest_id_ms(frame: &[u8]) -> Option<i64> {
+pub(super) fn oldest_id_ms(frame: &[u8]) -> Option<i64> {
     let entry = aggregate_elements(frame)?.into_iter().next()?;
     let entry = &frame[entry];
     let id = aggregate_elements(entry)?.into_iter().next()?;

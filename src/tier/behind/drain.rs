@@ -21,6 +21,10 @@
 //!   alone, and the ones refused go to `strata_dead_letters`.
 //! * The group is (re)created when missing (first start, FLUSHALL), from
 //!   the stream's start, so nothing in the stream is skipped.
+//! * Cluster mode: one outbox per slot (`outbox.rs`); which ones to read
+//!   comes from `slots.rs` (this strata's captures at once, every
+//!   primary's non-empty outboxes each second). A batch may hold parts of
+//!   several slots' outboxes; each part is acknowledged in its own slot.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -29,7 +33,9 @@ use bytes::Bytes;
 
 use super::apply::{self, ApplyError};
 use super::entry::{self, Change, Item};
+use super::outbox::Outbox;
 use super::Behind;
+use crate::backend::cluster::ClusterRouter;
 use crate::backend::router::Router;
 use crate::protocol::Protocol;
 use crate::tier::redis::{arg, error_text, num, RedisLink};
@@ -45,7 +51,14 @@ const DRAIN_CLIENT_ID: u64 = u64::MAX - 0x5354;
 /// different workers are safe, as between stratas (versions, advisory
 /// locks). Worker 0 alone re-reads this consumer's own pending entries,
 /// claims others', and refreshes the gauges.
-pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeout: Duration) {
+pub fn start(
+    behind: Arc<Behind>,
+    tiers: Weak<Tiers>,
+    router: Arc<Router>,
+    cluster: Option<Arc<ClusterRouter>>,
+    timeout: Duration,
+) {
+    behind.set_cluster(cluster.is_some());
     // The others start reading once worker 0 has re-read this consumer's
     // own pending entries: else it would read theirs as its own, twice.
     let (own_done, own_done_rx) = tokio::sync::watch::channel(false);
@@ -55,6 +68,8 @@ pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeo
             behind: behind.clone(),
             tiers: tiers.clone(),
             router: router.clone(),
+            cluster: cluster.clone(),
+            slots: super::slots::SlotState::default(),
             timeout,
             lead: worker == 0,
             group_ready: false,
@@ -77,29 +92,39 @@ pub fn start(behind: Arc<Behind>, tiers: Weak<Tiers>, router: Arc<Router>, timeo
     }
 }
 
-struct Drain {
-    behind: Arc<Behind>,
+/// Entries read from one outbox.
+pub(super) struct Part {
+    pub(super) outbox: Outbox,
+    pub(super) items: Vec<Item>,
+}
+
+pub(super) struct Drain {
+    pub(super) behind: Arc<Behind>,
     tiers: Weak<Tiers>,
     router: Arc<Router>,
+    /// Cluster mode: one outbox per slot.
+    cluster: Option<Arc<ClusterRouter>>,
+    /// Cluster mode: what the slots' outboxes held at the last count.
+    pub(super) slots: super::slots::SlotState,
     timeout: Duration,
     /// Worker 0: own pending entries, claims, gauges.
-    lead: bool,
+    pub(super) lead: bool,
     group_ready: bool,
     /// Reading back this consumer's own pending entries (from this id);
     /// `None` once done.
     own_cursor: Option<Bytes>,
     claim_cursor: Bytes,
-    last_claim: Option<Instant>,
+    pub(super) last_claim: Option<Instant>,
     last_gauges: Option<Instant>,
     /// Set by worker 0 once its own pending entries are re-read.
-    own_done: Arc<tokio::sync::watch::Sender<bool>>,
+    pub(super) own_done: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Drain {
-    fn link(&self) -> RedisLink<'_> {
+    pub(super) fn link(&self) -> RedisLink<'_> {
         RedisLink {
             router: &self.router,
-            cluster: None,
+            cluster: self.cluster.as_deref(),
             client_id: DRAIN_CLIENT_ID,
             proto: Protocol::Resp2,
             user: None,
@@ -113,30 +138,40 @@ impl Drain {
             if self.tiers.strong_count() == 0 {
                 return;
             }
-            if !self.group_ready {
+            if !self.group_ready && self.cluster.is_none() {
                 if let Err(e) = self.create_group().await {
                     tracing::debug!(error = %e, "tier behind: outbox group not ready");
                     tokio::time::sleep(Duration::from_millis(cfg.retry_ms)).await;
                     continue;
                 }
             }
-            let items = match self.gather().await {
-                Ok(items) => items,
+            let gathered = if self.cluster.is_some() {
+                self.gather_slots().await
+            } else {
+                self.gather().await.map(|items| {
+                    vec![Part {
+                        outbox: self.behind.single(),
+                        items,
+                    }]
+                })
+            };
+            let parts = match gathered {
+                Ok(parts) => parts,
                 Err(e) => {
                     tracing::debug!(error = %e, "tier behind: outbox read failed");
                     tokio::time::sleep(Duration::from_millis(cfg.retry_ms)).await;
                     continue;
                 }
             };
-            if items.is_empty() {
+            if parts.iter().all(|p| p.items.is_empty()) {
                 self.refresh_gauges().await;
                 tokio::time::sleep(idle).await;
                 continue;
             }
-            if !self.deliver(&items).await {
+            if !self.deliver(&parts).await {
                 return;
             }
-            self.ack(&items).await;
+            self.ack(&parts).await;
             self.refresh_gauges().await;
         }
     }
@@ -274,9 +309,11 @@ impl Drain {
 
     /// Applies the items' changes until Postgres has them (or refused them
     /// for good). False when the tiers are gone (shutting down).
-    async fn deliver(&mut self, items: &[Item]) -> bool {
+    async fn deliver(&mut self, parts: &[Part]) -> bool {
+        let items: Vec<&Item> = parts.iter().flat_map(|p| &p.items).collect();
         let changes: Vec<Change> = items
             .iter()
+            .copied()
             .filter_map(|i| match i {
                 Item::Change(c) => Some(c.clone()),
                 _ => None,
@@ -291,7 +328,7 @@ impl Drain {
             };
             let outcome = match tiers.ensure_schema().await {
                 Err(e) => Err(ApplyError::Transient(e.to_string())),
-                Ok(()) => self.apply_all(&tiers, items, &batch).await,
+                Ok(()) => self.apply_all(&tiers, &items, &batch).await,
             };
             match outcome {
                 Ok(()) => {
@@ -319,7 +356,7 @@ impl Drain {
                     }
                     self.behind.stats.retries.inc();
                     drop(tiers);
-                    self.heartbeat(items).await;
+                    self.heartbeat(parts).await;
                     // The backlog grows meanwhile: its gauges must show it.
                     self.refresh_gauges().await;
                     tokio::time::sleep(backoff).await;
@@ -337,12 +374,12 @@ impl Drain {
     async fn apply_all(
         &self,
         tiers: &Tiers,
-        items: &[Item],
+        items: &[&Item],
         batch: &[&Change],
     ) -> Result<(), ApplyError> {
         let pool = tiers.store().pool();
         for i in items {
-            if let Item::Malformed { key, why, .. } = i {
+            if let Item::Malformed { key, why, .. } = *i {
                 apply::dead_letter(pool, self.timeout, key, None, None, why).await?;
                 self.behind.stats.dead_letters.inc();
             }
@@ -378,25 +415,38 @@ impl Drain {
     /// them (XCLAIM to itself, JUSTID), so that no strata — this one's
     /// claim pass included — takes over changes that are not abandoned,
     /// only waiting for Postgres.
-    async fn heartbeat(&self, items: &[Item]) {
+    async fn heartbeat(&self, parts: &[Part]) {
         let b = &self.behind;
-        let mut command = vec![
-            arg("XCLAIM"),
-            b.stream.clone(),
-            Bytes::from(b.config.group.clone()),
-            Bytes::from(b.consumer.clone()),
-            arg("0"),
-        ];
-        command.extend(items.iter().map(|i| i.id().clone()));
-        command.push(arg("JUSTID"));
-        if let Err(e) = self.link().call_one(&b.stream, command).await {
+        let commands: Vec<(Bytes, Vec<Bytes>)> = parts
+            .iter()
+            .filter(|p| !p.items.is_empty())
+            .map(|p| {
+                let mut command = vec![
+                    arg("XCLAIM"),
+                    p.outbox.stream.clone(),
+                    Bytes::from(b.config.group.clone()),
+                    Bytes::from(b.consumer.clone()),
+                    arg("0"),
+                ];
+                command.extend(p.items.iter().map(|i| i.id().clone()));
+                command.push(arg("JUSTID"));
+                (p.outbox.stream.clone(), command)
+            })
+            .collect();
+        if let Err(e) = self.link().call(&commands).await {
             tracing::debug!(error = %e, "tier behind: heartbeat failed");
         }
     }
 
     /// Acknowledges and deletes the entries, giving their bytes back. A
     /// failure leaves them pending: they are delivered again (harmless).
-    async fn ack(&self, items: &[Item]) {
+    async fn ack(&self, parts: &[Part]) {
+        for p in parts.iter().filter(|p| !p.items.is_empty()) {
+            self.ack_part(&p.outbox, &p.items).await;
+        }
+    }
+
+    async fn ack_part(&self, outbox: &Outbox, items: &[Item]) {
         let b = &self.behind;
         let mut args = Vec::with_capacity(1 + items.len() * 2);
         args.push(Bytes::from(b.config.group.clone()));
@@ -408,9 +458,9 @@ impl Drain {
             args.push(i.id().clone());
             args.push(num(size as i64));
         }
-        let keys = [b.stream.clone(), b.meta.clone()];
+        let keys = [outbox.stream.clone(), outbox.meta.clone()];
         for _ in 0..3 {
-            match b.ack.run(&self.link(), &b.stream, &keys, &args).await {
+            match b.ack.run(&self.link(), &outbox.stream, &keys, &args).await {
                 Ok(reply) if error_text(&reply).is_none() => return,
                 Ok(reply) => {
                     tracing::warn!(error = ?error_text(&reply), "tier behind: acknowledgement refused")
@@ -422,6 +472,10 @@ impl Drain {
     }
 
     async fn refresh_gauges(&mut self) {
+        if self.cluster.is_some() {
+            // Counted by the slots' pass (`slots.rs`), every second.
+            return;
+        }
         if !self.lead
             || self
                 .last_gauges

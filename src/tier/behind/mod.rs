@@ -30,8 +30,11 @@
 //!
 //! Reads of write-behind keys are not re-warmed from Postgres: Redis holds
 //! the newest state, and a miss cannot be told from a delete still in the
-//! outbox. Standalone and Sentinel only in this build (cluster mode needs
-//! an outbox per slot).
+//! outbox.
+//!
+//! In cluster mode each hash slot has its own outbox stream, in that slot
+//! ([`outbox`]): the capture stays one atomic script on the key's primary,
+//! and a slot that moves takes its outbox along.
 
 pub mod apply;
 pub mod backlog;
@@ -39,9 +42,13 @@ pub mod capture;
 pub mod config;
 pub mod drain;
 pub mod entry;
+pub mod flush;
+pub mod outbox;
 pub mod script;
+pub mod slots;
 pub mod stats;
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -53,13 +60,22 @@ pub use stats::BehindStats;
 #[derive(Debug)]
 pub struct Behind {
     config: BehindConfig,
-    /// The outbox stream's key and its meta hash's.
+    /// The outbox stream's key and its meta hash's (standalone, Sentinel).
     stream: Bytes,
     meta: Bytes,
+    /// Cluster mode (set before the drain starts): one outbox per slot.
+    cluster: AtomicBool,
+    /// Cluster mode: slots captured into and not read since.
+    dirty: outbox::DirtySlots,
+    /// Cluster mode: the bytes every slot's outbox held at the drain's
+    /// last count (the bound over the whole cluster, see `capture.rs`).
+    cluster_bytes: AtomicI64,
     consumer: String,
     stats: BehindStats,
     capture: script::Script,
     ack: script::Script,
+    /// FLUSHALL/FLUSHDB keeping the outboxes (`flush.rs`).
+    flush_script: script::Script,
 }
 
 impl Behind {
@@ -69,10 +85,14 @@ impl Behind {
             stream: Bytes::from(config.outbox_key.clone()),
             meta: Bytes::from(format!("{}:meta", config.outbox_key)),
             consumer: config.consumer_name(),
+            cluster: AtomicBool::new(false),
+            dirty: outbox::DirtySlots::default(),
+            cluster_bytes: AtomicI64::new(0),
             config: config.clone(),
             stats: BehindStats::default(),
             capture: script::Script::new(include_str!("../../../lua/tier_behind_capture.lua")),
             ack: script::Script::new(include_str!("../../../lua/tier_behind_ack.lua")),
+            flush_script: script::Script::new(include_str!("../../../lua/tier_behind_flush.lua")),
         })
     }
 
@@ -84,5 +104,37 @@ impl Behind {
     /// The config.
     pub fn config(&self) -> &BehindConfig {
         &self.config
+    }
+
+    /// Switches to one outbox per slot (cluster mode); before any write.
+    pub fn set_cluster(&self, cluster: bool) {
+        self.cluster.store(cluster, Ordering::Release);
+    }
+
+    /// True in cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.load(Ordering::Acquire)
+    }
+
+    /// The outbox of standalone/Sentinel mode.
+    pub fn single(&self) -> outbox::Outbox {
+        outbox::Outbox {
+            stream: self.stream.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+
+    /// The outbox a change to `key` goes to.
+    pub fn outbox_for(&self, key: &[u8]) -> outbox::Outbox {
+        if self.is_cluster() {
+            self.slot_outbox(crate::command::slot::hash_slot(key))
+        } else {
+            self.single()
+        }
+    }
+
+    /// Cluster mode: the outbox of one slot.
+    pub fn slot_outbox(&self, slot: u16) -> outbox::Outbox {
+        outbox::of_slot(&self.config.outbox_key, slot)
     }
 }
