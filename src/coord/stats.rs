@@ -1,0 +1,100 @@
+//! The coordination series, `strata_coord_*`, labelled by backend: plain
+//! prometheus-client counters (a relaxed atomic add on the command path)
+//! and the wait histogram, registered once in the telemetry registry.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Buckets of the wait histogram, in seconds: waits last from a release's
+/// round trip to the WAIT timeout.
+pub const WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// The counters of one backend (only `redis` today).
+#[derive(Debug)]
+pub struct CoordStats {
+    /// Locks taken (LOCK.ACQUIRE answered with a token).
+    pub acquisitions: Counter,
+    /// Locks given back (LOCK.RELEASE, and KEEPALIVE leases at disconnect).
+    pub releases: Counter,
+    /// LOCK.EXTEND and KEEPALIVE renewals that succeeded.
+    pub extensions: Counter,
+    /// LOCK.ACQUIRE … WAIT answered nil: the wait ran out.
+    pub timeouts: Counter,
+    /// LOCK.ACQUIRE without WAIT answered nil: someone held it.
+    pub busy: Counter,
+    /// KEEPALIVE leases lost (a renewal found the lock gone or taken).
+    pub lost_leases: Counter,
+    /// RELEASE/EXTEND refused because the token does not hold the lock.
+    pub fencing_rejections: Counter,
+    /// How long LOCK.ACQUIRE … WAIT waited (whether it got the lock or not).
+    pub waits: Histogram,
+}
+
+impl Default for CoordStats {
+    fn default() -> Self {
+        CoordStats {
+            acquisitions: Counter::default(),
+            releases: Counter::default(),
+            extensions: Counter::default(),
+            timeouts: Counter::default(),
+            busy: Counter::default(),
+            lost_leases: Counter::default(),
+            fencing_rejections: Counter::default(),
+            waits: Histogram::new(WAIT_BUCKETS),
+        }
+    }
+}
+
+impl CoordStats {
+    /// Adds one to `counter`.
+    pub fn add(counter: &Counter) {
+        counter.inc();
+    }
+
+    /// Registers the series as `strata_coord_*{backend="<backend>"}`.
+    pub fn register(&self, registry: &mut Registry, backend: &'static str) {
+        let r = registry
+            .sub_registry_with_prefix("coord")
+            .sub_registry_with_label(("backend".into(), backend.into()));
+        let counters: [(&str, &str, &Counter); 7] = [
+            ("acquisitions", "Locks taken", &self.acquisitions),
+            (
+                "releases",
+                "Locks released, by command or at disconnect",
+                &self.releases,
+            ),
+            (
+                "extensions",
+                "LOCK.EXTEND and KEEPALIVE renewals that succeeded",
+                &self.extensions,
+            ),
+            (
+                "timeouts",
+                "LOCK.ACQUIRE … WAIT answered nil",
+                &self.timeouts,
+            ),
+            ("busy", "LOCK.ACQUIRE without WAIT answered nil", &self.busy),
+            (
+                "lost_leases",
+                "KEEPALIVE leases lost by a failed renewal",
+                &self.lost_leases,
+            ),
+            (
+                "fencing_rejections",
+                "RELEASE/EXTEND refused: the token does not hold the lock",
+                &self.fencing_rejections,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "wait_seconds",
+            "How long LOCK.ACQUIRE … WAIT waited",
+            self.waits.clone(),
+        );
+    }
+}
