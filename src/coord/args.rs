@@ -89,8 +89,12 @@ mod tests {
         }
         assert_eq!(timeout(b"0"), Ok(0));
         assert_eq!(timeout(b"-1"), Err("ERR timeout is negative".into()));
-        assert!(timeout(b"x").expect_err("an error").contains("not an integer"));
+        assert!(timeout(b"x")
+            .expect_err("an error")
+            .contains("not an integer"));
         assert_eq!(token(b"3"), Ok(3));
-        assert!(token(b"0").expect_err("an error").contains("must be positive"));
+        assert!(token(b"0")
+            .expect_err("an error")
+            .contains("must be positive"));
     }
 }

@@ -356,12 +356,22 @@ mod tests {
                 let mut r = ReplyBuf::new(proto);
                 info_entry(&mut r, s, proto);
                 let f = r.freeze();
-                assert_eq!(reply::frame_len(&f).expect("ok"), Some(f.len()), "{}", s.name);
+                assert_eq!(
+                    reply::frame_len(&f).expect("ok"),
+                    Some(f.len()),
+                    "{}",
+                    s.name
+                );
                 let mut r = ReplyBuf::new(proto);
                 r.map(1);
                 docs_entry(&mut r, s, proto);
                 let f = r.freeze();
-                assert_eq!(reply::frame_len(&f).expect("ok"), Some(f.len()), "{}", s.name);
+                assert_eq!(
+                    reply::frame_len(&f).expect("ok"),
+                    Some(f.len()),
+                    "{}",
+                    s.name
+                );
             }
         }
     }

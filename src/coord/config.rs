@@ -114,7 +114,9 @@ mod tests {
 
     #[test]
     fn refusals_name_the_key() {
-        assert!(parse("max_ttl_ms = 0").expect_err("an error").contains("max_ttl_ms"));
+        assert!(parse("max_ttl_ms = 0")
+            .expect_err("an error")
+            .contains("max_ttl_ms"));
         assert!(parse("max_waiters = 0")
             .expect_err("an error")
             .contains("max_waiters"));
