@@ -84,6 +84,7 @@ impl Coord {
         }
         let wake = Arc::new(wake::Hub::new(
             config.max_waiters,
+            stats.waiting.clone(),
             router.clone(),
             cluster.clone(),
         ));

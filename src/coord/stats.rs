@@ -3,6 +3,7 @@
 //! and the wait histogram, registered once in the telemetry registry.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -31,6 +32,8 @@ pub struct CoordStats {
     pub fencing_rejections: Counter,
     /// How long LOCK.ACQUIRE … WAIT waited (whether it got the lock or not).
     pub waits: Histogram,
+    /// Waiters queued in this strata now (`wake.rs`).
+    pub waiting: Gauge,
 }
 
 impl Default for CoordStats {
@@ -44,6 +47,7 @@ impl Default for CoordStats {
             lost_leases: Counter::default(),
             fencing_rejections: Counter::default(),
             waits: Histogram::new(WAIT_BUCKETS),
+            waiting: Gauge::default(),
         }
     }
 }
@@ -91,6 +95,11 @@ impl CoordStats {
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
         }
+        r.register(
+            "waiters",
+            "LOCK.ACQUIRE … WAIT callers queued in this strata now",
+            self.waiting.clone(),
+        );
         r.register(
             "wait_seconds",
             "How long LOCK.ACQUIRE … WAIT waited",

@@ -53,6 +53,8 @@ pub struct Hub {
     /// Each object's queue and how many waiters it has.
     queues: Mutex<HashMap<Bytes, (Arc<Queue>, usize)>>,
     waiters: AtomicUsize,
+    /// `strata_coord_waiters`.
+    gauge: prometheus_client::metrics::gauge::Gauge,
     max_waiters: usize,
     subscribed: AtomicBool,
     router: Arc<Router>,
@@ -71,6 +73,7 @@ pub struct Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.hub.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.hub.gauge.dec();
         if let Ok(mut queues) = self.hub.queues.lock() {
             if let Some((_, users)) = queues.get_mut(&self.channel) {
                 *users -= 1;
@@ -86,12 +89,14 @@ impl Hub {
     /// An empty hub; the subscription opens with the first waiter.
     pub fn new(
         max_waiters: usize,
+        gauge: prometheus_client::metrics::gauge::Gauge,
         router: Arc<Router>,
         cluster: Option<Arc<ClusterRouter>>,
     ) -> Hub {
         Hub {
             queues: Mutex::new(HashMap::new()),
             waiters: AtomicUsize::new(0),
+            gauge,
             max_waiters,
             subscribed: AtomicBool::new(false),
             router,
@@ -106,6 +111,7 @@ impl Hub {
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
+        self.gauge.inc();
         if !self.subscribed.swap(true, Ordering::Relaxed) {
             tokio::spawn(subscribe(Arc::downgrade(self)));
         }
