@@ -18,6 +18,10 @@ pub struct CoordConfig {
     /// name; past that a waiter is refused at once with an error, so
     /// memory stays bounded whatever the clients do.
     pub max_waiters: usize,
+    /// After an acquisition on a primary that has replicas, wait this long
+    /// (ms) for one replica to acknowledge it (`WAIT 1`), so a failover to
+    /// that replica keeps the token counter. 0: never wait.
+    pub replica_ack_timeout_ms: u64,
     /// `[[coord.backend]]` rules: which backend serves the objects whose
     /// name matches a pattern (the first match wins; no match: `redis`).
     #[serde(rename = "backend")]
@@ -30,6 +34,7 @@ impl Default for CoordConfig {
             enabled: true,
             max_ttl_ms: 30 * 24 * 3600 * 1000,
             max_waiters: 100_000,
+            replica_ack_timeout_ms: 100,
             backends: Vec::new(),
         }
     }

@@ -185,17 +185,67 @@ fn ints(frame: &Bytes) -> Option<Vec<i64>> {
 }
 
 async fn try_acquire(
+    coord: &Coord,
     link: &RedisLink<'_>,
     keys: &ObjectKeys,
     ttl: i64,
     owner: &Bytes,
 ) -> Result<Attempt, String> {
-    let frame = run(&ACQUIRE, link, keys, &[num(ttl), owner.clone()]).await?;
+    let argv = [num(ttl), owner.clone()];
+    let frame = match acquire_acked(coord, keys, &argv).await? {
+        Some(frame) => frame,
+        None => run(&ACQUIRE, link, keys, &argv).await?,
+    };
     match ints(&frame).as_deref() {
         Some(&[token, _]) if token > 0 => Ok(Attempt::Taken(token)),
         Some(&[_, pttl]) => Ok(Attempt::Held(pttl)),
         _ => Err("ERR unexpected reply from the lock script".into()),
     }
+}
+
+/// The acquisition with a replica's acknowledgement (`ack.rs`), when the
+/// lock's primary has replicas; `None`: run it on the shared path.
+async fn acquire_acked(
+    coord: &Coord,
+    keys: &ObjectKeys,
+    argv: &[Bytes],
+) -> Result<Option<Bytes>, String> {
+    let main = keys.part("");
+    let Some(node) = coord.acked_primary(&main) else {
+        return Ok(None);
+    };
+    let taken = |frame: &Bytes| matches!(ints(frame).as_deref(), Some(&[token, _]) if token > 0);
+    let ack_ms = coord.config().replica_ack_timeout_ms;
+    let keys = [main.clone(), keys.part("seq")];
+    let Some(acked) = super::ack::run_acked(
+        &node,
+        coord.replicas(),
+        &ACQUIRE,
+        &keys,
+        argv,
+        ack_ms,
+        taken,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    match error_text(&acked.reply) {
+        // The slot moved: the shared path follows the redirect (without
+        // the acknowledgement this once).
+        Some(text) if text.starts_with("MOVED") || text.starts_with("ASK") => {
+            coord.stats().replica_acks_missing.inc();
+            return Ok(None);
+        }
+        Some(text) => return Err(text),
+        None => {}
+    }
+    match acked.acks {
+        Some(n) if n >= 1 => CoordStats::add(&coord.stats().replica_acks),
+        Some(_) => CoordStats::add(&coord.stats().replica_acks_missing),
+        None => {}
+    }
+    Ok(Some(acked.reply))
 }
 
 fn num(n: i64) -> Bytes {
@@ -230,7 +280,7 @@ async fn acquire_waiting(
             None => waiter.queue.turnstile.lock().await,
         };
         loop {
-            let pttl = match try_acquire(link, keys, ttl, owner).await? {
+            let pttl = match try_acquire(coord, link, keys, ttl, owner).await? {
                 Attempt::Taken(token) => return Ok(Some(token)),
                 Attempt::Held(pttl) => pttl,
             };
@@ -282,7 +332,7 @@ async fn acquire_run(call: Call<'_>) -> Bytes {
     let link = coord.link(client.client_id());
     let stats = coord.stats();
     let got = match req.wait {
-        None => try_acquire(&link, &keys, req.ttl, &owner)
+        None => try_acquire(coord, &link, &keys, req.ttl, &owner)
             .await
             .map(|a| match a {
                 Attempt::Taken(token) => Some(token),

@@ -28,6 +28,7 @@
 //! multiplexed connection, `tier::behind::script::Script`: SCRIPT LOAD once,
 //! EVALSHA, loaded again on NOSCRIPT on whichever node answers it).
 
+pub mod ack;
 pub mod args;
 pub mod client;
 pub mod command_info;
@@ -69,6 +70,7 @@ pub struct Coord {
     cluster: Option<Arc<ClusterRouter>>,
     stats: Arc<CoordStats>,
     wake: Arc<wake::Hub>,
+    replicas: ack::Replicas,
 }
 
 impl Coord {
@@ -94,6 +96,7 @@ impl Coord {
             cluster,
             stats,
             wake,
+            replicas: ack::Replicas::default(),
         }))
     }
 
@@ -110,6 +113,37 @@ impl Coord {
     /// The waiters' queues.
     pub fn wake(&self) -> &Arc<wake::Hub> {
         &self.wake
+    }
+
+    /// The primary serving `key`, when an acquisition there should wait for
+    /// a replica's acknowledgement on a connection of its own (`ack.rs`):
+    /// acknowledgements on, and the primary not known to be without
+    /// replicas. A primary whose pool has no connection free is left to
+    /// the shared path (counted as unacknowledged).
+    pub fn acked_primary(&self, key: &[u8]) -> Option<Arc<crate::backend::node::Node>> {
+        if self.config.replica_ack_timeout_ms == 0 {
+            return None;
+        }
+        let node = match &self.cluster {
+            Some(cluster) => cluster
+                .view()
+                .primary(crate::command::slot::hash_slot(key))?
+                .clone(),
+            None => self.router.primary(),
+        };
+        match self.replicas.known(&node) {
+            Some(0) => None,
+            _ if !node.dedicated_available() => {
+                CoordStats::add(&self.stats.replica_acks_missing);
+                None
+            }
+            _ => Some(node),
+        }
+    }
+
+    /// Each primary's replica count (`ack.rs`).
+    pub fn replicas(&self) -> &ack::Replicas {
+        &self.replicas
     }
 
     /// strata's own way to Redis for `client_id`'s coordination calls: the

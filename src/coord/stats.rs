@@ -30,6 +30,12 @@ pub struct CoordStats {
     pub lost_leases: Counter,
     /// RELEASE/EXTEND refused because the token does not hold the lock.
     pub fencing_rejections: Counter,
+    /// Acquisitions a replica acknowledged (`WAIT 1`, see `ack.rs`).
+    pub replica_acks: Counter,
+    /// Acquisitions on a primary with replicas that no replica
+    /// acknowledged in time (or that ran without the wait: no pooled
+    /// connection free, a redirect).
+    pub replica_acks_missing: Counter,
     /// How long LOCK.ACQUIRE … WAIT waited (whether it got the lock or not).
     pub waits: Histogram,
     /// Waiters queued in this strata now (`wake.rs`).
@@ -46,6 +52,8 @@ impl Default for CoordStats {
             busy: Counter::default(),
             lost_leases: Counter::default(),
             fencing_rejections: Counter::default(),
+            replica_acks: Counter::default(),
+            replica_acks_missing: Counter::default(),
             waits: Histogram::new(WAIT_BUCKETS),
             waiting: Gauge::default(),
         }
@@ -63,7 +71,17 @@ impl CoordStats {
         let r = registry
             .sub_registry_with_prefix("coord")
             .sub_registry_with_label(("backend".into(), backend.into()));
-        let counters: [(&str, &str, &Counter); 7] = [
+        let counters: [(&str, &str, &Counter); 9] = [
+            (
+                "replica_acks",
+                "Acquisitions a replica acknowledged (WAIT 1)",
+                &self.replica_acks,
+            ),
+            (
+                "replica_acks_missing",
+                "Acquisitions on a primary with replicas that no replica acknowledged",
+                &self.replica_acks_missing,
+            ),
             ("acquisitions", "Locks taken", &self.acquisitions),
             (
                 "releases",
