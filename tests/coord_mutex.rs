@@ -429,3 +429,65 @@ fn resource_time_us(resource: &RedisServer) -> u64 {
     let nums: Vec<u64> = text.split("\r\n").filter_map(|l| l.parse().ok()).collect();
     nums[0] * 1_000_000 + nums[1]
 }
+
+/// A Sentinel failover (SENTINEL FAILOVER) under the same workload: strata
+/// follows the new primary, the wake subscription moves with it, tokens
+/// keep increasing (the counter reached a replica: WAIT 1), and holders
+/// never overlap.
+#[test]
+fn holders_never_overlap_through_a_sentinel_failover() {
+    let topo = support::sentinel::Topology::start();
+    let resource = RedisServer::start();
+    let strata = support::inproc::InProc::start(topo.strata_config());
+    strata.wait_ready();
+    let spec = ClientSpec {
+        strata: vec![strata.addr.clone()],
+        resource: resource.addr(),
+        ttl_ms: 500,
+        keepalive: false,
+        fenced: true,
+        run_ms: 15_000,
+    };
+    let mut clients = Clients::spawn(4, &spec);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < 10 {
+        assert!(Instant::now() < deadline, "the clients never held the lock");
+        if clients
+            .holds
+            .recv_timeout(Duration::from_millis(200))
+            .is_ok()
+        {
+            seen += 1;
+        }
+    }
+    let old = topo.current_primary();
+    let failed_over_at = resource_time_us(&resource);
+    topo.force_failover();
+    support::wait_until_ok(
+        "failover",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || {
+            let now = topo.current_primary();
+            if now == old {
+                Err(format!("still {old}"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    clients.run_pausing(usize::MAX, 0, Duration::ZERO);
+    clients.finish();
+    let log = history(&resource);
+    let summary = mutex_checker::check(&log).unwrap_or_else(|e| panic!("checker: {e}"));
+    let after = log
+        .iter()
+        .filter(|w| w.accepted && w.begin && w.at_us > failed_over_at)
+        .count();
+    assert!(
+        after >= 5,
+        "too few holds after the failover ({after}): {summary:?}"
+    );
+    drop(strata);
+}
