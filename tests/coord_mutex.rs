@@ -12,8 +12,8 @@
 //!
 //! Faults: clients paused past their ttl (fenced: the late writes are
 //! rejected and the checker passes; without the token check the checker
-//! must fail, which shows it can), and a strata binary killed with SIGKILL
-//! while its clients hold KEEPALIVE leases.
+//! must fail, which shows it can), a strata binary killed with SIGKILL
+//! while its clients hold KEEPALIVE leases, and a Sentinel failover.
 
 mod support;
 
