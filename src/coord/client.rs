@@ -15,6 +15,11 @@ use super::keys::ObjectKeys;
 use super::Coord;
 use crate::server::clients::ClientInfo;
 
+/// KEEPALIVE leases one connection may hold at once (each is a renewal
+/// task): past this LOCK.ACQUIRE … KEEPALIVE is refused before it takes
+/// anything, so no client grows strata's memory without bound.
+pub const LEASES_MAX: usize = 10_000;
+
 /// Leases lost and remembered per connection, for `-LOCKLOST`; the oldest
 /// are forgotten past this (memory stays bounded).
 const LOST_MAX: usize = 1024;

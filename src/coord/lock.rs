@@ -320,6 +320,12 @@ async fn acquire_run(call: Call<'_>) -> Bytes {
         Ok(req) => req,
         Err(text) => return reply::error(&text),
     };
+    if req.keepalive && client.lease_count() >= super::client::LEASES_MAX {
+        return reply::error(&format!(
+            "ERR this connection holds {} KEEPALIVE leases already, the most it may",
+            super::client::LEASES_MAX
+        ));
+    }
     let name = args[1].clone();
     let keys = match ObjectKeys::new("lock", &name) {
         Ok(keys) => keys,
