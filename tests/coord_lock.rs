@@ -131,6 +131,14 @@ async fn acquire_release_extend_info_and_their_errors() {
         b"-EXECABORT Transaction discarded because of previous errors.\r\n",
     )
     .await;
+    // A subscribed RESP2 client is refused, as Redis refuses it.
+    let mut sub = env.raw().await;
+    sub.cmd("SUBSCRIBE news").await;
+    sub.expect(
+        "LOCK.ACQUIRE z 1000",
+        b"-ERR Can't execute 'lock.acquire': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    )
+    .await;
     // The keys, in the name's slot (hash tag on the name).
     let mut b = env.raw_backend().await;
     assert_eq!(int(&b.cmd("EXISTS strata:lock:{orders}:").await), 1);

@@ -38,6 +38,22 @@ impl Session {
                 }
             };
         }
+        // A subscribed RESP2 client may only (un)subscribe, PING, QUIT
+        // and RESET, as Redis says (COMMAND's forms too).
+        if self.proto == crate::protocol::Protocol::Resp2
+            && self.dedicated.is_some()
+            && self.state.subscribed()
+        {
+            let name = match plan {
+                Plan::Run(spec) => spec.name.to_string(),
+                Plan::Command(_) => "command".to_string(),
+            };
+            return Err(self
+                .error(&format!(
+                    "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                ))
+                .await);
+        }
         // What the client sent before runs first.
         if self.end_script_run().await == Flow::Close
             || !self.flush_batch().await
@@ -62,11 +78,15 @@ impl Session {
                     Box::new(ClientCoord::new(coord.clone(), self.info.clone()))
                 });
                 let mut departure = self.info.departure();
+                // Only a command that may wait gives up when its client
+                // leaves; a RELEASE of a client that hung up still runs,
+                // as Redis runs what it read before the hang-up.
+                let blocking = spec.flags.contains(&"blocking");
                 let run = async {
                     tokio::select! {
                         biased;
                         reply = coord.run(spec, req.args(), &mut client, proto) => Some(reply),
-                        _ = departure.wait_for(|d| *d != Departure::Present) => None,
+                        _ = departure.wait_for(|d| *d != Departure::Present), if blocking => None,
                     }
                 };
                 let out = self
