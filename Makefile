@@ -141,6 +141,7 @@ bench: release bench-deps
 	$(MAKE) bench-tiers
 	$(MAKE) bench-tls
 	$(MAKE) bench-acl
+	$(MAKE) bench-coord
 	$(MAKE) bench-instructions
 
 ## Criterion micro-benchmarks only, full measurement (reports in target/criterion).
@@ -165,6 +166,14 @@ bench-sentinel: deps
 bench-transforms: release bench-deps
 	$(CARGO) bench --bench transforms -- --quick
 	bash benches/transforms_bench.sh
+
+.PHONY: bench-coord
+
+## Locks (issue 15): uncontended LOCK.ACQUIRE+LOCK.RELEASE pairs/s with 50
+## clients (target >= 20,000 on the redis backend), contended handoffs on one
+## lock with p50/p99 handoff latency. Summary in target/bench/coord-latest.txt.
+bench-coord: release bench-deps
+	bash benches/coord_bench.sh
 
 .PHONY: bench-tls
 

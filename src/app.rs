@@ -117,6 +117,10 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
     ));
     let cluster_stats = (config.backend.mode == BackendMode::Cluster)
         .then(|| ClusterStats::register(metrics.registry_mut()));
+    let coord_stats = Arc::new(crate::coord::CoordStats::default());
+    if config.coord.enabled {
+        coord_stats.register(metrics.registry_mut(), "redis");
+    }
     let metrics = Arc::new(metrics);
     let mut cluster = None;
     let backend = match config.backend.mode {
@@ -153,6 +157,8 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
             .map_err(std::io::Error::other)?;
         tiers.start_spill(backend.clone(), cluster.clone());
     }
+    let coord =
+        crate::coord::Coord::new(&config.coord, coord_stats, backend.clone(), cluster.clone());
     if let Some(audit) = &audit {
         tokio::spawn(audit_failovers(Arc::downgrade(&backend), audit.clone()));
     }
@@ -245,6 +251,7 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         cluster,
         auth,
         tiers,
+        coord,
         audit,
         reloader: reloader.clone(),
         slowlog,

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod backend;
 pub mod command;
 pub mod config;
+pub mod coord;
 pub mod policy;
 pub mod protocol;
 pub mod server;

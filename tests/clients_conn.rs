@@ -494,10 +494,14 @@ async fn command_count_and_info_pass_through() {
     let env = Env::start().await;
     let mut s = env.raw().await;
     let mut d = env.raw_backend().await;
-    // Redis's count plus strata's own commands (README: `COMMAND` lists them).
+    // Redis's commands, strata's own (PROXY) and its coordination commands
+    // (README: `COMMAND` lists them).
     let count = s.cmd("COMMAND COUNT").await;
-    let own = i64::try_from(strata::command::own::REGISTRY.len()).unwrap();
-    assert_eq!(int_reply(&count), int_reply(&d.cmd("COMMAND COUNT").await) + own);
+    let own = strata::command::own::REGISTRY.len() + strata::coord::registry::count();
+    assert_eq!(
+        int_reply(&count),
+        int_reply(&d.cmd("COMMAND COUNT").await) + i64::try_from(own).unwrap()
+    );
     assert!(int_reply(&count) > 200);
     let info = s.cmd("COMMAND INFO GET").await;
     assert_eq!(show(&info), show(&d.cmd("COMMAND INFO GET").await));

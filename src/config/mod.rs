@@ -40,6 +40,8 @@ pub struct Config {
     /// `[auth]`: strata's own users and ACL rules, the deny list, limits
     /// (see `auth::config`).
     pub auth: crate::auth::AuthConfig,
+    /// `[coord]`: the coordination commands (see `coord::config`).
+    pub coord: crate::coord::CoordConfig,
 }
 
 /// The client-facing side.
@@ -500,6 +502,9 @@ impl Config {
             .map_err(|e| ConfigError::Tls(e.to_string()))?;
         if let Err(message) = self.auth.validate() {
             return invalid("auth", message);
+        }
+        if let Err(message) = self.coord.validate() {
+            return invalid("coord", message);
         }
         if !self.telemetry.listen.is_empty() && self.telemetry.listen.parse::<SocketAddr>().is_err()
         {

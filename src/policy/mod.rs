@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::auth::guard::Verdict;
 use crate::auth::ClientAuth;
 use crate::command::CommandSpec;
-use crate::protocol::Request;
+use crate::protocol::{ArgList, Request};
 
 /// What the policy says about one command.
 #[derive(Debug)]
@@ -49,6 +49,19 @@ pub fn check(auth: &mut ClientAuth, req: &Request, spec: Option<&'static Command
         Some(Verdict::Refuse(answer)) => Step::Answer(answer),
         Some(Verdict::Acl) => Step::Acl,
         Some(Verdict::Pass) | None => Step::Proceed,
+    }
+}
+
+/// The coordination step: one of strata's own coordination commands
+/// (`coord/registry.rs`: names Redis's table does not know, so a known
+/// command costs nothing here beyond the COMMAND check), or a COMMAND
+/// introspection call whose reply strata completes with them. Only called
+/// when coordination is on.
+#[inline]
+pub fn coord(req: &Request, spec: Option<&'static CommandSpec>) -> Option<crate::coord::Plan> {
+    match spec {
+        None => crate::coord::registry::lookup(req.arg(0)?).map(crate::coord::Plan::Run),
+        Some(spec) => crate::coord::command_info::plan(spec, req).map(crate::coord::Plan::Command),
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Shared {
     /// Postgres tiers (`[[tier]]` rules); `None` when there is no rule,
     /// which the session checks once per command.
     pub tiers: Option<Arc<crate::tier::Tiers>>,
+    /// The coordination commands (`coord/`); `None` when `[coord]` turns
+    /// them off, which the session checks once per unknown command.
+    pub coord: Option<Arc<crate::coord::Coord>>,
     /// The audit log (`[audit]`); `None` when it is off.
     pub audit: crate::auth::audit::SharedAudit,
     /// Hot reload, for `PROXY RELOAD` and `PROXY CONFIG`.

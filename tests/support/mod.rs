@@ -11,6 +11,7 @@ pub mod clients;
 pub mod cluster;
 pub mod cluster_strata;
 pub mod inproc;
+pub mod mutex_checker;
 pub mod postgres;
 pub mod raw;
 pub mod redis_server;

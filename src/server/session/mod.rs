@@ -11,6 +11,7 @@
 mod acl;
 mod audit;
 mod cluster;
+mod coord;
 mod dedicated;
 mod frames;
 mod input;
@@ -103,6 +104,7 @@ pub async fn serve(stream: crate::tls::Stream, shared: Arc<Shared>, info: Arc<Cl
         lookup_cache: command::LookupCache::default(),
         shard_links: super::shard_links::ShardLinks::default(),
         auth: crate::auth::ClientAuth::new(&shared.auth),
+        coord: None,
     };
     // CLIENT KILL from another client stops the reader wherever it waits
     // (for permits, for the backend) and the writer with what it holds.
@@ -238,6 +240,9 @@ struct Session {
     shard_links: super::shard_links::ShardLinks,
     /// Who the client is: logged in or not, as which ACL user (`auth/`).
     auth: crate::auth::ClientAuth,
+    /// Coordination state (KEEPALIVE leases), from the first coordination
+    /// command on; dropped with the session, which releases its leases.
+    coord: Option<Box<crate::coord::ClientCoord>>,
 }
 
 impl Session {
@@ -570,6 +575,15 @@ impl Session {
                 }
             }
         }
+        // The coordination step (policy/, session/coord.rs).
+        if let Some(coord) = &self.shared.coord {
+            if let Some(plan) = crate::policy::coord(&req, spec) {
+                let coord = coord.clone();
+                if let Err(flow) = Box::pin(self.coord_step(&coord, plan, &req, &timing)).await {
+                    return flow;
+                }
+            }
+        }
         // The tier step (policy/): one branch when no [[tier]] rule exists;
         // a command on keys no rule names costs the rule match only.
         if let Some(tiers) = &self.shared.tiers {
@@ -719,6 +733,7 @@ impl Session {
                     .arg(0)
                     .is_some_and(|name| self.shared.transforms.concerns(name)))
             || (self.cluster.is_some() && self.info.tracking.per_read_on())
+            || (self.shared.coord.is_some() && crate::coord::command_info::concerns(spec))
         {
             return Some(req);
         }

@@ -159,6 +159,17 @@ impl ClientTracking {
         }
     }
 
+    /// Queues an out-of-band frame (already encoded for this client) for
+    /// its writer, as redirected invalidations are: another feature's push
+    /// (coord's `lock-lost`). False when the inbox is full or closed.
+    pub fn push(&self, frame: Bytes) -> bool {
+        let Some(inbox) = self.inbox() else {
+            return false;
+        };
+        self.mark_target();
+        inbox.try_send(frame).is_ok()
+    }
+
     fn inbox(&self) -> Option<mpsc::Sender<Bytes>> {
         self.inbox.lock().ok().and_then(|i| i.clone())
     }

@@ -22,6 +22,31 @@ impl Script {
         }
     }
 
+    /// The script's text (for a SCRIPT LOAD on a connection of the
+    /// caller's own).
+    pub fn text(&self) -> &Bytes {
+        &self.text
+    }
+
+    /// The SHA Redis gave it, once loaded.
+    pub fn sha(&self) -> Option<Bytes> {
+        self.sha.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Remembers the SHA a SCRIPT LOAD made elsewhere returned.
+    pub fn remember(&self, sha: Bytes) {
+        if let Ok(mut s) = self.sha.write() {
+            *s = Some(sha);
+        }
+    }
+
+    /// Forgets the SHA (a node answered NOSCRIPT): loaded again next.
+    pub fn forget(&self) {
+        if let Ok(mut s) = self.sha.write() {
+            *s = None;
+        }
+    }
+
     /// Runs the script: `keys` then `args`. `route` picks the node in
     /// cluster mode. The reply frame is returned as Redis sent it (errors
     /// included); `Err` when Redis could not be reached.
