@@ -194,7 +194,10 @@ async fn info_named(args: &[Bytes], link: &RedisLink<'_>, proto: Protocol) -> By
     if !theirs.is_empty() {
         let mut cmd = args[..2].to_vec();
         cmd.extend(theirs.iter().cloned());
-        let frame = match link.call_one(&Bytes::from_static(b"command"), cmd.clone()).await {
+        let frame = match link
+            .call_one(&Bytes::from_static(b"command"), cmd.clone())
+            .await
+        {
             Ok(frame) => frame,
             Err(text) => return reply::error(&format!("ERR {text}")),
         };
