@@ -410,3 +410,25 @@ async fn locks_work_on_every_primary_of_a_cluster() {
         .await;
     assert!(int(&w.read_frame().await) > t);
 }
+
+/// A waiter that hangs up stops waiting at once (it leaves the queue; it
+/// would otherwise take the lock for nobody when its turn came).
+#[tokio::test]
+async fn a_waiter_that_hangs_up_leaves_the_queue() {
+    let env = Env::start().await;
+    let mut holder = env.raw().await;
+    let t = token(&mut holder, "LOCK.ACQUIRE door 600000").await;
+    let mut w = env.raw().await;
+    w.send(&support::clients::encode_line(
+        "LOCK.ACQUIRE door 600000 WAIT 600000",
+    ))
+    .await;
+    waiters_queued(&env, 1.0).await;
+    drop(w);
+    waiters_queued(&env, 0.0).await;
+    holder
+        .expect(&format!("LOCK.RELEASE door {t}"), b"+OK\r\n")
+        .await;
+    // Nobody took it meanwhile.
+    holder.expect("LOCK.INFO door", b"$-1\r\n").await;
+}
