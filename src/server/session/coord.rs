@@ -62,6 +62,18 @@ impl Session {
             return Err(Flow::Close);
         }
         let proto = self.proto;
+        // In the slow log like every command strata answers (dropped once
+        // the reply is made). COMMAND's forms go to the backend.
+        let slow = crate::admin::slow_watch::SlowWatch::start(
+            &self.shared,
+            &self.info,
+            &req.frame,
+            timing.started,
+        );
+        let slow = match plan {
+            Plan::Command(_) => slow.sent(),
+            Plan::Run(_) => slow,
+        };
         let reply = match plan {
             Plan::Command(kind) => {
                 let link = RedisLink {
@@ -100,6 +112,7 @@ impl Session {
                 }
             }
         };
+        drop(slow);
         let flow = self.reply(reply).await;
         timing.record();
         Err(flow)
