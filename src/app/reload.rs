@@ -243,12 +243,29 @@ impl Reloader {
         self.finish("config set", result)
     }
 
-    /// `PROXY CONFIG GET pattern`: the running document's keys matching
-    /// the glob, as (dotted key, value) pairs.
+    /// `PROXY CONFIG GET pattern`: every key of the running config that
+    /// matches the glob, as (dotted key, value) pairs, defaults included
+    /// (as Redis's CONFIG GET * lists every parameter): the config in
+    /// force, serialized, so a key the file leaves out shows its default
+    /// and one set on the command line its value. Options without a value
+    /// (an unset `key_file`, say) have no key. A key only the file has
+    /// (none should) is listed after them.
     pub async fn get(&self, pattern: &[u8]) -> Vec<(String, String)> {
         let state = self.state.lock().await;
         let mut out = Vec::new();
-        flatten("", state.doc.as_item(), &mut out);
+        if let Some(running) = toml::to_string(&state.config)
+            .ok()
+            .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        {
+            flatten("", running.as_item(), &mut out);
+        }
+        let mut file = Vec::new();
+        flatten("", state.doc.as_item(), &mut file);
+        for (k, v) in file {
+            if !out.iter().any(|(o, _)| *o == k) {
+                out.push((k, v));
+            }
+        }
         let glob = crate::transform::glob::Glob::new(pattern);
         out.retain(|(k, _)| glob.matches(k.as_bytes()));
         out

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The client-facing listener and its limits.
@@ -43,7 +43,7 @@ pub struct Config {
 }
 
 /// The client-facing side.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Where clients connect.
@@ -81,6 +81,7 @@ pub struct ServerConfig {
     /// Redis's `client-output-buffer-limit`, per client class (`normal`,
     /// `pubsub`): `["normal 0 0 0", "pubsub 32mb 8mb 60"]` by default, as
     /// in Redis. See `server/writer/limit.rs`.
+    #[serde(serialize_with = "output_limits")]
     pub client_output_buffer_limit: crate::server::writer::OutputLimits,
     /// Redis's `slowlog-log-slower-than`, in microseconds: commands whose
     /// reply took at least this long (parse to reply) go to `PROXY
@@ -110,7 +111,7 @@ impl Default for ServerConfig {
 }
 
 /// Where read-only commands go.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReadFrom {
     /// Everything to the primary.
@@ -123,7 +124,7 @@ pub enum ReadFrom {
 }
 
 /// Circuit breaker thresholds (`[backend.breaker]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
@@ -145,7 +146,7 @@ impl Default for BreakerConfig {
 }
 
 /// How strata reaches its backend.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendMode {
     /// One Redis server.
@@ -160,7 +161,7 @@ pub enum BackendMode {
 }
 
 /// Redis Cluster (`[backend.cluster]`, used when `backend.mode = "cluster"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `host:port` of some cluster nodes. The topology is read from the
@@ -193,7 +194,7 @@ impl Default for ClusterConfig {
 }
 
 /// Sentinel discovery (`[backend.sentinel]`, used when `backend.mode = "sentinel"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SentinelConfig {
     /// `host:port` of each sentinel. All are asked, and all are subscribed
@@ -250,7 +251,7 @@ impl Default for SentinelConfig {
 }
 
 /// The backend side.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Which kind of backend.
@@ -328,7 +329,7 @@ impl Default for BackendConfig {
 }
 
 /// Metrics, health and logs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// The HTTP listener for /metrics and /health/*; empty string disables it.
@@ -703,4 +704,18 @@ mod tests {
             .to_string();
         assert!(err.contains("sentinel"), "{err}");
     }
+}
+
+/// `client_output_buffer_limit` as the file writes it (for `PROXY CONFIG
+/// GET`): one `<class> <hard> <soft> <soft seconds>` line per class.
+fn output_limits<S: serde::Serializer>(
+    limits: &crate::server::writer::OutputLimits,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(2))?;
+    for (class, l) in [("normal", limits.normal), ("pubsub", limits.pubsub)] {
+        seq.serialize_element(&format!("{class} {} {} {}", l.hard, l.soft, l.soft_secs))?;
+    }
+    seq.end()
 }
