@@ -606,6 +606,20 @@ fn is_host_port(addr: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
+/// `client_output_buffer_limit` as the file writes it (for `PROXY CONFIG
+/// GET`): one `<class> <hard> <soft> <soft seconds>` line per class.
+fn output_limits<S: serde::Serializer>(
+    limits: &crate::server::writer::OutputLimits,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(2))?;
+    for (class, l) in [("normal", limits.normal), ("pubsub", limits.pubsub)] {
+        seq.serialize_element(&format!("{class} {} {} {}", l.hard, l.soft, l.soft_secs))?;
+    }
+    seq.end()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -704,18 +718,4 @@ mod tests {
             .to_string();
         assert!(err.contains("sentinel"), "{err}");
     }
-}
-
-/// `client_output_buffer_limit` as the file writes it (for `PROXY CONFIG
-/// GET`): one `<class> <hard> <soft> <soft seconds>` line per class.
-fn output_limits<S: serde::Serializer>(
-    limits: &crate::server::writer::OutputLimits,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = s.serialize_seq(Some(2))?;
-    for (class, l) in [("normal", limits.normal), ("pubsub", limits.pubsub)] {
-        seq.serialize_element(&format!("{class} {} {} {}", l.hard, l.soft, l.soft_secs))?;
-    }
-    seq.end()
 }
