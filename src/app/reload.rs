@@ -27,6 +27,10 @@
 //!   by themselves), `auth.mode`, `[auth.deny]`, `[postgres]`,
 //!   `[[tier]]`, `[audit]`) needs a restart: the reload applies the rest
 //!   and names those keys.
+//! - The client TLS certificate's paths and minimum version (with the TLS
+//!   listener running): a new server configuration is built from the new
+//!   files and swapped into the acceptor (`tls::Acceptor::prepare`,
+//!   `install`).
 //! - `[[auth.users]]` (users mode): every reload reads the users again,
 //!   password files and variables included; when that differs from what
 //!   they last read as, they replace strata's users as ACL LOAD does
@@ -63,6 +67,8 @@ const RESTART: &[&str] = &[
     "postgres",
     "tier",
     "audit",
+    // The listeners and the backend connectors are built once; the client
+    // certificate's paths and minimum version reload (`TLS_LIVE`).
     "tls",
     // Passthrough or users: what every client's check is built from.
     "auth.mode",
@@ -154,6 +160,8 @@ pub struct Reloader {
     origin: Origin,
     state: tokio::sync::Mutex<State>,
     shared: std::sync::OnceLock<Weak<Shared>>,
+    /// The TLS listener's acceptor, when it runs (its paths reload).
+    tls: std::sync::OnceLock<Arc<crate::tls::Acceptor>>,
     reloads: Counter,
     failed: Counter,
 }
@@ -200,9 +208,16 @@ impl Reloader {
                 config: config.clone(),
             }),
             shared: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
             reloads,
             failed,
         }
+    }
+
+    /// The TLS listener's acceptor, whose certificate, key and CA paths a
+    /// reload may change (once, at startup).
+    pub fn attach_tls(&self, acceptor: Arc<crate::tls::Acceptor>) {
+        let _ = self.tls.set(acceptor);
     }
 
     /// Connects the reloader to what it changes (once, at startup).
@@ -362,6 +377,15 @@ impl Reloader {
             }
             _ => None,
         };
+        // The client TLS certificate's paths: built now, swapped below.
+        let tls = match self.tls.get() {
+            Some(acceptor) if applied.iter().any(|k| TLS_LIVE.contains(&k.as_str())) => {
+                let prepared =
+                    crate::tls::Acceptor::prepare(&next.tls).map_err(|e| e.to_string())?;
+                Some((acceptor.clone(), prepared))
+            }
+            _ => None,
+        };
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -393,6 +417,9 @@ impl Reloader {
             if !applied.iter().any(|k| k == "auth.users") {
                 applied.push("auth.users".to_string());
             }
+        }
+        if let Some((acceptor, prepared)) = tls {
+            acceptor.install(prepared);
         }
         shared.auth.limiter.set(&next.auth.limits);
         shared.auth.cidrs.set(&next.auth.limits);
@@ -443,7 +470,20 @@ async fn start_backend(
     Ok((node, old_timeout + Duration::from_millis(500)))
 }
 
+/// `[tls]` keys a reload applies when the TLS listener runs: a new
+/// server configuration is built from them (`tls::Acceptor::prepare`).
+const TLS_LIVE: &[&str] = &[
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.key_env",
+    "tls.client_ca_file",
+    "tls.min_version",
+];
+
 fn needs_restart(key: &str, next: &Config) -> bool {
+    if TLS_LIVE.contains(&key) && next.tls.listen.is_some() {
+        return false;
+    }
     if RESTART.iter().any(|p| {
         key == *p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}["))
     }) {
