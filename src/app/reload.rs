@@ -31,6 +31,9 @@
 //!   listener running): a new server configuration is built from the new
 //!   files and swapped into the acceptor (`tls::Acceptor::prepare`,
 //!   `install`).
+//! - `audit.output` and `audit.include_keys` while the audit log runs:
+//!   the new output is opened first, then the writer switches to it
+//!   before its next batch.
 //! - `[[auth.users]]` (users mode): every reload reads the users again,
 //!   password files and variables included; when that differs from what
 //!   they last read as, they replace strata's users as ACL LOAD does
@@ -386,6 +389,17 @@ impl Reloader {
             }
             _ => None,
         };
+        // The audit log's output (opened now) and include_keys.
+        let audit = match &shared.audit {
+            Some(audit) if next.audit.enabled => {
+                let output = (next.audit.output != old.audit.output).then_some(&next.audit.output);
+                Some((
+                    audit.clone(),
+                    crate::auth::audit::Audit::prepare(output, next.audit.include_keys)?,
+                ))
+            }
+            _ => None,
+        };
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -420,6 +434,9 @@ impl Reloader {
         }
         if let Some((acceptor, prepared)) = tls {
             acceptor.install(prepared);
+        }
+        if let Some((audit, change)) = audit {
+            audit.apply(change);
         }
         shared.auth.limiter.set(&next.auth.limits);
         shared.auth.cidrs.set(&next.auth.limits);
@@ -480,8 +497,14 @@ const TLS_LIVE: &[&str] = &[
     "tls.min_version",
 ];
 
+/// `[audit]` keys a reload applies while the audit log runs.
+const AUDIT_LIVE: &[&str] = &["audit.output", "audit.include_keys"];
+
 fn needs_restart(key: &str, next: &Config) -> bool {
     if TLS_LIVE.contains(&key) && next.tls.listen.is_some() {
+        return false;
+    }
+    if AUDIT_LIVE.contains(&key) && next.audit.enabled {
         return false;
     }
     if RESTART.iter().any(|p| {
