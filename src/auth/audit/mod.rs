@@ -181,14 +181,15 @@ mod tests {
     #[test]
     fn keys_only_with_include_keys() {
         let (tx, _rx) = mpsc::channel(1);
-        let mut audit = Audit {
+        let audit = Audit {
             tx,
-            include_keys: false,
+            include_keys: Arc::new(AtomicBool::new(false)),
+            next_output: Arc::new(Mutex::new(None)),
             recorded: Counter::default(),
             dropped: Counter::default(),
         };
         assert_eq!(audit.key(Some(b"k")), None);
-        audit.include_keys = true;
+        audit.apply(Audit::prepare(None, true).unwrap());
         assert_eq!(audit.key(Some(b"k")), Some("k".into()));
     }
 }
