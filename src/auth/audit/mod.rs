@@ -145,6 +145,7 @@ impl Audit {
 pub type SharedAudit = Option<Arc<Audit>>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
