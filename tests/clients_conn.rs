@@ -496,7 +496,10 @@ async fn command_count_and_info_pass_through() {
     let mut d = env.raw_backend().await;
     // The backend's commands and strata's own PROXY (tests/command_docs.rs).
     let count = s.cmd("COMMAND COUNT").await;
-    assert_eq!(int_reply(&count), int_reply(&d.cmd("COMMAND COUNT").await) + 1);
+    assert_eq!(
+        int_reply(&count),
+        int_reply(&d.cmd("COMMAND COUNT").await) + 1
+    );
     assert!(int_reply(&count) > 200);
     let info = s.cmd("COMMAND INFO GET").await;
     assert_eq!(show(&info), show(&d.cmd("COMMAND INFO GET").await));
