@@ -229,6 +229,9 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         (None, None) => return Err(std::io::Error::other("no listener configured")),
     };
     tracing::info!(%addr, tls = ?tls_addr, mode = backend.mode(), backend = %backend.primary().addr(), "strata listening");
+    if let Some(a) = &acceptor {
+        reloader.attach_tls(a.clone());
+    }
     spawn_tls_reload(&config, acceptor, shutdown_rx.clone());
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let auth = crate::auth::AuthPolicy::with_auth(&config.backend, &config.auth);

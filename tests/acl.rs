@@ -454,3 +454,136 @@ async fn per_user_connection_limits_refuse_then_release() {
     }
     b.expect("AUTH writer wpw", FULL).await;
 }
+
+/// ACL GENPASS as Redis answers it: 256 bits (64 hex characters) by
+/// default, `bits` rounded up to hex characters, the same errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_genpass_answers_as_redis() {
+    let redis = reference().await;
+    let backend = RedisServer::start();
+    let strata = strata_users(&backend, |_| {}).await;
+    let mut theirs = RawConn::connect(&redis.addr()).await;
+    let mut ours = RawConn::connect(&strata.addr.to_string()).await;
+    theirs.expect("AUTH admin apw", b"+OK\r\n").await;
+    ours.expect("AUTH admin apw", b"+OK\r\n").await;
+    let hex = |reply: &[u8]| -> String {
+        let text = String::from_utf8(reply.to_vec()).unwrap();
+        let (len, body) = text.trim_end().split_once("\r\n").unwrap();
+        assert_eq!(len, format!("${}", body.len()), "{text}");
+        assert!(
+            body.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{text}"
+        );
+        body.to_string()
+    };
+    for (line, chars) in [
+        ("ACL GENPASS", 64),
+        ("ACL GENPASS 1", 1),
+        ("ACL GENPASS 5", 2),
+        ("ACL GENPASS 130", 33),
+        ("ACL GENPASS 4096", 1024),
+    ] {
+        assert_eq!(hex(&theirs.cmd(line).await).len(), chars, "redis: {line}");
+        assert_eq!(hex(&ours.cmd(line).await).len(), chars, "strata: {line}");
+    }
+    assert_ne!(
+        hex(&ours.cmd("ACL GENPASS").await),
+        hex(&ours.cmd("ACL GENPASS").await)
+    );
+    for line in [
+        "ACL GENPASS 0",
+        "ACL GENPASS -5",
+        "ACL GENPASS 4097",
+        "ACL GENPASS x",
+        "ACL GENPASS 1 2",
+    ] {
+        let want = theirs.cmd(line).await;
+        assert!(want.starts_with(b"-"), "{}", show(&want));
+        assert_eq!(show(&ours.cmd(line).await), show(&want), "{line}");
+    }
+}
+
+/// ACL LOAD as Redis 7.0 does it: the users file read again (strata's
+/// config file, password files included), all or none; the clients of
+/// every user but `default` disconnected (Redis frees those users), the
+/// caller once answered. Without a file, Redis's words. Compared with a
+/// redis-server started with an `aclfile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_load_reads_the_users_again_as_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    // Redis, with an aclfile.
+    let aclfile = dir.path().join("users.acl");
+    std::fs::write(&aclfile, "user default on nopass ~* &* +@all\nuser app on >apw ~* &* +@all\nuser ops on >opspw ~* &* +@all\n").unwrap();
+    let redis = RedisServer::start_with(&["--aclfile", aclfile.to_str().unwrap()]);
+    // strata, from a config file with the same users.
+    let backend = RedisServer::start();
+    let path = dir.path().join("strata.toml");
+    let users = |app_pw: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[backend]\naddress = \"{}\"\n[telemetry]\nlisten = \"\"\n\
+             [auth]\nmode = \"users\"\n\
+             [[auth.users]]\nname = \"default\"\nrules = \"on nopass ~* &* +@all\"\n\
+             [[auth.users]]\nname = \"app\"\npassword_sha256 = [\"{}\"]\nrules = \"on ~* &* +@all\"\n\
+             [[auth.users]]\nname = \"ops\"\npassword_sha256 = [\"{}\"]\nrules = \"on ~* &* +@all\"\n",
+            backend.addr(),
+            hash_password(app_pw.as_bytes()),
+            hash_password(b"opspw"),
+        )
+    };
+    std::fs::write(&path, users("apw")).unwrap();
+    let strata = support::strata::start_with(strata::config::Config::load(&path).unwrap()).await;
+
+    for (addr, is_redis) in [(redis.addr(), true), (strata.addr.to_string(), false)] {
+        let mut app = RawConn::connect(&addr).await;
+        let mut ops = RawConn::connect(&addr).await;
+        let mut anon = RawConn::connect(&addr).await;
+        app.expect("AUTH app apw", b"+OK\r\n").await;
+        ops.expect("AUTH ops opspw", b"+OK\r\n").await;
+        anon.expect("PING", b"+PONG\r\n").await;
+        // The file now says app's password is apw2.
+        if is_redis {
+            std::fs::write(&aclfile, "user default on nopass ~* &* +@all\nuser app on >apw2 ~* &* +@all\nuser ops on >opspw ~* &* +@all\n").unwrap();
+        } else {
+            std::fs::write(&path, users("apw2")).unwrap();
+        }
+        // The caller is answered, then it and app's client are closed;
+        // the default user's client stays.
+        ops.expect("ACL LOAD", b"+OK\r\n").await;
+        ops.expect_closed().await;
+        app.expect_closed().await;
+        anon.expect("PING", b"+PONG\r\n").await;
+        let mut next = RawConn::connect(&addr).await;
+        next.expect(
+            "AUTH app apw",
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        )
+        .await;
+        next.expect("AUTH app apw2", b"+OK\r\n").await;
+    }
+
+    // A file with an error: refused with Redis's warning, nothing changed.
+    std::fs::write(
+        &path,
+        users("apw3").replace(
+            "+@all\"\n[[auth.users]]\nname = \"ops\"",
+            "+@nosuchcategory\"\n[[auth.users]]\nname = \"ops\"",
+        ),
+    )
+    .unwrap();
+    let mut c = RawConn::connect(&strata.addr.to_string()).await;
+    let err = String::from_utf8(c.cmd("ACL LOAD").await).unwrap();
+    assert!(err.starts_with("-ERR ") && err.ends_with("WARNING: ACL errors detected, no change to the previously active ACL rules was performed\r\n"), "{err}");
+    c.expect("AUTH app apw2", b"+OK\r\n").await;
+
+    // Without a file: Redis's words.
+    let plain_redis = RedisServer::start();
+    let no_file = strata_users(&backend, |_| {}).await;
+    let mut theirs = RawConn::connect(&plain_redis.addr()).await;
+    let mut ours = RawConn::connect(&no_file.addr.to_string()).await;
+    ours.expect("AUTH admin apw", b"+OK\r\n").await;
+    assert_eq!(
+        show(&ours.cmd("ACL LOAD").await),
+        show(&theirs.cmd("ACL LOAD").await)
+    );
+}

@@ -197,3 +197,60 @@ async fn audit_events_are_rows_of_strata_audit_with_postgres() {
         assert!(!text.contains(secret));
     }
 }
+
+/// A config reload moves the audit log to another file and turns
+/// `include_keys` on, while it runs: the events after it go to the new
+/// file, with keys; the old file keeps what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_output_and_changes_include_keys() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (log1, log2) = (dir.path().join("one.jsonl"), dir.path().join("two.jsonl"));
+    let path = dir.path().join("strata.toml");
+    let text = |log: &std::path::Path, keys: bool| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[backend]\naddress = \"{}\"\n[telemetry]\nlisten = \"127.0.0.1:0\"\n\
+             [audit]\nenabled = true\noutput = \"{}\"\ninclude_keys = {keys}\n",
+            redis.addr(),
+            log.display()
+        )
+    };
+    std::fs::write(&path, text(&log1, false)).unwrap();
+    let origin = strata::app::reload::Origin {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let running = strata::app::start_from(strata::config::Config::load(&path).unwrap(), origin)
+        .await
+        .unwrap();
+    support::strata::wait_ready(&running).await;
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    let refused = c.cmd(&format!("MIGRATE 127.0.0.1 1 {KEY} 0 100")).await;
+    assert!(
+        refused.starts_with(b"-ERR command 'migrate' is refused"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+    let before = lines(&log1, 1);
+    let line = find(&before, "refused", "command", "migrate");
+    assert!(line.get("key").is_none(), "{line}");
+
+    std::fs::write(&path, text(&log2, true)).unwrap();
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert_eq!(
+        report.applied,
+        vec!["audit.output".to_string(), "audit.include_keys".to_string()],
+        "{report:?}"
+    );
+    c.cmd(&format!("MIGRATE 127.0.0.1 1 {KEY} 0 100")).await;
+    let after = lines(&log2, 2);
+    assert_eq!(find(&after, "refused", "command", "migrate")["key"], KEY);
+    find(&after, "config_reload", "outcome", "ok");
+    // The old file has no event from after the reload.
+    let old = lines(&log1, 1);
+    assert_eq!(
+        old.iter().filter(|l| l["event"] == "refused").count(),
+        1,
+        "{old:#?}"
+    );
+}

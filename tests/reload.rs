@@ -538,3 +538,62 @@ async fn users_and_password_files_are_read_again_on_reload() {
     RawConn::connect(&addr).await.expect_closed().await;
     ops.expect("PING", b"+PONG\r\n").await;
 }
+
+/// `PROXY CONFIG GET` lists every key of the running config, defaults
+/// included (as Redis's CONFIG GET * lists every parameter), with the
+/// values in force: a key the file leaves out shows its default, one the
+/// file or CONFIG SET set shows that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_get_shows_defaults_beside_the_file_keys() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    write(&path, &config_text(&redis.addr(), 2000, false, "defaults"));
+    let running = start(&path).await;
+    let get = async |pattern: &str| running.reloader.get(pattern.as_bytes()).await;
+    // Not in the file: defaults.
+    assert_eq!(
+        get("server.slowlog_max_len").await,
+        vec![("server.slowlog_max_len".to_string(), "128".to_string())]
+    );
+    assert_eq!(
+        get("server.client_output_buffer_limit").await,
+        vec![(
+            "server.client_output_buffer_limit".to_string(),
+            "[\"normal 0 0 0\", \"pubsub 33554432 8388608 60\"]".to_string()
+        )]
+    );
+    // In the file: its value.
+    assert_eq!(
+        get("backend.request_timeout_ms").await,
+        vec![("backend.request_timeout_ms".to_string(), "2000".to_string())]
+    );
+    let all = get("*").await;
+    for key in [
+        "server.maxclients",
+        "backend.breaker.open_ms",
+        "auth.deny.enabled",
+        "tls.min_version",
+        "telemetry.log_level",
+    ] {
+        assert!(all.iter().any(|(k, _)| k == key), "{key} in {all:?}");
+    }
+    // CONFIG SET of a default key: its new value.
+    running
+        .reloader
+        .set(&[("server.slowlog_max_len".to_string(), "7".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(get("server.slowlog_max_len").await[0].1, "7");
+    // Through redis-cli's protocol: pairs, every one.
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    let reply = String::from_utf8(c.cmd("PROXY CONFIG GET *").await).unwrap();
+    assert!(
+        reply.starts_with(&format!("*{}\r\n", all.len() * 2)),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("$25\r\nserver.proto_max_bulk_len\r\n"),
+        "{reply}"
+    );
+}

@@ -346,6 +346,75 @@ async fn failed_handshakes_are_counted_by_reason() {
     running.shutdown().await;
 }
 
+/// A config reload (PROXY RELOAD, SIGHUP) that points `tls.cert_file`
+/// and `key_file` at other files puts them in force for new connections,
+/// keeps the connections already open, and refuses paths that do not
+/// read, keeping the certificate in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_certificate_to_new_paths() {
+    let redis = RedisServer::start();
+    let files = Files::new();
+    let old_ca = Ca::new("old CA");
+    let new_ca = Ca::new("new CA");
+    let old = old_ca.leaf(&["localhost"], Validity::Current);
+    let new = new_ca.leaf(&["localhost"], Validity::Current);
+    let text = |name: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[backend]\naddress = \"{}\"\n[telemetry]\nlisten = \"\"\n\
+             [tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nreload_interval_ms = 0\n",
+            redis.addr(),
+            files.path(&format!("{name}.crt")).display(),
+            files.path(&format!("{name}.key")).display(),
+        )
+    };
+    files.write("old.crt", &old.cert);
+    files.write("old.key", &old.key);
+    files.write("new.crt", &new.cert);
+    files.write("new.key", &new.key);
+    let path = files.write("strata.toml", &text("old"));
+    let origin = strata::app::reload::Origin {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let running = strata::app::start_from(strata::config::Config::load(&path).unwrap(), origin)
+        .await
+        .unwrap();
+    let addr = tls_addr(&running);
+    let mut open = connect(addr, "localhost", client_config(&old_ca.pem, None, all()))
+        .await
+        .unwrap();
+    assert_eq!(call(&mut open, "PING").await.unwrap(), "+PONG\r\n");
+
+    files.write("strata.toml", &text("new"));
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert_eq!(
+        report.applied,
+        vec!["tls.cert_file".to_string(), "tls.key_file".to_string()],
+        "{report:?}"
+    );
+    assert!(report.restart_needed.is_empty(), "{report:?}");
+    let mut fresh = connect(addr, "localhost", client_config(&new_ca.pem, None, all()))
+        .await
+        .unwrap();
+    assert_eq!(call(&mut fresh, "PING").await.unwrap(), "+PONG\r\n");
+    let e = connect(addr, "localhost", client_config(&old_ca.pem, None, all()))
+        .await
+        .expect_err("the old certificate is no longer served");
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    // The connection opened before keeps its session.
+    assert_eq!(call(&mut open, "PING").await.unwrap(), "+PONG\r\n");
+
+    // Paths that do not read: refused, the new certificate stays.
+    files.write("strata.toml", &text("missing"));
+    let err = running.reloader.reload_file("test").await.unwrap_err();
+    assert!(err.contains("missing.crt"), "{err}");
+    let mut again = connect(addr, "localhost", client_config(&new_ca.pem, None, all()))
+        .await
+        .unwrap();
+    assert_eq!(call(&mut again, "PING").await.unwrap(), "+PONG\r\n");
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_over_tls_through_strata() {
     let redis = RedisServer::start();

@@ -94,7 +94,7 @@ pub const HELP: &[&str] = &[
     "RELOAD",
     "    Read the config file again and apply what can change live; names what needs a restart.",
     "CONFIG GET <pattern>",
-    "    The running config's keys matching the glob (dotted: server.maxclients), with their values.",
+    "    The running config's keys matching the glob (dotted: server.maxclients), defaults included.",
     "CONFIG SET <key> <value> [<key> <value> ...]",
     "    Change keys of the running config, all or none (as a reload of the file so changed).",
     "CONFIG REWRITE",

@@ -27,6 +27,13 @@
 //!   by themselves), `auth.mode`, `[auth.deny]`, `[postgres]`,
 //!   `[[tier]]`, `[audit]`) needs a restart: the reload applies the rest
 //!   and names those keys.
+//! - The client TLS certificate's paths and minimum version (with the TLS
+//!   listener running): a new server configuration is built from the new
+//!   files and swapped into the acceptor (`tls::Acceptor::prepare`,
+//!   `install`).
+//! - `audit.output` and `audit.include_keys` while the audit log runs:
+//!   the new output is opened first, then the writer switches to it
+//!   before its next batch.
 //! - `[[auth.users]]` (users mode): every reload reads the users again,
 //!   password files and variables included; when that differs from what
 //!   they last read as, they replace strata's users as ACL LOAD does
@@ -63,6 +70,8 @@ const RESTART: &[&str] = &[
     "postgres",
     "tier",
     "audit",
+    // The listeners and the backend connectors are built once; the client
+    // certificate's paths and minimum version reload (`TLS_LIVE`).
     "tls",
     // Passthrough or users: what every client's check is built from.
     "auth.mode",
@@ -154,6 +163,8 @@ pub struct Reloader {
     origin: Origin,
     state: tokio::sync::Mutex<State>,
     shared: std::sync::OnceLock<Weak<Shared>>,
+    /// The TLS listener's acceptor, when it runs (its paths reload).
+    tls: std::sync::OnceLock<Arc<crate::tls::Acceptor>>,
     reloads: Counter,
     failed: Counter,
 }
@@ -200,9 +211,16 @@ impl Reloader {
                 config: config.clone(),
             }),
             shared: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
             reloads,
             failed,
         }
+    }
+
+    /// The TLS listener's acceptor, whose certificate, key and CA paths a
+    /// reload may change (once, at startup).
+    pub fn attach_tls(&self, acceptor: Arc<crate::tls::Acceptor>) {
+        let _ = self.tls.set(acceptor);
     }
 
     /// Connects the reloader to what it changes (once, at startup).
@@ -243,12 +261,29 @@ impl Reloader {
         self.finish("config set", result)
     }
 
-    /// `PROXY CONFIG GET pattern`: the running document's keys matching
-    /// the glob, as (dotted key, value) pairs.
+    /// `PROXY CONFIG GET pattern`: every key of the running config that
+    /// matches the glob, as (dotted key, value) pairs, defaults included
+    /// (as Redis's CONFIG GET * lists every parameter): the config in
+    /// force, serialized, so a key the file leaves out shows its default
+    /// and one set on the command line its value. Options without a value
+    /// (an unset `key_file`, say) have no key. A key only the file has
+    /// (none should) is listed after them.
     pub async fn get(&self, pattern: &[u8]) -> Vec<(String, String)> {
         let state = self.state.lock().await;
         let mut out = Vec::new();
-        flatten("", state.doc.as_item(), &mut out);
+        if let Some(running) = toml::to_string(&state.config)
+            .ok()
+            .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        {
+            flatten("", running.as_item(), &mut out);
+        }
+        let mut file = Vec::new();
+        flatten("", state.doc.as_item(), &mut file);
+        for (k, v) in file {
+            if !out.iter().any(|(o, _)| *o == k) {
+                out.push((k, v));
+            }
+        }
         let glob = crate::transform::glob::Glob::new(pattern);
         out.retain(|(k, _)| glob.matches(k.as_bytes()));
         out
@@ -345,6 +380,26 @@ impl Reloader {
             }
             _ => None,
         };
+        // The client TLS certificate's paths: built now, swapped below.
+        let tls = match self.tls.get() {
+            Some(acceptor) if applied.iter().any(|k| TLS_LIVE.contains(&k.as_str())) => {
+                let prepared =
+                    crate::tls::Acceptor::prepare(&next.tls).map_err(|e| e.to_string())?;
+                Some((acceptor.clone(), prepared))
+            }
+            _ => None,
+        };
+        // The audit log's output (opened now) and include_keys.
+        let audit = match &shared.audit {
+            Some(audit) if next.audit.enabled => {
+                let output = (next.audit.output != old.audit.output).then_some(&next.audit.output);
+                Some((
+                    audit.clone(),
+                    crate::auth::audit::Audit::prepare(output, next.audit.include_keys)?,
+                ))
+            }
+            _ => None,
+        };
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -376,6 +431,12 @@ impl Reloader {
             if !applied.iter().any(|k| k == "auth.users") {
                 applied.push("auth.users".to_string());
             }
+        }
+        if let Some((acceptor, prepared)) = tls {
+            acceptor.install(prepared);
+        }
+        if let Some((audit, change)) = audit {
+            audit.apply(change);
         }
         shared.auth.limiter.set(&next.auth.limits);
         shared.auth.cidrs.set(&next.auth.limits);
@@ -426,7 +487,26 @@ async fn start_backend(
     Ok((node, old_timeout + Duration::from_millis(500)))
 }
 
+/// `[tls]` keys a reload applies when the TLS listener runs: a new
+/// server configuration is built from them (`tls::Acceptor::prepare`).
+const TLS_LIVE: &[&str] = &[
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.key_env",
+    "tls.client_ca_file",
+    "tls.min_version",
+];
+
+/// `[audit]` keys a reload applies while the audit log runs.
+const AUDIT_LIVE: &[&str] = &["audit.output", "audit.include_keys"];
+
 fn needs_restart(key: &str, next: &Config) -> bool {
+    if TLS_LIVE.contains(&key) && next.tls.listen.is_some() {
+        return false;
+    }
+    if AUDIT_LIVE.contains(&key) && next.audit.enabled {
+        return false;
+    }
     if RESTART.iter().any(|p| {
         key == *p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}["))
     }) {

@@ -19,7 +19,7 @@ pub enum AuthMode {
 }
 
 /// The `[auth]` section.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `passthrough` (default) or `users`.
@@ -70,7 +70,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// `[auth.deny]`: commands strata refuses whoever asks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DenyConfig {
     /// On by default.
@@ -93,7 +93,7 @@ impl Default for DenyConfig {
 }
 
 /// `[auth.limits]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// When not empty, only these networks may connect.

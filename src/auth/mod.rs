@@ -224,6 +224,9 @@ impl ClientAuth {
 
     /// RESET: back to the default user, as a new client.
     pub fn reset(&mut self, policy: &AuthPolicy) {
+        // The old user's place first: a `default` at its max_connections
+        // takes this client back.
+        self.guard = None;
         *self = ClientAuth::new(policy);
     }
 }

@@ -294,6 +294,35 @@ impl Users {
         n
     }
 
+    /// ACL LOAD: the users of the config file strata started from, read
+    /// again (password files and variables included) and put in force, all
+    /// or none. As Redis 7.0's ACL LOAD frees every user object but
+    /// `default`'s, the clients logged in as any other user are to be
+    /// disconnected: their names are returned. `Err`: the reply's text.
+    pub fn load_file(&self) -> Result<Vec<String>, String> {
+        let path = self
+            .config_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(
+                "This Redis instance is not configured to use an ACL file. You may want to \
+                 specify users via the ACL SETUSER command and then issue a CONFIG REWRITE \
+                 (assuming you have a Redis configuration file set) in order to store users \
+                 in the Redis configuration.",
+            )?;
+        let warn = |e: String| {
+            format!(
+                "{e}. WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
+            )
+        };
+        let config = crate::config::Config::load(&path).map_err(|e| warn(e.to_string()))?;
+        let loaded = Loaded::read(&config.auth).map_err(warn)?;
+        let before = self.names();
+        self.replace(loaded);
+        Ok(before.into_iter().filter(|n| n != "default").collect())
+    }
+
     /// Adds an ACL LOG entry, grouping it with a similar one of the last
     /// 60 s among the 10 newest (acl.c `addACLLogEntry`).
     pub fn log(&self, mut entry: LogEntry) {

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The client-facing listener and its limits.
@@ -45,7 +45,7 @@ pub struct Config {
 }
 
 /// The client-facing side.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Where clients connect.
@@ -83,6 +83,7 @@ pub struct ServerConfig {
     /// Redis's `client-output-buffer-limit`, per client class (`normal`,
     /// `pubsub`): `["normal 0 0 0", "pubsub 32mb 8mb 60"]` by default, as
     /// in Redis. See `server/writer/limit.rs`.
+    #[serde(serialize_with = "output_limits")]
     pub client_output_buffer_limit: crate::server::writer::OutputLimits,
     /// Redis's `slowlog-log-slower-than`, in microseconds: commands whose
     /// reply took at least this long (parse to reply) go to `PROXY
@@ -112,7 +113,7 @@ impl Default for ServerConfig {
 }
 
 /// Where read-only commands go.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReadFrom {
     /// Everything to the primary.
@@ -125,7 +126,7 @@ pub enum ReadFrom {
 }
 
 /// Circuit breaker thresholds (`[backend.breaker]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
@@ -147,7 +148,7 @@ impl Default for BreakerConfig {
 }
 
 /// How strata reaches its backend.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendMode {
     /// One Redis server.
@@ -162,7 +163,7 @@ pub enum BackendMode {
 }
 
 /// Redis Cluster (`[backend.cluster]`, used when `backend.mode = "cluster"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `host:port` of some cluster nodes. The topology is read from the
@@ -195,7 +196,7 @@ impl Default for ClusterConfig {
 }
 
 /// Sentinel discovery (`[backend.sentinel]`, used when `backend.mode = "sentinel"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SentinelConfig {
     /// `host:port` of each sentinel. All are asked, and all are subscribed
@@ -252,7 +253,7 @@ impl Default for SentinelConfig {
 }
 
 /// The backend side.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Which kind of backend.
@@ -330,7 +331,7 @@ impl Default for BackendConfig {
 }
 
 /// Metrics, health and logs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// The HTTP listener for /metrics and /health/*; empty string disables it.
@@ -608,6 +609,20 @@ impl Config {
 fn is_host_port(addr: &str) -> bool {
     addr.rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
+/// `client_output_buffer_limit` as the file writes it (for `PROXY CONFIG
+/// GET`): one `<class> <hard> <soft> <soft seconds>` line per class.
+fn output_limits<S: serde::Serializer>(
+    limits: &crate::server::writer::OutputLimits,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(2))?;
+    for (class, l) in [("normal", limits.normal), ("pubsub", limits.pubsub)] {
+        seq.serialize_element(&format!("{class} {} {} {}", l.hard, l.soft, l.soft_secs))?;
+    }
+    seq.end()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 use serde::Deserialize;
 
 /// `[postgres]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// `postgres://user[:password]@host:port/db[?…]`. Prefer `url_env`
@@ -114,7 +114,7 @@ impl PostgresConfig {
 }
 
 /// How a rule keeps its keys.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Every key lives in Redis and in Postgres.
@@ -124,7 +124,7 @@ pub enum Policy {
 }
 
 /// When a mirrored change reaches Postgres.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     /// Committed in Postgres before the client is answered.
@@ -134,7 +134,7 @@ pub enum WriteMode {
 }
 
 /// One `[[tier]]` rule.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TierRuleConfig {
     /// Redis glob over key names.

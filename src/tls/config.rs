@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 /// The lowest TLS version accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 pub enum MinVersion {
     /// TLS 1.2 and 1.3.
     #[default]
@@ -22,7 +22,7 @@ pub enum MinVersion {
 }
 
 /// `[tls]`: the client side, plus the backend sides as subsections.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Where the TLS listener binds, beside the plain `server.listen` (as
@@ -71,7 +71,7 @@ impl Default for TlsConfig {
 }
 
 /// TLS from strata to a kind of backend server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendTlsConfig {
     /// The CA that issued the servers' certificates (PEM). Required:

@@ -34,15 +34,38 @@ type Material = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 #[derive(Debug)]
 pub struct Acceptor {
     current: ArcSwap<ServerConfig>,
-    sources: Sources,
-    last: Mutex<Material>,
+    /// The files (and key variable, minimum version) it is built from,
+    /// with the bytes last built from; a config reload may change them.
+    state: Mutex<(Sources, Material)>,
     handshake_timeout: Duration,
+}
+
+/// A configuration built from new paths, not yet in force
+/// ([`Acceptor::prepare`], then [`Acceptor::install`]).
+#[derive(Debug)]
+pub struct Prepared {
+    sources: Sources,
+    material: Material,
+    config: ServerConfig,
 }
 
 impl Acceptor {
     /// Reads the files and builds the first configuration; an error here
     /// stops startup.
     pub fn from_config(c: &TlsConfig) -> Result<Arc<Acceptor>, TlsError> {
+        let p = Acceptor::prepare(c)?;
+        Ok(Arc::new(Acceptor {
+            current: ArcSwap::from_pointee(p.config),
+            state: Mutex::new((p.sources, p.material)),
+            handshake_timeout: Duration::from_millis(c.handshake_timeout_ms),
+        }))
+    }
+
+    /// Reads the files `c` names and builds a configuration from them,
+    /// without putting it in force: a config reload that changes
+    /// `tls.cert_file`, `key_file`/`key_env`, `client_ca_file` or
+    /// `min_version` builds first and fails whole if a file is wrong.
+    pub fn prepare(c: &TlsConfig) -> Result<Prepared, TlsError> {
         let (Some(cert_file), Some(key)) = (c.cert_file.clone(), c.key_source()) else {
             return Err(TlsError("tls.listen needs cert_file and a key".to_string()));
         };
@@ -54,12 +77,20 @@ impl Acceptor {
         };
         let material = sources.read()?;
         let config = sources.build(&material)?;
-        Ok(Arc::new(Acceptor {
-            current: ArcSwap::from_pointee(config),
+        Ok(Prepared {
             sources,
-            last: Mutex::new(material),
-            handshake_timeout: Duration::from_millis(c.handshake_timeout_ms),
-        }))
+            material,
+            config,
+        })
+    }
+
+    /// Puts a prepared configuration in force: new handshakes use it,
+    /// connections already open keep theirs, and the periodic reload
+    /// watches the new files from now on.
+    pub fn install(&self, p: Prepared) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.current.store(Arc::new(p.config));
+        *state = (p.sources, p.material);
     }
 
     /// Runs the handshake (bounded by `handshake_timeout_ms`).
@@ -80,12 +111,13 @@ impl super::reload::Reload for Acceptor {
     }
 
     fn reload(&self) -> Result<bool, TlsError> {
-        let material = self.sources.read()?;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (sources, last) = &mut *state;
+        let material = sources.read()?;
         if *last == material {
             return Ok(false);
         }
-        let config = self.sources.build(&material)?;
+        let config = sources.build(&material)?;
         self.current.store(Arc::new(config));
         *last = material;
         Ok(true)

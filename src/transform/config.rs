@@ -35,7 +35,7 @@ use serde::Deserialize;
 pub const MAX_KEY_ID_LEN: usize = 32;
 
 /// Everything transforms need from the configuration file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransformConfig {
     /// `[[transform]]` rules, in order: the first matching rule wins.
@@ -47,7 +47,7 @@ pub struct TransformConfig {
 }
 
 /// One `[[transform]]` rule.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Redis glob over key names (`session:*`, `user:[0-9]*`).
@@ -80,7 +80,7 @@ pub struct RuleConfig {
 }
 
 /// Supported compression algorithms.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// lz4 block format (lz4_flex).
@@ -88,7 +88,7 @@ pub enum Compression {
 }
 
 /// `[transform_keys]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// The key id new values are encrypted with, for rules without `key_id`.
@@ -100,7 +100,7 @@ pub struct KeysConfig {
 
 /// Where one key's material is: base64 of exactly 32 bytes, in an
 /// environment variable or in a file (surrounding whitespace ignored).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct KeySource {
     /// Name of an environment variable.

@@ -12,13 +12,13 @@ pub enum AuditOutput {
 }
 
 /// The `[audit]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Off by default.
     pub enabled: bool,
     /// `"stdout"` or a file path.
-    #[serde(deserialize_with = "output")]
+    #[serde(deserialize_with = "output", serialize_with = "output_text")]
     pub output: AuditOutput,
     /// Also insert events into the `strata_audit` table (needs
     /// `[postgres]`).
@@ -69,5 +69,13 @@ impl AuditConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `output` as the file writes it (for `PROXY CONFIG GET`).
+fn output_text<S: serde::Serializer>(o: &AuditOutput, s: S) -> Result<S::Ok, S::Error> {
+    match o {
+        AuditOutput::Stdout => s.serialize_str("stdout"),
+        AuditOutput::File(path) => s.serialize_str(&path.to_string_lossy()),
     }
 }

@@ -23,7 +23,8 @@ mod sink;
 pub use config::{AuditConfig, AuditOutput};
 pub use event::{Event, Outcome};
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
@@ -34,9 +35,21 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct Audit {
     tx: mpsc::Sender<Event>,
-    include_keys: bool,
+    /// `audit.include_keys`; a reload changes it.
+    include_keys: Arc<AtomicBool>,
+    /// A new output from a reload, taken by the writer before its next batch.
+    next_output: Arc<Mutex<Option<sink::Output>>>,
     recorded: Counter,
     dropped: Counter,
+}
+
+/// What a config reload changes in a running audit log, built (the new
+/// output opened) before anything is in force: [`Audit::prepare`], then
+/// [`Audit::apply`].
+#[derive(Debug)]
+pub struct Change {
+    output: Option<sink::Output>,
+    include_keys: bool,
 }
 
 impl Audit {
@@ -75,13 +88,35 @@ impl Audit {
             "Audit events written to the audit output",
             written.clone(),
         );
-        tokio::spawn(sink::run(rx, output, store, written));
+        let next_output = Arc::new(Mutex::new(None));
+        tokio::spawn(sink::run(rx, output, next_output.clone(), store, written));
         Ok(Audit {
             tx,
-            include_keys: config.include_keys,
+            include_keys: Arc::new(AtomicBool::new(config.include_keys)),
+            next_output,
             recorded,
             dropped,
         })
+    }
+
+    /// A reload's `audit.output` (`Some` when it changed: opened now, so
+    /// a bad path refuses the reload) and `audit.include_keys`.
+    pub fn prepare(output: Option<&AuditOutput>, include_keys: bool) -> Result<Change, String> {
+        Ok(Change {
+            output: output.map(sink::Output::open).transpose()?,
+            include_keys,
+        })
+    }
+
+    /// Puts a prepared change in force: events recorded from now on go to
+    /// the new output (the writer switches before its next batch; what it
+    /// holds already goes there too), keys as `include_keys` now says.
+    pub fn apply(&self, change: Change) {
+        self.include_keys
+            .store(change.include_keys, Ordering::Relaxed);
+        if let Some(output) = change.output {
+            *self.next_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
+        }
     }
 
     /// Records an event without waiting; dropped (and counted) when the
@@ -99,7 +134,7 @@ impl Audit {
 
     /// The key to record with an event: only with `audit.include_keys`.
     pub fn key(&self, key: Option<&[u8]>) -> Option<String> {
-        if !self.include_keys {
+        if !self.include_keys.load(Ordering::Relaxed) {
             return None;
         }
         key.map(|k| String::from_utf8_lossy(k).into_owned())
@@ -110,6 +145,7 @@ impl Audit {
 pub type SharedAudit = Option<Arc<Audit>>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -128,7 +164,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(2);
         let audit = Audit {
             tx,
-            include_keys: false,
+            include_keys: Arc::new(AtomicBool::new(false)),
+            next_output: Arc::new(Mutex::new(None)),
             recorded: Counter::default(),
             dropped: Counter::default(),
         };
@@ -145,14 +182,15 @@ mod tests {
     #[test]
     fn keys_only_with_include_keys() {
         let (tx, _rx) = mpsc::channel(1);
-        let mut audit = Audit {
+        let audit = Audit {
             tx,
-            include_keys: false,
+            include_keys: Arc::new(AtomicBool::new(false)),
+            next_output: Arc::new(Mutex::new(None)),
             recorded: Counter::default(),
             dropped: Counter::default(),
         };
         assert_eq!(audit.key(Some(b"k")), None);
-        audit.include_keys = true;
+        audit.apply(Audit::prepare(None, true).unwrap());
         assert_eq!(audit.key(Some(b"k")), Some("k".into()));
     }
 }

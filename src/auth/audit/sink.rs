@@ -14,6 +14,7 @@ use super::{AuditOutput, Event};
 const BATCH: usize = 256;
 
 /// An opened audit output.
+#[derive(Debug)]
 pub(super) enum Output {
     Stdout(tokio::io::Stdout),
     File(tokio::fs::File),
@@ -88,6 +89,7 @@ fn lines(events: &[(String, Event)]) -> Vec<u8> {
 pub(super) async fn run(
     mut rx: mpsc::Receiver<Event>,
     mut output: Output,
+    next_output: std::sync::Arc<std::sync::Mutex<Option<Output>>>,
     store: Option<crate::tier::store::Store>,
     written: Counter,
 ) {
@@ -97,6 +99,10 @@ pub(super) async fn run(
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let events: Vec<(String, Event)> = batch.drain(..).map(|e| (now(), e)).collect();
+        // A config reload's new output (one lock per batch).
+        if let Some(new) = next_output.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            output = new;
+        }
         if let Err(e) = output.write(&lines(&events)).await {
             tracing::warn!(error = %e, "audit log: write failed");
         } else {

@@ -258,7 +258,31 @@ impl Session {
                         .await
                 }
             },
-            (b"genpass" | b"help" | b"load", _) => {
+            (b"genpass", 2 | 3) => match genpass(args.get(2)) {
+                Ok(hex) => {
+                    r.bulk(hex.as_bytes());
+                }
+                Err(text) => return self.error(text).await,
+            },
+            (b"load", 2) => match users.load_file() {
+                Ok(names) => {
+                    // Redis 7.0 disconnects the clients of every user but
+                    // `default` (their user objects are freed), this one too
+                    // once answered.
+                    let mut me = false;
+                    for name in names {
+                        let filter = crate::server::clients::KillFilter {
+                            user: Some(Bytes::from(name)),
+                            ..Default::default()
+                        };
+                        me |= self.shared.clients.kill(&filter, self.info.id).1;
+                    }
+                    let flow = self.reply(reply::ok()).await;
+                    return if me { Flow::Close } else { flow };
+                }
+                Err(text) => return self.error(&format!("ERR {text}")).await,
+            },
+            (b"help", _) => {
                 return self
                     .error("ERR strata does not support this ACL subcommand in users mode")
                     .await;
@@ -273,4 +297,28 @@ impl Session {
         }
         self.reply(r.freeze()).await
     }
+}
+
+/// ACL GENPASS [bits]: Redis's (acl.c): 256 bits by default, at most 4096,
+/// as lower-case hex, one character per 4 bits rounded up, from the
+/// operating system's random source.
+fn genpass(bits: Option<&Bytes>) -> Result<String, &'static str> {
+    const MAX_BITS: i64 = 4096;
+    let bits = match bits {
+        None => 256,
+        Some(b) => crate::protocol::request::parse_int(b)
+            .ok_or("ERR value is not an integer or out of range")?,
+    };
+    if bits <= 0 || bits > MAX_BITS {
+        return Err("ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096");
+    }
+    let chars = ((bits + 3) / 4) as usize;
+    let mut random = vec![0u8; chars.div_ceil(2)];
+    getrandom::fill(&mut random).map_err(|_| "ERR failed to get random bytes")?;
+    let mut hex = String::with_capacity(chars + 1);
+    for b in &random {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex.truncate(chars);
+    Ok(hex)
 }

@@ -43,17 +43,23 @@ impl Session {
                 | "command|count"
                 | "command|list"
         );
-        let _slow = if watched {
-            crate::admin::slow_watch::SlowWatch::start(
-                &self.shared,
-                &self.info,
-                &req.frame,
-                Instant::now(),
-            )
-        } else {
-            crate::admin::slow_watch::SlowWatch::default()
-        };
-        self.local_answer(req, spec).await
+        // A PING pays a clock read and a reference to its frame; the watch
+        // (an allocation and a copy) is made only for a slow one.
+        let started = Instant::now();
+        let frame = (watched && self.shared.slowlog.is_on()).then(|| req.frame.clone());
+        let flow = self.local_answer(req, spec).await;
+        if let Some(frame) = frame {
+            if started.elapsed() >= self.shared.slowlog.threshold() {
+                // Dropped at once: recorded.
+                drop(crate::admin::slow_watch::SlowWatch::start(
+                    &self.shared,
+                    &self.info,
+                    &frame,
+                    started,
+                ));
+            }
+        }
+        flow
     }
 
     async fn local_answer(&mut self, req: Request, spec: &'static CommandSpec) -> Flow {

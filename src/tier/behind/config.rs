@@ -14,7 +14,7 @@
 use serde::Deserialize;
 
 /// `[postgres.write_behind]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BehindConfig {
     /// The outbox stream in Redis (standalone and Sentinel: one stream).

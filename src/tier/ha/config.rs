@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 /// Where tier reads (read-through, `PROXY TIER STATS | VERIFY | WARM`,
 /// `PROXY CHECKPOINT LIST`) go. Writes always go to the primary.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReadFrom {
     /// Every read on the primary (no staleness).

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::tier::config::TierRuleConfig;
 
 /// `[postgres.spill]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SpillConfig {
     /// Pause between two scan passes (a pass walks every primary once).
