@@ -15,6 +15,12 @@
 //!   and length.
 //! - `[[transform]]` rules and `[transform_keys]`: swapped
 //!   (`LiveTransforms`); key files and variables are read again.
+//! - `[[tier]]` rules (patterns, policies, write modes, spill
+//!   thresholds): swapped (`Tiers::swap_rules`) for the commands planned
+//!   from then on, connections untouched; unless the running tiers cannot
+//!   take them (the first tier rule, none left, the first write-behind or
+//!   spill rule: their machinery starts at startup), then named as needing
+//!   a restart.
 //! - `telemetry.log_level`: the log filter is replaced.
 //! - `[backend]` in standalone mode (address, timeouts, connections): a
 //!   new node is started and must connect before it takes new requests;
@@ -25,7 +31,7 @@
 //!   `telemetry.listen`, `backend.mode`, the backend's credentials and
 //!   `read_from`, Sentinel and cluster settings, `[tls]` (its files reload
 //!   by themselves), `[auth]` (ACL SETUSER changes users live),
-//!   `[postgres]`, `[[tier]]`, `[audit]`) needs a restart: the reload
+//!   `[postgres]`, `[audit]`) needs a restart: the reload
 //!   applies the rest and names those keys.
 
 use std::path::PathBuf;
@@ -55,7 +61,6 @@ const RESTART: &[&str] = &[
     "backend.sentinel",
     "backend.cluster",
     "postgres",
-    "tier",
     "audit",
     "tls",
     // strata's own users: ACL SETUSER/DELUSER change them at run time.
@@ -308,7 +313,7 @@ impl Reloader {
 
         let mut changed = Vec::new();
         diff("", state.doc.as_item(), doc.as_item(), &mut changed);
-        let (restart_needed, applied): (Vec<String>, Vec<String>) =
+        let (mut restart_needed, mut applied): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|k| needs_restart(k, &next));
 
         // Build first; nothing is in force until everything is ready.
@@ -323,6 +328,24 @@ impl Reloader {
                 next.server.proto_max_bulk_len,
                 stats,
             )?)
+        } else {
+            None
+        };
+        // `[[tier]]` rules: swapped when the running tiers can take them
+        // (`Tiers::check_rules`); else their keys need a restart.
+        let tier_rules = if format!("{:?}", next.tier) != format!("{:?}", old.tier) {
+            match shared.tiers.as_deref() {
+                Some(tiers) => tiers.check_rules(&next.tier),
+                None => Err("the first [[tier]] rule needs a restart".into()),
+            }
+            .map_err(|why| {
+                tracing::warn!(reason = %why, "config reload: [[tier]] rules not applied");
+                let (tier, rest): (Vec<String>, Vec<String>) =
+                    applied.drain(..).partition(|k| is_tier_key(k));
+                applied = rest;
+                restart_needed.extend(tier);
+            })
+            .ok()
         } else {
             None
         };
@@ -343,6 +366,9 @@ impl Reloader {
         );
         if let Some(t) = transforms {
             shared.transforms.replace(t);
+        }
+        if let (Some(rules), Some(tiers)) = (tier_rules, shared.tiers.as_deref()) {
+            tiers.swap_rules(rules);
         }
         if next.telemetry.log_level != old.telemetry.log_level {
             crate::telemetry::reload_log_level(&next.telemetry.log_level)?;
@@ -389,6 +415,11 @@ async fn start_backend(
     }
     let old_timeout = shared.backend.primary().request_timeout();
     Ok((node, old_timeout + Duration::from_millis(500)))
+}
+
+/// A key of the `[[tier]]` rules.
+fn is_tier_key(key: &str) -> bool {
+    key == "tier" || key.starts_with("tier.") || key.starts_with("tier[")
 }
 
 fn needs_restart(key: &str, next: &Config) -> bool {
@@ -543,7 +574,8 @@ mod tests {
     fn restart_keys() {
         let c = Config::default();
         assert!(needs_restart("server.listen", &c));
-        assert!(needs_restart("tier", &c));
+        assert!(!needs_restart("tier", &c));
+        assert!(needs_restart("postgres.url", &c));
         assert!(!needs_restart("server.maxclients", &c));
         assert!(!needs_restart("backend.address", &c));
         assert!(!needs_restart("transform", &c));
