@@ -103,7 +103,7 @@ pub(super) struct Drain {
     tiers: Weak<Tiers>,
     router: Arc<Router>,
     /// Cluster mode: one outbox per slot.
-    cluster: Option<Arc<ClusterRouter>>,
+    pub(super) cluster: Option<Arc<ClusterRouter>>,
     /// Cluster mode: what the slots' outboxes held at the last count.
     pub(super) slots: super::slots::SlotState,
     timeout: Duration,
