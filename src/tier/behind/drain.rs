@@ -473,7 +473,10 @@ impl Drain {
 
     async fn refresh_gauges(&mut self) {
         if self.cluster.is_some() {
-            // Counted by the slots' pass (`slots.rs`), every second.
+            // The slots' count (`slots.rs`), every second: also while a
+            // batch waits for Postgres, since the bound over the whole
+            // cluster reads it.
+            self.count_if_due().await;
             return;
         }
         if !self.lead

@@ -66,18 +66,7 @@ impl Drain {
     pub(super) async fn gather_slots(&mut self) -> Result<Vec<Part>, String> {
         let rows = self.behind.config.batch_rows;
         let window = Duration::from_millis(self.behind.config.batch_ms);
-        if self.lead
-            && self
-                .slots
-                .last_count
-                .is_none_or(|t| t.elapsed() >= COUNT_EVERY)
-        {
-            // A primary that does not answer must not stall the drain of
-            // the others: the count is retried at the next turn.
-            if let Err(e) = self.count_slots().await {
-                tracing::debug!(error = %e, "tier behind: outbox count failed");
-            }
-        }
+        self.count_if_due().await;
         if self.lead {
             if let Some(parts) = self.read_own(rows).await? {
                 return Ok(parts);
@@ -323,6 +312,23 @@ impl Drain {
             }
         }
         Ok(parts)
+    }
+
+    /// Worker 0, once a second: [`Drain::count_slots`]. A primary that
+    /// does not answer must not stall the drain of the others: the count
+    /// is retried at the next turn.
+    pub(super) async fn count_if_due(&mut self) {
+        if !self.lead
+            || self
+                .slots
+                .last_count
+                .is_some_and(|t| t.elapsed() < COUNT_EVERY)
+        {
+            return;
+        }
+        if let Err(e) = self.count_slots().await {
+            tracing::debug!(error = %e, "tier behind: outbox count failed");
+        }
     }
 
     /// Counts every slot's outbox; marks the non-empty ones; sets the
