@@ -597,3 +597,64 @@ async fn config_get_shows_defaults_beside_the_file_keys() {
         "{reply}"
     );
 }
+
+/// `[[tier]]` rules reload live: a new pattern is mirrored by the next
+/// command on the same connection, the old one no longer; a change the
+/// running tiers cannot take (the first write-behind rule: its drain
+/// starts at startup) is named as needing a restart and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_rules_reload_on_a_live_connection() {
+    let redis = RedisServer::start();
+    let pg = support::postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    let with_rule = |pattern: &str, write_mode: &str| {
+        format!(
+            "{}[postgres]\nurl = \"{}\"\n[[tier]]\npattern = \"{pattern}\"\npolicy = \"mirror\"\nwrite = \"{write_mode}\"\n",
+            config_text(&redis.addr(), 2000, false, "tiers"),
+            pg.url()
+        )
+    };
+    write(&path, &with_rule("durable:*", "through"));
+    let running = start(&path).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .unwrap();
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.cmd("SET durable:a 1").await != b"+OK\r\n" {
+        // The schema is applied in the background at startup.
+        assert!(Instant::now() < deadline, "strata never mirrored durable:a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.expect("SET saved:a 1", b"+OK\r\n").await;
+    let row = |k: &'static str| support::tier_env::entry_row(&pool, k);
+    assert!(row("durable:a").await.is_some());
+    assert!(row("saved:a").await.is_none());
+
+    write(&path, &with_rule("saved:*", "through"));
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert!(report.restart_needed.is_empty(), "{report:?}");
+    assert!(
+        report.applied.iter().any(|k| k.starts_with("tier")),
+        "{report:?}"
+    );
+    c.expect("SET saved:b 2", b"+OK\r\n").await;
+    c.expect("SET durable:b 2", b"+OK\r\n").await;
+    assert!(row("saved:b").await.is_some(), "the new rule mirrors");
+    assert!(row("durable:b").await.is_none(), "the old rule no longer");
+
+    write(&path, &with_rule("saved:*", "behind"));
+    let report = running.reloader.reload_file("test").await.unwrap();
+    assert!(
+        report.restart_needed.iter().any(|k| k.starts_with("tier")),
+        "{report:?}"
+    );
+    c.expect("SET saved:c 3", b"+OK\r\n").await;
+    assert!(
+        row("saved:c").await.is_some(),
+        "write-through still in force"
+    );
+}

@@ -269,3 +269,78 @@ async fn cluster_write_behind_drains_every_primary_in_order() {
         .expect("pool");
     wait_rows(&pool, &want3, "writes acknowledged before a FLUSHALL").await;
 }
+
+/// The outbox bound in cluster mode: with Postgres down, writes spread over
+/// every primary are refused with `-ERR tier backlog full` once the slots'
+/// outboxes together hold `outbox_max_bytes` (counted every second, so a
+/// second of writes past it at most), not applied; once Postgres is back
+/// every acknowledged write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_write_behind_outbox_is_bounded_over_every_primary() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("cluster");
+    let mut pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .expect("postgres");
+    let mut config = support::cluster_strata::config(&cluster, ReadFrom::Primary);
+    let tiers: strata::config::Config = toml::from_str(&support::behind_env::tier_toml(
+        &pg.url(),
+        "outbox_max_bytes = 65536",
+    ))
+    .expect("tier config");
+    strata::tier::migrate(tiers.postgres.as_ref().expect("postgres"))
+        .await
+        .expect("migrate");
+    config.postgres = tiers.postgres;
+    config.tier = tiers.tier;
+    let running = support::cluster_strata::start_with(config).await;
+    pg.stop();
+    let mut c = RawConn::connect(&running.addr.to_string()).await;
+    let value = "x".repeat(200);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..5_000 {
+        let key = format!("durable:bp{i}");
+        let r = c.cmd(&format!("SET {key} {value}")).await;
+        if r == b"+OK\r\n" {
+            acked.push(key);
+        } else {
+            refused = Some((key, show(&r)));
+            break;
+        }
+        if i % 50 == 0 {
+            // Let the drain's count (every second) see the backlog.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (refused_key, text) = refused.expect("the outboxes never filled");
+    assert!(text.starts_with("-ERR tier backlog full"), "{text}");
+    // ~290 bytes per change: 65536 bytes is ~225 changes, plus what the
+    // last second's count had not seen yet.
+    assert!(acked.len() > 150 && acked.len() < 1_000, "{}", acked.len());
+    c.expect(&format!("EXISTS {refused_key}"), b":0\r\n").await;
+
+    pg.restart();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("pool");
+    let want: Vec<(String, Option<Vec<u8>>)> = acked
+        .iter()
+        .map(|k| (k.clone(), Some(value.clone().into_bytes())))
+        .collect();
+    wait_rows(
+        &pool,
+        &want,
+        "every acknowledged write after postgres came back",
+    )
+    .await;
+    // Writes are taken again once the drain caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.cmd(&format!("SET {refused_key} v")).await != b"+OK\r\n" {
+        assert!(Instant::now() < deadline, "writes still refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

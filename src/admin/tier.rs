@@ -152,7 +152,9 @@ fn sat(n: u64) -> i64 {
 /// write-behind outbox (read from Redis now: entries, bytes, the oldest
 /// change's wait) and each Postgres host as the last probe found it.
 async fn stats(tiers: &Tiers, nodes: &mut Nodes<'_>, proto: Protocol) -> Result<Bytes, String> {
-    let rules = tiers.rules().all();
+    // An Arc, not the guard: the walk below takes a while.
+    let rules_now = arc_swap::Guard::into_inner(tiers.rules());
+    let rules = rules_now.all();
     let mut rows = vec![0i64; rules.len()];
     let mut bytes = vec![0i64; rules.len()];
     let mut walk = Walk::new(b"*", false);
@@ -369,12 +371,11 @@ async fn spill(tiers: &Tiers, nodes: &mut Nodes<'_>, pattern: &Bytes) -> Result<
         loop {
             let (next, keys) = nodes.scan(&node, cursor, pattern, 500).await?;
             for k in keys {
-                if tiers
+                let spill_rule = tiers
                     .rules()
                     .find(&k)
-                    .is_some_and(|r| r.mode() == Mode::Spill)
-                    && tiers.spill_key(&link, &k, 0).await?
-                {
+                    .is_some_and(|r| r.mode() == Mode::Spill);
+                if spill_rule && tiers.spill_key(&link, &k, 0).await? {
                     spilled += 1;
                 }
             }

@@ -15,6 +15,12 @@
 //!   and length.
 //! - `[[transform]]` rules and `[transform_keys]`: swapped
 //!   (`LiveTransforms`); key files and variables are read again.
+//! - `[[tier]]` rules (patterns, policies, write modes, spill
+//!   thresholds): swapped (`Tiers::swap_rules`) for the commands planned
+//!   from then on, connections untouched; unless the running tiers cannot
+//!   take them (the first tier rule, none left, the first write-behind or
+//!   spill rule: their machinery starts at startup), then named as needing
+//!   a restart.
 //! - `telemetry.log_level`: the log filter is replaced.
 //! - `[backend]` in standalone mode (address, timeouts, connections): a
 //!   new node is started and must connect before it takes new requests;
@@ -25,7 +31,7 @@
 //!   `telemetry.listen`, `backend.mode`, the backend's credentials and
 //!   `read_from`, Sentinel and cluster settings, `[tls]` (its files reload
 //!   by themselves), `auth.mode`, `[auth.deny]`, `[postgres]`,
-//!   `[[tier]]`, `[audit]`) needs a restart: the reload applies the rest
+//!   the first `[[tier]]` rule, `[audit]`) needs a restart: the reload applies the rest
 //!   and names those keys.
 //! - The client TLS certificate's paths and minimum version (with the TLS
 //!   listener running): a new server configuration is built from the new
@@ -40,6 +46,8 @@
 //!   (`auth/users.rs` `Users::replace`): logged-in clients stay, a new
 //!   password is asked at the next AUTH. `[auth.limits]`: the failed-AUTH
 //!   hold-back and the CIDR lists, for what comes next.
+//! - `[[tier]]` rules, when the running tiers can take them
+//!   (`Tiers::check_rules`, then `swap_rules`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -68,7 +76,6 @@ const RESTART: &[&str] = &[
     "backend.sentinel",
     "backend.cluster",
     "postgres",
-    "tier",
     "audit",
     // The listeners and the backend connectors are built once; the client
     // certificate's paths and minimum version reload (`TLS_LIVE`).
@@ -79,6 +86,9 @@ const RESTART: &[&str] = &[
     // swapping it live would cost every command a load.
     "auth.deny",
     "auth.acllog_max_len",
+    // The coordination service is built once (its wake subscription, the
+    // replica-ack settings).
+    "coord",
 ];
 
 /// What a reload did.
@@ -353,7 +363,7 @@ impl Reloader {
 
         let mut changed = Vec::new();
         diff("", state.doc.as_item(), doc.as_item(), &mut changed);
-        let (restart_needed, applied): (Vec<String>, Vec<String>) =
+        let (mut restart_needed, mut applied): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|k| needs_restart(k, &next));
 
         // Build first; nothing is in force until everything is ready.
@@ -400,6 +410,24 @@ impl Reloader {
             }
             _ => None,
         };
+        // `[[tier]]` rules: swapped when the running tiers can take them
+        // (`Tiers::check_rules`); else their keys need a restart.
+        let tier_rules = if format!("{:?}", next.tier) != format!("{:?}", old.tier) {
+            match shared.tiers.as_deref() {
+                Some(tiers) => tiers.check_rules(&next.tier),
+                None => Err("the first [[tier]] rule needs a restart".into()),
+            }
+            .map_err(|why| {
+                tracing::warn!(reason = %why, "config reload: [[tier]] rules not applied");
+                let (tier, rest): (Vec<String>, Vec<String>) =
+                    applied.drain(..).partition(|k| is_tier_key(k));
+                applied = rest;
+                restart_needed.extend(tier);
+            })
+            .ok()
+        } else {
+            None
+        };
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -418,7 +446,6 @@ impl Reloader {
         if let Some(t) = transforms {
             shared.transforms.replace(t);
         }
-        let mut applied = applied;
         if let Some((users, loaded)) = users {
             for name in users.replace(loaded) {
                 // As ACL DELUSER: the removed user's clients are disconnected.
@@ -440,6 +467,9 @@ impl Reloader {
         }
         shared.auth.limiter.set(&next.auth.limits);
         shared.auth.cidrs.set(&next.auth.limits);
+        if let (Some(rules), Some(tiers)) = (tier_rules, shared.tiers.as_deref()) {
+            tiers.swap_rules(rules);
+        }
         if next.telemetry.log_level != old.telemetry.log_level {
             crate::telemetry::reload_log_level(&next.telemetry.log_level)?;
         }
@@ -499,6 +529,10 @@ const TLS_LIVE: &[&str] = &[
 
 /// `[audit]` keys a reload applies while the audit log runs.
 const AUDIT_LIVE: &[&str] = &["audit.output", "audit.include_keys"];
+/// A key of the `[[tier]]` rules.
+fn is_tier_key(key: &str) -> bool {
+    key == "tier" || key.starts_with("tier.") || key.starts_with("tier[")
+}
 
 fn needs_restart(key: &str, next: &Config) -> bool {
     if TLS_LIVE.contains(&key) && next.tls.listen.is_some() {
@@ -658,7 +692,8 @@ mod tests {
     fn restart_keys() {
         let c = Config::default();
         assert!(needs_restart("server.listen", &c));
-        assert!(needs_restart("tier", &c));
+        assert!(!needs_restart("tier", &c));
+        assert!(needs_restart("postgres.url", &c));
         assert!(!needs_restart("server.maxclients", &c));
         assert!(!needs_restart("backend.address", &c));
         assert!(!needs_restart("transform", &c));

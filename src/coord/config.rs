@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 /// The `[coord]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoordConfig {
     /// The coordination commands answer (on by default). Off: strata does
@@ -41,7 +41,7 @@ impl Default for CoordConfig {
 }
 
 /// One `[[coord.backend]]` rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendRule {
     /// A Redis glob over object names (`orders:*`).
@@ -52,7 +52,7 @@ pub struct BackendRule {
 }
 
 /// Where a coordination object lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// The Redis strata proxies to (standalone, Sentinel primary, or the

@@ -92,6 +92,22 @@ impl Request {
         })
     }
 
+    /// Argument `i` as [`ArgList::arg`] reads it, inlined for the second
+    /// argument when the parser saw where it lies (the key of most keyed
+    /// commands): the hot path's checks (the tier rules') read it in a few
+    /// instructions instead of a call.
+    #[inline(always)]
+    pub fn key_arg(&self, i: usize) -> Option<&[u8]> {
+        if i == 1 {
+            if let Some((at, len)) = self.second {
+                return self
+                    .frame
+                    .get(at as usize..(at as usize).saturating_add(len as usize));
+            }
+        }
+        self.arg_in_frame(i)
+    }
+
     /// Argument `i` without splitting the frame, for looking at a few
     /// arguments of a short command. A long command is split once instead,
     /// so reading all its arguments stays linear.

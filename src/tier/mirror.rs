@@ -102,6 +102,7 @@ impl Tiers {
             .into_iter()
             .filter(|k| {
                 self.rules
+                    .load()
                     .find(k)
                     .is_some_and(|r| r.mode() == super::rules::Mode::Spill)
             })

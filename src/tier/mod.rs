@@ -65,7 +65,10 @@ pub use store::{ReplicaOptions, Store, StoreError, StoreOptions};
 /// mirror (locks, counters). One per strata, shared by every session.
 #[derive(Debug)]
 pub struct Tiers {
-    rules: TierRules,
+    /// Swapped whole by a reload (`reload_rules`).
+    rules: arc_swap::ArcSwap<TierRules>,
+    /// The rules' first-byte bitmap, read first on the data path.
+    gate: rules::Gate,
     store: Store,
     /// Write-through puts, grouped across concurrent writers.
     committer: committer::Committer,
@@ -111,8 +114,11 @@ impl Tiers {
         let spill = rules
             .any_spill()
             .then(|| Arc::new(spill::Spill::new(&pg.spill)));
+        let gate = rules::Gate::default();
+        gate.set(&rules);
         Ok(Some(Arc::new(Tiers {
-            rules,
+            rules: arc_swap::ArcSwap::from_pointee(rules),
+            gate,
             behind,
             spill,
             cluster: AtomicBool::new(false),
@@ -127,9 +133,43 @@ impl Tiers {
         })))
     }
 
-    /// The rules.
-    pub fn rules(&self) -> &TierRules {
-        &self.rules
+    /// The rules in force (a reload may swap them: hold the guard for the
+    /// length of one operation).
+    pub fn rules(&self) -> arc_swap::Guard<Arc<TierRules>> {
+        self.rules.load()
+    }
+
+    /// Checks that `configs` can replace the rules without a restart: the
+    /// background machinery they need is running (write-behind's drain,
+    /// spill's scanner are started once, with the first such rule).
+    pub fn check_rules(&self, configs: &[TierRuleConfig]) -> Result<TierRules, String> {
+        if configs.is_empty() {
+            return Err("removing every [[tier]] rule needs a restart".into());
+        }
+        let next = TierRules::new(configs)?;
+        if next.any_behind() && self.behind.is_none() {
+            return Err(
+                "the first write = \"behind\" rule needs a restart (its drain starts at startup)"
+                    .into(),
+            );
+        }
+        if next.any_spill() && self.spill.is_none() {
+            return Err(
+                "the first policy = \"spill\" rule needs a restart (its scanner starts at startup)"
+                    .into(),
+            );
+        }
+        Ok(next)
+    }
+
+    /// Puts rules checked by [`Tiers::check_rules`] in force: commands
+    /// planned from now on see them; connections are not touched. The
+    /// gate is widened first, so no key either rule set names is turned
+    /// away while they change places.
+    pub fn swap_rules(&self, next: TierRules) {
+        self.gate.widen(&next);
+        self.rules.store(Arc::new(next));
+        self.gate.set(&self.rules.load());
     }
 
     /// The store.

@@ -84,6 +84,7 @@ impl Tiers {
     /// ones (`plan` refused commands that mix both modes).
     pub(super) fn behind_for(&self, write: &Write) -> Option<&super::behind::Behind> {
         let behind = self.behind.as_deref()?;
+        let rules = self.rules.load();
         let key = match write {
             Write::Set(s) => &s.key,
             Write::GetDel(k) | Write::Persist(k) | Write::Expire { key: k, .. } => k,
@@ -99,12 +100,13 @@ impl Tiers {
             Write::Spill(_) => return None,
             Write::Flush(_) => return Some(behind),
         };
-        (self.rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
+        (rules.find(key)?.mode() == Mode::MirrorBehind).then_some(behind)
     }
 
     /// True when a mirror rule (not a spill rule) names `key`.
     fn mirrored(&self, key: &[u8]) -> bool {
         self.rules
+            .load()
             .find(key)
             .is_some_and(|r| r.mode() != Mode::Spill)
     }
@@ -174,6 +176,22 @@ impl Tiers {
         }))
     }
 
+    /// True when the command surely needs nothing from the tiers: its one
+    /// key (at a fixed position: GET, SET, INCR, …) starts with a byte no
+    /// rule's literal prefix starts with. The data path asks this first,
+    /// inlined, so that a key no rule names costs a few dozen instructions
+    /// (no call, no [`Plan`] built and dropped); anything else goes to
+    /// [`Tiers::plan`].
+    #[inline(always)]
+    pub fn surely_proceeds(&self, req: &Request, spec: &CommandSpec) -> bool {
+        spec.first_key > 0
+            && spec.last_key == spec.first_key
+            && spec.key_specs.len() == 1
+            && req
+                .key_arg(spec.first_key as usize)
+                .is_none_or(|k| !self.gate.may_match(k))
+    }
+
     /// The plan for one command (after value transforms: the values here
     /// are what Redis stores, and so what Postgres stores).
     pub fn plan(&self, req: &Request, spec: Option<&'static CommandSpec>, cx: Context) -> Plan {
@@ -206,18 +224,21 @@ impl Tiers {
             }
             return Plan::Proceed;
         }
+        // One load of the rules for the whole plan (a reload swaps them).
+        let rules_guard = self.rules.load();
+        let rules: &super::TierRules = &rules_guard;
         // Most commands name one key at a fixed position (GET, SET, …):
         // one look at it decides, without the key-spec walk.
         if spec.first_key > 0 && spec.last_key == spec.first_key && spec.key_specs.len() == 1 {
             let key = req.arg(spec.first_key as usize);
-            if key.is_none_or(|k| self.rules.find(k).is_none()) {
+            if key.is_none_or(|k| rules.find(k).is_none()) {
                 return Plan::Proceed;
             }
         }
         let indexes = key_indexes(spec, req);
         let mut rule = None;
         for i in &indexes {
-            if let Some(r) = req.arg(i).and_then(|k| self.rules.find(k)) {
+            if let Some(r) = req.arg(i).and_then(|k| rules.find(k)) {
                 rule = Some(r);
                 break;
             }
@@ -234,7 +255,7 @@ impl Tiers {
             let mut mirror = None;
             for &i in indexes.as_slice() {
                 let Some(k) = args.get(i) else { continue };
-                match self.rules.find(k) {
+                match rules.find(k) {
                     Some(r) if r.mode() == Mode::Spill => spilled.push(k.clone()),
                     Some(r) => mirror = mirror.or(Some(r)),
                     None => {}
@@ -259,7 +280,7 @@ impl Tiers {
             let keys: Vec<Bytes> = indexes
                 .iter()
                 .filter_map(|i| args.get(i))
-                .filter(|k| self.rules.find(k).is_some_and(|r| warm_mode(r.mode())))
+                .filter(|k| rules.find(k).is_some_and(|r| warm_mode(r.mode())))
                 .cloned()
                 .collect();
             if keys.is_empty() {
@@ -306,7 +327,7 @@ impl Tiers {
             // One command's mirrored keys must share one write mode.
             let mut modes = indexes
                 .iter()
-                .filter_map(|i| args.get(i).and_then(|k| self.rules.find(k)))
+                .filter_map(|i| args.get(i).and_then(|k| rules.find(k)))
                 .map(|r| r.mode())
                 .filter(|m| *m != Mode::Spill);
             let first = modes.next();

@@ -27,6 +27,7 @@ impl Tiers {
         if self.spill.is_some() {
             let (spilled, rest): (Vec<Bytes>, Vec<Bytes>) = keys.iter().cloned().partition(|k| {
                 self.rules
+                    .load()
                     .find(k)
                     .is_some_and(|r| r.mode() == super::rules::Mode::Spill)
             });
@@ -98,8 +99,9 @@ impl Tiers {
             (still.len() - rows.len()) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let rules = self.rules.load();
         for key in &still {
-            if let Some(rule) = self.rules.find(key) {
+            if let Some(rule) = rules.find(key) {
                 let counter = if rows.iter().any(|r| r.key == key) {
                     &rule.hits
                 } else {

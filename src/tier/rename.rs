@@ -115,7 +115,8 @@ impl Tiers {
                 return Plan::Warm(vec![src]);
             }
         }
-        let rule = |k: &[u8]| self.rules.find(k).map(|r| r.mode());
+        let rules = self.rules.load();
+        let rule = |k: &[u8]| rules.find(k).map(|r| r.mode());
         let (sm, dm) = (rule(&src), rule(&dst));
         if sm == Some(Mode::Spill) || dm == Some(Mode::Spill) {
             super::TierStats::bump(&self.stats.refused);

@@ -81,6 +81,11 @@ pub struct TierRules {
     by_first: Vec<Vec<usize>>,
     /// The rules with no literal prefix (what an empty key may match).
     open: Vec<usize>,
+    /// A bit per first byte: set when some rule may match a key starting
+    /// with it (every bit, when a rule has no literal prefix). The data
+    /// path's first check ([`TierRules::may_match`]): a few instructions
+    /// turn away a key no rule can match, whatever the number of rules.
+    first: [u64; 4],
 }
 
 impl TierRules {
@@ -116,17 +121,24 @@ impl TierRules {
         let open: Vec<usize> = (0..rules.len())
             .filter(|&i| rules[i].prefix.is_empty())
             .collect();
-        let by_first = (0..=255u8)
+        let by_first: Vec<Vec<usize>> = (0..=255u8)
             .map(|b| {
                 (0..rules.len())
                     .filter(|&i| rules[i].prefix.first().is_none_or(|f| *f == b))
                     .collect()
             })
             .collect();
+        let mut first = [0u64; 4];
+        for (b, candidates) in by_first.iter().enumerate() {
+            if !candidates.is_empty() {
+                first[b >> 6] |= 1 << (b & 63);
+            }
+        }
         Ok(TierRules {
             rules,
             by_first,
             open,
+            first,
         })
     }
 
@@ -148,6 +160,22 @@ impl TierRules {
     /// Every rule, in order.
     pub fn all(&self) -> &[TierRule] {
         &self.rules
+    }
+
+    /// False when no rule can match `key` (its first byte starts no
+    /// rule's literal prefix): the bitmap alone, no rule looked at.
+    #[inline]
+    pub fn may_match(&self, key: &[u8]) -> bool {
+        match key.first() {
+            Some(&b) => self.first[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+            None => !self.open.is_empty(),
+        }
+    }
+
+    /// The bitmap [`TierRules::may_match`] reads, and whether an empty key
+    /// may match.
+    fn gate_bits(&self) -> ([u64; 4], bool) {
+        (self.first, !self.open.is_empty())
     }
 
     /// The first rule matching `key`.
@@ -212,7 +240,59 @@ mod tests {
         assert_eq!(found(b"c:x"), Some("*:x"));
         assert_eq!(found(b"c"), None);
         assert_eq!(found(b""), None);
+        // A rule with no literal prefix: every key may match (a filter, not a verdict).
+        assert!(rules.may_match(b"c") && rules.may_match(b""));
+        let prefixed = TierRules::new(&[rule("a:*"), rule("b?")]).expect("rules");
+        assert!(prefixed.may_match(b"a:x") && prefixed.may_match(b"bx"));
+        assert!(!prefixed.may_match(b"key:1") && !prefixed.may_match(b""));
+        assert!(prefixed.may_match(b"a") && prefixed.find(b"a").is_none());
+        let any = TierRules::new(&[rule("*:x")]).expect("rules");
+        assert!(any.may_match(b"key:1") && any.may_match(b"\xff"));
         let any = TierRules::new(&[rule("*")]).expect("rules");
         assert_eq!(any.find(b"").map(|r| r.pattern()), Some("*"));
+    }
+}
+
+/// [`TierRules::may_match`]'s bitmap in atomics, outside the swappable
+/// rules (`Tiers::reload_rules`): the data path's first check reads it with
+/// plain loads, without taking a reference to the rules.
+#[derive(Debug, Default)]
+pub struct Gate {
+    first: [std::sync::atomic::AtomicU64; 4],
+    empty: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    /// Exactly `rules`' bitmap.
+    pub fn set(&self, rules: &TierRules) {
+        let (bits, empty) = rules.gate_bits();
+        for (w, b) in self.first.iter().zip(bits) {
+            w.store(b, std::sync::atomic::Ordering::Release);
+        }
+        self.empty
+            .store(empty, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Adds `rules`' bits (before a swap: both rule sets pass meanwhile).
+    pub fn widen(&self, rules: &TierRules) {
+        let (bits, empty) = rules.gate_bits();
+        for (w, b) in self.first.iter().zip(bits) {
+            w.fetch_or(b, std::sync::atomic::Ordering::AcqRel);
+        }
+        self.empty
+            .fetch_or(empty, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// As [`TierRules::may_match`].
+    #[inline(always)]
+    pub fn may_match(&self, key: &[u8]) -> bool {
+        match key.first() {
+            Some(&b) => {
+                self.first[usize::from(b >> 6)].load(std::sync::atomic::Ordering::Relaxed)
+                    & (1 << (b & 63))
+                    != 0
+            }
+            None => self.empty.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 }

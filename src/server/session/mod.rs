@@ -761,11 +761,7 @@ impl Session {
             return Some(req);
         }
         if let Some(tiers) = &self.shared.tiers {
-            let cx = crate::tier::plan::Context { dedicated: false };
-            if !matches!(
-                crate::policy::tier(tiers, &req, Some(spec), cx),
-                crate::tier::Plan::Proceed
-            ) {
+            if !crate::policy::tier_passes(tiers, &req, spec) {
                 return Some(req);
             }
         }

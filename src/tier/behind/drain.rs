@@ -103,7 +103,7 @@ pub(super) struct Drain {
     tiers: Weak<Tiers>,
     router: Arc<Router>,
     /// Cluster mode: one outbox per slot.
-    cluster: Option<Arc<ClusterRouter>>,
+    pub(super) cluster: Option<Arc<ClusterRouter>>,
     /// Cluster mode: what the slots' outboxes held at the last count.
     pub(super) slots: super::slots::SlotState,
     timeout: Duration,
@@ -473,7 +473,10 @@ impl Drain {
 
     async fn refresh_gauges(&mut self) {
         if self.cluster.is_some() {
-            // Counted by the slots' pass (`slots.rs`), every second.
+            // The slots' count (`slots.rs`), every second: also while a
+            // batch waits for Postgres, since the bound over the whole
+            // cluster reads it.
+            self.count_if_due().await;
             return;
         }
         if !self.lead

@@ -31,6 +31,10 @@ use crate::tier::redis::{arg, bulk, error_text, int, num};
 /// How often every slot's outbox is counted.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 
+/// Longest one primary's part of the count (or a read, or a claim) may
+/// take: a primary that does not answer (failing over) is left out.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Most outboxes one gather reads at once.
 const SLOTS_PER_READ: usize = 64;
 
@@ -62,14 +66,7 @@ impl Drain {
     pub(super) async fn gather_slots(&mut self) -> Result<Vec<Part>, String> {
         let rows = self.behind.config.batch_rows;
         let window = Duration::from_millis(self.behind.config.batch_ms);
-        if self.lead
-            && self
-                .slots
-                .last_count
-                .is_none_or(|t| t.elapsed() >= COUNT_EVERY)
-        {
-            self.count_slots().await?;
-        }
+        self.count_if_due().await;
         if self.lead {
             if let Some(parts) = self.read_own(rows).await? {
                 return Ok(parts);
@@ -79,7 +76,10 @@ impl Drain {
         let claim_every = Duration::from_millis(self.behind.config.claim_idle_ms / 2);
         if self.lead && self.last_claim.is_none_or(|t| t.elapsed() >= claim_every) {
             self.last_claim = Some(Instant::now());
-            parts.extend(self.claim_slots(rows).await?);
+            match self.claim_slots(rows).await {
+                Ok(claimed) => parts.extend(claimed),
+                Err(e) => tracing::debug!(error = %e, "tier behind: claim failed"),
+            }
         }
         let mut n: usize = parts.iter().map(|p| p.items.len()).sum();
         let started = Instant::now();
@@ -128,7 +128,15 @@ impl Drain {
                 )
             })
             .collect();
-        let replies = match self.link().call(&commands).await {
+        // Bounded: a primary that does not answer (failing over) must not
+        // hold this worker; entries read but not received stay pending
+        // and are claimed after `claim_idle_ms`.
+        let link = self.link();
+        let read = tokio::time::timeout(COUNT_TIMEOUT, link.call(&commands));
+        let replies = match read
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into()))
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "tier behind: outbox read failed");
@@ -287,7 +295,11 @@ impl Drain {
                     )
                 })
                 .collect();
-            let replies = self.link().call(&commands).await?;
+            let replies =
+                match tokio::time::timeout(COUNT_TIMEOUT, self.link().call(&commands)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err("claim: no answer in time".into()),
+                };
             for (outbox, reply) in outboxes.into_iter().zip(replies) {
                 if error_text(&reply).is_some() {
                     continue;
@@ -302,24 +314,74 @@ impl Drain {
         Ok(parts)
     }
 
+    /// Worker 0, once a second: [`Drain::count_slots`]. A primary that
+    /// does not answer must not stall the drain of the others: the count
+    /// is retried at the next turn.
+    pub(super) async fn count_if_due(&mut self) {
+        if !self.lead
+            || self
+                .slots
+                .last_count
+                .is_some_and(|t| t.elapsed() < COUNT_EVERY)
+        {
+            return;
+        }
+        if let Err(e) = self.count_slots().await {
+            tracing::debug!(error = %e, "tier behind: outbox count failed");
+        }
+    }
+
     /// Counts every slot's outbox; marks the non-empty ones; sets the
     /// gauges and the bytes the whole cluster's outboxes hold.
     async fn count_slots(&mut self) -> Result<(), String> {
         self.slots.last_count = Some(Instant::now());
         let all: Vec<Outbox> = (0..SLOT_COUNT).map(|s| self.outbox_of(s)).collect();
-        let commands: Vec<(Bytes, Vec<Bytes>)> = all
-            .iter()
-            .map(|o| (o.stream.clone(), vec![arg("XLEN"), o.stream.clone()]))
+        // One part per primary (the slots it owns now), each bounded in
+        // time: a primary that does not answer is left out of this count
+        // (its slots keep what the last count found).
+        let mut groups: Vec<(String, Vec<u16>)> = Vec::new();
+        if let Some(cluster) = self.cluster.as_deref() {
+            let view = cluster.view();
+            for slot in 0..SLOT_COUNT {
+                let owner = view
+                    .primary(slot)
+                    .map_or_else(String::new, |n| n.addr().to_string());
+                match groups.iter_mut().find(|(a, _)| *a == owner) {
+                    Some((_, slots)) => slots.push(slot),
+                    None => groups.push((owner, vec![slot])),
+                }
+            }
+        }
+        let mut lens: Vec<Option<i64>> = vec![None; usize::from(SLOT_COUNT)];
+        let mut failed = None;
+        for (owner, slots) in &groups {
+            let commands: Vec<(Bytes, Vec<Bytes>)> = slots
+                .iter()
+                .map(|&s| {
+                    let o = &all[usize::from(s)];
+                    (o.stream.clone(), vec![arg("XLEN"), o.stream.clone()])
+                })
+                .collect();
+            match tokio::time::timeout(COUNT_TIMEOUT, self.link().call(&commands)).await {
+                Ok(Ok(replies)) => {
+                    for (&s, r) in slots.iter().zip(&replies) {
+                        lens[usize::from(s)] = int(r);
+                    }
+                }
+                Ok(Err(e)) => failed = Some(format!("{owner}: {e}")),
+                Err(_) => failed = Some(format!("{owner}: no answer within {COUNT_TIMEOUT:?}")),
+            }
+        }
+        let known = |s: u16| lens[usize::from(s)].is_some();
+        let mut nonempty: Vec<u16> = (0..SLOT_COUNT)
+            .filter(|&s| lens[usize::from(s)].is_some_and(|n| n > 0))
             .collect();
-        let lens = self.link().call(&commands).await?;
-        let nonempty: Vec<u16> = (0..SLOT_COUNT)
-            .zip(&lens)
-            .filter(|(_, r)| int(r).is_some_and(|n| n > 0))
-            .map(|(s, _)| s)
-            .collect();
-        let entries: i64 = lens.iter().filter_map(|r| int(r)).sum();
+        // Slots not counted this time keep their last state.
+        nonempty.extend(self.slots.nonempty.iter().copied().filter(|&s| !known(s)));
+        nonempty.sort_unstable();
+        let entries: i64 = lens.iter().flatten().sum();
         let mut commands = Vec::with_capacity(nonempty.len() * 2);
-        for &s in &nonempty {
+        for &s in nonempty.iter().filter(|&&s| known(s)) {
             let o = &all[usize::from(s)];
             commands.push((
                 o.meta.clone(),
@@ -337,7 +399,10 @@ impl Drain {
                 ],
             ));
         }
-        let more = self.link().call(&commands).await?;
+        let more = match tokio::time::timeout(COUNT_TIMEOUT, self.link().call(&commands)).await {
+            Ok(r) => r?,
+            Err(_) => return Err("outbox sizes: no answer in time".into()),
+        };
         let mut bytes = 0i64;
         let mut oldest: Option<i64> = None;
         for pair in more.chunks(2) {
@@ -376,6 +441,9 @@ impl Drain {
             );
         }
         self.slots.nonempty = nonempty;
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
