@@ -38,6 +38,10 @@ pub mod lock;
 pub mod registry;
 pub mod stats;
 pub mod wake;
+// Semaphores, latches, barriers, leader election, versioned writes.
+pub mod exec;
+pub mod lease;
+pub mod sem;
 
 use std::sync::Arc;
 

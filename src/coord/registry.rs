@@ -147,7 +147,7 @@ impl Spec {
 }
 
 /// Every primitive's commands.
-pub static SPECS: &[&[Spec]] = &[super::lock::SPECS];
+pub static SPECS: &[&[Spec]] = &[super::lock::SPECS, super::sem::SPECS];
 
 /// Every coordination command.
 pub fn all() -> impl Iterator<Item = &'static Spec> {
