@@ -39,7 +39,9 @@ pub mod registry;
 pub mod stats;
 pub mod wake;
 // Semaphores, latches, barriers, leader election, versioned writes.
+pub mod barrier;
 pub mod exec;
+pub mod latch;
 pub mod lease;
 pub mod sem;
 

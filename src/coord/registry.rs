@@ -147,7 +147,12 @@ impl Spec {
 }
 
 /// Every primitive's commands.
-pub static SPECS: &[&[Spec]] = &[super::lock::SPECS, super::sem::SPECS];
+pub static SPECS: &[&[Spec]] = &[
+    super::lock::SPECS,
+    super::sem::SPECS,
+    super::latch::SPECS,
+    super::barrier::SPECS,
+];
 
 /// Every coordination command.
 pub fn all() -> impl Iterator<Item = &'static Spec> {
