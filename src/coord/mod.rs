@@ -42,6 +42,7 @@ pub mod wake;
 pub mod barrier;
 pub mod exec;
 pub mod latch;
+pub mod leader;
 pub mod lease;
 pub mod sem;
 

@@ -152,6 +152,7 @@ pub static SPECS: &[&[Spec]] = &[
     super::sem::SPECS,
     super::latch::SPECS,
     super::barrier::SPECS,
+    super::leader::SPECS,
 ];
 
 /// Every coordination command.
