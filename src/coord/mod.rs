@@ -45,6 +45,7 @@ pub mod latch;
 pub mod leader;
 pub mod lease;
 pub mod sem;
+pub mod vset;
 
 use std::sync::Arc;
 
