@@ -40,14 +40,18 @@ async fn every_primitive_is_in_command_with_its_key_position() {
         c.cmd(&format!("HELLO {proto}")).await;
         for (name, arity) in OURS {
             let info = show(&c.cmd(&format!("COMMAND INFO {name}")).await);
-            let head = format!("*1\\r\\n*10\\r\\n${}\\r\\n{name}\\r\\n:{arity}\\r\\n", name.len());
+            let head = format!(
+                "*1\\r\\n*10\\r\\n${}\\r\\n{name}\\r\\n:{arity}\\r\\n",
+                name.len()
+            );
             assert!(info.starts_with(&head), "{info}");
             assert!(info.contains(":1\\r\\n:1\\r\\n:1\\r\\n"), "{name}: {info}");
             let docs = show(&c.cmd(&format!("COMMAND DOCS {name}")).await);
             assert!(docs.contains("$7\\r\\nsummary\\r\\n"), "{name}: {docs}");
         }
     }
-    c.expect("COMMAND GETKEYS vset k v", b"*1\r\n$1\r\nk\r\n").await;
+    c.expect("COMMAND GETKEYS vset k v", b"*1\r\n$1\r\nk\r\n")
+        .await;
     c.expect(
         "COMMAND GETKEYS sem.acquire pool 2 100 WAIT 5",
         b"*1\r\n$4\r\npool\r\n",

@@ -162,9 +162,9 @@ async fn one_leader_per_term_through_paused_campaigners() {
                 )))
                 .await;
                 let term = int(&slow_frame(&mut c).await);
-                grants.lock().unwrap().push((term, node.clone()));
+                grants.lock().expect("lock").push((term, node.clone()));
                 let write = |resource: &Mutex<Fenced>| {
-                    let mut r = resource.lock().unwrap();
+                    let mut r = resource.lock().expect("lock");
                     if term >= r.highest {
                         r.highest = term;
                         r.accepted.push((term, node.clone()));
@@ -182,7 +182,7 @@ async fn one_leader_per_term_through_paused_campaigners() {
                 }
                 // Paused past the ttl, then back.
                 tokio::time::sleep(Duration::from_millis(900)).await;
-                let superseded = grants.lock().unwrap().iter().any(|(t, _)| *t > term);
+                let superseded = grants.lock().expect("lock").iter().any(|(t, _)| *t > term);
                 let renewed = c.cmd(&format!("LEADER.RENEW el {node} {term} 300")).await;
                 if superseded {
                     assert!(
@@ -201,7 +201,7 @@ async fn one_leader_per_term_through_paused_campaigners() {
     for t in tasks {
         t.await.expect("campaigner");
     }
-    let grants = grants.lock().unwrap().clone();
+    let grants = grants.lock().expect("lock").clone();
     let mut by_term: HashMap<i64, &str> = HashMap::new();
     for (term, node) in &grants {
         if let Some(other) = by_term.insert(*term, node) {
@@ -213,7 +213,7 @@ async fn one_leader_per_term_through_paused_campaigners() {
         16,
         "every campaign got a term of its own: {grants:?}"
     );
-    let r = resource.lock().unwrap();
+    let r = resource.lock().expect("lock");
     assert!(
         r.accepted.windows(2).all(|w| w[0].0 <= w[1].0),
         "accepted terms decreased: {:?}",
