@@ -103,3 +103,26 @@ async fn reset_breaks_the_waiting_generation_and_errors() {
         d.expect(line, reply.as_bytes()).await;
     }
 }
+
+/// A caller that hangs up while waiting leaves its generation: the next
+/// two callers of a 2-party barrier still wait for each other.
+#[tokio::test]
+async fn a_caller_that_hangs_up_leaves_its_generation() {
+    let env = Env::start().await;
+    let mut gone = env.raw().await;
+    gone.send(&encode_line("BARRIER.WAIT d 2 0")).await;
+    waiters_queued(&env, 1.0).await;
+    drop(gone);
+    waiters_queued(&env, 0.0).await;
+    let mut b = env.raw_backend().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while b.cmd("HGET strata:barrier:{d}: arrived").await != b"$1\r\n0\r\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the caller never left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut conns = vec![env.raw().await, env.raw().await];
+    assert_eq!(one_generation(&env, &mut conns, "d").await, 1);
+}

@@ -124,6 +124,15 @@ fn wait(call: Call<'_>) -> Reply<'_> {
             Some(&[generation, _]) => generation,
             _ => return reply::error("ERR unexpected reply from the barrier script"),
         };
+        // A caller that goes away while waiting (its connection closed:
+        // this future is dropped) leaves its generation too.
+        let mut guard = LeaveOnDrop {
+            coord: coord.clone(),
+            keys: keys.clone(),
+            generation,
+            client_id: id,
+            armed: true,
+        };
         let waits = stats.waits(KIND);
         let passed = exec::wait_turn(coord, &keys, timeout, &waits, || async {
             let (done, broken) = look(coord, id, &keys).await?;
@@ -134,6 +143,7 @@ fn wait(call: Call<'_>) -> Reply<'_> {
             })
         })
         .await;
+        guard.armed = false;
         let passed = match passed {
             Ok(None) => {
                 // Leave the generation, unless it completed meanwhile.
@@ -163,6 +173,37 @@ fn wait(call: Call<'_>) -> Reply<'_> {
         }
         r.freeze()
     })
+}
+
+/// Leaves the generation when a waiting BARRIER.WAIT is dropped (the
+/// client hung up): a caller gone is not counted as arrived.
+struct LeaveOnDrop {
+    coord: std::sync::Arc<Coord>,
+    keys: ObjectKeys,
+    generation: i64,
+    client_id: u64,
+    armed: bool,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (coord, keys, generation, client_id) = (
+            self.coord.clone(),
+            self.keys.clone(),
+            self.generation,
+            self.client_id,
+        );
+        runtime.spawn(async move {
+            let link = coord.link(client_id);
+            let _ = exec::run(&LEAVE, &link, &keys, PARTS, &[num(generation)]).await;
+        });
+    }
 }
 
 fn reset(call: Call<'_>) -> Reply<'_> {
