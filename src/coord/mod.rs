@@ -38,6 +38,14 @@ pub mod lock;
 pub mod registry;
 pub mod stats;
 pub mod wake;
+// Semaphores, latches, barriers, leader election, versioned writes.
+pub mod barrier;
+pub mod exec;
+pub mod latch;
+pub mod leader;
+pub mod lease;
+pub mod sem;
+pub mod vset;
 
 use std::sync::Arc;
 

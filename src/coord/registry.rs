@@ -147,7 +147,14 @@ impl Spec {
 }
 
 /// Every primitive's commands.
-pub static SPECS: &[&[Spec]] = &[super::lock::SPECS];
+pub static SPECS: &[&[Spec]] = &[
+    super::lock::SPECS,
+    super::sem::SPECS,
+    super::latch::SPECS,
+    super::barrier::SPECS,
+    super::leader::SPECS,
+    super::vset::SPECS,
+];
 
 /// Every coordination command.
 pub fn all() -> impl Iterator<Item = &'static Spec> {
@@ -162,7 +169,7 @@ pub fn count() -> usize {
 /// The command named `name` (any case), if it is one of ours. Only
 /// commands strata's own table does not know come here.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    if name.len() < 4 || !name.contains(&b'.') {
+    if name.len() < 3 || !(name.contains(&b'.') || super::vset::undotted(name)) {
         return None;
     }
     all().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))

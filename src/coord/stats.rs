@@ -40,6 +40,9 @@ pub struct CoordStats {
     pub waits: Histogram,
     /// Waiters queued in this strata now (`wake.rs`).
     pub waiting: Gauge,
+    /// The other primitives' series (semaphores, latches, barriers,
+    /// leader election, versioned writes).
+    pub primitives: PrimitiveStats,
 }
 
 impl Default for CoordStats {
@@ -56,6 +59,7 @@ impl Default for CoordStats {
             replica_acks_missing: Counter::default(),
             waits: Histogram::new(WAIT_BUCKETS),
             waiting: Gauge::default(),
+            primitives: PrimitiveStats::default(),
         }
     }
 }
@@ -121,6 +125,71 @@ impl CoordStats {
         r.register(
             "wait_seconds",
             "How long LOCK.ACQUIRE … WAIT waited",
+            self.waits.clone(),
+        );
+        self.primitives.register(r);
+    }
+}
+
+/// A primitive's event: `(primitive, event)` labels.
+type EventLabels = [(&'static str, &'static str); 2];
+/// A primitive: the `primitive` label.
+type PrimitiveLabel = [(&'static str, &'static str); 1];
+
+fn wait_histogram() -> Histogram {
+    Histogram::new(WAIT_BUCKETS)
+}
+
+/// The series of the primitives other than locks, one family each,
+/// labelled by primitive (`sem`, `latch`, `barrier`, `leader`, `vset`):
+/// `strata_coord_primitive_events_total{primitive, event}` and
+/// `strata_coord_primitive_wait_seconds{primitive}`. The events are the
+/// lock's counters' counterparts: `acquired`, `released`, `renewed`,
+/// `timeout`, `busy`, `lost`, `rejected` (a fencing or version check
+/// refused), and the primitive's own (`countdown`, `tripped`, `conflict`,
+/// `written`).
+#[derive(Debug)]
+pub struct PrimitiveStats {
+    events: prometheus_client::metrics::family::Family<EventLabels, Counter>,
+    waits: prometheus_client::metrics::family::Family<PrimitiveLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for PrimitiveStats {
+    fn default() -> Self {
+        PrimitiveStats {
+            events: prometheus_client::metrics::family::Family::default(),
+            waits: prometheus_client::metrics::family::Family::new_with_constructor(
+                wait_histogram as fn() -> Histogram,
+            ),
+        }
+    }
+}
+
+impl PrimitiveStats {
+    /// Counts one `event` of `primitive`.
+    pub fn count(&self, primitive: &'static str, event: &'static str) {
+        self.events
+            .get_or_create(&[("primitive", primitive), ("event", event)])
+            .inc();
+    }
+
+    /// The wait histogram of `primitive` (a handle: observe on it).
+    pub fn waits(&self, primitive: &'static str) -> Histogram {
+        self.waits
+            .get_or_create(&[("primitive", primitive)])
+            .clone()
+    }
+
+    /// Registers the families in the coordination sub-registry.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "primitive_events",
+            "Semaphore, latch, barrier, leader and versioned-write events",
+            self.events.clone(),
+        );
+        r.register(
+            "primitive_wait_seconds",
+            "How long SEM.ACQUIRE/LATCH.WAIT/BARRIER.WAIT/LEADER.CAMPAIGN/LEADER.WATCH waited",
             self.waits.clone(),
         );
     }

@@ -20,6 +20,8 @@ pub mod strata;
 pub mod tier_env;
 pub mod tls;
 pub mod transform_env;
+// Helpers of the coordination primitives' tests (tests/coord_*.rs).
+pub mod coord_util;
 
 pub use redis_server::RedisServer;
 
