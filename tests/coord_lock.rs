@@ -437,3 +437,25 @@ async fn a_waiter_that_hangs_up_leaves_the_queue() {
     // Nobody took it meanwhile.
     holder.expect("LOCK.INFO door", b"$-1\r\n").await;
 }
+
+/// `PROXY INFO coordination` (issue 18's INFO sections): the lock counters
+/// /metrics has, in INFO's format.
+#[tokio::test]
+async fn proxy_info_has_a_coordination_section() {
+    let env = Env::start().await;
+    let mut c = env.raw().await;
+    let t = token(&mut c, "LOCK.ACQUIRE info:lock 10000").await;
+    c.expect(&format!("LOCK.RELEASE info:lock {t}"), b"+OK\r\n")
+        .await;
+    let text = String::from_utf8_lossy(&c.cmd("PROXY INFO coordination").await).into_owned();
+    assert!(text.contains("# Coordination\r\n"), "{text}");
+    assert!(text.contains("lock_acquisitions:1\r\n"), "{text}");
+    assert!(text.contains("lock_releases:1\r\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "coord_commands:{}\r\n",
+            strata::coord::registry::count()
+        )),
+        "{text}"
+    );
+}

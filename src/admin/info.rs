@@ -180,7 +180,29 @@ fn section(shared: &Shared, name: &str) -> Option<String> {
                 get(&s.misses),
             );
         }
-        // No cache or coordination feature exists yet: never configured.
+        "coordination" => {
+            let coord = shared.coord.as_ref()?;
+            let s = coord.stats();
+            let _ = write!(
+                out,
+                "coord_commands:{}\r\nlock_acquisitions:{}\r\nlock_releases:{}\r\n\
+                 lock_extensions:{}\r\nlock_timeouts:{}\r\nlock_busy:{}\r\n\
+                 lock_lost_leases:{}\r\nlock_fencing_rejections:{}\r\n\
+                 lock_replica_acks:{}\r\nlock_replica_acks_missing:{}\r\nlock_waiters:{}\r\n",
+                crate::coord::registry::count(),
+                s.acquisitions.get(),
+                s.releases.get(),
+                s.extensions.get(),
+                s.timeouts.get(),
+                s.busy.get(),
+                s.lost_leases.get(),
+                s.fencing_rejections.get(),
+                s.replica_acks.get(),
+                s.replica_acks_missing.get(),
+                s.waiting.get(),
+            );
+        }
+        // No cache feature exists yet: never configured.
         _ => return None,
     }
     Some(out)
