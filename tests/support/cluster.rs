@@ -448,7 +448,21 @@ impl Cluster {
     pub fn failover(&self, replica: &str, mode: Option<&str>) {
         let mut args = vec!["CLUSTER", "FAILOVER"];
         args.extend(mode);
-        self.must(replica, &args);
+        // A manual failover that does not complete in Redis's own time
+        // (the primary must pause its clients and the replica catch up;
+        // on a loaded machine that can time out) leaves the replica a
+        // replica: ask again, as an operator would, until it leads.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.must(replica, &args);
+            let asked = Instant::now();
+            while asked.elapsed() < Duration::from_secs(15) && !is_primary(replica) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if is_primary(replica) || Instant::now() > deadline {
+                break;
+            }
+        }
         self.wait_until(Duration::from_secs(90), "failover", |c| {
             for a in c.live_addrs() {
                 if !try_slots_view(&a)?.iter().any(|(_, _, p, _)| p == replica) {
@@ -621,4 +635,9 @@ pub async fn shared_repaired() -> tokio::sync::MutexGuard<'static, Cluster> {
     }
     guard.wait_healthy(Duration::from_secs(60));
     guard
+}
+
+/// True when `addr` answers ROLE as a primary.
+fn is_primary(addr: &str) -> bool {
+    matches!(query(addr, &["ROLE"]), Ok(Resp::Array(items)) if matches!(items.first(), Some(Resp::Str(r)) if r == "master"))
 }
