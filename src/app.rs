@@ -123,11 +123,16 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
     }
     let metrics = Arc::new(metrics);
     let mut cluster = None;
+    let mut sentinel = None;
     let backend = match config.backend.mode {
         BackendMode::Standalone => Router::standalone(&config.backend, &metrics),
-        BackendMode::Sentinel => crate::backend::sentinel::start(&config.backend, &metrics)
-            .await
-            .map_err(std::io::Error::other)?,
+        BackendMode::Sentinel => {
+            let (router, following) = crate::backend::sentinel::start(&config.backend, &metrics)
+                .await
+                .map_err(std::io::Error::other)?;
+            sentinel = Some(following);
+            router
+        }
         BackendMode::Cluster => {
             let stats = cluster_stats
                 .ok_or_else(|| std::io::Error::other("cluster stats not registered"))?;
@@ -239,10 +244,6 @@ pub async fn start_from(mut config: Config, origin: reload::Origin) -> std::io::
         config.server.slowlog_log_slower_than_us,
         config.server.slowlog_max_len,
     );
-    let sentinel = (config.backend.mode == crate::config::BackendMode::Sentinel).then(|| {
-        let s = &config.backend.sentinel;
-        (s.master_name.clone(), s.sentinels.clone())
-    });
     let shared = Arc::new(Shared {
         parser: RequestParser::new(config.server.proto_max_bulk_len),
         server: arc_swap::ArcSwap::from_pointee(config.server),

@@ -111,7 +111,7 @@ pub fn topology(shared: &Shared, proto: Protocol) -> Bytes {
     let (failovers, last_ms) = shared.backend.failover_stats();
     r.bulk(b"failovers")
         .bulk(format!("{failovers} (last took {last_ms} ms)").as_bytes());
-    if let Some((master, sentinels)) = &shared.sentinel {
+    if let Some((master, sentinels)) = shared.sentinel.as_ref().map(|s| s.describe()) {
         r.bulk(b"master_name").bulk(master.as_bytes());
         r.bulk(b"sentinels").array(sentinels.len());
         for s in sentinels {

@@ -26,10 +26,19 @@
 //!   new node is started and must connect before it takes new requests;
 //!   the old one keeps answering what was sent to it and is retired after
 //!   the request timeout.
+//! - `[backend]` in sentinel mode (the sentinels, the master's name, their
+//!   password, timeouts, connections): a whole discovery runs with the new
+//!   settings while the old follower keeps following; once a primary is
+//!   confirmed and connected the router swaps to it, the old nodes drain
+//!   (`backend/sentinel/following.rs`). A discovery that fails refuses
+//!   the reload.
+//! - `backend.cluster.seeds` in cluster mode: the new seeds must answer a
+//!   topology; seeds of another cluster move strata there, its primaries
+//!   connected first (`backend/cluster/reseed.rs`).
 //! - Everything else (`server.listen`, `server.worker_threads`,
 //!   `server.proto_max_bulk_len`, `server.shutdown_grace_ms`,
 //!   `telemetry.listen`, `backend.mode`, the backend's credentials and
-//!   `read_from`, Sentinel and cluster settings, `[tls]` (its files reload
+//!   `read_from`, the other cluster settings, `[tls]` (its files reload
 //!   by themselves), `auth.mode`, `[auth.deny]`, `[postgres]`,
 //!   the first `[[tier]]` rule, `[audit]`) needs a restart: the reload applies the rest
 //!   and names those keys.
@@ -73,8 +82,6 @@ const RESTART: &[&str] = &[
     "telemetry.listen",
     "telemetry.log_json",
     "backend.mode",
-    "backend.sentinel",
-    "backend.cluster",
     "postgres",
     "audit",
     // The listeners and the backend connectors are built once; the client
@@ -428,6 +435,21 @@ impl Reloader {
         } else {
             None
         };
+        // Last of the steps that may fail, because it puts itself in force:
+        // a new sentinel discovery, or a cluster's new seeds.
+        if applied.iter().any(|k| k.starts_with("backend")) {
+            if let Some(following) = &shared.sentinel {
+                let grace = shared.backend.primary().request_timeout() + Duration::from_millis(500);
+                following
+                    .restart(&shared.backend, &next.backend, &shared.metrics, grace)
+                    .await?;
+            }
+        }
+        if let Some(cluster) = &shared.cluster {
+            if next.backend.cluster.seeds != old.backend.cluster.seeds {
+                cluster.reseed(&next.backend.cluster.seeds).await?;
+            }
+        }
         let backend = if next.backend.mode == BackendMode::Standalone
             && shared.cluster.is_none()
             && format!("{:?}", next.backend) != format!("{:?}", old.backend)
@@ -546,9 +568,13 @@ fn needs_restart(key: &str, next: &Config) -> bool {
     }) {
         return true;
     }
-    // Backends other than a standalone one are followed by discovery
-    // tasks started with their settings.
-    key.starts_with("backend") && next.backend.mode != BackendMode::Standalone
+    // A cluster's nodes are built with the backend settings; its seed
+    // list alone is reloaded (`ClusterRouter::reseed`). In sentinel mode
+    // the whole discovery restarts with the new settings
+    // (`sentinel::Following::restart`), as a standalone node does.
+    next.backend.mode == BackendMode::Cluster
+        && key.starts_with("backend")
+        && key != "backend.cluster.seeds"
 }
 
 /// Dotted keys whose values differ between two documents.
@@ -697,6 +723,21 @@ mod tests {
         assert!(!needs_restart("server.maxclients", &c));
         assert!(!needs_restart("backend.address", &c));
         assert!(!needs_restart("transform", &c));
+        let mut cluster = Config::default();
+        cluster.backend.mode = BackendMode::Cluster;
+        assert!(!needs_restart("backend.cluster.seeds", &cluster));
+        assert!(needs_restart(
+            "backend.cluster.refresh_interval_ms",
+            &cluster
+        ));
+        assert!(needs_restart("backend.request_timeout_ms", &cluster));
+        let mut sentinel = Config::default();
+        sentinel.backend.mode = BackendMode::Sentinel;
+        assert!(!needs_restart("backend.sentinel.sentinels", &sentinel));
+        assert!(!needs_restart("backend.sentinel.master_name", &sentinel));
+        assert!(!needs_restart("backend.request_timeout_ms", &sentinel));
+        assert!(needs_restart("backend.read_from", &sentinel));
+        assert!(needs_restart("backend.mode", &sentinel));
     }
 
     #[test]

@@ -118,15 +118,18 @@ impl Router {
     /// after `grace`, the request timeout and a margin), new ones go to
     /// the new nodes.
     pub fn swap_draining(self: &Arc<Self>, next: Topology, reason: &str, grace: Duration) {
-        let keep: Vec<String> = std::iter::once(next.primary.addr().to_string())
-            .chain(next.replicas.iter().map(|n| n.addr().to_string()))
+        // Nodes the next topology keeps (the same node, not merely the
+        // same address: a reload that changes timeouts starts a new node
+        // for the same server, and the old one must still be retired).
+        let keep: Vec<Arc<Node>> = std::iter::once(next.primary.clone())
+            .chain(next.replicas.iter().cloned())
             .collect();
         let old = self.topology.swap(Arc::new(next));
         let reason = reason.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             for node in std::iter::once(&old.primary).chain(old.replicas.iter()) {
-                if !keep.iter().any(|a| a == node.addr()) {
+                if !keep.iter().any(|k| Arc::ptr_eq(k, node)) {
                     node.retire(reason.clone());
                 }
             }

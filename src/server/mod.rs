@@ -75,9 +75,10 @@ pub struct Shared {
     pub slowlog: crate::admin::slowlog::Slowlog,
     /// `PROXY DRAIN`: the listener closes new clients, readiness fails.
     pub drain: crate::admin::drain::Drain,
-    /// Sentinel mode: the master's name and the sentinels configured
-    /// (`PROXY TOPOLOGY`); `None` in other modes.
-    pub sentinel: Option<(String, Vec<String>)>,
+    /// Sentinel mode: what strata follows (the master's name and the
+    /// sentinels, for `PROXY TOPOLOGY`), and what a reload restarts;
+    /// `None` in other modes.
+    pub sentinel: Option<Arc<crate::backend::sentinel::Following>>,
 }
 
 impl Shared {

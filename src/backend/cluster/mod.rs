@@ -43,6 +43,7 @@
 
 pub mod info;
 pub mod redirect;
+mod reseed;
 mod resp;
 mod router;
 pub mod scan;

@@ -139,17 +139,21 @@ pub struct Resend<'a> {
 /// Routes by slot and keeps the view current.
 #[derive(Debug)]
 pub struct ClusterRouter {
-    config: BackendConfig,
-    metrics: Arc<Metrics>,
-    settings: ConnSettings,
+    pub(super) config: BackendConfig,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) settings: ConnSettings,
     view: ArcSwap<ClusterView>,
+    /// The seed list (`backend.cluster.seeds`; a reload may replace it,
+    /// `reseed.rs`). Held across a whole topology read, so a refresh and a
+    /// reseed never cross.
+    pub(super) seeds: tokio::sync::Mutex<Vec<String>>,
     /// Poked to refresh the topology now.
     refresh: Notify,
     /// Bumped after every topology read, changed or not.
     generation: watch::Sender<u64>,
     next_replica: AtomicUsize,
     /// False while the last topology read failed or left slots unserved.
-    healthy: AtomicBool,
+    pub(super) healthy: AtomicBool,
     /// Topology changes followed.
     changes: AtomicU64,
     stats: ClusterStats,
@@ -197,6 +201,7 @@ impl ClusterRouter {
             settings,
             healthy: AtomicBool::new(view.map.is_complete()),
             view: ArcSwap::from_pointee(view),
+            seeds: tokio::sync::Mutex::new(config.cluster.seeds.clone()),
             refresh: Notify::new(),
             generation: watch::channel(0).0,
             next_replica: AtomicUsize::new(0),
@@ -452,11 +457,12 @@ impl ClusterRouter {
 
     /// Reads the topology once; swaps the view when it changed.
     async fn refresh_once(self: &Arc<Self>) {
+        let configured = self.seeds.lock().await;
         let current = self.view();
         // The nodes strata knows first (the seeds may be long gone), then the seeds.
         let mut seeds: Vec<String> = current.map.primaries().map(str::to_string).collect();
         seeds.extend(current.map.nodes().map(|n| n.addr.clone()));
-        seeds.extend(self.config.cluster.seeds.iter().cloned());
+        seeds.extend(configured.iter().cloned());
         // Each address once, first place kept (primaries are listed twice).
         let mut seen = std::collections::HashSet::new();
         seeds.retain(|a| seen.insert(a.clone()));
@@ -468,36 +474,7 @@ impl ClusterRouter {
                     .topology(changed, map.unassigned(), map.shards().len());
                 if changed {
                     let next = build_view(map, Some(&current), &self.config, &self.metrics);
-                    let fresh: Vec<Arc<Node>> = next
-                        .nodes
-                        .iter()
-                        .filter(|(a, _)| !current.nodes.contains_key(*a))
-                        .map(|(_, n)| n.clone())
-                        .collect();
-                    self.view.store(Arc::new(next));
-                    self.changes.fetch_add(1, Ordering::Relaxed);
-                    let next = self.view();
-                    // A node that left the map may still be answering what
-                    // it has in flight (MOVED, which strata follows): retire
-                    // it once that had time to finish, not at once.
-                    let grace = self.settings.request_timeout;
-                    for (addr, node) in &current.nodes {
-                        if !next.nodes.contains_key(addr) {
-                            let (addr, node) = (addr.clone(), node.clone());
-                            tokio::spawn(async move {
-                                tokio::time::sleep(grace).await;
-                                node.retire(format!("{addr} left the cluster topology"));
-                            });
-                        }
-                    }
-                    for node in fresh {
-                        tokio::spawn(watch_trouble(Arc::downgrade(self), node));
-                    }
-                    tracing::info!(
-                        shards = next.map.shards().len(),
-                        unserved = next.map.unassigned(),
-                        "cluster topology changed"
-                    );
+                    self.adopt(next, &current);
                 }
             }
             Err(e) => {
@@ -505,7 +482,44 @@ impl ClusterRouter {
                 tracing::warn!(error = %e, "cluster topology refresh failed");
             }
         }
+        drop(configured);
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Puts `next` in force in place of `current`: nodes that left are
+    /// retired once what they have in flight had time to finish, new ones
+    /// are watched for trouble.
+    pub(super) fn adopt(self: &Arc<Self>, next: ClusterView, current: &ClusterView) {
+        let fresh: Vec<Arc<Node>> = next
+            .nodes
+            .iter()
+            .filter(|(a, _)| !current.nodes.contains_key(*a))
+            .map(|(_, n)| n.clone())
+            .collect();
+        self.view.store(Arc::new(next));
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        let next = self.view();
+        // A node that left the map may still be answering what it has in
+        // flight (MOVED, which strata follows): retire it once that had
+        // time to finish, not at once.
+        let grace = self.settings.request_timeout;
+        for (addr, node) in &current.nodes {
+            if !next.nodes.contains_key(addr) {
+                let (addr, node) = (addr.clone(), node.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    node.retire(format!("{addr} left the cluster topology"));
+                });
+            }
+        }
+        for node in fresh {
+            tokio::spawn(watch_trouble(Arc::downgrade(self), node));
+        }
+        tracing::info!(
+            shards = next.map.shards().len(),
+            unserved = next.map.unassigned(),
+            "cluster topology changed"
+        );
     }
 }
 
@@ -522,7 +536,7 @@ impl ClusterView {
 }
 
 /// Builds a view for `map`, reusing the nodes of `previous` by address.
-fn build_view(
+pub(super) fn build_view(
     map: SlotMap,
     previous: Option<&ClusterView>,
     config: &BackendConfig,

@@ -30,13 +30,16 @@
 //! ([`control`]), never on the data path's.
 
 pub mod control;
+mod following;
 pub mod view;
+
+pub use following::Following;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -103,11 +106,31 @@ enum Msg {
 
 /// Discovers the primary, builds the router and starts following.
 /// Waits up to `backend.sentinel.discovery_timeout_ms` for a primary that
-/// confirms its role.
+/// confirms its role. The [`Following`] handle lets a config reload point
+/// the router at other sentinels or another master ([`Following::restart`]).
 pub async fn start(
     config: &BackendConfig,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<Router>, SentinelError> {
+) -> Result<(Arc<Router>, Arc<Following>), SentinelError> {
+    let found = discover(config, metrics).await?;
+    let router = Arc::new(Router::new("sentinel", found.topology, config));
+    metrics.set_discovery_ok(true);
+    let stop = follow(&router, found.ctx.clone(), found.epoch, config, metrics);
+    let following = Following::new(&found.ctx, stop);
+    Ok((router, Arc::new(following)))
+}
+
+/// What a discovery found: the confirmed primary's nodes (and replicas
+/// for reads), at which epoch, and the context to follow it with.
+struct Found {
+    ctx: Arc<Ctx>,
+    topology: Topology,
+    epoch: u64,
+}
+
+/// Asks the sentinels until one names a primary whose ROLE confirms it (or
+/// `discovery_timeout_ms` passes), and starts that primary's node.
+async fn discover(config: &BackendConfig, metrics: &Arc<Metrics>) -> Result<Found, SentinelError> {
     let sc = &config.sentinel;
     let ctx = Arc::new(Ctx {
         sentinels: sc.sentinels.clone(),
@@ -162,23 +185,33 @@ pub async fn start(
             .map(|a| Node::start(a, config, metrics))
             .collect();
     }
-    let router = Arc::new(Router::new(
-        "sentinel",
-        Topology {
+    Ok(Found {
+        ctx,
+        topology: Topology {
             primary: primary_node,
             replicas,
         },
-        config,
-    ));
-    metrics.set_discovery_ok(true);
+        epoch,
+    })
+}
 
+/// Starts the follower of `router` (and one subscription per sentinel);
+/// they stop when the returned sender is dropped or set.
+fn follow(
+    router: &Arc<Router>,
+    ctx: Arc<Ctx>,
+    epoch: u64,
+    config: &BackendConfig,
+    metrics: &Arc<Metrics>,
+) -> watch::Sender<bool> {
+    let (stop_tx, stop) = watch::channel(false);
     let (tx, rx) = mpsc::channel(1024);
     for sentinel in &ctx.sentinels {
         tokio::spawn(subscribe(sentinel.clone(), ctx.clone(), tx.clone()));
     }
     let follower = Follower {
         ctx,
-        router: Arc::downgrade(&router),
+        router: Arc::downgrade(router),
         config: config.clone(),
         metrics: metrics.clone(),
         epoch: Some(epoch),
@@ -191,9 +224,10 @@ pub async fn start(
         discovery_ok: true,
         skipped: Vec::new(),
         probing: None,
+        stop,
     };
     tokio::spawn(follower.run(tx, rx));
-    Ok(router)
+    stop_tx
 }
 
 /// Explains a round that named no usable primary.
@@ -511,6 +545,8 @@ struct Follower {
     skipped: Vec<(String, String)>,
     /// The replica being promoted whose ROLE a probe is watching.
     probing: Option<String>,
+    /// Set (or dropped) when a reload replaces this follower.
+    stop: watch::Receiver<bool>,
 }
 
 impl Follower {
@@ -527,7 +563,11 @@ impl Follower {
             drop(router);
             let trouble = primary.trouble().clone();
             let soon = self.last_refresh + MIN_REFRESH_GAP;
+            let mut stop = self.stop.clone();
             tokio::select! {
+                // A reload started another follower: this one's rx goes
+                // with it, so its subscriptions end too.
+                _ = stop.changed() => return,
                 _ = poll.tick() => {
                     self.settle(&primary);
                     self.refresh(&tx, &primary);
